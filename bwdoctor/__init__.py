@@ -1,0 +1,39 @@
+"""bwdoctor: will this machine or image serve LLMs with vLLM on NVIDIA GPUs, and if not, why?
+
+This module is the public API for plugins. Importing it imports neither torch nor vLLM.
+"""
+
+from bwdoctor.hookspecs import hookimpl
+from bwdoctor.types import (
+    CheckSpec,
+    CollectorSpec,
+    Evidence,
+    Fact,
+    Finding,
+    FixPlan,
+    FixStep,
+    Outcome,
+    ParserSpec,
+    RemedySpec,
+    Report,
+    ReporterSpec,
+    RunOptions,
+    Snapshot,
+    Unavailable,
+    Unsupported,
+    failed,
+    is_unsupported,
+    known,
+    passed,
+    skipped,
+    warned,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckSpec", "CollectorSpec", "Evidence", "Fact", "Finding", "FixPlan", "FixStep", "Outcome",
+    "ParserSpec", "RemedySpec", "Report", "ReporterSpec", "RunOptions", "Snapshot", "Unavailable",
+    "Unsupported", "__version__", "failed", "hookimpl", "is_unsupported", "known", "passed", "skipped",
+    "warned",
+]

@@ -1,0 +1,138 @@
+"""Deadlines: run a function in a thread or in a child process that is killed at its deadline.
+
+``call_with_deadline`` (thread) is for pure code: a hung call is abandoned (the daemon thread
+cannot block exit) and reported as a timeout. ``call_in_child`` (process) is for work that can
+hang or crash the interpreter (driver calls, importing torch/vLLM, CUDA init): the child is
+killed when the deadline passes, and a crash (segfault) is reported, not inherited.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass
+class CallResult:
+    ok: bool
+    value: Any = None
+    error: str = ""  # "TypeError: ..." / "timed out after 5.0 s" / "child died with signal 11"
+    trace: str = ""
+    timed_out: bool = False
+    exception: BaseException | None = None
+    duration_s: float = 0.0
+
+
+def call_with_deadline(func: Callable[..., Any], args: tuple = (), timeout: float = 5.0) -> CallResult:
+    """Run ``func(*args)`` in a daemon thread; give up at ``timeout`` seconds."""
+    box: dict[str, Any] = {}
+    start = time.perf_counter()
+
+    def target() -> None:
+        try:
+            box["value"] = func(*args)
+        except BaseException as exc:  # noqa: BLE001 - everything becomes a result
+            box["exc"] = exc
+            box["trace"] = traceback.format_exc()
+
+    t = threading.Thread(target=target, daemon=True, name=f"bwdoctor-{getattr(func, '__name__', 'call')}")
+    t.start()
+    t.join(timeout)
+    dur = time.perf_counter() - start
+    if t.is_alive():
+        return CallResult(False, error=f"timed out after {timeout:g} s", timed_out=True, duration_s=dur)
+    if "exc" in box:
+        exc = box["exc"]
+        return CallResult(False, error=f"{type(exc).__name__}: {exc}", trace=box.get("trace", ""), exception=exc,
+                          duration_s=dur)
+    return CallResult(True, value=box.get("value"), duration_s=dur)
+
+
+def _child_main(conn: Any, func: Callable[..., Any], args: tuple) -> None:
+    try:
+        value = func(*args)
+        if hasattr(value, "__iter__") and not isinstance(value, (str, bytes, dict, list, tuple)):
+            value = list(value)
+        conn.send(("ok", value, ""))
+    except BaseException as exc:  # noqa: BLE001
+        try:
+            conn.send(("exc", exc, traceback.format_exc()))
+        except Exception:  # the exception itself may not pickle
+            conn.send(("err", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def _context() -> Any:
+    methods = mp.get_all_start_methods()
+    return mp.get_context("fork" if "fork" in methods else "spawn")
+
+
+class ChildCall:
+    """A started child process; ``result()`` waits until its deadline and kills it then."""
+
+    def __init__(self, func: Callable[..., Any], args: tuple = (), timeout: float = 10.0) -> None:
+        ctx = _context()
+        self.timeout = timeout
+        self.start = time.perf_counter()
+        self._recv, send = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_child_main, args=(send, func, args), daemon=True)
+        self.proc.start()
+        send.close()
+
+    def result(self) -> CallResult:
+        deadline = self.start + self.timeout
+        msg = None
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            try:
+                if self._recv.poll(min(remaining, 0.05)):
+                    msg = self._recv.recv()
+                    break
+            except (EOFError, OSError):
+                break
+            if not self.proc.is_alive() and not self._recv.poll(0):
+                break
+        dur = time.perf_counter() - self.start
+        if msg is None:
+            if self.proc.is_alive():
+                self._kill()
+                return CallResult(False, error=f"timed out after {self.timeout:g} s (child process killed)",
+                                  timed_out=True, duration_s=dur)
+            self.proc.join(0.1)
+            code = self.proc.exitcode
+            what = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            return CallResult(False, error=f"child process died with {what} before answering", duration_s=dur)
+        self.proc.join(1.0)
+        if self.proc.is_alive():
+            self._kill()
+        kind, value, trace = msg
+        if kind == "ok":
+            return CallResult(True, value=value, duration_s=dur)
+        if kind == "exc":
+            return CallResult(False, error=f"{type(value).__name__}: {value}", trace=trace, exception=value,
+                              duration_s=dur)
+        return CallResult(False, error=str(value), trace=trace, duration_s=dur)
+
+    def _kill(self) -> None:
+        try:
+            self.proc.kill()
+            self.proc.join(1.0)
+        except Exception:
+            pass
+        try:
+            self._recv.close()
+        except Exception:
+            pass
+
+
+def call_in_child(func: Callable[..., Any], args: tuple = (), timeout: float = 10.0) -> CallResult:
+    """Run ``func(*args)`` in a child process and wait for it (killed at ``timeout``)."""
+    return ChildCall(func, args, timeout).result()
+

@@ -1,0 +1,272 @@
+"""Plugin discovery and registration (pluggy).
+
+Failures never escape: a plugin that fails to import, raises in a hook or declares an id
+that another plugin already declared is recorded in :attr:`PluginManager.problems` and
+becomes an ``error`` finding in the report (``BWD-CORE-001`` / ``BWD-CORE-002``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable
+
+import pluggy
+
+from bwdoctor import hookspecs
+from bwdoctor.types import CheckSpec, CollectorSpec, ParserSpec, RemedySpec, ReporterSpec
+
+ENTRY_POINT_GROUP = "bwdoctor"
+PLUGIN_PATH_ENV = "BWDOCTOR_PLUGIN_PATH"
+DISABLE_ENV = "BWDOCTOR_DISABLE"
+# Built-in plugin packages: every public module inside is one plugin, named "<short>.<module>".
+BUILTIN_PACKAGES = (("bwdoctor_checks", "checks"), ("bwdoctor_remedies", "remedies"))
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    origin: str  # builtin | entry-point | plugin-dir
+    distribution: str = ""
+    version: str = ""
+    location: str = ""
+    status: str = "loaded"  # loaded | disabled | failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PluginProblem:
+    kind: str  # import | hook | duplicate
+    plugin: str
+    distribution: str
+    message: str
+    detail: str = ""
+
+
+@dataclass
+class Registry:
+    collectors: list[CollectorSpec] = field(default_factory=list)
+    parsers: list[ParserSpec] = field(default_factory=list)
+    checks: list[CheckSpec] = field(default_factory=list)
+    remedies: list[RemedySpec] = field(default_factory=list)
+    reporters: list[ReporterSpec] = field(default_factory=list)
+    commands: list[Any] = field(default_factory=list)
+
+
+def _split_env(name: str) -> list[str]:
+    raw = os.environ.get(name, "")
+    return [p.strip() for p in raw.replace(",", " ").split() if p.strip()]
+
+
+class PluginManager:
+    def __init__(self, disabled: Iterable[str] = (), plugin_dirs: Iterable[str] = (),
+                 builtins: bool = True, entry_points: bool = True) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.disabled = set(disabled) | set(_split_env(DISABLE_ENV))
+        self.plugin_dirs = [str(d) for d in plugin_dirs]
+        env_path = os.environ.get(PLUGIN_PATH_ENV, "")
+        self.plugin_dirs += [d for d in env_path.split(os.pathsep) if d]
+        self.infos: dict[str, PluginInfo] = {}
+        self.problems: list[PluginProblem] = []
+        self._registry: Registry | None = None
+        if builtins:
+            for modname, name in builtin_modules():
+                self._load_module(modname, PluginInfo(name, "builtin", "bwdoctor", _own_version()))
+        if entry_points:
+            self._load_entry_points()
+        for d in self.plugin_dirs:
+            self._load_dir(d)
+
+    # ------------------------------------------------------------------ public API
+    def register_module(self, module: ModuleType | Any, name: str, origin: str = "api",
+                        distribution: str = "", version: str = "") -> bool:
+        """Register an already-imported plugin module or object under ``name``."""
+        info = PluginInfo(name, origin, distribution, version, getattr(module, "__file__", "") or "")
+        if name in self.disabled:
+            info.status = "disabled"
+            self.infos[name] = info
+            return False
+        if name in self.infos and self.infos[name].status == "loaded":
+            self._problem("duplicate", name, distribution, f"a plugin named {name!r} is already registered")
+            return False
+        try:
+            self.pm.register(module, name=name)
+        except Exception as exc:  # pluggy validation errors
+            info.status = "failed"
+            self.infos[name] = info
+            self._problem("import", name, distribution, f"plugin {name!r} could not be registered: {exc}")
+            return False
+        self.infos[name] = info
+        self._registry = None
+        return True
+
+    def registry(self) -> Registry:
+        """Call every declaring hook once per plugin, isolating failures, and drop duplicate ids."""
+        if self._registry is not None:
+            return self._registry
+        reg = Registry()
+        seen: dict[tuple[str, str], str] = {}
+        for plugin_name, plugin in list(self.pm.list_name_plugin()):
+            if plugin_name is None:
+                continue
+            dist = self.infos.get(plugin_name, PluginInfo(plugin_name, "api")).distribution
+            for hook, bucket, kind in (
+                ("bwdoctor_collectors", reg.collectors, "collector"),
+                ("bwdoctor_parsers", reg.parsers, "parser"),
+                ("bwdoctor_checks", reg.checks, "check"),
+                ("bwdoctor_remedies", reg.remedies, "remedy"),
+                ("bwdoctor_reporters", reg.reporters, "reporter"),
+                ("bwdoctor_cli_commands", reg.commands, "command"),
+            ):
+                impl = getattr(plugin, hook, None)
+                if impl is None or not callable(impl):
+                    continue
+                try:
+                    items = list(impl() or [])
+                except Exception as exc:
+                    self._problem("hook", plugin_name, dist, f"{plugin_name}.{hook}() raised {type(exc).__name__}: {exc}",
+                                  traceback.format_exc())
+                    continue
+                for item in items:
+                    ident = getattr(item, "id", None) or getattr(item, "name", None) or repr(item)
+                    key = (kind, str(ident))
+                    if key in seen:
+                        self._problem("duplicate", plugin_name, dist,
+                                      f"{kind} id {ident!r} declared by plugin {plugin_name!r} is already declared by "
+                                      f"plugin {seen[key]!r}; the second declaration is ignored")
+                        continue
+                    seen[key] = plugin_name
+                    if hasattr(item, "plugin") and not getattr(item, "plugin"):
+                        try:
+                            item.plugin = plugin_name
+                        except Exception:
+                            pass
+                    bucket.append(item)
+        self._registry = reg
+        return reg
+
+    def plugin_list(self) -> list[dict[str, Any]]:
+        return [i.to_dict() for i in sorted(self.infos.values(), key=lambda i: (i.origin != "builtin", i.name))]
+
+    # ------------------------------------------------------------------ loading
+    def _problem(self, kind: str, plugin: str, dist: str, message: str, detail: str = "") -> None:
+        self.problems.append(PluginProblem(kind, plugin, dist, message, detail))
+
+    def _load_module(self, modname: str, info: PluginInfo) -> None:
+        if info.name in self.disabled:
+            info.status = "disabled"
+            self.infos[info.name] = info
+            return
+        try:
+            module = importlib.import_module(modname)
+        except BaseException as exc:  # a plugin may even call sys.exit on import
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            info.status = "failed"
+            self.infos[info.name] = info
+            self._problem("import", info.name, info.distribution,
+                          f"plugin {info.name!r} (distribution {info.distribution or 'unknown'}) failed to import: "
+                          f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            return
+        self.register_module(module, info.name, info.origin, info.distribution, info.version)
+        if info.name in self.infos:
+            self.infos[info.name].location = getattr(module, "__file__", "") or ""
+
+    def _load_entry_points(self) -> None:
+        from importlib.metadata import entry_points
+
+        try:
+            eps = entry_points(group=ENTRY_POINT_GROUP)
+        except Exception as exc:  # broken metadata on the machine
+            self._problem("import", "entry-points", "", f"could not read the {ENTRY_POINT_GROUP!r} entry points: {exc}")
+            return
+        for ep in eps:
+            dist = getattr(ep, "dist", None)
+            dist_name = getattr(dist, "name", "") if dist else ""
+            dist_ver = getattr(dist, "version", "") if dist else ""
+            info = PluginInfo(ep.name, "entry-point", dist_name or "", dist_ver or "")
+            if ep.name in self.disabled:
+                info.status = "disabled"
+                self.infos[ep.name] = info
+                continue
+            if ep.name in self.infos:
+                self._problem("duplicate", ep.name, dist_name, f"entry point {ep.name!r} of {dist_name} clashes with a "
+                              f"plugin already loaded under that name; ignored")
+                continue
+            try:
+                obj = ep.load()
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                info.status = "failed"
+                self.infos[ep.name] = info
+                self._problem("import", ep.name, dist_name,
+                              f"plugin {ep.name!r} (distribution {dist_name or 'unknown'} {dist_ver}) failed to import: "
+                              f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                continue
+            self.register_module(obj, ep.name, "entry-point", dist_name, dist_ver)
+
+    def _load_dir(self, directory: str) -> None:
+        path = Path(directory)
+        if not path.is_dir():
+            self._problem("import", str(path), "", f"plugin folder {directory!r} does not exist")
+            return
+        for file in sorted(path.glob("*.py")):
+            if file.name.startswith("_"):
+                continue
+            name = file.stem
+            info = PluginInfo(name, "plugin-dir", f"file {file}", "", str(file))
+            if name in self.disabled:
+                info.status = "disabled"
+                self.infos[name] = info
+                continue
+            modname = f"bwdoctor_local_plugin_{name}"
+            try:
+                spec = importlib.util.spec_from_file_location(modname, file)
+                if spec is None or spec.loader is None:
+                    raise ImportError(f"cannot load {file}")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[modname] = module
+                spec.loader.exec_module(module)
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                sys.modules.pop(modname, None)
+                info.status = "failed"
+                self.infos[name] = info
+                self._problem("import", name, f"file {file}",
+                              f"plugin {name!r} ({file}) failed to import: {type(exc).__name__}: {exc}",
+                              traceback.format_exc())
+                continue
+            self.register_module(module, name, "plugin-dir", f"file {file}", "")
+
+
+def builtin_modules() -> list[tuple[str, str]]:
+    """``[(import name, plugin name), ...]`` of the built-in plugin modules, found without importing them."""
+    import importlib.util
+    import pkgutil
+
+    out = []
+    for pkg, short in BUILTIN_PACKAGES:
+        spec = importlib.util.find_spec(pkg)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        for mod in sorted(pkgutil.iter_modules(spec.submodule_search_locations), key=lambda m: m.name):
+            if not mod.name.startswith("_"):
+                out.append((f"{pkg}.{mod.name}", f"{short}.{mod.name}"))
+    return out
+
+
+def _own_version() -> str:
+    from bwdoctor import __version__
+
+    return __version__

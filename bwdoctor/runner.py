@@ -1,0 +1,362 @@
+"""The runner: collectors / parsers → Snapshot → checks → Findings → remedies → FixPlans.
+
+Every plugin-provided function runs with a deadline. Collectors marked ``isolate`` run in
+child processes (started together, so their deadlines overlap), everything else in a
+deadline-bounded thread. A failure costs one ``error`` finding.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from bwdoctor.isolation import CallResult, ChildCall, call_with_deadline
+from bwdoctor.manager import PluginManager, Registry
+from bwdoctor.types import (
+    CheckSpec,
+    CollectorSpec,
+    Evidence,
+    Fact,
+    Finding,
+    FixPlan,
+    Outcome,
+    RunOptions,
+    Snapshot,
+    Unavailable,
+    level_rank,
+    to_jsonable,
+)
+
+# Findings the host itself emits. Documented here so that `bwdoctor explain` knows them.
+CORE_CHECKS: dict[str, tuple[str, str]] = {
+    "BWD-CORE-001": ("Plugin loads", "A plugin failed to import or one of its hooks raised. The plugin and its "
+                     "distribution are named; its checks did not run. Fix or upgrade the plugin, or disable it with "
+                     "--disable NAME. No automatic remedy: the plugin's code is not bwdoctor's to change."),
+    "BWD-CORE-002": ("Plugin ids are unique", "Two plugins declared the same check, collector, parser, remedy or "
+                     "reporter id; the second declaration was ignored. Rename one of them or disable a plugin. No "
+                     "automatic remedy."),
+    "BWD-CORE-003": ("Collectors finish", "A collector raised or ran past its deadline (a hung driver call, a crash "
+                     "while importing a package). Its facts are missing and checks needing them were skipped. No "
+                     "automatic remedy: the message says what hung."),
+    "BWD-CORE-004": ("Evidence parsers finish", "A parser raised or ran past its deadline on an evidence file. The "
+                     "other parsers and checks still ran. No automatic remedy."),
+    "BWD-CORE-005": ("Remedies build", "A remedy raised or ran past its deadline while building its fix plan. "
+                     "No automatic remedy."),
+    "BWD-CORE-006": ("Evidence recognised", "No parser recognised an evidence file given to analyze, so nothing "
+                     "was learnt from it. Give the raw output (collect_env, nvidia-smi, pip list, a vLLM log, "
+                     "Dockerfile, compose or .env). No automatic remedy."),
+}
+
+MAX_EVIDENCE_FILES = 500
+HEAD_BYTES = 1024 * 1024
+
+
+def _core_finding(cid: str, status: str, message: str, subject: str | None = None, plugin: str = "",
+                  details: dict[str, Any] | None = None) -> Finding:
+    title = CORE_CHECKS[cid][0]
+    sev = {"error": "high", "skip": "info", "warn": "medium"}.get(status, "info")
+    return Finding(id=cid, title=title, area="CORE", status=status, message=message, severity=sev,
+                   subject=subject, plugin=plugin, details=details or {})
+
+
+def plugin_findings(manager: PluginManager) -> list[Finding]:
+    out = []
+    manager.registry()
+    for p in manager.problems:
+        cid = "BWD-CORE-002" if p.kind == "duplicate" else "BWD-CORE-001"
+        out.append(_core_finding(cid, "error", p.message, subject=p.plugin, plugin=p.plugin,
+                                 details={"distribution": p.distribution, "kind": p.kind,
+                                          "traceback": p.detail[-4000:]}))
+    return out
+
+
+# ------------------------------------------------------------------------------ collect
+
+
+def _collector_runs(spec: CollectorSpec, options: RunOptions) -> bool:
+    if spec.enabled is not None:
+        try:
+            return bool(spec.enabled(options))
+        except Exception:
+            return False
+    return level_rank(spec.level) <= level_rank(options.level)
+
+
+def _facts_from(value: Any, source_name: str) -> list[Fact]:
+    facts = []
+    for item in value or []:
+        if isinstance(item, Fact):
+            facts.append(item)
+        else:
+            raise TypeError(f"{source_name} yielded {type(item).__name__}, expected Fact")
+    return facts
+
+
+def _collect_one(func: Any, options: RunOptions) -> list[Fact]:
+    return list(func(options) or [])
+
+
+def collect(registry: Registry, options: RunOptions, snapshot: Snapshot | None = None) -> tuple[Snapshot, list[Finding]]:
+    """Run every collector enabled at this level. Isolated ones run concurrently in children."""
+    snap = snapshot or Snapshot()
+    findings: list[Finding] = []
+    children: list[tuple[CollectorSpec, ChildCall]] = []
+    inline: list[CollectorSpec] = []
+    for spec in registry.collectors:
+        if not _collector_runs(spec, options):
+            for pat in spec.provides:
+                snap.mark_missing(pat, f"collected by '{spec.name}' at --level {spec.level} (this run: --level "
+                                       f"{options.level})")
+            continue
+        if spec.isolate:
+            children.append((spec, ChildCall(_collect_one, (spec.func, options), spec.timeout)))
+        else:
+            inline.append(spec)
+    results: list[tuple[CollectorSpec, CallResult]] = []
+    for spec in inline:
+        results.append((spec, call_with_deadline(_collect_one, (spec.func, options), spec.timeout)))
+    for spec, child in children:
+        results.append((spec, child.result()))
+    timings: dict[str, float] = {}
+    for spec, res in results:
+        timings[spec.name] = round(res.duration_s, 4)
+        if res.ok:
+            try:
+                for fact in _facts_from(res.value, spec.name):
+                    snap.add(fact)
+            except Exception as exc:
+                findings.append(_core_finding("BWD-CORE-003", "error", f"collector '{spec.name}' returned bad facts: {exc}",
+                                              subject=spec.name, plugin=spec.plugin))
+            continue
+        if isinstance(res.exception, Unavailable):
+            for pat in spec.provides:
+                snap.mark_missing(pat, str(res.exception))
+            continue
+        for pat in spec.provides:
+            snap.mark_missing(pat, f"collector '{spec.name}' failed: {res.error}")
+        findings.append(_core_finding("BWD-CORE-003", "error", f"collector '{spec.name}' failed: {res.error}",
+                                      subject=spec.name, plugin=spec.plugin,
+                                      details={"traceback": res.trace[-4000:], "timed_out": res.timed_out}))
+    snap.meta.setdefault("collector_seconds", {}).update(timings)
+    return snap, findings
+
+
+# ------------------------------------------------------------------------------ parse
+
+
+def iter_evidence_paths(paths: Sequence[str]) -> list[Path]:
+    """Files named directly, and the files inside named folders (walked, hidden ones skipped)."""
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") or d in (".env",))
+                for name in sorted(files):
+                    out.append(Path(root) / name)
+        else:
+            out.append(path)
+        if len(out) > MAX_EVIDENCE_FILES:
+            break
+    return out[:MAX_EVIDENCE_FILES]
+
+
+def load_evidence(path: Path) -> Evidence:
+    with open(path, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+    return Evidence(path=str(path), name=path.name, head=head.decode("utf-8", errors="replace"),
+                    size=path.stat().st_size)
+
+
+def parse(registry: Registry, paths: Sequence[str], snapshot: Snapshot | None = None) -> tuple[Snapshot, list[Finding]]:
+    """Run every parser that recognises each evidence file."""
+    snap = snapshot or Snapshot()
+    findings: list[Finding] = []
+    inputs = []
+    for path in iter_evidence_paths(paths):
+        try:
+            ev = load_evidence(path)
+        except OSError as exc:
+            findings.append(_core_finding("BWD-CORE-006", "skip", f"could not read {path}: {exc.strerror or exc}",
+                                          subject=str(path)))
+            continue
+        used = []
+        for spec in registry.parsers:
+            det = call_with_deadline(spec.detect, (ev,), 5.0)
+            if not det.ok:
+                findings.append(_core_finding("BWD-CORE-004", "error", f"parser '{spec.name}' failed to inspect "
+                                              f"{path}: {det.error}", subject=f"{spec.name}:{path.name}",
+                                              plugin=spec.plugin))
+                continue
+            if not det.value:
+                continue
+            res = call_with_deadline(lambda s=spec, e=ev: list(s.func(e) or []), (), spec.timeout)
+            if not res.ok:
+                findings.append(_core_finding("BWD-CORE-004", "error", f"parser '{spec.name}' failed on {path}: "
+                                              f"{res.error}", subject=f"{spec.name}:{path.name}", plugin=spec.plugin,
+                                              details={"traceback": res.trace[-4000:]}))
+                continue
+            try:
+                for fact in _facts_from(res.value, spec.name):
+                    snap.add(fact)
+            except Exception as exc:
+                findings.append(_core_finding("BWD-CORE-004", "error", f"parser '{spec.name}' returned bad facts: "
+                                              f"{exc}", subject=f"{spec.name}:{path.name}", plugin=spec.plugin))
+                continue
+            used.append(spec.name)
+        inputs.append({"path": str(path), "size": ev.size, "parsers": used})
+        if not used:
+            findings.append(_core_finding("BWD-CORE-006", "skip", f"no parser recognised {path}", subject=str(path)))
+    snap.meta.setdefault("evidence", []).extend(inputs)
+    for spec in registry.parsers:
+        for pat in spec.provides:
+            if not snap.has(pat):
+                snap.mark_missing(pat, "not found in the evidence given")
+    return snap, findings
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+def matches(spec: CheckSpec, token: str) -> bool:
+    """``--select``/``--skip`` matching: an id, an id prefix (BWD-GPU, GPU), an area or a tag."""
+    t = token.strip()
+    if not t:
+        return False
+    up = t.upper()
+    if spec.id == up or spec.id.startswith(up if up.endswith("-") else up + "-") or spec.id.startswith(up):
+        return True
+    if not up.startswith("BWD-") and spec.id.startswith("BWD-" + up):
+        return True
+    if spec.area.upper() == up:
+        return True
+    return t.lower() in {x.lower() for x in spec.tags}
+
+
+def select_checks(checks: Iterable[CheckSpec], level: str, select: Sequence[str] = (),
+                  skip: Sequence[str] = ()) -> list[CheckSpec]:
+    out = []
+    for spec in checks:
+        if level_rank(spec.level) > level_rank(level):
+            continue
+        if select and not any(matches(spec, t) for t in select):
+            continue
+        if skip and any(matches(spec, t) for t in skip):
+            continue
+        out.append(spec)
+    return sorted(out, key=lambda s: s.id)
+
+
+_DEFAULT_SEVERITY = {"fail": "high", "warn": "medium", "error": "high", "pass": "info", "skip": "info"}
+
+
+def _finding_from(spec: CheckSpec, o: Outcome, snap: Snapshot, duration: float) -> Finding:
+    evidence = []
+    for key in o.evidence:
+        f = snap.get(key)
+        if f is not None:
+            evidence.append(f)
+    problem = o.status in ("fail", "warn")
+    return Finding(
+        id=spec.id, title=spec.title, area=spec.area, status=o.status, message=o.message,
+        severity=o.severity or _DEFAULT_SEVERITY[o.status], subject=o.subject, evidence=evidence,
+        root_cause=(o.root_cause or spec.root_cause) if problem else None,
+        remedies=list(o.remedies if o.remedies is not None else spec.remedies) if problem else [],
+        confidence=(o.confidence if o.confidence is not None else spec.confidence) if problem else None,
+        details=o.details, duration_s=duration, plugin=spec.plugin,
+    )
+
+
+def run_check(spec: CheckSpec, snap: Snapshot) -> list[Finding]:
+    for key in spec.needs:
+        if not snap.has(key):
+            return [Finding(id=spec.id, title=spec.title, area=spec.area, status="skip",
+                            message=snap.why_missing(key.rstrip(".*") if key.endswith(".*") else key),
+                            plugin=spec.plugin)]
+    if spec.needs_any and not any(snap.has(k) for k in spec.needs_any):
+        reason = snap.why_missing(spec.needs_any[0].rstrip(".*"))
+        return [Finding(id=spec.id, title=spec.title, area=spec.area, status="skip", message=reason, plugin=spec.plugin)]
+    res = call_with_deadline(spec.func, (snap,), spec.timeout)
+    if not res.ok:
+        return [Finding(id=spec.id, title=spec.title, area=spec.area, status="error", severity="high",
+                        message=f"the check itself failed: {res.error}", plugin=spec.plugin,
+                        details={"traceback": res.trace[-4000:], "timed_out": res.timed_out},
+                        duration_s=res.duration_s)]
+    value = res.value
+    if value is None:
+        outcomes: list[Outcome] = []
+    elif isinstance(value, Outcome):
+        outcomes = [value]
+    else:
+        try:
+            outcomes = list(value)
+        except TypeError:
+            outcomes = [value]
+    bad = [o for o in outcomes if not isinstance(o, Outcome)]
+    if bad:
+        return [Finding(id=spec.id, title=spec.title, area=spec.area, status="error", severity="high",
+                        message=f"the check returned {type(bad[0]).__name__}, expected Outcome", plugin=spec.plugin)]
+    if not outcomes:
+        return [Finding(id=spec.id, title=spec.title, area=spec.area, status="skip", message="not applicable here",
+                        plugin=spec.plugin, duration_s=res.duration_s)]
+    return [_finding_from(spec, o, snap, res.duration_s / len(outcomes)) for o in outcomes]
+
+
+def run_checks(checks: Sequence[CheckSpec], snap: Snapshot) -> list[Finding]:
+    findings: list[Finding] = []
+    for spec in checks:
+        findings.extend(run_check(spec, snap))
+    return findings
+
+
+# ------------------------------------------------------------------------------ remedies
+
+
+def plan_remedies(registry: Registry, findings: Sequence[Finding], snap: Snapshot) -> tuple[list[FixPlan], list[Finding]]:
+    """Apply each remedy a fail/warn finding names. Plans from one remedy for several findings
+    are merged when they are identical."""
+    by_id = {r.id: r for r in registry.remedies}
+    plans: list[FixPlan] = []
+    errors: list[Finding] = []
+    seen: dict[str, FixPlan] = {}
+    for f in findings:
+        if f.status not in ("fail", "warn"):
+            continue
+        for rid in f.remedies:
+            spec = by_id.get(rid)
+            if spec is None:
+                continue
+            res = call_with_deadline(spec.func, (f, snap), spec.timeout)
+            if not res.ok:
+                errors.append(_core_finding("BWD-CORE-005", "error", f"remedy '{rid}' failed for {f.key}: {res.error}",
+                                            subject=f"{rid}:{f.key}", plugin=spec.plugin,
+                                            details={"traceback": res.trace[-4000:]}))
+                continue
+            plan = res.value
+            if plan is None:
+                continue
+            if not isinstance(plan, FixPlan):
+                errors.append(_core_finding("BWD-CORE-005", "error", f"remedy '{rid}' returned "
+                                            f"{type(plan).__name__}, expected FixPlan", subject=rid, plugin=spec.plugin))
+                continue
+            sig = repr(to_jsonable({"r": plan.remedy_id, "s": [s.to_dict() for s in plan.steps]}))
+            if sig in seen:
+                for fid in plan.finding_ids or [f.key]:
+                    if fid not in seen[sig].finding_ids:
+                        seen[sig].finding_ids.append(fid)
+                continue
+            if not plan.finding_ids:
+                plan.finding_ids = [f.key]
+            seen[sig] = plan
+            plans.append(plan)
+    return plans, errors
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start

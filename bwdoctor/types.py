@@ -1,0 +1,612 @@
+"""Core data types: facts, snapshots, specs, findings, fix plans, reports.
+
+Everything here is plain data that round-trips through JSON losslessly. Values stored in
+facts must be JSON types (str, int, float, bool, None, list, dict with str keys) or
+:class:`Unsupported`, which marks a field the source could not answer (NVML's NotSupported)
+so that it is never mistaken for zero.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+SNAPSHOT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 1
+
+STATUSES = ("pass", "warn", "fail", "skip", "error")
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+LEVELS = ("quick", "standard", "full")
+
+ROOT_CAUSES = (
+    "arch_not_in_torch_wheel",
+    "arch_not_in_vllm_wheel",
+    "driver_too_old_for_cuda",
+    "driver_library_mismatch",
+    "torch_vllm_abi_mismatch",
+    "flashinfer_jit_toolchain",
+    "triton_ptxas_toolchain",
+    "attention_backend_unsupported",
+    "fp8_unsupported_on_gpu",
+    "fp4_kernel_arch_mismatch",
+    "dtype_unsupported_on_gpu",
+    "kv_cache_oom",
+    "gpu_memory_contention",
+    "nccl_p2p",
+    "nccl_version_mismatch",
+    "nccl_env_misconfig",
+    "shm_too_small",
+    "container_runtime",
+    "wsl2",
+    "mig",
+    "fabric_manager_missing",
+    "gpu_health",
+    "none_env_ok",
+)
+
+CHECK_ID_RE = re.compile(r"^BWD-[A-Z][A-Z0-9]{1,11}-\d{3}$")
+
+
+def level_rank(level: str) -> int:
+    """Position of a level in quick < standard < full."""
+    return LEVELS.index(level)
+
+
+# --------------------------------------------------------------------------- facts
+
+
+class Unsupported:
+    """A value the source answered "not supported" (or could not answer) for.
+
+    Serialised as ``{"__unsupported__": reason}`` so that it survives JSON round trips.
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str = "not supported") -> None:
+        self.reason = str(reason)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unsupported) and other.reason == self.reason
+
+    def __hash__(self) -> int:
+        return hash(("Unsupported", self.reason))
+
+    def __repr__(self) -> str:
+        return f"Unsupported({self.reason!r})"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def is_unsupported(value: Any) -> bool:
+    return isinstance(value, Unsupported)
+
+
+def known(value: Any) -> bool:
+    """True when a value is present and not :class:`Unsupported`."""
+    return value is not None and not isinstance(value, Unsupported)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert a fact value to plain JSON types (tuples become lists)."""
+    if isinstance(value, Unsupported):
+        return {"__unsupported__": value.reason}
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return [to_jsonable(v) for v in items]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"fact values must be JSON types, got {type(value).__name__}")
+
+
+def from_jsonable(value: Any) -> Any:
+    """Inverse of :func:`to_jsonable`."""
+    if isinstance(value, dict):
+        if set(value) == {"__unsupported__"}:
+            return Unsupported(value["__unsupported__"])
+        return {k: from_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_jsonable(v) for v in value]
+    return value
+
+
+@dataclass
+class Fact:
+    """One piece of knowledge about the machine, with where it came from.
+
+    ``key`` is a dotted name (``driver.version``, ``gpu.0``, ``packages``); ``source`` is the
+    provenance (``nvml``, ``collect_env:line 37``, ``vllm-log:line 812``).
+    """
+
+    key: str
+    value: Any
+    source: str
+
+    def __post_init__(self) -> None:
+        self.value = from_jsonable(to_jsonable(self.value))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "value": to_jsonable(self.value), "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Fact":
+        return cls(key=str(data["key"]), value=from_jsonable(data.get("value")), source=str(data.get("source", "")))
+
+
+class Snapshot:
+    """All facts of one run, keyed by name, plus the reasons why some are missing.
+
+    ``missing`` maps a fact key or a key pattern (``gpu.*``) to the reason it could not be
+    collected ("NVIDIA driver not loaded"); checks that need such a fact are skipped with it.
+    """
+
+    def __init__(self, facts: Iterable[Fact] = (), missing: Mapping[str, str] | None = None,
+                 meta: Mapping[str, Any] | None = None) -> None:
+        self.facts: dict[str, Fact] = {}
+        self.missing: dict[str, str] = dict(missing or {})
+        self.meta: dict[str, Any] = dict(meta or {})
+        for f in facts:
+            self.add(f)
+
+    # -- writing
+    def add(self, fact: Fact) -> None:
+        """Add a fact. A dict value merges into an existing dict value of the same key
+        (new entries win); anything else replaces it."""
+        old = self.facts.get(fact.key)
+        if old is not None and isinstance(old.value, dict) and isinstance(fact.value, dict):
+            merged = dict(old.value)
+            merged.update(fact.value)
+            src = old.source if old.source == fact.source else f"{old.source}; {fact.source}"
+            self.facts[fact.key] = Fact(fact.key, merged, src)
+        else:
+            self.facts[fact.key] = fact
+
+    def set(self, key: str, value: Any, source: str) -> None:
+        self.add(Fact(key, value, source))
+
+    def mark_missing(self, pattern: str, reason: str) -> None:
+        self.missing.setdefault(pattern, reason)
+
+    # -- reading
+    def __contains__(self, key: str) -> bool:
+        return key in self.facts
+
+    def __len__(self) -> int:
+        return len(self.facts)
+
+    def __iter__(self) -> Iterator[Fact]:
+        return iter(self.facts.values())
+
+    def get(self, key: str) -> Fact | None:
+        return self.facts.get(key)
+
+    def value(self, key: str, default: Any = None) -> Any:
+        f = self.facts.get(key)
+        return default if f is None else f.value
+
+    def keys(self, prefix: str = "") -> list[str]:
+        return sorted(k for k in self.facts if k.startswith(prefix))
+
+    def has(self, key: str) -> bool:
+        """True when the key (or, for ``name.*``, any key under ``name.``) is present."""
+        if key.endswith(".*"):
+            pre = key[:-1]
+            return any(k.startswith(pre) for k in self.facts)
+        return key in self.facts
+
+    def why_missing(self, key: str) -> str:
+        """The recorded reason a fact is absent, or a generic one."""
+        if key in self.missing:
+            return self.missing[key]
+        best = ""
+        for pattern, reason in self.missing.items():
+            if pattern.endswith("*") and key.startswith(pattern[:-1]) and len(pattern) > len(best):
+                best = pattern
+        if best:
+            return self.missing[best]
+        parts = key.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            pre = ".".join(parts[:i])
+            if pre in self.missing:
+                return self.missing[pre]
+        return f"fact '{key}' was not collected"
+
+    # -- GPU helpers shared by many checks
+    def gpus(self) -> list[tuple[int, dict[str, Any]]]:
+        """``[(index, gpu dict), ...]`` for the ``gpu.<i>`` facts, in index order."""
+        out = []
+        for k, f in self.facts.items():
+            parts = k.split(".")
+            if len(parts) == 2 and parts[0] == "gpu" and parts[1].isdigit() and isinstance(f.value, dict):
+                out.append((int(parts[1]), f.value))
+        return sorted(out, key=lambda t: t[0])
+
+    # -- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SNAPSHOT_SCHEMA_VERSION,
+            "meta": to_jsonable(self.meta),
+            "facts": [self.facts[k].to_dict() for k in sorted(self.facts)],
+            "missing": dict(sorted(self.missing.items())),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Snapshot":
+        ver = data.get("schema_version")
+        if not isinstance(ver, int) or ver > SNAPSHOT_SCHEMA_VERSION:
+            raise ValueError(f"unsupported snapshot schema_version {ver!r} (this bwdoctor reads <= {SNAPSHOT_SCHEMA_VERSION})")
+        facts = data.get("facts")
+        if not isinstance(facts, list):
+            raise ValueError("snapshot 'facts' must be a list")
+        snap = cls(meta=from_jsonable(data.get("meta") or {}))
+        for raw in facts:
+            if not isinstance(raw, dict) or "key" not in raw:
+                raise ValueError("each fact needs a 'key'")
+            snap.facts[str(raw["key"])] = Fact.from_dict(raw)
+        missing = data.get("missing") or {}
+        if not isinstance(missing, dict):
+            raise ValueError("snapshot 'missing' must be an object")
+        snap.missing = {str(k): str(v) for k, v in missing.items()}
+        return snap
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Snapshot":
+        return cls.from_dict(json.loads(text))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Snapshot) and self.to_dict() == other.to_dict()
+
+
+class Unavailable(Exception):
+    """Raised by a collector or probe when its source does not exist on this machine
+    (no NVIDIA driver, torch not installed). Not an error: the facts it would have produced
+    are marked missing with this message, and checks needing them are skipped with it."""
+
+
+# --------------------------------------------------------------------------- contexts
+
+
+@dataclass
+class RunOptions:
+    """What the user asked for; collectors, parsers and checks may read it."""
+
+    level: str = "quick"
+    target: str | None = None
+    model: str | None = None
+    quantization: str | None = None
+    endpoint: str | None = None
+    smoke: bool = False
+    verbose: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Evidence:
+    """One evidence file given to ``analyze``. Parsers read it through these helpers, which
+    decode bytes leniently (undecodable bytes become U+FFFD) and stream lines so that a huge
+    log is read in bounded memory."""
+
+    path: str
+    name: str
+    head: str  # the first bytes, decoded, for detection
+    size: int
+
+    def lines(self) -> Iterator[str]:
+        """Stream the file's lines without their newline, each cut at 64 KiB."""
+        with open(self.path, "rb") as fh:
+            for raw in fh:
+                yield raw[:65536].decode("utf-8", errors="replace").rstrip("\r\n")
+
+    def text(self, limit: int = 8 * 1024 * 1024) -> str:
+        """The file's text up to ``limit`` bytes (for small config files)."""
+        with open(self.path, "rb") as fh:
+            return fh.read(limit).decode("utf-8", errors="replace")
+
+
+# --------------------------------------------------------------------------- specs
+
+CollectorFunc = Callable[[RunOptions], Iterable[Fact]]
+ParserFunc = Callable[[Evidence], Iterable[Fact]]
+
+
+@dataclass
+class CollectorSpec:
+    """A collector reads the live machine and yields facts.
+
+    ``provides``: fact keys or patterns (``gpu.*``) it produces, so that when it is
+    unavailable or fails the checks that need them are skipped with the reason.
+    ``isolate``: run in a child process that is killed at ``timeout`` (driver calls,
+    importing heavy packages). The function and its results must then be picklable / JSON.
+    """
+
+    name: str
+    func: CollectorFunc
+    provides: Sequence[str] = ()
+    level: str = "quick"
+    isolate: bool = False
+    timeout: float = 10.0
+    doc: str = ""
+    plugin: str = ""
+    enabled: Callable[[RunOptions], bool] | None = None
+    """When given, decides whether the collector runs (instead of comparing ``level``)."""
+
+
+@dataclass
+class ParserSpec:
+    """A parser reads evidence files. ``detect(evidence) -> bool`` says whether the file (or
+    part of a pasted blob) is of its kind; ``func(evidence)`` yields facts."""
+
+    name: str
+    func: ParserFunc
+    detect: Callable[[Evidence], bool]
+    provides: Sequence[str] = ()
+    timeout: float = 30.0
+    doc: str = ""
+    plugin: str = ""
+
+
+@dataclass
+class Outcome:
+    """What a check function returns (one or several): the runner turns it into a Finding.
+
+    ``evidence`` lists fact keys; the runner attaches those facts with their provenance.
+    ``subject`` distinguishes several outcomes of one check (``gpu0``, a file path).
+    """
+
+    status: str
+    message: str
+    evidence: Sequence[str] = ()
+    subject: str | None = None
+    severity: str | None = None
+    root_cause: str | None = None
+    remedies: Sequence[str] | None = None
+    confidence: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}")
+
+
+def passed(message: str, evidence: Sequence[str] = (), **kw: Any) -> Outcome:
+    return Outcome("pass", message, evidence, **kw)
+
+
+def warned(message: str, evidence: Sequence[str] = (), **kw: Any) -> Outcome:
+    return Outcome("warn", message, evidence, **kw)
+
+
+def failed(message: str, evidence: Sequence[str] = (), **kw: Any) -> Outcome:
+    return Outcome("fail", message, evidence, **kw)
+
+
+def skipped(message: str, evidence: Sequence[str] = (), **kw: Any) -> Outcome:
+    return Outcome("skip", message, evidence, **kw)
+
+
+CheckFunc = Callable[["Snapshot"], "Outcome | Iterable[Outcome] | None"]
+
+
+@dataclass
+class CheckSpec:
+    """A check: a pure function of the snapshot.
+
+    ``needs``: fact keys that must all be present (``gpu.*`` = any GPU fact), else the check
+    is skipped with the reason the fact is missing. ``needs_any``: at least one must be present.
+    ``root_cause``: default label (see docs) for its fail/warn outcomes; ``remedies``: default
+    remedy ids. ``confidence``: how strongly a failure of this check proves its root cause
+    (1.0 = the environment itself proves it, ~0.5 = an error text resembles it).
+    ``doc``: shown by ``bwdoctor explain``; say there why no remedy is automatic when
+    ``remedies`` is empty and the check can fail or warn.
+    """
+
+    id: str
+    title: str
+    func: CheckFunc
+    area: str = ""
+    needs: Sequence[str] = ()
+    needs_any: Sequence[str] = ()
+    level: str = "quick"
+    tags: Sequence[str] = ()
+    doc: str = ""
+    root_cause: str | None = None
+    remedies: Sequence[str] = ()
+    confidence: float = 0.8
+    can_fail: bool = True
+    timeout: float = 5.0
+    plugin: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.area:
+            self.area = self.id.split("-")[1] if self.id.count("-") >= 2 else "CORE"
+
+
+@dataclass
+class FixStep:
+    """One step of a fix plan.
+
+    ``argv``: the command to run (list of arguments; rendered quoted). ``check``: a command
+    whose success means the step is already done (idempotency). ``patch``: ``{"path": ...,
+    "diff": unified diff}`` for edits to a user's file. ``advisory``: printed only, never run.
+    """
+
+    description: str
+    argv: Sequence[str] | None = None
+    check: Sequence[str] | None = None
+    needs_root: bool = False
+    undo: str = ""
+    advisory: bool = False
+    patch: dict[str, str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "argv": list(self.argv) if self.argv is not None else None,
+            "check": list(self.check) if self.check is not None else None,
+            "needs_root": self.needs_root,
+            "undo": self.undo,
+            "advisory": self.advisory,
+            "patch": dict(self.patch) if self.patch else None,
+            "env": dict(self.env),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FixStep":
+        return cls(description=d["description"], argv=d.get("argv"), check=d.get("check"),
+                   needs_root=bool(d.get("needs_root")), undo=d.get("undo") or "",
+                   advisory=bool(d.get("advisory")), patch=d.get("patch"), env=dict(d.get("env") or {}))
+
+
+@dataclass
+class FixPlan:
+    remedy_id: str
+    title: str
+    finding_ids: list[str]
+    steps: list[FixStep]
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"remedy_id": self.remedy_id, "title": self.title, "finding_ids": list(self.finding_ids),
+                "steps": [s.to_dict() for s in self.steps], "notes": self.notes}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FixPlan":
+        return cls(remedy_id=d["remedy_id"], title=d["title"], finding_ids=list(d.get("finding_ids") or []),
+                   steps=[FixStep.from_dict(s) for s in d.get("steps") or []], notes=d.get("notes") or "")
+
+
+RemedyFunc = Callable[["Finding", "Snapshot"], "FixPlan | None"]
+
+
+@dataclass
+class RemedySpec:
+    """A remedy turns a finding (fail/warn) into a FixPlan, or None when it does not apply."""
+
+    id: str
+    title: str
+    func: RemedyFunc
+    doc: str = ""
+    timeout: float = 5.0
+    plugin: str = ""
+
+
+@dataclass
+class ReporterSpec:
+    """A reporter renders a Report as text: ``func(report, verbose) -> str``."""
+
+    name: str
+    func: Callable[["Report", int], str]
+    doc: str = ""
+    plugin: str = ""
+
+
+# --------------------------------------------------------------------------- findings
+
+
+@dataclass
+class Finding:
+    id: str
+    title: str
+    area: str
+    status: str
+    message: str
+    severity: str = "info"
+    subject: str | None = None
+    evidence: list[Fact] = field(default_factory=list)
+    root_cause: str | None = None
+    remedies: list[str] = field(default_factory=list)
+    confidence: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    plugin: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.id if not self.subject else f"{self.id}[{self.subject}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "title": self.title, "area": self.area, "status": self.status,
+            "severity": self.severity, "message": self.message, "subject": self.subject,
+            "evidence": [e.to_dict() for e in self.evidence], "root_cause": self.root_cause,
+            "remedies": list(self.remedies), "confidence": self.confidence,
+            "details": to_jsonable(self.details), "duration_s": round(self.duration_s, 4),
+            "plugin": self.plugin,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Finding":
+        return cls(id=d["id"], title=d.get("title", ""), area=d.get("area", ""), status=d["status"],
+                   message=d.get("message", ""), severity=d.get("severity", "info"), subject=d.get("subject"),
+                   evidence=[Fact.from_dict(e) for e in d.get("evidence") or []], root_cause=d.get("root_cause"),
+                   remedies=list(d.get("remedies") or []), confidence=d.get("confidence"),
+                   details=from_jsonable(d.get("details") or {}), duration_s=float(d.get("duration_s") or 0.0),
+                   plugin=d.get("plugin", ""))
+
+
+@dataclass
+class Report:
+    """Everything one invocation found; every reporter renders this object."""
+
+    mode: str  # live | from | analyze | snapshot
+    snapshot: Snapshot
+    findings: list[Finding] = field(default_factory=list)
+    plans: list[FixPlan] = field(default_factory=list)
+    diagnosis: list[dict[str, Any]] = field(default_factory=list)
+    tool_version: str = ""
+    created: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+    plugins: list[dict[str, Any]] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def summary(self) -> dict[str, int]:
+        counts = {s: 0 for s in STATUSES}
+        for f in self.findings:
+            counts[f.status] = counts.get(f.status, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "tool": {"name": "bwdoctor", "version": self.tool_version},
+            "created": self.created,
+            "mode": self.mode,
+            "options": to_jsonable(self.options),
+            "inputs": list(self.inputs),
+            "summary": self.summary(),
+            "diagnosis": to_jsonable(self.diagnosis),
+            "findings": [f.to_dict() for f in self.findings],
+            "plans": [p.to_dict() for p in self.plans],
+            "plugins": to_jsonable(self.plugins),
+            "duration_s": round(self.duration_s, 4),
+            "snapshot": self.snapshot.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Report":
+        if not isinstance(d, Mapping):
+            raise ValueError("a report must be a JSON object")
+        ver = d.get("schema_version")
+        if not isinstance(ver, int) or ver > REPORT_SCHEMA_VERSION:
+            raise ValueError(f"unsupported report schema_version {ver!r}")
+        if "snapshot" not in d:
+            raise ValueError("the report has no 'snapshot'")
+        return cls(
+            mode=str(d.get("mode", "live")), snapshot=Snapshot.from_dict(d["snapshot"]),
+            findings=[Finding.from_dict(f) for f in d.get("findings") or []],
+            plans=[FixPlan.from_dict(p) for p in d.get("plans") or []],
+            diagnosis=list(d.get("diagnosis") or []), tool_version=str((d.get("tool") or {}).get("version", "")),
+            created=str(d.get("created", "")), options=dict(d.get("options") or {}),
+            inputs=list(d.get("inputs") or []), plugins=list(d.get("plugins") or []),
+            duration_s=float(d.get("duration_s") or 0.0),
+        )
