@@ -1,0 +1,91 @@
+"""``bwdoctor kb``: print the knowledge base (GPU table and architecture requirement matrix)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from bwdoctor import kb
+
+
+def _nvlink_gbs(g: kb.GpuSpec) -> Any:
+    if not g.nvlink:
+        return False
+    return g.nvlink_bandwidth_gbs if g.nvlink_bandwidth_gbs is not None else True
+
+
+def gpu_rows() -> list[dict[str, Any]]:
+    """The GPU entries as JSON-ready dicts (``nvlink`` is False or the bandwidth in GB/s)."""
+    rows = []
+    for g in kb.gpus():
+        d = g.to_dict()
+        d["nvlink_detail"] = d["nvlink"] if d["nvlink"] else None
+        d["nvlink"] = _nvlink_gbs(g)
+        rows.append(d)
+    return rows
+
+
+def arch_rows() -> list[dict[str, Any]]:
+    return [a.to_dict() for a in kb.architectures()]
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if v is True:
+        return "yes"
+    if v is False:
+        return "no"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ",".join(str(x) for x in v) or "-"
+    return str(v)
+
+
+@click.command(name="kb")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: rich tables; json: {\"gpus\": [...], \"architectures\": [...]}")
+@click.option("--gpu", "gpu_filter", default=None, help="Show only GPUs whose key or name contains this text.")
+def kb_command(fmt: str, gpu_filter: str | None) -> None:
+    """Show the knowledge base: GPU specifications and per-architecture software requirements."""
+    gpus = gpu_rows()
+    if gpu_filter:
+        f = gpu_filter.lower()
+        gpus = [g for g in gpus if f in g["key"] or f in g["name"].lower()]
+    archs = arch_rows()
+    if fmt == "json":
+        click.echo(json.dumps({"gpus": gpus, "architectures": archs}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 160))
+    t = Table(title="GPUs", show_lines=False)
+    for col in ("GPU", "CC", "Memory", "GB/s", "NVLink", "PCIe", "W", "MIG", "FP8", "FP4", "TFLOPS bf16/fp8/fp4",
+                "PCI id", "driver"):
+        t.add_column(col, overflow="fold")
+    for g in gpus:
+        pcie = f"{g['pcie_gen']} x{g['pcie_lanes']}" if g["pcie_gen"] else "-"
+        tf = "/".join(_fmt(g[k]) for k in ("bf16_dense_tflops", "fp8_dense_tflops", "fp4_dense_tflops"))
+        t.add_row(g["key"], g["compute_capability"], f"{_fmt(g['memory_gib'])}G {g['memory_type']}",
+                  _fmt(g["memory_bandwidth_gbs"]), _fmt(g["nvlink"]), pcie, _fmt(g["power_w"]),
+                  _fmt(g["mig_max_instances"]), _fmt(g["fp8"]), _fmt(g["fp4"]), tf, _fmt(g["pci_device_ids"]),
+                  _fmt(g["min_driver"]))
+    console.print(t)
+    a = Table(title="Requirements per architecture")
+    for col in ("CC", "sm", "arch", "min driver", "CUDA", "torch", "torch CUDA variants", "vLLM", "FlashInfer",
+                "Triton", "NCCL"):
+        a.add_column(col, overflow="fold")
+    for r in archs:
+        cuda = f">= {r['min_cuda']}" + (f", <= {r['max_cuda_major']}.x" if r["max_cuda_major"] else "")
+        torch = _fmt(r["torch_min"]) + (f" .. {r['torch_max']}" if r["torch_max"] else "")
+        vllm = "unsupported" if not r["vllm_supported"] else (
+            _fmt(r["vllm_min"]) + (f" .. <{r['vllm_max']}" if r["vllm_max"] else ""))
+        fi = _fmt(r["flashinfer_min"]) if r["flashinfer_supported"] else "unsupported"
+        a.add_row(r["compute_capability"], r["sm"], r["arch_name"], _fmt(r["min_driver"]), cuda, torch,
+                  _fmt(r["torch_cuda_variants"]), vllm, fi, _fmt(r["triton_min"]), _fmt(r["nccl_min"]))
+    console.print(a)
+    console.print("Sources: every entry lists its sources (bwdoctor kb --format json); see docs/knowledge-base.md.")
