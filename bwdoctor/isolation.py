@@ -99,6 +99,9 @@ class ChildCall:
                 break
             if not self.proc.is_alive() and not self._recv.poll(0):
                 break
+        if msg is None and self.proc.is_alive():
+            # the pipe closed (EOF) or the deadline passed: give a dying child a moment to be reaped
+            self.proc.join(max(0.0, min(1.0, deadline - time.perf_counter())))
         dur = time.perf_counter() - self.start
         if msg is None:
             if self.proc.is_alive():

@@ -273,10 +273,10 @@ def run_check(spec: CheckSpec, snap: Snapshot) -> list[Finding]:
     for key in spec.needs:
         if not snap.has(key):
             return [Finding(id=spec.id, title=spec.title, area=spec.area, status="skip",
-                            message=snap.why_missing(key.rstrip(".*") if key.endswith(".*") else key),
+                            message=snap.why_missing(key),
                             plugin=spec.plugin)]
     if spec.needs_any and not any(snap.has(k) for k in spec.needs_any):
-        reason = snap.why_missing(spec.needs_any[0].rstrip(".*"))
+        reason = snap.why_missing(spec.needs_any[0])
         return [Finding(id=spec.id, title=spec.title, area=spec.area, status="skip", message=reason, plugin=spec.plugin)]
     res = call_with_deadline(spec.func, (snap,), spec.timeout)
     if not res.ok:

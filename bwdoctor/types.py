@@ -203,9 +203,14 @@ class Snapshot:
         """The recorded reason a fact is absent, or a generic one."""
         if key in self.missing:
             return self.missing[key]
+        if key.endswith(".*"):
+            key = key[:-2]
         best = ""
-        for pattern, reason in self.missing.items():
-            if pattern.endswith("*") and key.startswith(pattern[:-1]) and len(pattern) > len(best):
+        for pattern in self.missing:
+            if not pattern.endswith("*"):
+                continue
+            stem = pattern[:-1]
+            if (key.startswith(stem) or key + "." == stem) and len(pattern) > len(best):
                 best = pattern
         if best:
             return self.missing[best]
