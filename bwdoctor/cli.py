@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -358,7 +359,7 @@ def _catalogue(ctx: click.Context) -> list[dict[str, Any]]:
     from bwdoctor.runner import CORE_CHECKS
 
     reg = _manager(ctx).registry()
-    rows = [{"id": cid, "title": t, "area": "CORE", "level": "quick", "tags": [], "doc": doc, "root_cause": None,
+    rows: list[dict[str, Any]] = [{"id": cid, "title": t, "area": "CORE", "level": "quick", "tags": [], "doc": doc, "root_cause": None,
              "remedies": [], "needs": [], "plugin": "bwdoctor"} for cid, (t, doc) in CORE_CHECKS.items()]
     for c in reg.checks:
         rows.append({"id": c.id, "title": c.title, "area": c.area, "level": c.level, "tags": list(c.tags),

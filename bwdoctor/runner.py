@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from bwdoctor.isolation import CallResult, ChildCall, call_with_deadline
 from bwdoctor.manager import PluginManager, Registry
@@ -106,9 +107,9 @@ def collect(registry: Registry, options: RunOptions, snapshot: Snapshot | None =
     inline: list[CollectorSpec] = []
     for spec in registry.collectors:
         if not _collector_runs(spec, options):
+            reason = spec.off_reason or f"'{spec.name}' runs at --level {spec.level} (this run: --level {options.level})"
             for pat in spec.provides:
-                snap.mark_missing(pat, f"collected by '{spec.name}' at --level {spec.level} (this run: --level "
-                                       f"{options.level})")
+                snap.mark_missing(pat, reason)
             continue
         if spec.isolate:
             children.append((spec, ChildCall(_collect_one, (spec.func, options), spec.timeout)))

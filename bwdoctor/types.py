@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 SNAPSHOT_SCHEMA_VERSION = 1
 REPORT_SCHEMA_VERSION = 1
@@ -134,7 +135,7 @@ class Fact:
         return {"key": self.key, "value": to_jsonable(self.value), "source": self.source}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Fact":
+    def from_dict(cls, data: Mapping[str, Any]) -> Fact:
         return cls(key=str(data["key"]), value=from_jsonable(data.get("value")), source=str(data.get("source", "")))
 
 
@@ -241,7 +242,7 @@ class Snapshot:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Snapshot":
+    def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
         ver = data.get("schema_version")
         if not isinstance(ver, int) or ver > SNAPSHOT_SCHEMA_VERSION:
             raise ValueError(f"unsupported snapshot schema_version {ver!r} (this bwdoctor reads <= {SNAPSHOT_SCHEMA_VERSION})")
@@ -263,7 +264,7 @@ class Snapshot:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "Snapshot":
+    def from_json(cls, text: str) -> Snapshot:
         return cls.from_dict(json.loads(text))
 
     def __eq__(self, other: object) -> bool:
@@ -342,6 +343,8 @@ class CollectorSpec:
     plugin: str = ""
     enabled: Callable[[RunOptions], bool] | None = None
     """When given, decides whether the collector runs (instead of comparing ``level``)."""
+    off_reason: str = ""
+    """Why its facts are missing when it does not run ("runs at --level full or with --smoke")."""
 
 
 @dataclass
@@ -465,7 +468,7 @@ class FixStep:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "FixStep":
+    def from_dict(cls, d: Mapping[str, Any]) -> FixStep:
         return cls(description=d["description"], argv=d.get("argv"), check=d.get("check"),
                    needs_root=bool(d.get("needs_root")), undo=d.get("undo") or "",
                    advisory=bool(d.get("advisory")), patch=d.get("patch"), env=dict(d.get("env") or {}))
@@ -484,7 +487,7 @@ class FixPlan:
                 "steps": [s.to_dict() for s in self.steps], "notes": self.notes}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "FixPlan":
+    def from_dict(cls, d: Mapping[str, Any]) -> FixPlan:
         return cls(remedy_id=d["remedy_id"], title=d["title"], finding_ids=list(d.get("finding_ids") or []),
                    steps=[FixStep.from_dict(s) for s in d.get("steps") or []], notes=d.get("notes") or "")
 
@@ -509,7 +512,7 @@ class ReporterSpec:
     """A reporter renders a Report as text: ``func(report, verbose) -> str``."""
 
     name: str
-    func: Callable[["Report", int], str]
+    func: Callable[[Report, int], str]
     doc: str = ""
     plugin: str = ""
 
@@ -549,7 +552,7 @@ class Finding:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Finding":
+    def from_dict(cls, d: Mapping[str, Any]) -> Finding:
         return cls(id=d["id"], title=d.get("title", ""), area=d.get("area", ""), status=d["status"],
                    message=d.get("message", ""), severity=d.get("severity", "info"), subject=d.get("subject"),
                    evidence=[Fact.from_dict(e) for e in d.get("evidence") or []], root_cause=d.get("root_cause"),
@@ -598,7 +601,7 @@ class Report:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Report":
+    def from_dict(cls, d: Mapping[str, Any]) -> Report:
         if not isinstance(d, Mapping):
             raise ValueError("a report must be a JSON object")
         ver = d.get("schema_version")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import jsonschema
+
 from conftest import ROOT, run_cli
 
 SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text())

@@ -10,6 +10,7 @@ from bwdoctor.cli import cli
 from bwdoctor.manager import PluginManager, builtin_modules
 from bwdoctor.runner import CORE_CHECKS
 from bwdoctor.types import CHECK_ID_RE, LEVELS, ROOT_CAUSES
+
 from conftest import ROOT
 
 PUBLIC = {"bwdoctor", "bwdoctor.kb", "bwdoctor.isolation"}

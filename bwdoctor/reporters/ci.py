@@ -77,7 +77,7 @@ _FILE_SOURCE = re.compile(r"^(?P<path>.+?):(?:line )?(?P<line>\d+)$")
 
 
 def _locations(f: Finding, inputs: set[str]) -> list[dict]:
-    locs = []
+    locs: list[dict] = []
     for e in f.evidence:
         for part in e.source.split("; "):
             m = _FILE_SOURCE.match(part.strip())

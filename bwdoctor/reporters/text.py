@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from itertools import groupby
 
 from bwdoctor.reporters import ASCII_MARKS, sorted_findings, summary_line
 from bwdoctor.types import Report, to_jsonable
@@ -43,15 +42,14 @@ def markdown(report: Report, verbose: int = 0) -> str:
     problems = [f for f in report.findings if f.status in ("fail", "warn", "error")]
     if problems:
         lines += ["<details><summary>Evidence</summary>", ""]
-        for area, group in groupby(sorted_findings(problems), key=lambda f: f.area):
-            for f in group:
-                lines.append(f"- `{f.key}` ({f.status}): {f.message}")
-                for e in f.evidence:
-                    val = json.dumps(to_jsonable(e.value), ensure_ascii=False)
-                    if len(val) > 300:
-                        val = val[:299] + "…"
-                    lines.append(f"  - `{e.key}` = `{val}` — {e.source}")
-                if f.remedies:
-                    lines.append(f"  - remedies: {', '.join(f.remedies)}")
+        for f in sorted_findings(problems):
+            lines.append(f"- `{f.key}` ({f.status}): {f.message}")
+            for e in f.evidence:
+                val = json.dumps(to_jsonable(e.value), ensure_ascii=False)
+                if len(val) > 300:
+                    val = val[:299] + "…"
+                lines.append(f"  - `{e.key}` = `{val}` — {e.source}")
+            if f.remedies:
+                lines.append(f"  - remedies: {', '.join(f.remedies)}")
         lines += ["", "</details>", ""]
     return "\n".join(lines) + "\n"
