@@ -43,7 +43,7 @@ class CouldNotRun(click.ClickException):
 
 
 def _manager(ctx: click.Context) -> Any:
-    obj = ctx.find_root().obj
+    obj = ctx.find_root().ensure_object(dict)
     if obj.get("manager") is None:
         from bwdoctor.manager import PluginManager
 
@@ -265,16 +265,11 @@ class LazyGroup(click.Group):
         return out
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        names = set(self.commands)
-        if ctx.obj is not None:
-            names |= set(self._plugin_commands(ctx))
-        return sorted(names)
+        return sorted(set(self.commands) | set(self._plugin_commands(ctx)))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.commands:
             return self.commands[name]
-        if ctx.obj is None:
-            return None
         return self._plugin_commands(ctx).get(name)
 
 

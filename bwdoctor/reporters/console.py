@@ -33,6 +33,17 @@ def render(report: Report, verbose: int = 0, color: bool = False, width: int | N
     if isinstance(target, dict) and target.get("name"):
         title += f" (judged for --target {target.get('name')}, CC {target.get('compute_capability')})"
     con.print(f"[bold]{escape(title)}[/bold]")
+    snap = report.snapshot
+    gpus = snap.gpus()
+    if gpus:
+        drv = snap.value("driver.version")
+        cuda = snap.value("driver.cuda_version")
+        names = ", ".join(f"{i}: {g.get('name')} (CC {g.get('compute_capability')})" for i, g in gpus)
+        con.print(escape(f"GPUs {names}" + (f"; driver {drv}" if drv else "") + (f", CUDA {cuda}" if cuda else "")))
+    elif report.mode in ("live", "from") and "gpu.*" in snap.missing:
+        con.print(f"[yellow]No GPU seen:[/yellow] {escape(snap.missing['gpu.*'])}. GPU checks are skipped"
+                  + (" (judging the installed stack for the --target instead)." if isinstance(target, dict) else
+                     "; use --target GPU to judge the installed stack for a GPU this machine does not have."))
     for area, group in groupby(sorted_findings(report.findings), key=lambda f: f.area):
         items = list(group)
         con.print(f"\n[bold underline]{escape(area)}[/bold underline]")
