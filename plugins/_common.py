@@ -1,0 +1,487 @@
+"""Shared helpers of the built-in remedies: what GPU and distribution we are fixing for,
+pip and package-manager command lines with idempotency checks, file diffs, and the small
+version tables the remedies need beyond the knowledge base.
+
+Remedies are pure functions of (finding, snapshot) with one exception: a remedy that edits a
+user's file reads that file (and only that file) to compute the diff; when it cannot be read
+the remedy falls back to advice.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from bwdoctor import Finding, FixPlan, FixStep, Snapshot, known
+
+MAX_PATCH_BYTES = 1024 * 1024
+
+# --------------------------------------------------------------------------- version tables
+
+# PyTorch CUDA variants published on download.pytorch.org/whl/<variant> per torch minor.
+# Sources: PyTorch "Previous PyTorch Versions" page (pytorch.org/get-started/previous-versions)
+# and the release notes (2.7: "pre-built wheels for CUDA 12.8"; 2.8: CUDA 12.6/12.8/12.9;
+# 2.9: 12.6/12.8/13.0). 2.11+ : CUDA 13.0 is the PyPI default (facts.md 2d, wheel
+# inspection), 12.6 and 12.8 stay on the PyTorch index.
+TORCH_INDEX_VARIANTS: dict[str, tuple[str, ...]] = {
+    "2.4": ("cu118", "cu121", "cu124"),
+    "2.5": ("cu118", "cu121", "cu124"),
+    "2.6": ("cu118", "cu124", "cu126"),
+    "2.7": ("cu118", "cu126", "cu128"),
+    "2.8": ("cu126", "cu128", "cu129"),
+    "2.9": ("cu126", "cu128", "cu130"),
+    "2.10": ("cu126", "cu128", "cu130"),
+    "2.11": ("cu126", "cu128", "cu130"),
+    "2.12": ("cu126", "cu128", "cu130"),
+    "2.13": ("cu126", "cu128", "cu130"),
+    "2.14": ("cu126", "cu128", "cu130"),
+}
+
+# The CUDA variant PyPI's default torch wheel was built for (facts.md 2d, wheel inspection).
+TORCH_PYPI_VARIANT: dict[str, str] = {
+    "2.4": "cu121", "2.5": "cu124", "2.6": "cu124", "2.7": "cu126", "2.8": "cu128", "2.9": "cu128",
+    "2.10": "cu128", "2.11": "cu130", "2.12": "cu130", "2.13": "cu130", "2.14": "cu130",
+}
+
+# flashinfer-python pinned by each vLLM release (facts.md 2e: wheel METADATA).
+VLLM_FLASHINFER_PIN: list[tuple[str, str]] = [
+    ("0.10.1", "0.2.11"), ("0.10.2", "0.3.0"), ("0.11.0", "0.3.1"), ("0.11.1", "0.5.2"), ("0.12.0", "0.5.3"),
+    ("0.15.0", "0.6.1"), ("0.16.0", "0.6.3"), ("0.17.0", "0.6.4"), ("0.18.0", "0.6.6"), ("0.20.0", "0.6.8.post1"),
+    ("0.33.0", "0.7.2.post1"),
+]
+
+# Recommended driver branch: the oldest branch still supported by NVIDIA that drives the GPU.
+# R580 is the long-term support branch (EOL Aug 2028, "supports CUDA 13.x"); R570 reached end of
+# life in Feb 2026 and R575 is EOL (facts.md 2a, docs.nvidia.com/datacenter/tesla/drivers/
+# supported-drivers-and-cuda-toolkit-versions.html).
+SUPPORTED_DRIVER_BRANCHES = (580, 590, 595)
+
+
+def vparse(text: Any) -> Version | None:
+    if text is None or not known(text):
+        return None
+    m = re.match(r"^\s*v?(\d+(?:\.\d+)*(?:(?:\.?post|rc|\.dev)\d+)?)", str(text))
+    if not m:
+        return None
+    try:
+        return Version(m.group(1))
+    except InvalidVersion:
+        return None
+
+
+def minor_of(version: Any) -> str | None:
+    v = vparse(version)
+    return f"{v.major}.{v.minor}" if v is not None else None
+
+
+def local_variant(version: Any) -> str | None:
+    """``cu128`` from ``2.8.0+cu128``."""
+    s = str(version or "")
+    return s.split("+", 1)[1] if "+" in s else None
+
+
+def variant_cuda(variant: str | None) -> str | None:
+    """``12.8`` from ``cu128``; None for cpu/rocm."""
+    m = re.match(r"^cu(\d+)(\d)$", variant or "")
+    return f"{int(m.group(1))}.{m.group(2)}" if m else None
+
+
+def companion_versions(torch_version: Any) -> dict[str, str]:
+    """The torchvision and torchaudio releases built for a torch release.
+
+    torchvision 0.(m+15) goes with torch 2.m, torchaudio 2.m.p with torch 2.m.p (verified from
+    the Requires-Dist of the PyPI wheels torchvision 0.22.0, 0.23.0, 0.24.1, 0.25.0, 0.26.0, 0.27.0,
+    0.28.0, 0.29.0 → ``torch==2.7.0``, ``2.8.0``, ``2.9.1``, ``2.10.0``, ``2.11.0``, ``2.12.0``,
+    ``2.13.0``, ``2.14.0``, and torchaudio 2.8.0, 2.9.0 → ``torch==2.8.0``, ``2.9.0``)."""
+    v = vparse(torch_version)
+    if v is None or v.major != 2:
+        return {}
+    return {"torchvision": f"0.{v.minor + 15}.{v.micro}", "torchaudio": f"{v.major}.{v.minor}.{v.micro}"}
+
+
+def flashinfer_pin_for(vllm_version: Any) -> str | None:
+    v = vparse(vllm_version)
+    if v is None:
+        return None
+    best = None
+    for first, pin in VLLM_FLASHINFER_PIN:
+        if Version(first) <= v:
+            best = pin
+    return best
+
+
+# --------------------------------------------------------------------------- knowledge base
+
+
+def kb_arch(cc: str | None) -> Any:
+    """``bwdoctor.kb.arch_requirements(cc)`` or None."""
+    if not cc:
+        return None
+    try:
+        from bwdoctor import kb
+        return kb.arch_requirements(cc)
+    except Exception:
+        return None
+
+
+def kb_cuda_min_driver(cuda: str | None) -> str | None:
+    if not cuda:
+        return None
+    try:
+        from bwdoctor import kb
+        return kb.cuda_min_driver(cuda)
+    except Exception:
+        return None
+
+
+def kb_cuda_compat_driver(cuda: str | None) -> str | None:
+    """Oldest driver that runs a CUDA <major>.x runtime (minor-version compatibility)."""
+    if not cuda:
+        return None
+    try:
+        from bwdoctor import kb
+        return kb.cuda_compat_min_driver(cuda) or kb.cuda_min_driver(cuda)
+    except Exception:
+        return None
+
+
+def gpu_specs(snap: Snapshot) -> list[Any]:
+    """``kb.find_gpu`` for every GPU (by name or PCI id), else the ``--target``'s GPU."""
+    out = []
+    try:
+        from bwdoctor import kb
+    except Exception:
+        return out
+    for _, g in snap.gpus():
+        try:
+            spec = kb.find_gpu(name=g.get("name") if known(g.get("name")) else None,
+                               pci_device_id=g.get("pci_device_id") if known(g.get("pci_device_id")) else None)
+        except Exception:
+            spec = None
+        if spec is not None:
+            out.append(spec)
+    if not snap.gpus():
+        tgt = snap.value("target")
+        key = tgt.get("gpu") if isinstance(tgt, dict) else None
+        if key:
+            try:
+                spec = kb.find_gpu(name=key)
+            except Exception:
+                spec = None
+            if spec is not None:
+                out.append(spec)
+    return out
+
+
+def kb_vllm() -> Any:
+    try:
+        from bwdoctor.kb import vllm as kbv
+        return kbv
+    except Exception:
+        return None
+
+
+def attr(obj: Any, name: str, default: Any = None) -> Any:
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+def compute_capabilities(snap: Snapshot) -> list[str]:
+    """The GPUs' compute capabilities, else the ``--target``'s."""
+    out = []
+    for _, g in snap.gpus():
+        cc = g.get("compute_capability")
+        if known(cc) and str(cc) not in out:
+            out.append(str(cc))
+    if not out:
+        cc = (snap.value("target") or {}).get("compute_capability") if isinstance(snap.value("target"), dict) else None
+        if cc:
+            out.append(str(cc))
+    return out
+
+
+def _cc_key(cc: str) -> tuple[int, int]:
+    try:
+        a, _, b = cc.partition(".")
+        return int(a), int(b or 0)
+    except ValueError:
+        return (0, 0)
+
+
+def requirements(snap: Snapshot) -> list[tuple[str, Any]]:
+    """``[(cc, ArchRequirements)]`` for every GPU (or the target), newest architecture first."""
+    return [(cc, kb_arch(cc)) for cc in sorted(compute_capabilities(snap), key=_cc_key, reverse=True)]
+
+
+def strictest(snap: Snapshot, field: str) -> str | None:
+    """The highest value of a version field of ``ArchRequirements`` over the GPUs."""
+    best: str | None = None
+    for _, req in requirements(snap):
+        val = attr(req, field)
+        if val and (best is None or (vparse(val) or Version("0")) > (vparse(best) or Version("0"))):
+            best = str(val)
+    return best
+
+
+def common_variants(snap: Snapshot) -> list[str]:
+    """Torch CUDA variants whose wheels run on every GPU (intersection of the kb lists)."""
+    sets = [list(attr(req, "torch_cuda_variants") or []) for _, req in requirements(snap) if req is not None]
+    if not sets:
+        return []
+    return [v for v in sets[0] if all(v in s for s in sets[1:])]
+
+
+def os_info(snap: Snapshot) -> tuple[str | None, str, str]:
+    """``(family, id, version)`` with family ``debian``, ``rhel``, ``suse`` or None."""
+    osv = snap.value("host.os")
+    if not isinstance(osv, dict):
+        return None, "", ""
+    ident = str(osv.get("id") or "").lower()
+    like = str(osv.get("id_like") or "").lower().split()
+    ver = str(osv.get("version") or osv.get("version_id") or "")
+    names = [ident] + like
+    if any(n in ("ubuntu", "debian", "pop", "linuxmint", "raspbian") for n in names):
+        return "debian", ident, ver
+    if any(n in ("rhel", "centos", "rocky", "almalinux", "fedora", "ol", "amzn") for n in names):
+        return "rhel", ident, ver
+    if any(n.startswith(("sles", "opensuse", "suse")) for n in names):
+        return "suse", ident, ver
+    return None, ident, ver
+
+
+def container(snap: Snapshot) -> str | None:
+    c = snap.value("host.container")
+    return str(c) if c else None
+
+
+def driver_version(snap: Snapshot) -> Version | None:
+    return vparse(snap.value("driver.version"))
+
+
+def driver_branch(version: Any) -> int | None:
+    v = vparse(version)
+    return v.major if v is not None else None
+
+
+def installed(snap: Snapshot, name: str) -> str | None:
+    pk = snap.value("packages")
+    if isinstance(pk, dict):
+        ent = pk.get(name)
+        if isinstance(ent, dict) and ent.get("version"):
+            return str(ent["version"])
+    return None
+
+
+def vllm_version(snap: Snapshot) -> str | None:
+    v = snap.value("vllm")
+    if isinstance(v, dict) and v.get("version"):
+        return str(v["version"])
+    cfg = snap.value("vllm.config")
+    if isinstance(cfg, dict) and cfg.get("version"):
+        return str(cfg["version"])
+    return installed(snap, "vllm")
+
+
+def torch_version(snap: Snapshot) -> str | None:
+    t = snap.value("torch")
+    if isinstance(t, dict) and t.get("version"):
+        return str(t["version"])
+    return installed(snap, "torch")
+
+
+def host_env(snap: Snapshot) -> dict[str, Any]:
+    env = snap.value("host.env")
+    return env if isinstance(env, dict) else {}
+
+
+def recommended_vllm(snap: Snapshot) -> tuple[str | None, str]:
+    """The newest known vLLM release with kernels for every GPU that the driver can run."""
+    kbv = kb_vllm()
+    if kbv is None:
+        return None, "the vLLM knowledge base is unavailable"
+    try:
+        versions = [v for v in kbv.known_versions() if vparse(v) and not vparse(v).is_prerelease]
+    except Exception:
+        return None, "the vLLM knowledge base is unavailable"
+    lo = vparse(strictest(snap, "vllm_min"))
+    hi = None
+    for _, req in requirements(snap):
+        vmax = vparse(attr(req, "vllm_max"))
+        if vmax and (hi is None or vmax < hi):
+            hi = vmax
+        if req is not None and attr(req, "vllm_supported") is False:
+            return None, f"vLLM does not support compute capability {attr(req, 'compute_capability')}"
+    have = driver_version(snap)
+    why = []
+    best = None
+    for v in versions:
+        pv = vparse(v)
+        if lo and pv < lo:
+            continue
+        if hi and pv >= hi:
+            continue
+        if have is not None:
+            try:
+                cuda = kbv.build_cuda_for(v)
+            except Exception:
+                cuda = None
+            floor = vparse(kb_cuda_compat_driver(cuda)) if cuda else None
+            if floor and have < floor:
+                continue
+        best = v
+    if lo:
+        why.append(f"first release with kernels for this GPU: {lo}")
+    if hi:
+        why.append(f"last release for it: before {hi}")
+    if have is not None:
+        why.append(f"its CUDA build must run on driver {have}")
+    return best, "; ".join(why)
+
+
+
+# --------------------------------------------------------------------------- commands
+
+PYTHON = "python3"
+
+# Succeeds when every ``name==version`` argument is installed at that version; a requested
+# version without a local part (``2.8.0``) also matches ``2.8.0+cu128``. Values arrive as argv,
+# never pasted into the code.
+_PIP_HAS = (
+    "import sys, importlib.metadata as m\n"
+    "for req in sys.argv[1:]:\n"
+    "    name, _, want = req.partition('==')\n"
+    "    try:\n"
+    "        have = m.version(name)\n"
+    "    except m.PackageNotFoundError:\n"
+    "        sys.exit(1)\n"
+    "    if want and have != want and ('+' in want or have.split('+')[0] != want):\n"
+    "        sys.exit(1)\n"
+)
+
+# Succeeds when none of the named distributions is installed.
+_PIP_ABSENT = (
+    "import sys, importlib.metadata as m\n"
+    "for name in sys.argv[1:]:\n"
+    "    try:\n"
+    "        m.version(name)\n"
+    "    except m.PackageNotFoundError:\n"
+    "        continue\n"
+    "    sys.exit(1)\n"
+)
+
+
+def pip_install(reqs: list[str], index_url: str | None = None, extra_index_url: str | None = None) -> list[str]:
+    argv = [PYTHON, "-m", "pip", "install"]
+    if index_url:
+        argv += ["--index-url", index_url]
+    if extra_index_url:
+        argv += ["--extra-index-url", extra_index_url]
+    return argv + list(reqs)
+
+
+def pip_has(reqs: list[str]) -> list[str]:
+    return [PYTHON, "-c", _PIP_HAS] + list(reqs)
+
+
+def pip_absent(names: list[str]) -> list[str]:
+    return [PYTHON, "-c", _PIP_ABSENT] + list(names)
+
+
+def torch_index(variant: str) -> str:
+    return f"https://download.pytorch.org/whl/{variant}"
+
+
+def advice(description: str, argv: list[str] | None = None, undo: str = "") -> FixStep:
+    return FixStep(description=description, argv=argv, advisory=True, undo=undo)
+
+
+def plan(remedy_id: str, title: str, finding: Finding, steps: list[FixStep], notes: str = "") -> FixPlan:
+    return FixPlan(remedy_id=remedy_id, title=title, finding_ids=[finding.key], steps=steps, notes=notes)
+
+
+def details(finding: Finding) -> dict[str, Any]:
+    return finding.details if isinstance(finding.details, dict) else {}
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_user_file(path: str) -> str | None:
+    """The text of a file a remedy will patch, or None when it cannot be patched safely (missing,
+    not a regular file, larger than 1 MiB, not UTF-8, contains NUL bytes)."""
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path) > MAX_PATCH_BYTES:
+            return None
+        with open(path, encoding="utf-8", newline="") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if "\x00" in text:
+        return None
+    return text
+
+
+def unified_diff(old: str, new: str, name: str) -> str:
+    """A unified diff (``difflib.unified_diff``) that GNU patch accepts, including a missing
+    final newline."""
+    safe = re.sub(r"[\x00-\x1f\x7f\s]", "_", os.path.basename(name) or "file")
+    out = []
+    for line in difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                     fromfile=f"a/{safe}", tofile=f"b/{safe}"):
+        if line.startswith(("---", "+++", "@@")):
+            out.append(line if line.endswith("\n") else line + "\n")
+        elif line.endswith("\n"):
+            out.append(line)
+        else:
+            out.append(line + "\n\\ No newline at end of file\n")
+    return "".join(out)
+
+
+def patch_step(path: str, old: str, new: str, description: str) -> FixStep | None:
+    """A patch step turning ``old`` into ``new`` in ``path``; None when nothing changes."""
+    if old == new:
+        return None
+    return FixStep(description=description, patch={"path": os.path.abspath(path), "diff": unified_diff(old, new, path)},
+                   undo=f"reverse the diff: patch -R {os.path.abspath(path)} (or restore the file from version control)")
+
+
+def config_files(snap: Snapshot, kinds: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
+    """``config.files`` entries of the given kinds (``env``, ``compose``, ``dockerfile``)."""
+    files = snap.value("config.files")
+    if not isinstance(files, dict):
+        return []
+    out = []
+    for path, info in sorted(files.items()):
+        if isinstance(info, dict) and str(info.get("kind") or "") in kinds:
+            out.append((str(path), info))
+    return out
+
+
+def finding_paths(finding: Finding) -> list[str]:
+    """File paths a finding points at: ``details["path"]``/``["paths"]``/``["file"]``, its subject,
+    and the sources of its evidence (``compose:/x/docker-compose.yml:line 4``)."""
+    d = details(finding)
+    out: list[str] = []
+    for key in ("path", "file"):
+        if isinstance(d.get(key), str):
+            out.append(d[key])
+    for key in ("paths", "files"):
+        if isinstance(d.get(key), list):
+            out += [str(p) for p in d[key]]
+    if finding.subject:
+        out.append(finding.subject)
+    for ev in finding.evidence:
+        m = re.search(r"(/[^\s:]+)", ev.source or "")
+        if m:
+            out.append(m.group(1))
+    return out

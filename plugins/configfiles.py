@@ -1,0 +1,458 @@
+"""Remedies that edit the user's deployment files (.env, docker compose, Dockerfile) as unified
+diffs: invented or unread ``VLLM_*`` variables commented out with the real flag named (and added
+to a compose ``command:`` when there is one), ``ipc: host`` / ``shm_size`` for the vLLM service,
+a base image and a vLLM pin with kernels for the GPU.
+
+Remedy ids: ``config.replace-vllm-env``, ``compose.ipc-host``, ``compose.shm-size``,
+``dockerfile.base-image``, ``dockerfile.vllm-pin``.
+Facts read: ``config.files`` (``{path: {"kind": "env"|"compose"|"dockerfile", ...}}``),
+``vllm``, ``vllm.config``, ``gpu.<i>``, ``target``, ``driver.version``.
+
+These remedies read the file they patch (and nothing else): the diff is computed from its
+current content. One file gets one combined correction: every remedy that touches a file
+produces the same diff (all the corrections bwdoctor knows that file needs), so the first step
+edits it and the later ones find it "already done". A file that cannot be read (missing, not
+UTF-8, over 1 MiB) gets advice instead of a patch.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any
+
+import yaml
+from packaging.version import Version
+
+from bwdoctor import Finding, FixPlan, FixStep, RemedySpec, Snapshot, hookimpl
+
+from . import _common as c
+
+FALSE_WORDS = {"", "0", "false", "no", "off", "n", "f"}
+SHM_SIZE = "16gb"
+
+
+# --------------------------------------------------------------------------- env variables
+
+
+def _vllm_release(snap: Snapshot) -> str | None:
+    return c.vllm_version(snap)
+
+
+def unread_var(name: str, value: str, version: str | None) -> tuple[bool, list[str], str]:
+    """(vLLM does not read it, the flags to use instead, why)."""
+    kbv = c.kb_vllm()
+    if kbv is None or not name.startswith("VLLM_"):
+        return False, [], ""
+    try:
+        if kbv.env_var_exists(name, version):
+            return False, [], ""
+        repl = kbv.env_var_replacement(name, version) or {}
+    except Exception:
+        return False, [], ""
+    use = str(repl.get("use") or "")
+    if str(value).strip().strip("'\"").lower() in FALSE_WORDS and "use_if_false" in repl:
+        use = str(repl.get("use_if_false") or "")
+    if repl.get("kind") not in ("flag", None) and repl:
+        use = ""
+    if "{value}" in use:
+        v = str(value).strip().strip("'\"")
+        if not v or "N" == v:
+            use = ""
+        else:
+            use = use.replace("{value}", v)
+    flags: list[str] = []
+    if use:
+        try:
+            flags = shlex.split(use)
+        except ValueError:
+            flags = []
+    why = str(repl.get("why") or f"vLLM {version or ''} does not read {name}").strip()
+    return True, flags, why
+
+
+_ENV_LINE = re.compile(r"^(?P<indent>\s*)(?P<export>export\s+)?(?P<name>VLLM_[A-Za-z0-9_]+)\s*=\s*(?P<value>.*?)\s*(?P<eol>\r?\n?)$")
+_COMPOSE_LIST = re.compile(r"^(?P<indent>\s*)-\s*(?P<q>[\"']?)(?P<name>VLLM_[A-Za-z0-9_]+)=(?P<value>[^\"'#]*?)(?P=q)\s*(?:#.*)?(?P<eol>\r?\n?)$")
+_COMPOSE_MAP = re.compile(r"^(?P<indent>\s*)(?P<name>VLLM_[A-Za-z0-9_]+)\s*:\s*(?P<value>[^#\r\n]*?)\s*(?:#.*)?(?P<eol>\r?\n?)$")
+_DOCKER_ENV = re.compile(r"^(?P<indent>\s*)ENV\s+(?P<name>VLLM_[A-Za-z0-9_]+)(?:\s*=\s*|\s+)(?P<value>\S*)\s*(?P<eol>\r?\n?)$", re.I)
+
+
+def _comment(line: str, indent: str, eol: str, name: str, flags: list[str], why: str) -> str:
+    body = line[len(indent):].rstrip("\r\n")
+    hint = f"use `{shlex.join(flags)}` on the vllm serve command line" if flags else "remove it"
+    return f"{indent}# {body}  # bwdoctor: vLLM does not read {name}; {hint}{eol or ''}"
+
+
+def fix_env_vars(text: str, kind: str, version: str | None) -> tuple[str, list[tuple[str, list[str]]]]:
+    """Comment out the VLLM_* assignments vLLM does not read. Returns the new text and
+    ``[(name, flags)]`` for each one."""
+    pattern = {"env": [_ENV_LINE], "compose": [_COMPOSE_LIST, _COMPOSE_MAP], "dockerfile": [_DOCKER_ENV]}.get(kind, [])
+    out, found = [], []
+    for line in text.splitlines(keepends=True):
+        if line.lstrip().startswith("#"):
+            out.append(line)
+            continue
+        for rx in pattern:
+            m = rx.match(line)
+            if m:
+                unread, flags, why = unread_var(m.group("name"), m.group("value"), version)
+                if unread:
+                    out.append(_comment(line, m.group("indent"), m.group("eol"), m.group("name"), flags, why))
+                    found.append((m.group("name"), flags))
+                    break
+        else:
+            out.append(line)
+    new = "".join(out)
+    if kind == "compose" and found:
+        new = _tidy_empty_environment(new)
+    return new, found
+
+
+def _tidy_empty_environment(text: str) -> str:
+    """An ``environment:`` key left without entries becomes a comment (compose rejects null)."""
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)environment:\s*(#.*)?\r?\n?$", line)
+        if not m:
+            continue
+        indent = len(m.group(1))
+        j, has_entry = i + 1, False
+        while j < len(lines):
+            s = lines[j]
+            if s.strip() and not s.lstrip().startswith("#"):
+                if len(s) - len(s.lstrip()) <= indent and not s.lstrip().startswith("- "):
+                    break
+                has_entry = True
+                break
+            j += 1
+        if not has_entry:
+            lines[i] = f"{m.group(1)}# environment:  # bwdoctor: no variable left that vLLM reads\n"
+    return "".join(lines)
+
+
+# --------------------------------------------------------------------------- compose
+
+
+def _compose_services(text: str) -> list[tuple[int, int, str, dict[str, Any]]]:
+    """``[(line index of the service key, its indent, name, parsed service)]`` for services
+    under ``services:`` or, in the legacy format, at the top level."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return []
+    if not isinstance(data, dict):
+        return []
+    services = data.get("services") if isinstance(data.get("services"), dict) else None
+    legacy = services is None
+    if legacy:
+        services = {k: v for k, v in data.items() if (isinstance(v, dict) or v is None)
+                    and not str(k).startswith("x-") and k not in ("version", "volumes", "networks", "configs", "secrets")}
+    lines = text.splitlines()
+    out = []
+    in_services = legacy
+    for i, line in enumerate(lines):
+        if not legacy and re.match(r"^services:\s*(#.*)?$", line):
+            in_services = True
+            continue
+        if not in_services:
+            continue
+        m = re.match(r"^(\s*)([A-Za-z0-9_.-]+):\s*(#.*)?$", line)
+        if m and m.group(2) in services:
+            indent = len(m.group(1))
+            if (legacy and indent == 0) or (not legacy and indent > 0):
+                out.append((i, indent, m.group(2), services[m.group(2)] or {}))
+    return out
+
+
+def _vllm_services(services: list[tuple[int, int, str, dict[str, Any]]]) -> list[tuple[int, int, str, dict[str, Any]]]:
+    def is_vllm(name: str, svc: dict[str, Any]) -> bool:
+        blob = " ".join(str(svc.get(k, "")) for k in ("image", "command", "entrypoint", "environment", "build"))
+        return "vllm" in name.lower() or "vllm" in blob.lower()
+    picked = [s for s in services if is_vllm(s[2], s[3])]
+    return picked or (services if len(services) == 1 else [])
+
+
+def _child_indent(lines: list[str], idx: int, indent: int) -> str:
+    for s in lines[idx + 1:]:
+        if s.strip() and not s.lstrip().startswith("#"):
+            n = len(s) - len(s.lstrip())
+            if n > indent:
+                return s[:n]
+            break
+    return " " * (indent + 2)
+
+
+def _shm_bytes(value: Any) -> int | None:
+    if isinstance(value, int):
+        return value
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", str(value or ""), re.I)
+    if not m:
+        return None
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    return int(float(m.group(1)) * mult)
+
+
+def fix_compose_shm(text: str) -> tuple[str, list[str]]:
+    """Give each vLLM service ``ipc: host`` unless it shares memory already (ipc: host, or
+    shm_size >= 1 GiB); a service with another explicit ``ipc:`` mode gets ``shm_size`` instead."""
+    lines = text.splitlines(keepends=True)
+    inserts: list[tuple[int, str]] = []
+    changed = []
+    for idx, indent, name, svc in _vllm_services(_compose_services(text)):
+        ipc = svc.get("ipc")
+        shm = _shm_bytes(svc.get("shm_size"))
+        if ipc == "host" or (shm is not None and shm >= 1 << 30):
+            continue
+        child = _child_indent([ln.rstrip("\r\n") for ln in lines], idx, indent)
+        eol = "\r\n" if lines[idx].endswith("\r\n") else "\n"
+        if ipc is None:
+            inserts.append((idx + 1, f"{child}ipc: host  # bwdoctor: shared memory for NCCL/vLLM workers{eol}"))
+            changed.append(f"{name}: ipc: host")
+        elif "shm_size" not in svc:
+            inserts.append((idx + 1, f"{child}shm_size: \"{SHM_SIZE}\"  # bwdoctor: /dev/shm for NCCL/vLLM{eol}"))
+            changed.append(f"{name}: shm_size {SHM_SIZE}")
+    for at, line in sorted(inserts, reverse=True):
+        lines.insert(at, line)
+    return "".join(lines), changed
+
+
+def add_compose_flags(text: str, flags: list[str]) -> str:
+    """Append flags to the vLLM service's ``command:`` when it is a block list or a plain string,
+    verified by parsing the result; otherwise the text is returned unchanged."""
+    if not flags:
+        return text
+    services = _vllm_services(_compose_services(text))
+    if len(services) != 1:
+        return text
+    idx, indent, _name, svc = services[0]
+    cmd = svc.get("command")
+    if cmd is None:
+        return text
+    lines = text.splitlines(keepends=True)
+    for j in range(idx + 1, len(lines)):
+        s = lines[j]
+        if s.strip() and not s.lstrip().startswith("#") and len(s) - len(s.lstrip()) <= indent:
+            break
+        m = re.match(r"^(\s*)command:\s*(.*?)\s*(\r?\n?)$", s)
+        if not m:
+            continue
+        new_lines = list(lines)
+        if isinstance(cmd, list) and not m.group(2):
+            k = j + 1
+            item_indent = None
+            while k < len(lines) and (not lines[k].strip() or lines[k].lstrip().startswith("- ")
+                                      or lines[k].lstrip().startswith("#")):
+                if lines[k].lstrip().startswith("- "):
+                    item_indent = lines[k][:len(lines[k]) - len(lines[k].lstrip())]
+                k += 1
+            if item_indent is None:
+                return text
+            eol = m.group(3) or "\n"
+            new_lines[k:k] = [f"{item_indent}- {json_str(f)}{eol}" for f in flags]
+        elif isinstance(cmd, str) and m.group(2) and m.group(2)[0] not in "\"'[|>":
+            new_lines[j] = f"{m.group(1)}command: {m.group(2)} {shlex.join(flags)}{m.group(3)}"
+        else:
+            return text
+        candidate = "".join(new_lines)
+        check = [s for s in _vllm_services(_compose_services(candidate)) if s[2] == _name]
+        got = check[0][3].get("command") if check else None
+        tokens = got if isinstance(got, list) else shlex.split(got) if isinstance(got, str) else []
+        if [str(t) for t in tokens[-len(flags):]] == flags:
+            return candidate
+        return text
+    return text
+
+
+def json_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --------------------------------------------------------------------------- Dockerfile
+
+_FROM = re.compile(r"^(?P<indent>\s*)FROM\s+(?P<flags>(?:--\S+\s+)*)(?P<image>[^\s:@]+)(?::(?P<tag>[^\s@]+))?(?P<rest>.*?)(?P<eol>\r?\n?)$", re.I)
+_PIN = re.compile(r"(?P<pre>(?:^|[\s\"'])vllm(?:\[[^\]]*\])?)(?P<op>==|>=|~=)(?P<ver>[0-9][0-9A-Za-z.+]*)")
+
+
+def _image_cuda(image: str, tag: str | None) -> Version | None:
+    if not tag:
+        return None
+    name = image.lower().split("/")[-1]
+    if name == "cuda":
+        return c.vparse(tag)
+    m = re.search(r"cuda[-_]?(\d+\.\d+)", tag.lower())
+    return c.vparse(m.group(1)) if m else None
+
+
+def fix_dockerfile(text: str, snap: Snapshot) -> tuple[str, list[str]]:
+    """Point an old base image at the official vLLM image of the recommended release and pin
+    ``vllm==`` to it when the pinned release has no kernels for the GPU."""
+    rec, _ = c.recommended_vllm(snap)
+    vmin = c.vparse(c.strictest(snap, "vllm_min"))
+    need_cuda = c.vparse(c.strictest(snap, "min_cuda"))
+    kbv = c.kb_vllm()
+    lines = text.splitlines(keepends=True)
+    changes: list[str] = []
+    if not rec:
+        return text, changes
+    rec_cuda = None
+    if kbv is not None:
+        try:
+            rec_cuda = c.vparse(kbv.build_cuda_for(rec))
+        except Exception:
+            rec_cuda = None
+    new_base = False
+    for i, line in enumerate(lines):
+        m = _FROM.match(line)
+        if not m:
+            continue
+        image, tag = m.group("image"), m.group("tag")
+        old = None
+        if kbv is not None:
+            try:
+                img_ver = kbv.image_tag_version(image, tag)
+            except Exception:
+                img_ver = None
+            if img_ver and vmin and c.vparse(img_ver) < vmin:
+                old = f"vLLM {img_ver} has no kernels for this GPU (needs >= {vmin})"
+        cuda = _image_cuda(image, tag)
+        if cuda is not None and need_cuda is not None and cuda < need_cuda:
+            old = f"CUDA {cuda} predates this GPU (needs >= {need_cuda})"
+        if old:
+            lines[i] = f"{m.group('indent')}FROM {m.group('flags')}vllm/vllm-openai:v{rec}{m.group('rest')}{m.group('eol')}"
+            changes.append(f"base image {image}:{tag or 'latest'} -> vllm/vllm-openai:v{rec} ({old})")
+            new_base = True
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("#"):
+            continue
+        m = _PIN.search(line)
+        if not m or "pip" not in line.lower():
+            continue
+        pinned = c.vparse(m.group("ver"))
+        if pinned is None:
+            continue
+        too_old = vmin is not None and pinned < vmin
+        if too_old or (new_base and str(pinned) != rec):
+            lines[i] = line[:m.start("op")] + "==" + rec + line[m.end("ver"):]
+            why = f"vLLM {pinned} has no kernels for this GPU" if too_old else "match the base image"
+            changes.append(f"vllm=={pinned} -> vllm=={rec} ({why})")
+    if rec_cuda is not None and changes:
+        changes.append(f"vLLM {rec} is built with CUDA {rec_cuda}")
+    return "".join(lines), changes
+
+
+# --------------------------------------------------------------------------- combined file fix
+
+
+def fixed_text(path: str, kind: str, text: str, snap: Snapshot) -> tuple[str, list[str], list[str]]:
+    """Every correction bwdoctor knows for one file: (new text, what changed, flags to add)."""
+    version = _vllm_release(snap)
+    changes: list[str] = []
+    new, found = fix_env_vars(text, kind, version)
+    flags: list[str] = []
+    for name, fl in found:
+        changes.append(f"{name}: not read by vLLM" + (f"; use {shlex.join(fl)}" if fl else ""))
+        flags += fl
+    if kind == "compose":
+        new, ch = fix_compose_shm(new)  # ipc first: its insertion keeps the service a mapping
+        changes += ch
+        with_flags = add_compose_flags(new, flags)
+        if with_flags != new:
+            changes.append("flags added to command: " + shlex.join(flags))
+            new, flags = with_flags, []
+    elif kind == "dockerfile":
+        new, ch = fix_dockerfile(new, snap)
+        changes += ch
+    return new, changes, flags
+
+
+def _targets(finding: Finding, snap: Snapshot, kinds: tuple[str, ...]) -> list[tuple[str, str]]:
+    files = c.config_files(snap, kinds)
+    wanted = set(c.finding_paths(finding))
+    picked = [(p, str(i.get("kind"))) for p, i in files if p in wanted]
+    return picked or [(p, str(i.get("kind"))) for p, i in files]
+
+
+def _file_plan(remedy_id: str, title: str, finding: Finding, snap: Snapshot, kinds: tuple[str, ...],
+               fallback: str) -> FixPlan | None:
+    steps: list[FixStep] = []
+    leftover_flags: list[str] = []
+    for path, kind in _targets(finding, snap, kinds):
+        text = c.read_user_file(path)
+        if text is None:
+            steps.append(c.advice(f"{path} could not be read to compute a patch: {fallback}"))
+            continue
+        new, changes, flags = fixed_text(path, kind, text, snap)
+        leftover_flags += flags
+        step = c.patch_step(path, text, new, f"Edit {path}: " + "; ".join(changes))
+        if step is not None:
+            steps.append(step)
+    if leftover_flags:
+        steps.append(c.advice("Add these flags to the vllm serve command line (where the model is given): "
+                              + shlex.join(leftover_flags)))
+    if not steps:
+        if not c.config_files(snap, kinds):
+            return c.plan(remedy_id, title, finding, [c.advice(fallback)])
+        return None
+    return c.plan(remedy_id, title, finding, steps,
+                  "Every remedy for the same file carries the same combined diff; the file is edited once.")
+
+
+def replace_vllm_env(finding: Finding, snap: Snapshot) -> FixPlan | None:
+    plan = _file_plan("config.replace-vllm-env", "Replace VLLM_* variables vLLM does not read", finding, snap,
+                      ("env", "compose", "dockerfile"),
+                      "remove the VLLM_* variables vLLM does not read and pass the real flags to vllm serve")
+    if plan is None or all(s.advisory for s in plan.steps):
+        env = c.host_env(snap)
+        extra = []
+        for name, value in sorted(env.items()):
+            unread, flags, why = unread_var(str(name), str(value), _vllm_release(snap))
+            if unread:
+                extra.append(c.advice(f"Unset {name} where vLLM is started ({why})"
+                                      + (f"; use {shlex.join(flags)}" if flags else ""), ["unset", str(name)]))
+        if extra:
+            plan = plan or c.plan("config.replace-vllm-env", "Replace VLLM_* variables vLLM does not read", finding, [])
+            plan.steps = [s for s in plan.steps if not s.advisory] + extra
+    return plan
+
+
+def compose_ipc(finding: Finding, snap: Snapshot) -> FixPlan | None:
+    return _file_plan("compose.ipc-host", "Share host IPC with the vLLM container", finding, snap, ("compose",),
+                      "add `ipc: host` to the vLLM service (docker run --ipc=host)")
+
+
+def compose_shm(finding: Finding, snap: Snapshot) -> FixPlan | None:
+    return _file_plan("compose.shm-size", "Give the vLLM container enough /dev/shm", finding, snap, ("compose",),
+                      f"add `shm_size: \"{SHM_SIZE}\"` (docker run --shm-size={SHM_SIZE}) or `ipc: host`")
+
+
+def dockerfile_base(finding: Finding, snap: Snapshot) -> FixPlan | None:
+    rec, why = c.recommended_vllm(snap)
+    return _file_plan("dockerfile.base-image", "Use a base image with kernels for this GPU", finding, snap,
+                      ("dockerfile",), f"base the image on vllm/vllm-openai:v{rec}" if rec else
+                      f"use a base image with CUDA new enough for this GPU ({why})")
+
+
+def dockerfile_pin(finding: Finding, snap: Snapshot) -> FixPlan | None:
+    rec, why = c.recommended_vllm(snap)
+    return _file_plan("dockerfile.vllm-pin", "Pin a vLLM release with kernels for this GPU", finding, snap,
+                      ("dockerfile",), f"pin vllm=={rec}" if rec else f"pin a vLLM release for this GPU ({why})")
+
+
+@hookimpl
+def bwdoctor_remedies() -> list[RemedySpec]:
+    doc = (" Reads the file it patches (the only I/O a remedy does) and emits a unified diff; every remedy for a "
+           "file emits the same combined diff.")
+    return [
+        RemedySpec("config.replace-vllm-env", "Replace VLLM_* variables vLLM does not read", replace_vllm_env,
+                   doc="Comments out VLLM_* assignments that the vLLM release does not read (kb.vllm), names the "
+                       "real flag, and adds it to a compose command: when there is one." + doc),
+        RemedySpec("compose.ipc-host", "ipc: host for the vLLM service", compose_ipc,
+                   doc="Adds `ipc: host` to the vLLM service unless it already shares enough memory." + doc),
+        RemedySpec("compose.shm-size", "shm_size for the vLLM service", compose_shm,
+                   doc=f"Adds `ipc: host`, or `shm_size: {SHM_SIZE}` when another ipc mode is set." + doc),
+        RemedySpec("dockerfile.base-image", "Base image with kernels for the GPU", dockerfile_base,
+                   doc="Replaces a base image whose CUDA or vLLM predates the GPU by vllm/vllm-openai:v<release>."
+                       + doc),
+        RemedySpec("dockerfile.vllm-pin", "vLLM pin with kernels for the GPU", dockerfile_pin,
+                   doc="Re-pins `pip install vllm==X` to the recommended release." + doc),
+    ]
