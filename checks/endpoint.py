@@ -1,0 +1,434 @@
+"""Endpoint smoke test: ask a running OpenAI-compatible vLLM server (``--endpoint URL``) for its
+health, its models, a streamed completion and its Prometheus metrics.
+
+Every request has a connect and a read timeout and the whole probe an overall deadline, so a
+closed port answers in milliseconds and a hung server costs at most the deadline. An API key is
+taken from ``options.extra["api_key"]`` or ``$VLLM_API_KEY`` / ``$OPENAI_API_KEY`` and never recorded.
+
+Facts produced (the URL is stored without credentials):
+
+* ``smoke.endpoint.health``: ``{"url", "status": int|None, "ok": bool, "seconds"}``
+* ``smoke.endpoint.models``: ``{"served": [ids], "requested": str|None, "ok": bool}``
+* ``smoke.endpoint.completion``: ``{"model", "streamed": bool, "content_type", "status", "ttft_s",
+  "tokens", "tokens_per_s", "seconds", "text", "token_count_source": "usage"|"chunks"}``
+* ``smoke.endpoint.metrics``: ``{"kv_cache_usage": 0..1, "requests_running", "requests_waiting",
+  "prompt_tokens_total", "generation_tokens_total", "preemptions_total"}`` (present keys only)
+* ``smoke.endpoint.error``: ``{"stage": "health|models|completion", "kind": "connection_refused|timeout|
+  dns|http_error|unauthorized|wrong_model|not_streaming|bad_response|connection_error", "message", "url"}``
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from bwdoctor import (
+    CheckSpec,
+    CollectorSpec,
+    Fact,
+    RunOptions,
+    Snapshot,
+    failed,
+    hookimpl,
+    passed,
+    skipped,
+    warned,
+)
+
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 30.0
+DEADLINE = 90.0
+COMPLETION_TOKENS = 32
+KV_WARN = 0.9
+SOURCE = "endpoint"
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def clean_url(url: str) -> str:
+    """The URL without credentials, query or fragment, and without a trailing ``/v1``."""
+    raw = url.strip()
+    if "://" not in raw:
+        raw = "http://" + raw
+    parts = urlsplit(raw)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):
+        path = path[:-3]
+    return urlunsplit((parts.scheme or "http", netloc, path, "", ""))
+
+
+_SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+\S+)?$")
+
+
+def parse_prometheus(text: str) -> dict[str, float]:
+    """Sum each metric's samples over their labels (``name{labels} value [timestamp]`` lines)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE_RE.match(line)
+        if not m:
+            continue
+        try:
+            value = float(m.group(3))
+        except ValueError:
+            continue
+        if math.isnan(value):
+            continue
+        out[m.group(1)] = out.get(m.group(1), 0.0) + value
+    return out
+
+
+# Metric names across vLLM versions (the V1 engine renamed gpu_cache_usage_perc to kv_cache_usage_perc).
+_METRICS = {
+    "kv_cache_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+    "requests_running": ("vllm:num_requests_running",),
+    "requests_waiting": ("vllm:num_requests_waiting",),
+    "prompt_tokens_total": ("vllm:prompt_tokens_total", "vllm:prompt_tokens"),
+    "generation_tokens_total": ("vllm:generation_tokens_total", "vllm:generation_tokens"),
+    "preemptions_total": ("vllm:num_preemptions_total", "vllm:num_preemptions"),
+}
+
+
+def vllm_metrics(samples: dict[str, float]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, names in _METRICS.items():
+        for name in names:
+            if name in samples:
+                value = samples[name]
+                out[key] = int(value) if key != "kv_cache_usage" and value.is_integer() else round(value, 4)
+                break
+    return out
+
+
+def iter_sse(lines: Iterator[Any]) -> Iterator[dict[str, Any] | str]:
+    """Decode server-sent events: yields each ``data:`` payload as JSON (or the raw text)."""
+    for raw in lines:
+        line = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+        line = line.strip()
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            return
+        try:
+            yield json.loads(payload)
+        except ValueError:
+            yield payload
+
+
+def _error_kind(exc: BaseException) -> str:
+    import requests
+
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timeout"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        if "Connection refused" in text or "Errno 111" in text or "ECONNREFUSED" in text:
+            return "connection_refused"
+        if "Name or service not known" in text or "getaddrinfo" in text or "nodename nor servname" in text:
+            return "dns"
+        return "connection_error"
+    return "bad_response"
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    m = re.search(r"\[Errno -?\d+\][^')\]]*", text)
+    return (m.group(0) if m else text)[:300]
+
+
+class _Probe:
+    def __init__(self, base: str, options: RunOptions) -> None:
+        import requests
+
+        self.base = base
+        self.session = requests.Session()
+        key = options.extra.get("api_key") or os.environ.get("VLLM_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        if key:
+            self.session.headers["Authorization"] = f"Bearer {key}"
+        self.start = time.perf_counter()
+        self.deadline = float(options.extra.get("endpoint_timeout") or DEADLINE)
+        self.facts: list[Fact] = []
+
+    def left(self) -> float:
+        return max(0.5, self.deadline - (time.perf_counter() - self.start))
+
+    def timeout(self) -> tuple[float, float]:
+        return (min(CONNECT_TIMEOUT, self.left()), min(READ_TIMEOUT, self.left()))
+
+    def add(self, key: str, value: Any, path: str) -> None:
+        self.facts.append(Fact(key, value, f"{SOURCE}:{path}"))
+
+    def error(self, stage: str, kind: str, message: str, path: str) -> list[Fact]:
+        self.add("smoke.endpoint.error", {"stage": stage, "kind": kind, "message": message,
+                                          "url": self.base + path}, path)
+        return self.facts
+
+    def run(self, model: str | None, tokens: int) -> list[Fact]:
+        import requests
+
+        # 1. health
+        t = time.perf_counter()
+        try:
+            r = self.session.get(self.base + "/health", timeout=self.timeout())
+        except requests.RequestException as exc:
+            self.add("smoke.endpoint.health", {"url": self.base, "status": None, "ok": False,
+                                               "seconds": round(time.perf_counter() - t, 3)}, "/health")
+            return self.error("health", _error_kind(exc), _short(exc), "/health")
+        self.add("smoke.endpoint.health", {"url": self.base, "status": r.status_code, "ok": r.status_code == 200,
+                                           "seconds": round(time.perf_counter() - t, 3)}, "/health")
+        if r.status_code == 401:
+            return self.error("health", "unauthorized", "the server wants an API key (HTTP 401): set VLLM_API_KEY",
+                              "/health")
+        # 2. models
+        try:
+            r = self.session.get(self.base + "/v1/models", timeout=self.timeout())
+        except requests.RequestException as exc:
+            return self.error("models", _error_kind(exc), _short(exc), "/v1/models")
+        if r.status_code != 200:
+            kind = "unauthorized" if r.status_code == 401 else "http_error"
+            return self.error("models", kind, f"GET /v1/models answered HTTP {r.status_code}: {r.text[:200]}",
+                              "/v1/models")
+        try:
+            data = r.json()
+            served = [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)]
+        except (ValueError, AttributeError):
+            return self.error("models", "bad_response", "GET /v1/models did not answer an OpenAI model list",
+                              "/v1/models")
+        ok = model is None or model in served
+        self.add("smoke.endpoint.models", {"served": served, "requested": model, "ok": ok}, "/v1/models")
+        if not served:
+            return self.error("models", "bad_response", "the server lists no model", "/v1/models")
+        use = model if ok and model else served[0]
+        # 3. streamed completion
+        self._completion(use, tokens)
+        # 4. metrics
+        try:
+            r = self.session.get(self.base + "/metrics", timeout=self.timeout())
+            if r.status_code == 200:
+                self.add("smoke.endpoint.metrics", vllm_metrics(parse_prometheus(r.text)), "/metrics")
+        except requests.RequestException:
+            pass
+        if not ok:
+            self.error("models", "wrong_model", f"the server serves {', '.join(served)}, not {model}", "/v1/models")
+        return self.facts
+
+    def _completion(self, model: str, tokens: int) -> None:
+        import requests
+
+        body = {"model": model, "prompt": "hello world", "max_tokens": tokens, "temperature": 0.0, "stream": True,
+                "ignore_eos": True, "stream_options": {"include_usage": True}}
+        path = "/v1/completions"
+        out: dict[str, Any] = {"model": model, "requested_tokens": tokens}
+        t0 = time.perf_counter()
+        try:
+            with self.session.post(self.base + path, json=body, stream=True, timeout=self.timeout()) as r:
+                out["status"] = r.status_code
+                out["content_type"] = r.headers.get("content-type", "").split(";")[0]
+                if r.status_code != 200:
+                    out["error"] = f"HTTP {r.status_code}: {r.text[:300]}"
+                    self.add("smoke.endpoint.completion", out, path)
+                    self.error("completion", "unauthorized" if r.status_code == 401 else "http_error",
+                               f"POST {path} answered {out['error']}", path)
+                    return
+                if "event-stream" not in out["content_type"]:
+                    data = r.json()
+                    out["streamed"] = False
+                    out["seconds"] = round(time.perf_counter() - t0, 4)
+                    choice = (data.get("choices") or [{}])[0]
+                    out["text"] = str(choice.get("text", ""))[:500]
+                    out["tokens"] = int((data.get("usage") or {}).get("completion_tokens") or 0)
+                    out["token_count_source"] = "usage"
+                    self.add("smoke.endpoint.completion", out, path)
+                    self.error("completion", "not_streaming", f"asked for stream=true, got {out['content_type']!r}",
+                               path)
+                    return
+                out["streamed"] = True
+                first = last = None
+                chunks, text, usage = 0, [], None
+                for event in iter_sse(r.iter_lines()):
+                    now = time.perf_counter()
+                    if now - self.start > self.deadline:
+                        out["error"] = f"stream still running at the {self.deadline:g} s deadline"
+                        break
+                    if not isinstance(event, dict):
+                        continue
+                    if event.get("usage"):
+                        usage = event["usage"]
+                    for choice in event.get("choices") or []:
+                        piece = choice.get("text")
+                        if piece is None:
+                            piece = (choice.get("delta") or {}).get("content")
+                        if piece is not None:
+                            chunks += 1
+                            text.append(str(piece))
+                            first = first if first is not None else now
+                            last = now
+        except requests.RequestException as exc:
+            out["error"] = _short(exc)
+            self.add("smoke.endpoint.completion", out, path)
+            self.error("completion", _error_kind(exc), _short(exc), path)
+            return
+        except ValueError as exc:
+            out["error"] = f"unreadable answer: {exc}"
+            self.add("smoke.endpoint.completion", out, path)
+            self.error("completion", "bad_response", out["error"], path)
+            return
+        end = time.perf_counter()
+        out["seconds"] = round(end - t0, 4)
+        out["chunks"] = chunks
+        out["text"] = "".join(text)[:500]
+        if usage and usage.get("completion_tokens") is not None:
+            out["tokens"] = int(usage["completion_tokens"])
+            out["token_count_source"] = "usage"
+        else:
+            out["tokens"] = chunks
+            out["token_count_source"] = "chunks"
+        if first is not None:
+            out["ttft_s"] = round(first - t0, 4)
+            if out["tokens"] > 1 and last is not None and last > first:
+                out["tokens_per_s"] = round((out["tokens"] - 1) / (last - first), 2)
+        self.add("smoke.endpoint.completion", out, path)
+
+
+def collect_endpoint(options: RunOptions) -> list[Fact]:
+    base = clean_url(str(options.endpoint))
+    probe = _Probe(base, options)
+    tokens = int(options.extra.get("endpoint_tokens") or COMPLETION_TOKENS)
+    return probe.run(options.model, tokens)
+
+
+@hookimpl
+def bwdoctor_collectors() -> list[CollectorSpec]:
+    return [CollectorSpec(
+        name="endpoint", func=collect_endpoint, timeout=DEADLINE + 15, enabled=lambda o: bool(o.endpoint),
+        provides=["smoke.endpoint.health", "smoke.endpoint.models", "smoke.endpoint.completion",
+                  "smoke.endpoint.metrics", "smoke.endpoint.error"],
+        doc="Asks a running OpenAI-compatible server (--endpoint) for /health, /v1/models, a streamed "
+            "completion and /metrics, each with timeouts.")]
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+_WHY = {
+    "connection_refused": "nothing listens there (the server is not running, is still starting, or listens on "
+                          "another port or address: vLLM binds --host/--port)",
+    "timeout": "it did not answer in time (overloaded, hung, or a firewall drops packets)",
+    "dns": "the host name does not resolve",
+    "connection_error": "the connection failed",
+    "unauthorized": "the server was started with --api-key: set VLLM_API_KEY",
+}
+
+
+def _err(snap: Snapshot) -> dict[str, Any]:
+    value = snap.value("smoke.endpoint.error")
+    return value if isinstance(value, dict) else {}
+
+
+def _check_health(snap: Snapshot) -> Any:
+    err = _err(snap)
+    health = snap.value("smoke.endpoint.health") or {}
+    ev = ["smoke.endpoint.health", "smoke.endpoint.error"]
+    if err.get("stage") == "health":
+        return failed(f"{err.get('url')}: {err.get('kind', '').replace('_', ' ')} — "
+                      f"{_WHY.get(err.get('kind', ''), '')} ({err.get('message')})", evidence=ev)
+    if health.get("ok"):
+        return passed(f"{health.get('url')}/health answered 200 in {health.get('seconds')} s", evidence=ev)
+    return warned(f"{health.get('url')}/health answered HTTP {health.get('status')} (vLLM answers 200 once "
+                  f"the engine is up)", evidence=ev)
+
+
+def _check_models(snap: Snapshot) -> Any:
+    models = snap.value("smoke.endpoint.models") or {}
+    served = models.get("served") or []
+    ev = ["smoke.endpoint.models"]
+    if models.get("requested") is None:
+        return passed(f"the server serves {', '.join(served) or 'nothing'}", evidence=ev)
+    if models.get("ok"):
+        return passed(f"the server serves {models['requested']}", evidence=ev)
+    return failed(f"the server serves {', '.join(served) or 'no model'}, not {models['requested']}: requests for "
+                  f"{models['requested']} get HTTP 404 (vLLM serves one model, named by --served-model-name or "
+                  f"the model path)", evidence=ev)
+
+
+def _check_completion(snap: Snapshot) -> Any:
+    comp = snap.value("smoke.endpoint.completion") or {}
+    err = _err(snap)
+    ev = ["smoke.endpoint.completion"]
+    if comp.get("error") or (err.get("stage") == "completion" and err.get("kind") != "not_streaming"):
+        return failed(f"the streamed completion on {comp.get('model')} failed: {comp.get('error') or err.get('message')}",
+                      evidence=ev + ["smoke.endpoint.error"])
+    tokens = comp.get("tokens") or 0
+    if tokens <= 0:
+        return failed(f"the completion on {comp.get('model')} returned no tokens", evidence=ev)
+    if not comp.get("streamed"):
+        return warned(f"the server answered stream=true with one {comp.get('content_type') or 'non-stream'} response "
+                      f"({tokens} tokens in {comp.get('seconds')} s): no streaming, so time to first token is the "
+                      f"whole request", evidence=ev)
+    tps = comp.get("tokens_per_s")
+    return passed(f"streamed {tokens} tokens from {comp.get('model')}: first token after {comp.get('ttft_s')} s"
+                  + (f", {tps:g} tokens/s" if isinstance(tps, (int, float)) else ""), evidence=ev)
+
+
+def _check_load(snap: Snapshot) -> Any:
+    m = snap.value("smoke.endpoint.metrics") or {}
+    ev = ["smoke.endpoint.metrics"]
+    usage, waiting, running = m.get("kv_cache_usage"), m.get("requests_waiting"), m.get("requests_running")
+    if usage is None and waiting is None:
+        return skipped("the server's /metrics has no vLLM KV-cache or queue metrics")
+    parts = []
+    if usage is not None:
+        parts.append(f"KV cache {100 * usage:.0f}% used")
+    if running is not None:
+        parts.append(f"{running:g} running")
+    if waiting is not None:
+        parts.append(f"{waiting:g} waiting")
+    text = ", ".join(parts)
+    if (usage is not None and usage >= KV_WARN) or (waiting or 0) > 0:
+        return warned(f"the server is saturated: {text} — requests queue and may be preempted", evidence=ev)
+    return passed(text, evidence=ev)
+
+
+@hookimpl
+def bwdoctor_checks() -> list[CheckSpec]:
+    return [
+        CheckSpec(id="BWD-EP-001", title="The vLLM server answers", func=_check_health,
+                  needs_any=["smoke.endpoint.health", "smoke.endpoint.error"], tags=["endpoint", "smoke"],
+                  doc="GET <endpoint>/health with a 3 s connect timeout. Fails when the connection is refused "
+                      "(nothing listens: server down, still loading, other port/host), times out, the name does "
+                      "not resolve, or the server wants an API key; warns on a non-200 answer. No automatic "
+                      "remedy: starting or reconfiguring the server is the operator's call."),
+        CheckSpec(id="BWD-EP-002", title="The requested model is served", func=_check_models,
+                  needs=["smoke.endpoint.models"], tags=["endpoint", "smoke"],
+                  doc="GET /v1/models and compare with --model. A vLLM server serves the names given by "
+                      "--served-model-name (default: the model path); any other name gets HTTP 404. No automatic "
+                      "remedy: use a served name or restart the server with the wanted model."),
+        CheckSpec(id="BWD-EP-003", title="A streamed completion returns tokens", func=_check_completion,
+                  needs=["smoke.endpoint.completion"], tags=["endpoint", "smoke", "performance"],
+                  doc="POST /v1/completions with stream=true, greedy, ignore_eos, and measure the time to the "
+                      "first streamed token and the decode rate ((tokens - 1) / time from first to last token; "
+                      "token count from the final usage chunk). Fails on an HTTP error or no tokens; warns when "
+                      "the server answers a single non-streamed response. No automatic remedy: the answer's "
+                      "text says what the server rejected."),
+        CheckSpec(id="BWD-EP-004", title="The server has KV-cache and queue headroom", func=_check_load,
+                  needs=["smoke.endpoint.metrics"], tags=["endpoint", "performance"], can_fail=False,
+                  root_cause="kv_cache_oom", remedies=["vllm.memory-settings"],
+                  doc="Reads vLLM's Prometheus /metrics: vllm:kv_cache_usage_perc (older: gpu_cache_usage_perc), "
+                      "vllm:num_requests_running and vllm:num_requests_waiting. Warns when the KV cache is 90% or "
+                      "more used or requests wait in the queue: the server is at capacity (more memory for the KV "
+                      "cache, a shorter max_model_len, or more replicas)."),
+    ]
