@@ -1,0 +1,1042 @@
+"""The software stack: do the installed binaries have kernels for this GPU, and do the pieces fit?
+
+Everything here is read from files (package metadata, ``torch/version.py`` as text, ELF headers and
+fatbin containers of the installed shared objects); nothing imports torch, vLLM or FlashInfer.
+
+Facts produced:
+
+* ``torch``: ``{"version", "cuda", "variant", "cuda_major"}`` (version.py read as text)
+* ``vllm``: ``{"version", "cuda_major", "torch_requirement", "flashinfer_requirement", "build"}``;
+  ``build`` is ``"cuda"``, ``"cpu"`` or ``"rocm"``
+* ``vllm.cuda_archs``: ``["8.0", "9.0", "10.0", "12.0"]`` from the SASS in vLLM's extensions
+* ``cudabin.torch`` / ``cudabin.vllm`` / ``cudabin.flashinfer`` / ``cudabin.other.<dist>``:
+  ``{"files": [{"path", "sass", "ptx"}], "sass": [...], "ptx": [...]}``
+* ``flashinfer``: ``{"packages": {"flashinfer-python": ..., "flashinfer-cubin": ..., "flashinfer-jit-cache": ...},
+  "jit_cache_dir": str | None}``
+* ``toolkit.nvcc``: ``{"version", "path"}``; ``toolkit.cuda_home``: str
+* ``toolkit.cuda_runtimes``: ``{"majors": [12, 13], "evidence": {"12": ["nvidia-cublas-cu12 12.4.5.8", ...]}}``
+* ``triton``: ``{"version", "ptxas_version", "ptxas_path", "ptxas": {"ptxas": "12.8", "ptxas-blackwell": "12.9"}}``
+* ``nccl.version``: ``"2.26.2"``
+
+At ``--level quick`` only the libraries that decide the verdict are scanned (``libtorch_cuda.so``,
+vLLM's top-level extensions, FlashInfer's top-level libraries); from ``standard`` on every shared
+object of those packages and of the other CUDA-carrying distributions is scanned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from bwdoctor import (
+    CheckSpec,
+    CollectorSpec,
+    Fact,
+    Snapshot,
+    Unavailable,
+    failed,
+    hookimpl,
+    kb,
+    passed,
+    skipped,
+    warned,
+)
+from bwdoctor_checks import _compat
+from bwdoctor_checks import _cudabin as cb
+
+# ----------------------------------------------------------------------------- metadata helpers
+
+
+def _site_paths(options: Any) -> list[str] | None:
+    extra = getattr(options, "extra", None) or {}
+    paths = extra.get("site_packages")
+    if isinstance(paths, str):
+        return [paths]
+    return list(paths) if paths else None
+
+
+def _distributions(options: Any) -> dict[str, Any]:
+    """Installed distributions by canonical name; the first on the path wins, as for imports."""
+    from importlib.metadata import distributions
+
+    paths = _site_paths(options)
+    out: dict[str, Any] = {}
+    for dist in (distributions(path=paths) if paths else distributions()):
+        try:
+            name = dist.metadata["Name"]
+        except Exception:  # noqa: BLE001 - broken metadata is skipped
+            continue
+        if name:
+            out.setdefault(canonicalize_name(name), dist)
+    return out
+
+
+def _pkg_dir(dist: Any, top: str) -> Path | None:
+    try:
+        p = Path(str(dist.locate_file(top)))
+    except Exception:  # noqa: BLE001
+        return None
+    return p if p.is_dir() else None
+
+
+def _version(text: Any) -> Version | None:
+    try:
+        return Version(str(text))
+    except (InvalidVersion, TypeError):
+        return None
+
+
+def _base(text: Any) -> Version | None:
+    v = _version(text)
+    return Version(v.base_version) if v else None
+
+
+def _at_least(have: Any, need: Any) -> bool | None:
+    h, n = _base(have), _base(need)
+    if h is None or n is None:
+        return None
+    return h >= n
+
+
+def _requirement(dist: Any, name: str) -> str | None:
+    """The dependency on ``name`` declared by ``dist`` (markers with extras ignored)."""
+    for raw in dist.requires or []:
+        try:
+            req = Requirement(raw)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(req.name) != canonicalize_name(name):
+            continue
+        if req.marker is not None and "extra" in str(req.marker):
+            continue
+        return f"{req.name}{req.specifier}" if str(req.specifier) else req.name
+    return None
+
+
+_VERSION_PY = re.compile(r"^(cuda|hip|__version__)\s*(?::[^=]+)?=\s*(?:'([^']*)'|\"([^\"]*)\"|None)", re.M)
+
+
+def read_torch_version_py(path: Path) -> dict[str, str | None]:
+    try:
+        text = path.read_text(errors="replace")[:65536]
+    except OSError:
+        return {}
+    out: dict[str, str | None] = {}
+    for m in _VERSION_PY.finditer(text):
+        out[m.group(1)] = m.group(2) if m.group(2) is not None else m.group(3)
+    return out
+
+
+def _run_version(argv: list[str], timeout: float = 5.0) -> str | None:
+    try:
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"release (\d+\.\d+)", res.stdout + res.stderr)
+    return m.group(1) if m else None
+
+
+# ----------------------------------------------------------------------------- collectors
+
+
+def collect_stack(options: Any) -> Iterator[Fact]:
+    dists = _distributions(options)
+    yield from _torch_facts(dists)
+    yield from _vllm_facts(dists)
+    yield from _flashinfer_facts(dists)
+    yield from _triton_facts(dists)
+    yield from _nccl_facts(dists)
+    yield from _runtime_facts(dists)
+
+
+def _torch_facts(dists: dict[str, Any]) -> Iterator[Fact]:
+    dist = dists.get("torch")
+    if dist is None:
+        return
+    version = dist.version
+    vpy: dict[str, str | None] = {}
+    tdir = _pkg_dir(dist, "torch")
+    if tdir is not None:
+        vpy = read_torch_version_py(tdir / "version.py")
+    full = vpy.get("__version__") or version
+    cuda = vpy.get("cuda")
+    hip = vpy.get("hip")
+    local = (_version(full).local if _version(full) else None) or ""
+    if cuda:
+        variant = "cu" + cuda.replace(".", "")
+    elif hip:
+        variant = "rocm" + ".".join(hip.split(".")[:2])
+    elif local:
+        variant = local
+    elif vpy:
+        variant = "cpu"
+    else:
+        variant = None
+    if cuda is None and local.startswith("cu") and local[2:].isdigit():
+        cuda = f"{local[2:-1]}.{local[-1]}"
+    cuda_major = int(cuda.split(".")[0]) if cuda and cuda.split(".")[0].isdigit() else None
+    src = f"{tdir / 'version.py'}" if vpy else "importlib.metadata"
+    yield Fact("torch", {"version": full, "cuda": cuda, "variant": variant, "cuda_major": cuda_major}, src)
+
+
+def _vllm_ext_files(vdir: Path) -> list[Path]:
+    files = sorted(p for p in vdir.glob("*.so") if p.is_file())
+    for sub in ("vllm_flash_attn", "third_party"):
+        d = vdir / sub
+        if d.is_dir():
+            files += sorted(p for p in d.rglob("*.so") if p.is_file())
+    return files
+
+
+def _vllm_facts(dists: dict[str, Any]) -> Iterator[Fact]:
+    dist = dists.get("vllm")
+    if dist is None:
+        return
+    version = dist.version
+    vdir = _pkg_dir(dist, "vllm")
+    cuda_major = None
+    has_cuda_code = False
+    if vdir is not None:
+        for f in _vllm_ext_files(vdir):
+            major = cb.cuda_runtime_major(cb.needed_libraries(f))
+            if major is not None and cuda_major is None:
+                cuda_major = major
+            if not has_cuda_code:
+                r = cb.scan(f)
+                has_cuda_code = bool(r and r.has_device_code)
+    local = (_version(version).local if _version(version) else None) or ""
+    if "cpu" in local:
+        build = "cpu"
+    elif "rocm" in local:
+        build = "rocm"
+    elif cuda_major is not None or has_cuda_code:
+        build = "cuda"
+    elif vdir is not None and not any(vdir.glob("*.so")):
+        build = None  # pure-Python install (editable or source tree): nothing to judge
+    else:
+        build = "cpu"
+    yield Fact("vllm", {"version": version, "cuda_major": cuda_major,
+                        "torch_requirement": _requirement(dist, "torch"),
+                        "flashinfer_requirement": _requirement(dist, "flashinfer-python"),
+                        "build": build}, f"importlib.metadata; ELF DT_NEEDED of {vdir or 'vllm'}")
+
+
+FLASHINFER_PACKAGES = ("flashinfer-python", "flashinfer-cubin", "flashinfer-jit-cache")
+
+
+def _flashinfer_facts(dists: dict[str, Any]) -> Iterator[Fact]:
+    pkgs = {name: dists[name].version for name in FLASHINFER_PACKAGES if name in dists}
+    if not pkgs:
+        return
+    base = os.environ.get("FLASHINFER_WORKSPACE_BASE") or os.path.expanduser("~")
+    cache = Path(base) / ".cache" / "flashinfer"
+    yield Fact("flashinfer", {"packages": pkgs, "jit_cache_dir": str(cache) if cache.is_dir() else None},
+               "importlib.metadata")
+
+
+def _triton_facts(dists: dict[str, Any]) -> Iterator[Fact]:
+    dist = dists.get("triton")
+    if dist is None:
+        return
+    tdir = _pkg_dir(dist, "triton")
+    found: dict[str, str | None] = {}
+    paths: dict[str, str] = {}
+    override = os.environ.get("TRITON_PTXAS_PATH")
+    candidates = []
+    if override:
+        candidates.append(("TRITON_PTXAS_PATH", Path(override)))
+    if tdir is not None:
+        for name in ("ptxas", "ptxas-blackwell"):
+            candidates.append((name, tdir / "backends" / "nvidia" / "bin" / name))
+    for label, p in candidates:
+        if p.is_file():
+            paths[label] = str(p)
+            found[label] = _run_version([str(p), "--version"])
+    chosen = "TRITON_PTXAS_PATH" if "TRITON_PTXAS_PATH" in found else ("ptxas-blackwell" if "ptxas-blackwell" in found
+                                                                        else "ptxas")
+    yield Fact("triton", {"version": dist.version, "ptxas_version": found.get(chosen),
+                          "ptxas_path": paths.get(chosen), "ptxas": found}, "importlib.metadata; ptxas --version")
+
+
+_NCCL_STRING = re.compile(rb"NCCL version (\d+\.\d+\.\d+)")
+
+
+def _nccl_facts(dists: dict[str, Any]) -> Iterator[Fact]:
+    for name in ("nvidia-nccl-cu13", "nvidia-nccl-cu12", "nvidia-nccl-cu11", "nvidia-nccl"):
+        if name in dists:
+            v = _base(dists[name].version)
+            yield Fact("nccl.version", str(v) if v else dists[name].version, f"importlib.metadata ({name})")
+            return
+
+
+_CU_SUFFIX = re.compile(r"^nvidia-.*-cu(\d+)$")
+_UNSUFFIXED_RUNTIME = ("nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cuda-nvrtc")
+
+
+def _runtime_facts(dists: dict[str, Any]) -> Iterator[Fact]:
+    evidence: dict[str, list[str]] = {}
+    for name, dist in dists.items():
+        m = _CU_SUFFIX.match(name)
+        major = int(m.group(1)) if m else None
+        if major is None and name in _UNSUFFIXED_RUNTIME:
+            v = _base(dist.version)
+            major = v.release[0] if v else None
+        if major is not None:
+            evidence.setdefault(str(major), []).append(f"{name} {dist.version}")
+    if evidence:
+        yield Fact("toolkit.cuda_runtimes", {"majors": sorted(int(k) for k in evidence), "evidence": evidence},
+                   "importlib.metadata")
+
+
+def collect_toolkit(options: Any) -> Iterator[Fact]:
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    nvcc = None
+    if home and (Path(home) / "bin" / "nvcc").is_file():
+        nvcc = Path(home) / "bin" / "nvcc"
+    if nvcc is None:
+        which = shutil.which("nvcc")
+        if which:
+            nvcc = Path(which)
+    if nvcc is None and Path("/usr/local/cuda/bin/nvcc").is_file():
+        nvcc = Path("/usr/local/cuda/bin/nvcc")
+    if home:
+        yield Fact("toolkit.cuda_home", home, "CUDA_HOME" if os.environ.get("CUDA_HOME") else "CUDA_PATH")
+    elif nvcc is not None:
+        yield Fact("toolkit.cuda_home", str(nvcc.resolve().parent.parent), f"nvcc at {nvcc}")
+    if nvcc is None:
+        raise Unavailable("no nvcc: CUDA_HOME unset, nvcc not on PATH, no /usr/local/cuda")
+    version, source = _toolkit_version(nvcc.resolve().parent.parent)
+    if version is None:
+        version, source = _run_version([str(nvcc), "--version"]), "nvcc --version"
+    yield Fact("toolkit.nvcc", {"version": version, "path": str(nvcc)}, source or "nvcc")
+
+
+def _toolkit_version(root: Path) -> tuple[str | None, str | None]:
+    vj = root / "version.json"
+    try:
+        data = json.loads(vj.read_text())
+        v = (data.get("cuda") or data.get("cuda_nvcc") or {}).get("version")
+        if v:
+            return ".".join(str(v).split(".")[:2]), str(vj)
+    except (OSError, ValueError, AttributeError):
+        pass
+    vt = root / "version.txt"
+    try:
+        m = re.search(r"CUDA Version (\d+\.\d+)", vt.read_text())
+        if m:
+            return m.group(1), str(vt)
+    except OSError:
+        pass
+    return None, None
+
+
+# -- cudabin
+
+QUICK_TORCH = ("libtorch_cuda.so",)
+QUICK_FILE_CAP = 64
+OTHER_DIST = re.compile(r"^(nvidia-|cuda-|cupy|xformers|flash-attn|deep-gemm|deepep|sgl-kernel|bitsandbytes|"
+                        r"causal-conv1d|mamba-ssm|triton-kernels|transformer-engine|apex)")
+
+
+def _component_fact(component: str, files: Iterable[Path]) -> Fact | None:
+    rows = []
+    sass: set[str] = set()
+    ptx: set[str] = set()
+    for f in files:
+        r = cb.scan(f)
+        if r is None:
+            continue
+        rows.append({"path": str(f), "sass": r.sass, "ptx": r.ptx})
+        sass.update(r.sass)
+        ptx.update(r.ptx)
+    return Fact(f"cudabin.{component}", {"files": rows, "sass": cb.sort_archs(sass), "ptx": cb.sort_archs(ptx)},
+                "fatbin scan")
+
+
+def _dist_so_files(dist: Any) -> list[Path]:
+    out = []
+    for rel in dist.files or []:
+        s = str(rel)
+        name = s.rsplit("/", 1)[-1]
+        if cb.is_candidate(name) and not name.endswith(".o"):
+            p = Path(str(dist.locate_file(rel)))
+            if p.is_file():
+                out.append(p)
+    return out
+
+
+def collect_cudabin(options: Any) -> Iterator[Fact]:
+    dists = _distributions(options)
+    full = getattr(options, "level", "quick") != "quick"
+    found = False
+    torch = dists.get("torch")
+    tdir = _pkg_dir(torch, "torch") if torch else None
+    if tdir is not None:
+        lib = tdir / "lib"
+        files = sorted(lib.glob("*.so*")) if full else [lib / n for n in QUICK_TORCH if (lib / n).is_file()]
+        fact = _component_fact("torch", files)
+        if fact is not None:
+            found = True
+            yield fact
+    vllm = dists.get("vllm")
+    vdir = _pkg_dir(vllm, "vllm") if vllm else None
+    if vdir is not None:
+        files = _dist_so_files(vllm) if full else _vllm_ext_files(vdir)[:QUICK_FILE_CAP]
+        fact = _component_fact("vllm", files)
+        if fact is not None:
+            found = True
+            yield fact
+            archs = sorted({f"{cb.parse_arch(a)[1] // 10}.{cb.parse_arch(a)[1] % 10}" for a in fact.value["sass"]},
+                           key=lambda s: tuple(int(x) for x in s.split(".")))
+            if archs:
+                yield Fact("vllm.cuda_archs", archs, "SASS in vLLM's extensions (fatbin scan)")
+    fi_files: list[Path] = []
+    for name in FLASHINFER_PACKAGES:
+        d = dists.get(name)
+        if d is None:
+            continue
+        files = _dist_so_files(d)
+        fi_files += files if full else [f for f in files if f.name.endswith(".so")][:QUICK_FILE_CAP]
+    if fi_files:
+        fact = _component_fact("flashinfer", fi_files)
+        if fact is not None:
+            found = True
+            yield fact
+    if full:
+        for name, dist in sorted(dists.items()):
+            if name in ("torch", "vllm") or name in FLASHINFER_PACKAGES or not OTHER_DIST.match(name):
+                continue
+            fact = _component_fact(f"other.{name}", _dist_so_files(dist))
+            if fact is not None and fact.value["files"]:
+                found = True
+                yield fact
+    if not found and tdir is None and vdir is None:
+        raise Unavailable("neither torch nor vLLM is installed")
+
+
+# ----------------------------------------------------------------------------- checks helpers
+
+
+def targets(snap: Snapshot) -> list[tuple[str, str, str]]:
+    """``[(subject, compute capability, label), ...]``: every GPU, else the ``--target``."""
+    out = []
+    for i, g in snap.gpus():
+        cc = kb.normalize_cc(g.get("compute_capability")) if g.get("compute_capability") is not None else None
+        if cc:
+            out.append((f"gpu{i}", cc, f"GPU {i} ({g.get('name') or 'unknown'}, CC {cc})"))
+    if out:
+        return out
+    t = snap.value("target")
+    if isinstance(t, dict) and t.get("compute_capability"):
+        cc = kb.normalize_cc(t["compute_capability"])
+        if cc:
+            return [("target", cc, f"target {t.get('name') or t.get('query')} (CC {cc})")]
+    return []
+
+
+def _dedupe(tgts: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """One outcome per distinct compute capability (8 identical GPUs give one line)."""
+    seen: dict[str, tuple[str, str, str]] = {}
+    for t in tgts:
+        seen.setdefault(t[1], t)
+    return list(seen.values())
+
+
+def _sm(cc: str) -> str:
+    c = _compat.cc_tuple(cc)
+    return _compat.sm_name(c) if c else cc
+
+
+def _no_target() -> Any:
+    return skipped("no GPU facts and no --target: nothing to judge the binaries against")
+
+
+def _req(cc: str) -> Any:
+    return kb.arch_requirements(cc)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def check_torch_arch(snap: Snapshot) -> Any:
+    torch = snap.value("torch") or {}
+    tgts = _dedupe(targets(snap))
+    if not tgts:
+        return _no_target()
+    variant = torch.get("variant")
+    version = torch.get("version")
+    out = []
+    if variant == "cpu" or (variant and variant.startswith("rocm")):
+        for subject, _cc, label in tgts:
+            out.append(failed(f"torch {version} is a {variant.upper() if variant == 'cpu' else variant} build: no CUDA "
+                              f"kernels for {label}", evidence=["torch"], subject=subject, confidence=1.0))
+        return out
+    binfo = snap.value("cudabin.torch")
+    for subject, cc, label in tgts:
+        if isinstance(binfo, dict) and binfo.get("files"):
+            v = _compat.verdict(binfo.get("sass", []), binfo.get("ptx", []), cc)
+            line = _compat.explain(f"torch {version} ({variant})", binfo.get("sass", []), binfo.get("ptx", []), cc)
+            details = {"verdict": v.verdict, "cc": cc}
+            if v.verdict == _compat.NATIVE:
+                out.append(passed(line, evidence=["torch", "cudabin.torch"], subject=subject, details=details))
+            elif v.verdict == _compat.PTX_JIT:
+                out.append(warned(line, evidence=["torch", "cudabin.torch"], subject=subject, details=details,
+                                  severity="medium", confidence=0.7))
+            else:
+                out.append(failed(line, evidence=["torch", "cudabin.torch"], subject=subject, details=details,
+                                  severity="critical", confidence=1.0))
+            continue
+        # no library scanned (evidence from a report or pip list): judge by the CUDA variant
+        req = _req(cc)
+        if req is None or not variant or not req.torch_cuda_variants:
+            out.append(skipped(f"torch {version}: no compiled library scanned and no rule for CC {cc}",
+                               evidence=["torch"], subject=subject))
+        elif variant in req.torch_cuda_variants:
+            out.append(passed(f"torch {version} ({variant}) is a CUDA variant built for {_sm(cc)} "
+                              f"({', '.join(req.torch_cuda_variants)})", evidence=["torch"], subject=subject))
+        else:
+            out.append(failed(f"torch {version} ({variant}) has no kernels for {label}: {_sm(cc)} needs one of "
+                              f"{', '.join(req.torch_cuda_variants)}", evidence=["torch"], subject=subject,
+                              severity="critical", confidence=0.9))
+    return out
+
+
+def check_vllm_arch(snap: Snapshot) -> Any:
+    vllm = snap.value("vllm") or {}
+    tgts = _dedupe(targets(snap))
+    if not tgts:
+        return _no_target()
+    version = vllm.get("version")
+    out = []
+    binfo = snap.value("cudabin.vllm")
+    scanned = isinstance(binfo, dict) and bool(binfo.get("files"))
+    if vllm.get("build") in ("cpu", "rocm") and not scanned:
+        kind = "CPU" if vllm.get("build") == "cpu" else "ROCm"
+        for subject, _cc, label in tgts:
+            out.append(failed(f"vLLM {version} is a {kind} build: no CUDA kernels for {label}", evidence=["vllm"],
+                              subject=subject, confidence=1.0, severity="critical"))
+        return out
+    archs = snap.value("vllm.cuda_archs")
+    for subject, cc, label in tgts:
+        req = _req(cc)
+        if scanned:
+            v = _compat.verdict(binfo["sass"], binfo["ptx"], cc)
+            line = _compat.explain(f"vLLM {version}", binfo["sass"], binfo["ptx"], cc)
+            details = {"verdict": v.verdict, "cc": cc}
+            missing = [r["path"] for r in binfo["files"]
+                       if _compat.verdict(r["sass"], r["ptx"], cc).verdict == _compat.NO_KERNEL]
+            if missing and v.verdict != _compat.NO_KERNEL:
+                details["files_without_kernel"] = missing[:20]
+                out.append(warned(f"{line}; but {len(missing)} of {len(binfo['files'])} extension libraries have no "
+                                  f"kernel for {_sm(cc)} (e.g. {Path(missing[0]).name})", evidence=["vllm", "cudabin.vllm"],
+                                  subject=subject, details=details, confidence=0.8))
+            elif v.verdict == _compat.NATIVE:
+                out.append(passed(line, evidence=["vllm", "cudabin.vllm"], subject=subject, details=details))
+            elif v.verdict == _compat.PTX_JIT:
+                out.append(warned(line + "; kernels without PTX still fail", evidence=["vllm", "cudabin.vllm"],
+                                  subject=subject, details=details, confidence=0.7))
+            else:
+                out.append(failed(line, evidence=["vllm", "cudabin.vllm"], subject=subject, details=details,
+                                  severity="critical", confidence=1.0))
+        elif isinstance(archs, list) and archs:
+            ok = [a for a in archs if _compat.sass_runs_on(f"sm_{a.replace('.', '')}", cc)]
+            if ok:
+                out.append(passed(f"vLLM {version} was built for CUDA archs {', '.join(archs)}: runs on {label}",
+                                  evidence=["vllm", "vllm.cuda_archs"], subject=subject))
+            else:
+                out.append(failed(f"vLLM {version} was built for CUDA archs {', '.join(archs)}: no kernel for {label}",
+                                  evidence=["vllm", "vllm.cuda_archs"], subject=subject, severity="critical",
+                                  confidence=0.95))
+        elif req is not None and req.vllm_min and version and _at_least(version, req.vllm_min) is False:
+            out.append(failed(f"vLLM {version} predates {req.vllm_min}, the first release with {_sm(cc)} kernels "
+                              f"({label})", evidence=["vllm"], subject=subject, severity="critical", confidence=0.9))
+        elif req is not None and req.vllm_min and version:
+            out.append(passed(f"vLLM {version} >= {req.vllm_min}, the first release with {_sm(cc)} kernels",
+                              evidence=["vllm"], subject=subject))
+        else:
+            out.append(skipped(f"vLLM {version}: no extension scanned and no rule for CC {cc}", evidence=["vllm"],
+                               subject=subject))
+    return out
+
+
+def check_vllm_torch(snap: Snapshot) -> Any:
+    vllm = snap.value("vllm") or {}
+    torch = snap.value("torch") or {}
+    spec = vllm.get("torch_requirement")
+    if not spec:
+        return skipped("vLLM's torch requirement is not known (no metadata)", evidence=["vllm"])
+    try:
+        req = Requirement(spec)
+    except InvalidRequirement:
+        return skipped(f"unreadable torch requirement {spec!r}", evidence=["vllm"])
+    have = _version(torch.get("version"))
+    if have is None:
+        return skipped(f"torch version {torch.get('version')!r} unreadable", evidence=["torch"])
+    base = Version(have.base_version)
+    if req.specifier.contains(base, prereleases=True) or req.specifier.contains(have, prereleases=True):
+        return passed(f"vLLM {vllm.get('version')} requires {spec}; torch {torch.get('version')} is installed",
+                      evidence=["vllm", "torch"])
+    return failed(f"vLLM {vllm.get('version')} was built for {spec} but torch {torch.get('version')} is installed: its "
+                  "compiled extensions will fail to load (undefined symbol) or misbehave",
+                  evidence=["vllm", "torch"], severity="critical", confidence=0.95)
+
+
+def check_cuda_majors(snap: Snapshot) -> Any:
+    vllm = snap.value("vllm") or {}
+    torch = snap.value("torch") or {}
+    tm, vm = torch.get("cuda_major"), vllm.get("cuda_major")
+    if tm is None or vm is None:
+        return skipped("the CUDA major of torch or of vLLM's extensions is not known", evidence=["torch", "vllm"])
+    if tm == vm:
+        return passed(f"torch ({torch.get('variant')}) and vLLM's extensions (libcudart.so.{vm}) use CUDA {tm}",
+                      evidence=["torch", "vllm"])
+    return failed(f"vLLM's extensions link libcudart.so.{vm} (CUDA {vm}) but torch is a CUDA {tm} build "
+                  f"({torch.get('variant')}): 'libcudart.so.{vm}: cannot open shared object file' or undefined symbols",
+                  evidence=["torch", "vllm"], severity="critical", confidence=1.0)
+
+
+def check_runtime_mix(snap: Snapshot) -> Any:
+    rt = snap.value("toolkit.cuda_runtimes") or {}
+    majors = rt.get("majors") or []
+    if len(majors) <= 1:
+        return passed(f"one CUDA runtime major among the nvidia-* wheels: {majors[0] if majors else 'none'}",
+                      evidence=["toolkit.cuda_runtimes"])
+    torch = snap.value("torch") or {}
+    tm = torch.get("cuda_major")
+    ev = rt.get("evidence") or {}
+    detail = "; ".join(f"CUDA {k}: {', '.join(v[:4])}" for k, v in sorted(ev.items()))
+    strays = [m for m in majors if tm is not None and m != tm]
+    msg = (f"CUDA runtime wheels of {len(majors)} majors are installed ({detail})"
+           + (f"; torch uses CUDA {tm}, so the CUDA {', '.join(map(str, strays))} wheels are leftovers that another "
+              "extension may load" if strays else ""))
+    return warned(msg, evidence=["toolkit.cuda_runtimes", "torch"], confidence=0.6)
+
+
+def _fi_base(v: Any) -> Version | None:
+    return _base(v)
+
+
+def check_flashinfer(snap: Snapshot) -> Any:
+    fi = snap.value("flashinfer") or {}
+    pkgs = fi.get("packages") or {}
+    out = []
+    bases = {name: _fi_base(v) for name, v in pkgs.items()}
+    distinct = {str(b) for b in bases.values() if b is not None}
+    if len(distinct) > 1:
+        out.append(failed("FlashInfer packages disagree: " + ", ".join(f"{k} {v}" for k, v in sorted(pkgs.items()))
+                          + "; the precompiled kernels must come from the same release as flashinfer-python",
+                          evidence=["flashinfer"], confidence=0.9))
+    vllm = snap.value("vllm") or {}
+    spec = vllm.get("flashinfer_requirement")
+    have = pkgs.get("flashinfer-python")
+    if spec and have:
+        try:
+            req = Requirement(spec)
+            ok = req.specifier.contains(_base(have) or Version("0"), prereleases=True) or \
+                req.specifier.contains(have, prereleases=True)
+        except (InvalidRequirement, InvalidSpecifier, InvalidVersion):
+            ok = True
+        if not ok:
+            out.append(failed(f"vLLM {vllm.get('version')} expects {spec} but flashinfer-python {have} is installed",
+                              evidence=["flashinfer", "vllm"], confidence=0.9))
+    if spec and not have:
+        out.append(warned(f"vLLM {vllm.get('version')} requires {spec} but flashinfer-python is not installed",
+                          evidence=["vllm"], confidence=0.6))
+    for subject, cc, label in _dedupe(targets(snap)):
+        req = _req(cc)
+        if req is not None and req.flashinfer_min and have and _at_least(have, req.flashinfer_min) is False:
+            out.append(failed(f"flashinfer-python {have} predates {req.flashinfer_min}, the first release with "
+                              f"{_sm(cc)} support ({label})", evidence=["flashinfer"], subject=subject,
+                              confidence=0.85))
+    if not out:
+        return passed("FlashInfer packages agree: " + ", ".join(f"{k} {v}" for k, v in sorted(pkgs.items())),
+                      evidence=["flashinfer"])
+    return out
+
+
+def check_toolkit(snap: Snapshot) -> Any:
+    tgts = _dedupe(targets(snap))
+    if not tgts:
+        return _no_target()
+    nvcc = snap.value("toolkit.nvcc") or {}
+    fi = (snap.value("flashinfer") or {}).get("packages") or {}
+    jit_users = "FlashInfer" if "flashinfer-python" in fi else "JIT kernels"
+    precompiled = "flashinfer-jit-cache" in fi
+    out = []
+    for subject, cc, label in tgts:
+        req = _req(cc)
+        need = req.min_cuda if req else None
+        if not nvcc:
+            if "flashinfer-python" in fi and not precompiled:
+                out.append(warned(f"no nvcc found (CUDA_HOME unset, nvcc not on PATH): FlashInfer kernels that are not "
+                                  f"precompiled cannot be JIT-compiled for {label}",
+                                  evidence=["flashinfer"], subject=subject, confidence=0.6))
+            else:
+                out.append(skipped("no CUDA toolkit (nvcc) found; nothing here needs one to JIT",
+                                   subject=subject))
+            continue
+        have = nvcc.get("version")
+        if need and have and _at_least(have, need) is False:
+            sev = "high" if "flashinfer-python" in fi else "medium"
+            mk = failed if "flashinfer-python" in fi else warned
+            out.append(mk(f"nvcc {have} at {nvcc.get('path')} is older than CUDA {need}, the first toolkit for "
+                          f"{_sm(cc)}: {jit_users} cannot be compiled for {label} ('nvcc fatal: Unsupported gpu "
+                          f"architecture')", evidence=["toolkit.nvcc", "toolkit.cuda_home", "flashinfer"],
+                          subject=subject, severity=sev, confidence=0.9))
+        elif need and have:
+            out.append(passed(f"nvcc {have} >= CUDA {need} needed for {_sm(cc)}", evidence=["toolkit.nvcc"],
+                              subject=subject))
+        else:
+            out.append(skipped(f"no toolkit rule for CC {cc} or unknown nvcc version", evidence=["toolkit.nvcc"],
+                               subject=subject))
+    return out
+
+
+def check_triton(snap: Snapshot) -> Any:
+    tgts = _dedupe(targets(snap))
+    if not tgts:
+        return _no_target()
+    tr = snap.value("triton") or {}
+    out = []
+    for subject, cc, label in tgts:
+        req = _req(cc)
+        if req is None:
+            out.append(skipped(f"no Triton rule for CC {cc}", subject=subject))
+            continue
+        problems = []
+        if req.triton_min and _at_least(tr.get("version"), req.triton_min) is False:
+            problems.append(f"Triton {tr.get('version')} predates {req.triton_min}, the first release that compiles "
+                            f"for {_sm(cc)}")
+        pv = tr.get("ptxas_version")
+        if pv and req.min_cuda and _at_least(pv, req.min_cuda) is False:
+            problems.append(f"its ptxas {pv} ({tr.get('ptxas_path')}) is older than CUDA {req.min_cuda}: "
+                            f"\"Value '{_sm(cc)}a' is not defined for option 'gpu-name'\"")
+        if problems:
+            out.append(failed(f"{label}: " + "; ".join(problems), evidence=["triton"], subject=subject,
+                              confidence=0.9))
+        else:
+            out.append(passed(f"Triton {tr.get('version')} (ptxas {pv or 'unknown'}) compiles for {_sm(cc)}",
+                              evidence=["triton"], subject=subject))
+    return out
+
+
+def check_nccl(snap: Snapshot) -> Any:
+    tgts = _dedupe(targets(snap))
+    if not tgts:
+        return _no_target()
+    have = snap.value("nccl.version")
+    out = []
+    for subject, cc, label in tgts:
+        req = _req(cc)
+        if req is None or not req.nccl_min:
+            out.append(passed(f"NCCL {have}: no minimum known for CC {cc}", evidence=["nccl.version"],
+                              subject=subject))
+        elif _at_least(have, req.nccl_min) is False:
+            out.append(failed(f"NCCL {have} is older than {req.nccl_min}, the first release for {_sm(cc)} ({label})",
+                              evidence=["nccl.version"], subject=subject, confidence=0.85))
+        else:
+            out.append(passed(f"NCCL {have} >= {req.nccl_min} for {_sm(cc)}", evidence=["nccl.version"],
+                              subject=subject))
+    return out
+
+
+def check_other_libs(snap: Snapshot) -> Any:
+    tgts = _dedupe(targets(snap))
+    if not tgts:
+        return _no_target()
+    out = []
+    for key in snap.keys("cudabin.other."):
+        info = snap.value(key) or {}
+        if not info.get("files"):
+            continue
+        dist = key[len("cudabin.other."):]
+        for subject, cc, _label in tgts:
+            v = _compat.verdict(info.get("sass", []), info.get("ptx", []), cc)
+            line = _compat.explain(dist, info.get("sass", []), info.get("ptx", []), cc)
+            subj = f"{dist}:{subject}"
+            if v.verdict == _compat.NATIVE:
+                out.append(passed(line, evidence=[key], subject=subj))
+            elif v.verdict == _compat.PTX_JIT:
+                out.append(warned(line, evidence=[key], subject=subj, confidence=0.5))
+            else:
+                out.append(failed(line, evidence=[key], subject=subj, confidence=0.7, severity="medium"))
+    return out or None
+
+
+# -- FP8 / FP4
+
+FP8_QUANTS = {"fp8", "fbgemm_fp8", "ptpc_fp8", "fp8_e4m3", "modelopt", "fp8_per_tensor"}
+FP4_QUANTS = {"nvfp4", "modelopt_fp4", "mxfp4", "fp4", "w4a4_nvfp4", "modelopt_mxfp4"}
+
+
+def _quant(snap: Snapshot) -> tuple[str | None, str | None]:
+    cfg = snap.value("vllm.config") or {}
+    q = cfg.get("quantization") if isinstance(cfg, dict) else None
+    kv = cfg.get("kv_cache_dtype") if isinstance(cfg, dict) else None
+    return (str(q).lower() if q else None), (str(kv).lower() if kv else None)
+
+
+def _vllm_native(snap: Snapshot, cc: str) -> bool | None:
+    binfo = snap.value("cudabin.vllm")
+    if isinstance(binfo, dict) and binfo.get("files"):
+        return _compat.verdict(binfo["sass"], [], cc).verdict == _compat.NATIVE
+    archs = snap.value("vllm.cuda_archs")
+    if isinstance(archs, list) and archs:
+        return any(_compat.sass_runs_on(f"sm_{a.replace('.', '')}", cc) for a in archs)
+    return None
+
+
+def _cc_num(cc: str) -> tuple[int, int]:
+    return _compat.cc_tuple(cc) or (0, 0)
+
+
+def check_fp8(snap: Snapshot) -> Any:
+    tgts = _dedupe(targets(snap))
+    if not tgts:
+        return _no_target()
+    quant, kv = _quant(snap)
+    uses_fp8 = quant in FP8_QUANTS
+    vllm = snap.value("vllm") or {}
+    out = []
+    for subject, cc, label in tgts:
+        c = _cc_num(cc)
+        hw = c >= (8, 9)
+        native = _vllm_native(snap, cc)
+        ev = [k for k in ("vllm.config", "cudabin.vllm", "vllm") if snap.has(k)]
+        if vllm.get("build") == "cpu" and uses_fp8:
+            out.append(failed(f"quantization={quant} on {label}: vLLM is a CPU build, no CUDA FP8 kernels",
+                              evidence=ev, subject=subject, root_cause="arch_not_in_vllm_wheel",
+                              remedies=["vllm.install-supported"], confidence=0.9))
+        elif not uses_fp8:
+            path = "native FP8 (W8A8)" if hw else ("weight-only FP8 via Marlin (W8A16)" if c >= (7, 5) else "none")
+            if kv and kv.startswith("fp8") and not hw:
+                path += "; FP8 KV cache is stored as FP8 and converted in the attention kernel"
+            out.append(passed(f"{label}: FP8 checkpoints would run as {path}" +
+                              (f" (quantization={quant})" if quant else " (no FP8 quantization configured)"),
+                              evidence=ev, subject=subject, details={"fp8_path": path}))
+        elif not hw and c >= (7, 5):
+            out.append(warned(f"quantization={quant} on {label}: no FP8 tensor cores (needs CC >= 8.9), vLLM falls back "
+                              "to weight-only FP8 via Marlin (W8A16): FP8 memory savings, BF16/FP16 compute speed",
+                              evidence=ev, subject=subject, confidence=0.9, details={"fp8_path": "marlin-w8a16"}))
+        elif not hw:
+            out.append(failed(f"quantization={quant} on {label}: FP8 is unsupported below CC 7.5 (no Marlin FP8 either)",
+                              evidence=ev, subject=subject, confidence=0.9, details={"fp8_path": "unsupported"}))
+        elif native is False:
+            out.append(failed(f"quantization={quant} on {label}: the GPU has FP8 tensor cores but the installed vLLM "
+                              f"has no {_sm(cc)} kernels, so no FP8 GEMM can run", evidence=ev, subject=subject,
+                              root_cause="arch_not_in_vllm_wheel", remedies=["vllm.install-supported"],
+                              confidence=0.9, details={"fp8_path": "no-kernel"}))
+        else:
+            out.append(passed(f"quantization={quant} on {label}: native FP8 (W8A8, CUTLASS/FlashInfer)"
+                              + ("" if native else " (vLLM's kernels not scanned)"), evidence=ev, subject=subject,
+                              details={"fp8_path": "native"}))
+    return out
+
+
+def check_fp4(snap: Snapshot) -> Any:
+    tgts = _dedupe(targets(snap))
+    if not tgts:
+        return _no_target()
+    quant, _kv = _quant(snap)
+    uses_fp4 = quant in FP4_QUANTS
+    out = []
+    for subject, cc, label in tgts:
+        c = _cc_num(cc)
+        hw = c[0] in (10, 12)
+        native = _vllm_native(snap, cc)
+        ev = [k for k in ("vllm.config", "cudabin.vllm", "vllm") if snap.has(k)]
+        if not uses_fp4:
+            out.append(passed(f"{label}: " + ("FP4 tensor cores (NVFP4/MXFP4)" if hw else "no FP4 tensor cores; FP4 "
+                                              "checkpoints would run weight-only via Marlin (W4A16)")
+                              + (f" (quantization={quant})" if quant else " (no FP4 quantization configured)"),
+                              evidence=ev, subject=subject))
+        elif not hw:
+            out.append(warned(f"quantization={quant} on {label}: FP4 tensor cores exist only on Blackwell (10.x/12.x); "
+                              "vLLM runs the checkpoint weight-only via Marlin (W4A16) or fails if no fallback exists",
+                              evidence=ev, subject=subject, confidence=0.8, details={"fp4_path": "marlin-w4a16"}))
+        elif native is False:
+            out.append(failed(f"quantization={quant} on {label}: the installed vLLM has no {_sm(cc)} kernels, so its "
+                              "NVFP4/MXFP4 GEMMs cannot run (they are built per Blackwell family: sm_100 kernels do "
+                              "not run on sm_120)", evidence=ev, subject=subject, confidence=0.9,
+                              details={"fp4_path": "no-kernel"}))
+        else:
+            out.append(passed(f"quantization={quant} on {label}: native FP4 GEMMs" +
+                              ("" if native else " (vLLM's kernels not scanned)") +
+                              ("; MoE layers on sm_12x may still fall back to Marlin" if c[0] == 12 else ""),
+                              evidence=ev, subject=subject, details={"fp4_path": "native"}))
+    return out
+
+
+# ----------------------------------------------------------------------------- registration
+
+
+@hookimpl
+def bwdoctor_collectors() -> list[CollectorSpec]:
+    return [
+        CollectorSpec(name="stack", func=collect_stack, timeout=20.0,
+                      provides=["torch", "vllm", "flashinfer", "triton", "nccl.version", "toolkit.cuda_runtimes"],
+                      doc="Versions of torch, vLLM, FlashInfer, Triton (and its ptxas), NCCL and the CUDA runtime "
+                          "wheels, from package metadata and files (no imports)."),
+        CollectorSpec(name="toolkit", func=collect_toolkit, timeout=10.0,
+                      provides=["toolkit.nvcc", "toolkit.cuda_home"],
+                      doc="The CUDA toolkit a JIT compile would use: CUDA_HOME/CUDA_PATH, nvcc on PATH or "
+                          "/usr/local/cuda; version from version.json, else `nvcc --version`."),
+        CollectorSpec(name="cudabin", func=collect_cudabin, timeout=120.0,
+                      provides=["cudabin.*", "vllm.cuda_archs"],
+                      doc="SASS and PTX architectures embedded in torch's, vLLM's and FlashInfer's shared objects "
+                          "(fatbin headers read from the files). Quick: the libraries that decide; standard: all."),
+    ]
+
+
+_TGT = ["gpu.*", "target"]
+
+
+@hookimpl
+def bwdoctor_checks() -> list[CheckSpec]:
+    return [
+        CheckSpec(
+            id="BWD-STACK-001", title="PyTorch has kernels for the GPU", func=check_torch_arch,
+            needs=["torch"], needs_any=_TGT, root_cause="arch_not_in_torch_wheel",
+            remedies=["torch.reinstall-cuda-variant"], confidence=1.0, tags=["stack", "blackwell"],
+            doc="Reads the SASS (sm_XX) and PTX (compute_XX) architectures in torch/lib/libtorch_cuda.so and judges "
+                "each GPU (or the --target) by CUDA's binary-compatibility rules: SASS runs on the same major with a "
+                "not-newer minor, 'a' variants only on their exact chip, 'f' variants across the family, PTX is "
+                "JIT-compiled for newer GPUs. PyPI cu124/cu126 wheels stop at sm_90 and carry no PTX, so RTX 50xx, "
+                "RTX PRO 6000 and B200 fail with 'no kernel image is available'. Without a scanned library it "
+                "judges the CUDA variant against the ones built for the architecture. Fix: reinstall torch from a "
+                "CUDA variant that covers the GPU (cu128+ for Blackwell)."),
+        CheckSpec(
+            id="BWD-STACK-002", title="vLLM's compiled extensions have kernels for the GPU", func=check_vllm_arch,
+            needs=["vllm"], needs_any=_TGT, root_cause="arch_not_in_vllm_wheel", remedies=["vllm.install-supported"],
+            confidence=1.0, tags=["stack", "blackwell"],
+            doc="Scans vLLM's extension libraries (_C, _moe_C, the FlashAttention build, ...) for SASS/PTX and "
+                "judges each GPU or --target with the binary-compatibility rules; a CPU build of vLLM has no CUDA "
+                "kernels at all. vLLM 0.9.0/0.9.1 have sm_100 but no sm_120 kernels; 0.9.2 is the first with sm_120. "
+                "Falls back to vllm.cuda_archs (collect_env) or the first release per architecture. Fix: install a "
+                "vLLM release (and torch) built for the GPU."),
+        CheckSpec(
+            id="BWD-STACK-003", title="vLLM was built for the installed torch", func=check_vllm_torch,
+            needs=["vllm", "torch"], root_cause="torch_vllm_abi_mismatch",
+            remedies=["vllm.rebuild-for-torch", "torch.reinstall-cuda-variant"], confidence=0.95, tags=["stack"],
+            doc="vLLM's wheel pins the exact torch its C++ extensions were compiled against (Requires-Dist "
+                "torch==X). Another torch (pip upgraded it, an image swapped it) makes `import vllm._C` fail with "
+                "undefined symbols. Compares the pin with the installed torch's version. Fix: reinstall the torch vLLM "
+                "pins, or rebuild vLLM from source against the installed torch."),
+        CheckSpec(
+            id="BWD-STACK-004", title="vLLM and torch use the same CUDA major", func=check_cuda_majors,
+            needs=["vllm", "torch"], root_cause="torch_vllm_abi_mismatch",
+            remedies=["torch.reinstall-cuda-variant", "vllm.install-supported"], confidence=1.0, tags=["stack"],
+            doc="vLLM's extensions link libcudart.so.<major> (ELF DT_NEEDED); torch's variant (cu126, cu130) names its "
+                "CUDA. A CUDA 13 vLLM (0.20+) with a cu12x torch, or the reverse, fails with 'libcudart.so.13: cannot "
+                "open shared object file'. Fix: install the torch variant vLLM was built for."),
+        CheckSpec(
+            id="BWD-STACK-005", title="One CUDA runtime major among the installed wheels", func=check_runtime_mix,
+            needs=["toolkit.cuda_runtimes"], root_cause="torch_vllm_abi_mismatch",
+            remedies=["torch.reinstall-cuda-variant"], confidence=0.6, tags=["stack"],
+            doc="nvidia-*-cu12 and nvidia-*-cu13 (or unsuffixed CUDA 13) runtime wheels side by side usually mean a "
+                "partial upgrade: an extension may load the wrong libcublas/libcudart. Warns with the wheels of each "
+                "major. Fix: reinstall torch (which pulls its runtime wheels) and remove the leftover major's wheels."),
+        CheckSpec(
+            id="BWD-STACK-006", title="FlashInfer packages agree with each other and with vLLM", func=check_flashinfer,
+            needs=["flashinfer"], root_cause="flashinfer_jit_toolchain", remedies=["flashinfer.align"],
+            confidence=0.9, tags=["stack", "flashinfer"],
+            doc="flashinfer-python, flashinfer-cubin and flashinfer-jit-cache must be the same release (the "
+                "precompiled kernels are looked up by version), vLLM pins flashinfer-python, and Blackwell needs "
+                "FlashInfer >= 0.2.6 (sm_100) / 0.3.1 (sm_103, sm_120, sm_121). Fix: install the versions vLLM "
+                "requires, all three equal."),
+        CheckSpec(
+            id="BWD-STACK-007", title="The CUDA toolkit for JIT compiles knows the GPU", func=check_toolkit,
+            needs_any=_TGT, root_cause="flashinfer_jit_toolchain", remedies=["toolkit.cuda-home"], confidence=0.9,
+            tags=["stack", "flashinfer"],
+            doc="FlashInfer (and other JIT kernel paths) compile with the nvcc under CUDA_HOME at first use. A toolkit "
+                "older than the architecture's first one (12.8 for sm_100/sm_120, 12.9 for sm_103/sm_121) cannot "
+                "compile for it. Fails when FlashInfer is installed, warns otherwise; warns when no nvcc exists and "
+                "FlashInfer has no precompiled JIT cache. Fix: point CUDA_HOME at a new enough toolkit."),
+        CheckSpec(
+            id="BWD-STACK-008", title="Triton and its ptxas know the GPU", func=check_triton,
+            needs=["triton"], needs_any=_TGT, root_cause="triton_ptxas_toolchain", remedies=["triton.ptxas"],
+            confidence=0.9, tags=["stack"],
+            doc="Triton (used by torch.compile and vLLM's Triton kernels) compiles with its bundled ptxas "
+                "(triton/backends/nvidia/bin/ptxas, ptxas-blackwell, or TRITON_PTXAS_PATH). Triton older than the "
+                "architecture's first release (3.3 for sm_100/sm_120, 3.6 for sm_121) or a ptxas older than the "
+                "architecture's first CUDA fails with \"Value 'sm_121a' is not defined for option 'gpu-name'\". "
+                "Fix: upgrade Triton or point TRITON_PTXAS_PATH at a new ptxas."),
+        CheckSpec(
+            id="BWD-STACK-009", title="NCCL knows the GPU", func=check_nccl, needs=["nccl.version"], needs_any=_TGT,
+            root_cause="nccl_version_mismatch", remedies=["nccl.upgrade"], confidence=0.85, tags=["stack", "nccl"],
+            doc="NCCL older than the architecture's first supported release (2.26 for Blackwell) has no kernels or "
+                "topology support for it. Reads the nvidia-nccl-cu* wheel's version. Fix: upgrade the NCCL wheel."),
+        CheckSpec(
+            id="BWD-STACK-010", title="Other CUDA libraries have kernels for the GPU", func=check_other_libs,
+            needs_any=_TGT, level="standard", root_cause="arch_not_in_torch_wheel",
+            remedies=["torch.reinstall-cuda-variant"], confidence=0.7, tags=["stack"],
+            doc="At --level standard every CUDA-carrying distribution (nvidia-* runtime libraries, xformers, "
+                "flash-attn, ...) is scanned and judged like torch. The nvidia-* libraries come with torch's CUDA "
+                "variant, so the usual fix is reinstalling torch's variant; a third-party extension needs a build "
+                "for the GPU."),
+        CheckSpec(
+            id="BWD-FP8-001", title="FP8 runs natively on the GPU with the installed vLLM", func=check_fp8,
+            needs_any=_TGT, root_cause="fp8_unsupported_on_gpu", remedies=["vllm.fp8-fallback"], confidence=0.9,
+            tags=["stack", "fp8"],
+            doc="FP8 tensor cores exist from CC 8.9 (Ada, Hopper, Blackwell); vLLM's supports_fp8() is CC >= 8.9 and "
+                "FP8 checkpoints on 7.5-8.6 run weight-only via Marlin (W8A16). With an FP8 quantization configured "
+                "(vllm.config), reports the path actually taken: native W8A8, Marlin fallback, unsupported, or no "
+                "kernel because vLLM lacks the architecture. Fix: accept/force the Marlin fallback or use another "
+                "quantization; for a missing architecture install a vLLM built for it."),
+        CheckSpec(
+            id="BWD-FP8-002", title="FP4 (NVFP4/MXFP4) kernels exist for the GPU", func=check_fp4,
+            needs_any=_TGT, root_cause="fp4_kernel_arch_mismatch", remedies=["vllm.install-supported"],
+            confidence=0.85, tags=["stack", "fp4", "blackwell"],
+            doc="FP4 tensor cores exist only on Blackwell (10.x, 12.x), and FP4 GEMM kernels are built per family: "
+                "sm_100 kernels never run on sm_120. With an FP4 quantization configured, fails when the installed "
+                "vLLM has no kernels for the GPU's family and warns on pre-Blackwell GPUs (Marlin W4A16 fallback). "
+                "Fix: install a vLLM release built for the GPU."),
+    ]
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _arch_command() -> Any:
+    import click
+
+    @click.command("arch")
+    @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+    @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+    @click.option("--all-files", is_flag=True, help="Open every file in folders, not only *.so/*.cubin/*.fatbin.")
+    def arch(paths: tuple[str, ...], fmt: str, all_files: bool) -> None:
+        """List the SASS (sm_XX) and PTX (compute_XX) architectures in CUDA binaries.
+
+        PATHS are shared objects, cubins, fatbins or folders (walked; non-CUDA files skipped)."""
+        results = cb.scan_paths(paths, all_files=all_files)
+        if fmt == "json":
+            click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"CUDA architectures ({len(results)} files)")
+        table.add_column("file", overflow="fold")
+        table.add_column("SASS")
+        table.add_column("PTX")
+        for r in results:
+            table.add_row(r.path, " ".join(r.sass) or "-", " ".join(r.ptx) or "-")
+        Console().print(table)
+
+    return arch
+
+
+@hookimpl
+def bwdoctor_cli_commands() -> list[Any]:
+    return [_arch_command()]
