@@ -66,11 +66,21 @@ def _site_paths(options: Any) -> list[str] | None:
     return list(paths) if paths else None
 
 
+_DIST_MEMO: dict[tuple, tuple[float, dict[str, Any]]] = {}
+
+
 def _distributions(options: Any) -> dict[str, Any]:
-    """Installed distributions by canonical name; the first on the path wins, as for imports."""
+    """Installed distributions by canonical name; the first on the path wins, as for imports.
+    Memoised for a few seconds so that the collectors of one run share one metadata walk."""
+    import sys
+    import time
     from importlib.metadata import distributions
 
     paths = _site_paths(options)
+    key = (tuple(paths) if paths else None, tuple(sys.path))
+    hit = _DIST_MEMO.get(key)
+    if hit is not None and time.monotonic() - hit[0] < 5.0:
+        return hit[1]
     out: dict[str, Any] = {}
     for dist in (distributions(path=paths) if paths else distributions()):
         try:
@@ -79,6 +89,8 @@ def _distributions(options: Any) -> dict[str, Any]:
             continue
         if name:
             out.setdefault(canonicalize_name(name), dist)
+    _DIST_MEMO.clear()
+    _DIST_MEMO[key] = (time.monotonic(), out)
     return out
 
 
@@ -150,14 +162,26 @@ def _run_version(argv: list[str], timeout: float = 5.0) -> str | None:
 # ----------------------------------------------------------------------------- collectors
 
 
+def _component_collector(name: str, func: Any, dists_needed: tuple[str, ...], label: str) -> Any:
+    def collect(options: Any) -> Iterator[Fact]:
+        dists = _distributions(options)
+        if dists_needed and not any(d in dists for d in dists_needed):
+            raise Unavailable(f"{label} is not installed")
+        facts = list(func(dists))
+        if not facts:
+            raise Unavailable(f"{label}: nothing found")
+        yield from facts
+
+    collect.__name__ = f"collect_{name}"
+    collect.__qualname__ = collect.__name__
+    return collect
+
+
 def collect_stack(options: Any) -> Iterator[Fact]:
+    """All stack facts at once (for callers outside the runner)."""
     dists = _distributions(options)
-    yield from _torch_facts(dists)
-    yield from _vllm_facts(dists)
-    yield from _flashinfer_facts(dists)
-    yield from _triton_facts(dists)
-    yield from _nccl_facts(dists)
-    yield from _runtime_facts(dists)
+    for func in (_torch_facts, _vllm_facts, _flashinfer_facts, _triton_facts, _nccl_facts, _runtime_facts):
+        yield from func(dists)
 
 
 def _torch_facts(dists: dict[str, Any]) -> Iterator[Fact]:
@@ -233,6 +257,7 @@ def _vllm_facts(dists: dict[str, Any]) -> Iterator[Fact]:
 
 
 FLASHINFER_PACKAGES = ("flashinfer-python", "flashinfer-cubin", "flashinfer-jit-cache")
+NCCL_DISTS = ("nvidia-nccl-cu13", "nvidia-nccl-cu12", "nvidia-nccl-cu11", "nvidia-nccl")
 
 
 def _flashinfer_facts(dists: dict[str, Any]) -> Iterator[Fact]:
@@ -273,7 +298,7 @@ _NCCL_STRING = re.compile(rb"NCCL version (\d+\.\d+\.\d+)")
 
 
 def _nccl_facts(dists: dict[str, Any]) -> Iterator[Fact]:
-    for name in ("nvidia-nccl-cu13", "nvidia-nccl-cu12", "nvidia-nccl-cu11", "nvidia-nccl"):
+    for name in NCCL_DISTS:
         if name in dists:
             v = _base(dists[name].version)
             yield Fact("nccl.version", str(v) if v else dists[name].version, f"importlib.metadata ({name})")
@@ -297,6 +322,14 @@ def _runtime_facts(dists: dict[str, Any]) -> Iterator[Fact]:
     if evidence:
         yield Fact("toolkit.cuda_runtimes", {"majors": sorted(int(k) for k in evidence), "evidence": evidence},
                    "importlib.metadata")
+
+
+collect_torch = _component_collector("torch", _torch_facts, ("torch",), "torch")
+collect_vllm = _component_collector("vllm", _vllm_facts, ("vllm",), "vLLM")
+collect_flashinfer = _component_collector("flashinfer", _flashinfer_facts, FLASHINFER_PACKAGES, "FlashInfer")
+collect_triton = _component_collector("triton", _triton_facts, ("triton",), "Triton")
+collect_nccl = _component_collector("nccl", _nccl_facts, NCCL_DISTS, "the NCCL wheel (nvidia-nccl-cu*)")
+collect_runtimes = _component_collector("runtimes", _runtime_facts, (), "CUDA runtime wheels (nvidia-*)")
 
 
 def collect_toolkit(options: Any) -> Iterator[Fact]:
@@ -884,10 +917,20 @@ def check_fp4(snap: Snapshot) -> Any:
 @hookimpl
 def bwdoctor_collectors() -> list[CollectorSpec]:
     return [
-        CollectorSpec(name="stack", func=collect_stack, timeout=20.0,
-                      provides=["torch", "vllm", "flashinfer", "triton", "nccl.version", "toolkit.cuda_runtimes"],
-                      doc="Versions of torch, vLLM, FlashInfer, Triton (and its ptxas), NCCL and the CUDA runtime "
-                          "wheels, from package metadata and files (no imports)."),
+        CollectorSpec(name="stack.torch", func=collect_torch, timeout=10.0, provides=["torch"],
+                      doc="torch's version and CUDA variant from its metadata and torch/version.py read as text."),
+        CollectorSpec(name="stack.vllm", func=collect_vllm, timeout=10.0, provides=["vllm"],
+                      doc="vLLM's version, its torch and FlashInfer pins, the CUDA major its extensions link "
+                          "(ELF DT_NEEDED libcudart.so.N) and whether it is a CUDA or a CPU build."),
+        CollectorSpec(name="stack.flashinfer", func=collect_flashinfer, timeout=10.0, provides=["flashinfer"],
+                      doc="Versions of flashinfer-python, flashinfer-cubin and flashinfer-jit-cache; JIT cache dir."),
+        CollectorSpec(name="stack.triton", func=collect_triton, timeout=15.0, provides=["triton"],
+                      doc="Triton's version and the version of the ptxas it compiles with (`ptxas --version`)."),
+        CollectorSpec(name="stack.nccl", func=collect_nccl, timeout=10.0, provides=["nccl.version"],
+                      doc="NCCL's version from the nvidia-nccl-cu* wheel."),
+        CollectorSpec(name="stack.cuda_runtimes", func=collect_runtimes, timeout=10.0,
+                      provides=["toolkit.cuda_runtimes"],
+                      doc="CUDA runtime majors among the nvidia-* wheels (cu12 vs cu13)."),
         CollectorSpec(name="toolkit", func=collect_toolkit, timeout=10.0,
                       provides=["toolkit.nvcc", "toolkit.cuda_home"],
                       doc="The CUDA toolkit a JIT compile would use: CUDA_HOME/CUDA_PATH, nvcc on PATH or "

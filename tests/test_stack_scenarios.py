@@ -296,4 +296,4 @@ def test_specs_are_complete():
     for spec in stack.bwdoctor_checks():
         assert spec.root_cause in ROOT_CAUSES and spec.remedies and len(spec.doc) > 120
     names = [c.name for c in stack.bwdoctor_collectors()]
-    assert names == ["stack", "toolkit", "cudabin"]
+    assert "toolkit" in names and "cudabin" in names and "stack.torch" in names
