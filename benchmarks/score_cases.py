@@ -1,0 +1,166 @@
+"""Score ``bwdoctor analyze`` on a folder of cases (the layout of ``cases/README.md``).
+
+Each case folder holds evidence files and a ``case.json`` with ``root_cause`` and
+``evidence_files``. The evidence files (never ``case.json``) go through ``bwdoctor analyze
+--format json`` in-process; the first ``diagnosis`` entry's ``root_cause`` is compared with the
+expected one. Negative controls (``-neg-`` in the name or label ``none_env_ok``) are solved when the
+diagnosis is empty.
+
+Usage: ``python benchmarks/score_cases.py CASES_DIR [--json] [--verbose]``. Exit 0 always (it is a
+measurement); ``--min-accuracy X`` makes it exit 1 below X or when a negative is blamed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _analyze_cli(files: list[str]) -> dict[str, Any]:
+    from click.testing import CliRunner
+
+    from bwdoctor.cli import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["analyze", *files, "--format", "json", "--fail-on", "never"], catch_exceptions=True)
+    out = result.stdout if hasattr(result, "stdout") else result.output
+    start = out.find("{")
+    if start < 0:
+        raise RuntimeError(f"analyze printed no JSON (exit {result.exit_code}): {out[-500:]}")
+    return json.loads(out[start:])
+
+
+def _analyze_direct(files: list[str]) -> dict[str, Any]:
+    """Fallback without the CLI: parsers → checks → diagnosis through the host API."""
+    from bwdoctor import runner
+    from bwdoctor.diagnosis import diagnose
+    from bwdoctor.manager import PluginManager
+
+    reg = PluginManager().registry()
+    snap, findings = runner.parse(reg, files)
+    findings += runner.run_checks(runner.select_checks(reg.checks, "full"), snap)
+    return {"diagnosis": diagnose(findings), "findings": [f.to_dict() for f in findings],
+            "snapshot": snap.to_dict()}
+
+
+def analyze(files: list[str]) -> dict[str, Any]:
+    try:
+        import bwdoctor.cli  # noqa: F401
+    except ImportError:
+        return _analyze_direct(files)
+    return _analyze_cli(files)
+
+
+def load_cases(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    cases = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        meta_path = d / "case.json"
+        if not meta_path.is_file():
+            continue
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        cases.append((d, meta))
+    return cases
+
+
+def score(root: Path, verbose: bool = False) -> dict[str, Any]:
+    rows = []
+    for d, meta in load_cases(root):
+        expected = str(meta.get("root_cause") or "")
+        negative = "-neg-" in d.name or expected == "none_env_ok"
+        files = [str(d / f) for f in meta.get("evidence_files") or [] if f != "case.json" and (d / f).is_file()]
+        if not files:
+            files = [str(p) for p in sorted(d.iterdir()) if p.is_file() and p.name != "case.json"]
+        t0 = time.perf_counter()
+        error = None
+        try:
+            report = analyze(files)
+            diag = report.get("diagnosis") or []
+        except Exception as exc:  # one broken case must not stop the measurement
+            diag, report, error = [], {}, f"{type(exc).__name__}: {exc}"
+        dt = time.perf_counter() - t0
+        got = diag[0]["root_cause"] if diag else "none_env_ok"
+        solved = (not diag) if negative else (got == expected)
+        row = {"case": d.name, "expected": expected, "got": got, "negative": negative, "solved": solved,
+               "confidence": diag[0]["confidence"] if diag else None, "seconds": round(dt, 3),
+               "diagnosis": [(x["root_cause"], x["confidence"]) for x in diag], "error": error}
+        if verbose:
+            row["findings"] = [f"{f['id']} {f['status']} {f.get('root_cause')} {f.get('confidence')}: "
+                               f"{f['message'][:160]}" for f in report.get("findings", [])
+                               if f.get("status") in ("fail", "warn", "error")]
+        rows.append(row)
+    pos = [r for r in rows if not r["negative"]]
+    neg = [r for r in rows if r["negative"]]
+    confusion: dict[str, dict[str, int]] = {}
+    for r in rows:
+        confusion.setdefault(r["expected"], {}).setdefault(r["got"], 0)
+        confusion[r["expected"]][r["got"]] += 1
+    return {
+        "cases": len(rows),
+        "positives": len(pos),
+        "positives_correct": sum(r["solved"] for r in pos),
+        "top1_accuracy": round(sum(r["solved"] for r in pos) / len(pos), 3) if pos else None,
+        "negatives": len(neg),
+        "negatives_blamed": sum(not r["solved"] for r in neg),
+        "confusion": confusion,
+        "total_seconds": round(sum(r["seconds"] for r in rows), 2),
+        "rows": rows,
+    }
+
+
+def render(res: dict[str, Any], verbose: bool = False) -> str:
+    lines = []
+    for r in res["rows"]:
+        mark = "ok " if r["solved"] else "XX "
+        lines.append(f"{mark}{r['case'][:60]:60s} expected={r['expected']:30s} got={r['got']:30s} "
+                     f"{r['seconds']:.2f}s")
+        if r["error"]:
+            lines.append(f"      error: {r['error']}")
+        if verbose and (not r["solved"] or verbose):
+            for d in r["diagnosis"][1:4]:
+                lines.append(f"      also: {d[0]} {d[1]}")
+            for f in r.get("findings", []):
+                lines.append(f"      {f}")
+    lines.append("")
+    acc = res["top1_accuracy"]
+    lines.append(f"positives: {res['positives_correct']}/{res['positives']} top-1 correct "
+                 f"({acc * 100 if acc is not None else 0:.1f}%)")
+    lines.append(f"negatives: {res['negatives_blamed']}/{res['negatives']} blamed the environment")
+    lines.append(f"time: {res['total_seconds']} s for {res['cases']} cases")
+    lines.append("")
+    lines.append("confusion (expected -> got: count):")
+    for exp in sorted(res["confusion"]):
+        cells = ", ".join(f"{g}: {n}" for g, n in sorted(res["confusion"][exp].items()))
+        lines.append(f"  {exp:32s} -> {cells}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cases_dir")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument("--verbose", "-v", action="store_true", help="show the fail/warn findings of each case")
+    ap.add_argument("--min-accuracy", type=float, default=None,
+                    help="exit 1 when top-1 accuracy is below this or a negative is blamed")
+    args = ap.parse_args(argv)
+    root = Path(args.cases_dir)
+    if not root.is_dir():
+        print(f"not a folder: {root}", file=sys.stderr)
+        return 2
+    res = score(root, verbose=args.verbose)
+    print(json.dumps(res, indent=2) if args.json else render(res, args.verbose))
+    if args.min_accuracy is not None:
+        acc = res["top1_accuracy"] or 0.0
+        if acc < args.min_accuracy or res["negatives_blamed"]:
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

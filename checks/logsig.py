@@ -1,0 +1,816 @@
+"""Checks on what logs and pasted evidence show: error signatures and the environment classes
+that the GPU/driver, stack and config checks do not judge (WSL2, MIG, NCCL version / P2P / env,
+shared memory, container runtime, memory contention, GPU health, KV cache sizing, attention backend,
+dtype and FP8/FP4 support).
+
+A message that *resembles* a class (``no kernel image`` with nothing else known) gets a moderate
+confidence; where other facts confirm it (the GPU's compute capability against PyTorch's arch
+list printed in the same log, NCCL's CUDA build against the runtime) the confidence rises.
+Failures whose message names no environment class carry no root cause (``BWD-LOG-014``), so a
+crash inside vLLM or the model does not blame the machine.
+
+Reads: ``log.errors``, ``log.kv_cache``, ``log.fp4_mentioned``, ``log.mig``, ``log.nccl``,
+``log.cuda_runtime``, ``vllm.config``, ``vllm``, ``torch``, ``toolkit.nvcc``, ``nccl.version``,
+``gpu.<i>``, ``gpu.count``, ``target``, ``host.wsl``, ``host.shm_bytes``, ``host.env``,
+``host.gpu_topology``, ``container.cuda_version``, ``log.non_default_args``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, passed, warned
+from bwdoctor_checks._textutil import (
+    arch_requirements,
+    cc_tuple,
+    gpu_spec,
+    version_tuple,
+)
+
+LOG_NEEDS = ["log.errors"]  # present only when some evidence file shows a recognised failure
+
+# vLLM's PyPI wheels carry SASS for these from their first release with them (facts.md 2e).
+VLLM_FIRST_ARCH = {10: (0, 9, 0), 12: (0, 9, 2)}
+# Architectures every vLLM CUDA wheel since 0.6 was built for (facts.md 2e: sm_70..sm_90).
+VLLM_BASE_CCS = {(7, 0), (7, 5), (8, 0), (8, 6), (8, 9), (9, 0)}
+FP8_METHODS = ("fp8", "fbgemm_fp8", "modelopt", "ptpc_fp8", "compressed-tensors-fp8", "w8a8_fp8")
+FP4_METHODS = ("nvfp4", "modelopt_fp4", "mxfp4", "fp4", "w4a4")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _errors(snap: Snapshot, *names: str) -> list[dict[str, Any]]:
+    by_file = snap.value("log.errors_by_file")
+    errs: list[Any] = []
+    if isinstance(by_file, dict) and by_file:
+        for lst in by_file.values():
+            if isinstance(lst, list):
+                errs.extend(lst)
+    else:
+        lst = snap.value("log.errors") or []
+        errs = lst if isinstance(lst, list) else []
+    return [e for e in errs if isinstance(e, dict) and (not names or e.get("signature") in names)]
+
+
+def _first(errs: list[dict[str, Any]]) -> str:
+    e = errs[0]
+    text = str(e.get("text", ""))
+    return f"line {e.get('line')}: {text[:200]}"
+
+
+def _gpu_ccs(snap: Snapshot) -> list[tuple[int, int]]:
+    out = []
+    for _, g in snap.gpus():
+        cc = cc_tuple(g.get("compute_capability")) if isinstance(g, dict) else None
+        if cc:
+            out.append(cc)
+    if not out:
+        for e in _errors(snap, "torch_arch_unsupported"):
+            cc = cc_tuple(e.get("compute_capability"))
+            if cc:
+                out.append(cc)
+    if not out:
+        tgt = snap.value("target")
+        if isinstance(tgt, dict):
+            cc = cc_tuple(tgt.get("compute_capability"))
+            if cc:
+                out.append(cc)
+    return out
+
+
+def _gpu_evidence(snap: Snapshot) -> list[str]:
+    keys = [k for k in snap.keys("gpu.") if k.split(".")[1].isdigit()][:4]
+    return keys + (["target"] if snap.has("target") else [])
+
+
+def _vllm_version(snap: Snapshot) -> tuple[int, ...] | None:
+    v = snap.value("vllm")
+    ver = v.get("version") if isinstance(v, dict) else None
+    if not ver:
+        cfg = snap.value("vllm.config")
+        ver = cfg.get("version") if isinstance(cfg, dict) else None
+    return version_tuple(ver)
+
+
+def _torch_cuda(snap: Snapshot) -> str | None:
+    t = snap.value("torch")
+    if isinstance(t, dict) and t.get("cuda"):
+        return str(t["cuda"])
+    return None
+
+
+def _runtime_cuda(snap: Snapshot) -> tuple[int, ...] | None:
+    for key in ("log.cuda_runtime", "container.cuda_version"):
+        v = snap.value(key)
+        if v:
+            return version_tuple(str(v))
+    tc = _torch_cuda(snap)
+    return version_tuple(tc) if tc else None
+
+
+def _tp(snap: Snapshot) -> int:
+    best = 1
+    for key in ("vllm.config", "log.non_default_args", "config.serve_args"):
+        v = snap.value(key)
+        if isinstance(v, dict):
+            for k in ("tensor_parallel_size", "pipeline_parallel_size"):
+                try:
+                    best = max(best, int(v.get(k) or 1))
+                except (TypeError, ValueError):
+                    continue
+    return best
+
+
+def _gpu_count(snap: Snapshot) -> int:
+    try:
+        n = int(snap.value("gpu.count") or 0)
+    except (TypeError, ValueError):
+        n = 0
+    return max(n, len(snap.gpus()))
+
+
+def _quant(snap: Snapshot) -> str:
+    parts = []
+    for key in ("vllm.config", "log.non_default_args"):
+        v = snap.value(key)
+        if isinstance(v, dict):
+            parts.append(str(v.get("quantization") or ""))
+            parts.append(str(v.get("quantization_config") or ""))
+            parts.append(str(v.get("model") or ""))
+    return " ".join(parts).lower()
+
+
+def _fp4_context(snap: Snapshot, err: dict[str, Any] | None = None) -> bool:
+    if snap.value("log.fp4_mentioned"):
+        return True
+    if any(m in _quant(snap) for m in FP4_METHODS):
+        return True
+    if err is not None and any(m in str(err.get("kernel", "")).lower() for m in ("fp4", "nvfp4", "mxfp4")):
+        return True
+    return False
+
+
+def _has_nvlink(snap: Snapshot) -> bool | None:
+    topo = snap.value("host.gpu_topology")
+    if isinstance(topo, dict) and "nvlink" in topo:
+        return bool(topo["nvlink"])
+    known = []
+    for _, g in snap.gpus():
+        spec = gpu_spec(name=g.get("name"), key=g.get("kb_key"))
+        if spec is not None:
+            known.append(bool(getattr(spec, "nvlink", False)))
+    if known:
+        return any(known)
+    return None
+
+
+def _out(status: str, msg: str, evidence: list[str], conf: float, cause: str | None = None,
+         remedies: list[str] | None = None, **details: Any) -> Outcome:
+    kw: dict[str, Any] = {"confidence": round(min(max(conf, 0.05), 0.99), 2), "details": details}
+    if cause is not None:
+        kw["root_cause"] = cause
+    if remedies is not None:
+        kw["remedies"] = remedies
+    return (failed if status == "fail" else warned)(msg, evidence=evidence, **kw)
+
+
+# --------------------------------------------------------------------------- arch: torch / vLLM
+
+
+def _torch_arch_gap(snap: Snapshot) -> tuple[str, list[str]] | None:
+    """Why PyTorch lacks the GPU's arch, from the evidence, or None."""
+    sig = _errors(snap, "torch_arch_unsupported")
+    if sig:
+        e = sig[0]
+        return (f"PyTorch itself reports that {e.get('gpu_name') or 'the GPU'} ({e.get('sm')}) is not in its compiled "
+                f"architectures ({_first(sig)})"), ["log.errors", "torch"]
+    torch = snap.value("torch")
+    ccs = _gpu_ccs(snap)
+    if isinstance(torch, dict) and ccs:
+        archs = torch.get("arch_list")
+        if isinstance(archs, list) and archs:
+            majors = set()
+            for a in archs:
+                m = re.match(r"sm_(\d+)", str(a))
+                if m:
+                    majors.add(int(m.group(1)) // 10)
+            missing = [cc for cc in ccs if cc[0] not in majors]
+            if missing:
+                cc = missing[0]
+                return (f"PyTorch's arch list {' '.join(archs)} has no sm_{cc[0]}x kernels for the GPU's compute "
+                        f"capability {cc[0]}.{cc[1]}"), ["torch"] + _gpu_evidence(snap)
+        variant = str(torch.get("variant") or "")
+        cuda = version_tuple(torch.get("cuda"))
+        if variant.startswith("cu") and cuda:
+            for cc in ccs:
+                req = arch_requirements(f"{cc[0]}.{cc[1]}")
+                min_cuda = version_tuple(getattr(req, "min_cuda", None)) if req is not None else None
+                if min_cuda and cuda < min_cuda:
+                    return (f"torch {torch.get('version')} is built with CUDA {torch.get('cuda')}, older than CUDA "
+                            f"{'.'.join(map(str, min_cuda))} that compute capability {cc[0]}.{cc[1]} needs, so it "
+                            f"has no kernels for this GPU"), ["torch"] + _gpu_evidence(snap)
+    return None
+
+
+def check_torch_arch(snap: Snapshot) -> Outcome | None:
+    gap = _torch_arch_gap(snap)
+    nki = _errors(snap, "no_kernel_image")
+    if gap is None:
+        return None
+    msg, ev = gap
+    conf = 0.9 if _errors(snap, "torch_arch_unsupported") else (0.85 if nki else 0.75)
+    if nki:
+        msg += f"; the log then fails with 'no kernel image' ({_first(nki)})"
+    return _out("fail", msg, ev, conf, remedies=["torch.reinstall-cuda-variant"])
+
+
+def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
+    out: list[Outcome] = []
+    nki = _errors(snap, "no_kernel_image")
+    ccs = _gpu_ccs(snap)
+    vver = _vllm_version(snap)
+    if nki and _torch_arch_gap(snap) is None:
+        conf = 0.55
+        why = "no torch arch gap is shown, so the missing kernel is most likely in vLLM's compiled extensions"
+        for cc in ccs:
+            first_ok = VLLM_FIRST_ARCH.get(cc[0])
+            if cc < (7, 0):
+                conf, why = 0.85, f"compute capability {cc[0]}.{cc[1]} is below what vLLM builds for (7.0)"
+            elif first_ok and vver and vver < first_ok:
+                conf = 0.85
+                why = (f"vLLM {'.'.join(map(str, vver))} predates the first release with sm_{cc[0]}{cc[1]} kernels "
+                       f"({'.'.join(map(str, first_ok))})")
+            elif first_ok and vver:
+                conf = 0.45
+        out.append(_out("fail", f"'no kernel image is available' ({_first(nki)}): {why}",
+                        ["log.errors", "vllm"] + _gpu_evidence(snap), conf))
+    for e in _errors(snap, "no_compiled_kernel"):
+        if _fp4_context(snap, e):
+            continue
+        cap = e.get("capability")
+        cc = (int(cap) // 10, int(cap) % 10) if isinstance(cap, int) else None
+        if cc is None:
+            continue
+        first_ok = VLLM_FIRST_ARCH.get(cc[0])
+        if cc in VLLM_BASE_CCS or (first_ok and vver and vver >= first_ok):
+            # vLLM is built for this arch: a dispatch gap inside vLLM, not the environment
+            out.append(_out("warn", f"vLLM has no '{e.get('kernel')}' kernel for capability {cap} although its wheels "
+                                    f"are built for sm_{cap}; this is a vLLM dispatch/kernel gap, not an environment "
+                                    f"problem ({_first([e])})", ["log.errors"], 0.3, cause="none_env_ok",
+                            remedies=[]))
+            break
+        conf = 0.8 if (first_ok and vver and vver < first_ok) or cc < (7, 0) else 0.55
+        out.append(_out("fail", f"vLLM has no compiled '{e.get('kernel')}' for compute capability {cc[0]}.{cc[1]} "
+                                f"({_first([e])})", ["log.errors", "vllm"], conf))
+        break
+    return out or None
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def check_driver_old(snap: Snapshot) -> Outcome | None:
+    errs = _errors(snap, "torch_driver_too_old", "cuda_driver_insufficient", "container_cuda_requirement",
+                   "cuda_forward_compat", "unsupported_ptx_toolchain")
+    if not errs:
+        return None
+    sigs = {e["signature"] for e in errs}
+    conf = 0.85 if sigs & {"torch_driver_too_old", "cuda_driver_insufficient", "container_cuda_requirement"} else 0.75
+    remedies = ["driver.upgrade"]
+    extra = ""
+    if "cuda_forward_compat" in sigs:
+        remedies.append("driver.remove-compat")
+        extra = (" Error 804 means the CUDA forward-compatibility libraries were used on a GPU that does not support "
+                 "them (non-datacenter): the host driver is older than the container's CUDA.")
+    dcu = snap.value("driver.cuda_version")
+    if dcu:
+        extra += f" The driver supports CUDA {dcu}."
+    return _out("fail", f"The NVIDIA driver is too old for the CUDA runtime in use ({_first(errs)}).{extra}",
+                ["log.errors", "driver.version", "driver.cuda_version"], conf, remedies=remedies)
+
+
+def check_driver_mismatch(snap: Snapshot) -> Outcome | None:
+    errs = _errors(snap, "nvml_driver_mismatch", "cuda_driver_mismatch")
+    if not errs:
+        return None
+    return _out("fail", f"The user-space driver libraries do not match the loaded kernel module ({_first(errs)}); "
+                        f"reboot or reload the driver, or remove stale compat libraries", ["log.errors", "driver.version"],
+                0.85)
+
+
+def check_fabric_manager(snap: Snapshot) -> Outcome | None:
+    errs = _errors(snap, "cuda_system_not_ready")
+    if not errs:
+        return None
+    return _out("fail", f"CUDA reports the system is not yet initialized (Error 802) ({_first(errs)}): on NVSwitch "
+                        f"systems the Fabric Manager must be installed and running", ["log.errors"] + _gpu_evidence(snap),
+                0.75)
+
+
+# --------------------------------------------------------------------------- ABI / toolchains
+
+
+def check_abi(snap: Snapshot) -> Outcome | None:
+    libs = _errors(snap, "cuda_library_missing")
+    syms = _errors(snap, "undefined_symbol")
+    if libs:
+        e = libs[0]
+        tc = _torch_cuda(snap)
+        msg = (f"A compiled extension cannot load {e.get('library')} ({_first(libs)}): it was built for CUDA "
+               f"{e.get('cuda_major')}.x")
+        if tc:
+            msg += f" while torch is built with CUDA {tc}"
+        return _out("fail", msg + "; install a vLLM build that matches the installed torch/CUDA",
+                    ["log.errors", "torch", "vllm"], 0.7, remedies=["vllm.rebuild-for-torch", "vllm.install-supported"])
+    for e in syms:
+        owner = e.get("owner")
+        if owner == "torch":
+            return _out("fail", f"{e.get('library') or 'An extension'} references a torch symbol the installed torch "
+                                f"does not export ({_first([e])}): it was built against another torch",
+                        ["log.errors", "torch", "vllm"], 0.75, remedies=["vllm.rebuild-for-torch",
+                                                                        "vllm.install-supported"])
+        if owner == "cuda":
+            return _out("fail", f"An extension references a CUDA library symbol that is missing ({_first([e])})",
+                        ["log.errors", "torch"], 0.55, remedies=["vllm.install-supported"])
+    if syms:
+        return _out("warn", f"An undefined symbol of the extension's own code ({_first(syms)}): a build problem of "
+                            f"that package (its own kernels were not compiled in), not a torch/CUDA mismatch",
+                    ["log.errors"], 0.3, cause="none_env_ok", remedies=[])
+    return None
+
+
+def _toolkit_too_old(snap: Snapshot) -> str | None:
+    tk = snap.value("toolkit.nvcc")
+    tv = version_tuple(tk.get("version")) if isinstance(tk, dict) else None
+    if tv is None:
+        cv = snap.value("container.cuda_version")
+        tv = version_tuple(str(cv)) if cv else None
+    if tv is None:
+        return None
+    reasons = []
+    for cc in _gpu_ccs(snap):
+        req = arch_requirements(f"{cc[0]}.{cc[1]}")
+        need = version_tuple(getattr(req, "min_cuda", None)) if req is not None else None
+        if cc[0] == 12 and (need is None or need < (12, 9)):
+            need = (12, 9)  # FlashInfer targets SM12x only with nvcc >= 12.9 (flashinfer compilation_context)
+        if need and tv < need:
+            reasons.append(f"nvcc {'.'.join(map(str, tv))} is older than CUDA {'.'.join(map(str, need))} needed to "
+                           f"build kernels for compute capability {cc[0]}.{cc[1]}")
+    tc = version_tuple(_torch_cuda(snap))
+    if tc and tv[:2] < tc[:2]:
+        reasons.append(f"nvcc {'.'.join(map(str, tv))} is older than the CUDA {'.'.join(map(str, tc[:2]))} torch "
+                       f"was built with")
+    if _fp4_context(snap) or any("moe" in str(e.get("text", "")).lower() for e in _errors(snap)):
+        if tv < (12, 8):
+            reasons.append(f"nvcc {'.'.join(map(str, tv))} cannot build the FP4/MXFP4 kernel variants (CUDA >= 12.8)")
+    return "; ".join(reasons) or None
+
+
+def check_flashinfer_jit(snap: Snapshot) -> Outcome | None:
+    weights = {"flashinfer_no_arch": 0.8, "nvcc_missing": 0.75, "jit_build_failed": 0.55,
+               "flashinfer_moe_combination": 0.45}
+    errs = _errors(snap, *weights)
+    if not errs:
+        return None
+    conf = max(weights[e["signature"]] for e in errs)
+    old = _toolkit_too_old(snap)
+    msg = f"A JIT kernel build (FlashInfer or similar) cannot compile or load ({_first(errs)})"
+    if old:
+        conf = min(conf + 0.3, 0.9)
+        msg += f"; {old}"
+    return _out("fail", msg, ["log.errors", "toolkit.nvcc", "flashinfer"] + _gpu_evidence(snap), conf,
+                remedies=["toolkit.cuda-home", "flashinfer.align"])
+
+
+def check_ptxas(snap: Snapshot) -> Outcome | None:
+    errs = _errors(snap, "ptxas_unknown_arch", "ptx_version_target", "llvm_unknown_processor")
+    if not errs:
+        return None
+    e = errs[0]
+    ctx = [str(c) for c in e.get("context") or []]
+    if e.get("triton") is False and "flashinfer" in ctx:
+        return _out("fail", f"The toolkit FlashInfer compiles with does not know {e.get('target')} ({_first(errs)})",
+                    ["log.errors", "toolkit.nvcc"], 0.7, cause="flashinfer_jit_toolchain",
+                    remedies=["toolkit.cuda-home", "flashinfer.align"])
+    return _out("fail", f"The ptxas / PTX ISA used by Triton is too old for the GPU target {e.get('target')} "
+                        f"({_first(errs)})", ["log.errors", "triton"] + _gpu_evidence(snap), 0.8)
+
+
+# --------------------------------------------------------------------------- model-level support
+
+
+def check_attention(snap: Snapshot) -> Outcome | None:
+    errs = _errors(snap, "attention_softcap", "flash_attn_arch", "no_attention_backend")
+    if not errs:
+        return None
+    return _out("fail", f"No attention backend available supports this GPU/model combination ({_first(errs)})",
+                ["log.errors", "log.attention_backend"] + _gpu_evidence(snap), 0.7)
+
+
+def check_fp8(snap: Snapshot) -> Outcome | None:
+    errs = _errors(snap, "fp8_type_unsupported")
+    quant = [e for e in _errors(snap, "quant_min_capability")
+             if any(m in str(e.get("method", "")).lower() for m in ("fp8",))]
+    if not errs and not quant:
+        return None
+    ccs = _gpu_ccs(snap)
+    conf = 0.8
+    note = ""
+    if ccs and all(cc < (8, 9) for cc in ccs):
+        conf = 0.9
+        note = f"; compute capability {ccs[0][0]}.{ccs[0][1]} has no FP8 tensor cores (needs 8.9+)"
+    elif ccs and all(cc >= (8, 9) for cc in ccs):
+        conf = 0.4
+        note = "; the GPU does have FP8, so the kernel's own arch gate is the likely culprit"
+    first = errs or quant
+    return _out("fail", f"An FP8 kernel was used on a GPU without native FP8 ({_first(first)}){note}",
+                ["log.errors"] + _gpu_evidence(snap), conf)
+
+
+def check_fp4(snap: Snapshot) -> Outcome | None:
+    errs = _errors(snap, "fp4_unsupported")
+    quant = [e for e in _errors(snap, "quant_min_capability")
+             if any(m in str(e.get("method", "")).lower() for m in FP4_METHODS)]
+    nck = [e for e in _errors(snap, "no_compiled_kernel") if _fp4_context(snap, e)]
+    found = errs + quant + nck
+    if not found:
+        return None
+    ccs = _gpu_ccs(snap)
+    conf = 0.7 if (nck or quant) else 0.55
+    if ccs and any(cc[0] in (10, 12) for cc in ccs):
+        conf += 0.1
+    return _out("fail", f"FP4 (NVFP4/MXFP4) kernels are missing for this GPU in the installed build ({_first(found)})",
+                ["log.errors", "vllm"] + _gpu_evidence(snap), conf)
+
+
+def check_dtype(snap: Snapshot) -> Outcome | None:
+    errs = _errors(snap, "bf16_unsupported")
+    ccs = _gpu_ccs(snap)
+    cfg = snap.value("vllm.config")
+    if errs:
+        return _out("fail", f"The model dtype is not supported by the GPU ({_first(errs)}); use --dtype half",
+                    ["log.errors"] + _gpu_evidence(snap), 0.8)
+    if isinstance(cfg, dict) and str(cfg.get("dtype")) == "bfloat16" and ccs and all(cc < (8, 0) for cc in ccs) \
+            and str(cfg.get("device") or "cuda") != "cpu":
+        return _out("fail", f"The engine runs bfloat16 on compute capability {ccs[0][0]}.{ccs[0][1]} (< 8.0, no bf16)",
+                    ["vllm.config"] + _gpu_evidence(snap), 0.7)
+    return None
+
+
+def check_kv_cache(snap: Snapshot) -> Outcome | None:
+    errs = _errors(snap, "kv_no_memory", "kv_too_small", "kv_negative", "model_load_oom")
+    kv = snap.value("log.kv_cache")
+    contention = _errors(snap, "insufficient_free_memory") or [e for e in _errors(snap, "cuda_oom")
+                                                                 if e.get("other_processes")]
+    if contention:
+        return None
+    if errs:
+        return _out("fail", f"The memory settings leave no room for the KV cache ({_first(errs)}): lower "
+                            f"max_model_len, raise gpu_memory_utilization, quantize, or use more GPUs",
+                    ["log.errors", "log.kv_cache", "log.memory_profile", "vllm.config"], 0.75)
+    if isinstance(kv, dict):
+        gib = kv.get("gib")
+        blocks = kv.get("gpu_blocks")
+        if (isinstance(gib, (int, float)) and gib <= 0) or blocks == 0:
+            return _out("fail", f"The KV cache got no memory (blocks={blocks}, {gib} GiB)",
+                        ["log.kv_cache", "log.memory_profile"], 0.75)
+    oom = _errors(snap, "cuda_oom")
+    if oom:
+        return _out("fail", f"CUDA ran out of memory ({_first(oom)}); the memory settings are too large for this GPU",
+                    ["log.errors", "vllm.config"], 0.45)
+    return None
+
+
+def check_other_failures(snap: Snapshot) -> Outcome | None:
+    errs = _errors(snap)
+    if not errs:
+        return passed("The log shows no recognised failure", evidence=["log.errors"])
+    env = [e for e in errs if e.get("env_class")]
+    if env:
+        return passed(f"{len(env)} failure signature(s) name an environment class; see the other findings",
+                      evidence=["log.errors"])
+    names = sorted({str(e.get("signature")) for e in errs})
+    return _out("warn", f"The log shows a failure whose message names no environment problem ({_first(errs)}); "
+                        f"signatures: {', '.join(names)}", ["log.errors"], 0.2, cause="none_env_ok", remedies=[])
+
+
+# --------------------------------------------------------------------------- environment classes
+
+
+def check_wsl(snap: Snapshot) -> Outcome | None:
+    if not snap.value("host.wsl"):
+        return None
+    wsl_errs = _errors(snap, "device_not_ready", "pinned_memory_error", "vmm_unsupported")
+    if wsl_errs:
+        return _out("fail", f"Running under WSL2, the CUDA call fails in a way WSL2's GPU paravirtualisation causes "
+                            f"({_first(wsl_errs)}): WSL2 limits pinned memory and has no CUDA VMM (expandable "
+                            f"segments)", ["host.wsl", "log.errors"], 0.75)
+    other = [e for e in _errors(snap) if e.get("signature") in ("cuda_oom", "nvcc_missing")]
+    if other:
+        return _out("warn", f"Running under WSL2; the failure ({_first(other)}) is one WSL2 commonly causes",
+                    ["host.wsl", "log.errors"], 0.35)
+    return passed("WSL2 detected; no WSL2-specific failure in the evidence", evidence=["host.wsl"])
+
+
+def _mig_markers(snap: Snapshot) -> list[str]:
+    marks = [str(m) for m in (snap.value("log.mig") or [])]
+    env = snap.value("host.env")
+    if isinstance(env, dict) and "MIG-" in str(env.get("CUDA_VISIBLE_DEVICES", "")):
+        marks.append(f"CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES')}")
+    for i, g in snap.gpus():
+        mig = g.get("mig")
+        if isinstance(mig, dict) and str(mig.get("current", "")).lower() == "enabled":
+            marks.append(f"gpu{i} MIG mode enabled")
+        if " MIG " in f" {g.get('name', '')} ":
+            marks.append(f"gpu{i} is a MIG device")
+    return marks
+
+
+def check_mig(snap: Snapshot) -> Outcome | None:
+    marks = _mig_markers(snap)
+    if not marks:
+        return None
+    errs = _errors(snap)
+    if errs:
+        return _out("fail", f"The failing setup uses MIG ({'; '.join(marks[:3])}) and fails ({_first(errs)}): vLLM "
+                            f"needs one MIG slice per process (exposed as the only device), not MIG UUIDs or several "
+                            f"slices", ["log.mig", "host.env"] + _gpu_evidence(snap), 0.7,
+                    remedies=["gpu.mig-guidance"])
+    return _out("warn", f"The evidence involves MIG ({'; '.join(marks[:3])}); vLLM supports one slice per process "
+                        f"only", ["log.mig", "host.env"] + _gpu_evidence(snap), 0.5, remedies=["gpu.mig-guidance"])
+
+
+def check_nccl_version(snap: Snapshot) -> Outcome | None:
+    ver = snap.value("nccl.version")
+    nccl = snap.value("log.nccl") if isinstance(snap.value("log.nccl"), dict) else {}
+    vt = version_tuple(str(ver)) if ver else None
+    if vt is None:
+        return None
+    problems = []
+    for cc in _gpu_ccs(snap):
+        req = arch_requirements(f"{cc[0]}.{cc[1]}")
+        need = version_tuple(getattr(req, "nccl_min", None)) if req is not None else None
+        if need and vt < need:
+            problems.append(f"NCCL {ver} is older than {'.'.join(map(str, need))} needed for compute capability "
+                            f"{cc[0]}.{cc[1]}")
+    built = version_tuple(nccl.get("cuda")) if nccl.get("cuda") else None
+    rt = _runtime_cuda(snap)
+    if built and rt and built[0] < rt[0]:
+        problems.append(f"NCCL {ver} is built for CUDA {nccl.get('cuda')} but the runtime is CUDA "
+                        f"{'.'.join(map(str, rt))}")
+    if not problems:
+        return passed(f"NCCL {ver} fits the GPUs and CUDA runtime shown", evidence=["nccl.version"])
+    errs = _errors(snap, "nccl_error", "collective_hang")
+    if errs:
+        return _out("fail", f"{'; '.join(problems)}, and NCCL fails ({_first(errs)})",
+                    ["nccl.version", "log.nccl", "log.errors"] + _gpu_evidence(snap), 0.8, remedies=["nccl.upgrade"])
+    return _out("warn", "; ".join(problems), ["nccl.version", "log.nccl"] + _gpu_evidence(snap), 0.55,
+                remedies=["nccl.upgrade"])
+
+
+def check_nccl_p2p(snap: Snapshot) -> Outcome | None:
+    p2p = _errors(snap, "p2p_unsupported")
+    if p2p:
+        return _out("fail", f"GPU peer-to-peer access fails ({_first(p2p)})", ["log.errors", "host.gpu_topology"], 0.75)
+    hang = _errors(snap, "collective_hang")
+    if not hang:
+        return None
+    nvlink = _has_nvlink(snap)
+    multi = _gpu_count(snap) > 1 or _tp(snap) > 1
+    if nvlink is False:
+        return _out("fail", f"NCCL collectives hang ({_first(hang)}) on GPUs linked only through PCIe (no NVLink): the "
+                            f"direct P2P path is the usual cause (IOMMU/ACS, consumer platforms)",
+                    ["log.errors", "host.gpu_topology"] + _gpu_evidence(snap), 0.75)
+    if nvlink is None:
+        return _out("fail", f"NCCL collectives hang ({_first(hang)}); with no link topology in the evidence, PCIe P2P "
+                            f"is the usual cause", ["log.errors"], 0.5 if multi else 0.4)
+    return None
+
+
+def check_nccl_env(snap: Snapshot) -> Outcome | None:
+    errs = _errors(snap, "nccl_env_invalid")
+    if errs:
+        return _out("fail", f"An NCCL_* setting is invalid ({_first(errs)})", ["log.errors", "host.env"], 0.75)
+    nccl_errs = _errors(snap, "nccl_error")
+    env = snap.value("host.env")
+    risky = ("NCCL_BUFFSIZE", "NCCL_SOCKET_IFNAME", "NCCL_IB_HCA", "NCCL_NET", "NCCL_PROTO", "NCCL_ALGO",
+             "NCCL_NTHREADS", "NCCL_MAX_NCHANNELS", "NCCL_MIN_NCHANNELS", "NCCL_CUMEM_ENABLE")
+    if nccl_errs and isinstance(env, dict):
+        set_vars = [k for k in env if k in risky]
+        if set_vars:
+            return _out("warn", f"NCCL fails ({_first(nccl_errs)}) with tuning variables set: {', '.join(set_vars)}",
+                        ["log.errors", "host.env"], 0.4)
+    return None
+
+
+def check_shm(snap: Snapshot) -> Outcome | None:
+    size = snap.value("host.shm_bytes")
+    errs = _errors(snap, "shm_error")
+    small = isinstance(size, int) and size < (1 << 30)
+    if not small and not errs:
+        return None
+    multi = _gpu_count(snap) > 1 or _tp(snap) > 1
+    if small and (errs or multi):
+        return _out("fail", f"/dev/shm is {size >> 20} MiB, too small for NCCL/vLLM shared-memory IPC"
+                    + (f" ({_first(errs)})" if errs else " with several GPUs in use"),
+                    ["host.shm_bytes", "log.errors"], 0.8)
+    if errs:
+        return _out("fail", f"A shared-memory segment could not be created ({_first(errs)}): /dev/shm is too small",
+                    ["log.errors"], 0.65)
+    return _out("warn", f"/dev/shm is {size >> 20} MiB (Docker's default 64 MiB); vLLM and NCCL need more",
+                ["host.shm_bytes"], 0.5)
+
+
+def check_container(snap: Snapshot) -> Outcome | None:
+    weights = {"container_no_gpu_driver": 0.85, "container_unknown_runtime": 0.85, "container_cli_error": 0.6,
+               "nvml_unknown_error": 0.6, "no_nvidia_driver": 0.55, "no_cuda_device": 0.4}
+    errs = _errors(snap, *weights)
+    if not errs:
+        return None
+    if _errors(snap, "nvml_driver_mismatch", "cuda_driver_mismatch"):
+        errs = [e for e in errs if e["signature"] not in ("container_cli_error",)]
+        if not errs:
+            return None
+    torch = snap.value("torch")
+    if isinstance(torch, dict) and torch.get("variant") == "cpu" and all(e["signature"] == "no_cuda_device"
+                                                                         for e in errs):
+        return None
+    conf = max(weights[e["signature"]] for e in errs)
+    return _out("fail", f"The container does not get the GPU: the NVIDIA container runtime/toolkit is missing or "
+                        f"misconfigured ({_first(errs)})", ["log.errors"], conf)
+
+
+def check_memory_contention(snap: Snapshot) -> Outcome | None:
+    errs = _errors(snap, "insufficient_free_memory")
+    oom_other = [e for e in _errors(snap, "cuda_oom") if e.get("other_processes")]
+    if errs or oom_other:
+        first = errs or oom_other
+        return _out("fail", f"Other processes hold GPU memory that vLLM expected to be free ({_first(first)})",
+                    ["log.errors"] + _gpu_evidence(snap), 0.75)
+    mem_errs = _errors(snap, "cuda_oom", "kv_no_memory", "kv_too_small", "model_load_oom")
+    if not mem_errs:
+        return None
+    busy = []
+    for i, g in snap.gpus():
+        procs = g.get("processes") or []
+        used = g.get("memory_used_mib")
+        total = g.get("memory_total_mib")
+        if procs and isinstance(used, int) and isinstance(total, int) and total and used / total > 0.1:
+            busy.append(f"gpu{i}: {used} of {total} MiB used by {len(procs)} process(es)")
+    if busy:
+        return _out("fail", f"GPU memory is already in use ({'; '.join(busy)}) and vLLM runs out of memory "
+                            f"({_first(mem_errs)})", ["log.errors"] + _gpu_evidence(snap), 0.65)
+    return None
+
+
+def check_gpu_health(snap: Snapshot) -> Outcome | None:
+    errs = [e for e in _errors(snap, "xid", "gpu_lost") if e.get("env_class") == "gpu_health"]
+    if errs:
+        return _out("fail", f"The GPU reports a hardware/driver fault ({_first(errs)}): reset or service the GPU",
+                    ["log.errors"] + _gpu_evidence(snap), 0.8)
+    for i, g in snap.gpus():
+        act = str(g.get("recovery_action") or "")
+        if act and act.lower() not in ("none", "n/a"):
+            return _out("fail", f"gpu{i} asks for recovery action '{act}'", [f"gpu.{i}"], 0.8)
+    return None
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def _spec(cid: str, title: str, func: Any, cause: str | None, remedies: list[str], doc: str, conf: float,
+          needs: list[str] | None = None, needs_any: list[str] | None = None, tags: tuple[str, ...] = ()) -> CheckSpec:
+    return CheckSpec(id=cid, title=title, func=func, needs=needs if needs is not None else LOG_NEEDS,
+                     needs_any=needs_any or [], level="quick", tags=("logs", "evidence") + tags, doc=doc,
+                     root_cause=cause, remedies=remedies, confidence=conf)
+
+
+@hookimpl
+def bwdoctor_checks() -> list[CheckSpec]:
+    return [
+        _spec("BWD-LOG-001", "PyTorch has kernels for the GPU (log evidence)", check_torch_arch,
+              "arch_not_in_torch_wheel", ["torch.reinstall-cuda-variant"],
+              "Reads PyTorch's own warning 'sm_XXX is not compatible with the current PyTorch installation' (with the "
+              "arch list it prints), or compares the GPU's compute capability with the torch build's CUDA version. "
+              "A torch without the GPU's SASS fails every kernel with 'no kernel image'. Fix: install a torch CUDA "
+              "variant that covers the GPU (cu128+ for Blackwell).", 0.9, needs=[],
+              needs_any=["log.errors", "torch"]),
+        _spec("BWD-LOG-002", "vLLM's compiled kernels cover the GPU (log evidence)", check_vllm_arch,
+              "arch_not_in_vllm_wheel", ["vllm.install-supported"],
+              "'no kernel image is available' or 'No compiled <kernel> for capability N' when PyTorch itself covers "
+              "the GPU points at vLLM's extensions: builds before 0.9.0 have no sm_100, before 0.9.2 no sm_120 "
+              "(wheel inspection, facts.md 2e); Pascal (< 7.0) is not built. Confidence is moderate unless the vLLM "
+              "version and GPU are known. A 'No compiled' message for an arch vLLM is built for is a vLLM kernel gap "
+              "and carries no environment root cause. Fix: install a vLLM release built for the GPU.", 0.55),
+        _spec("BWD-LOG-003", "The driver is new enough for the CUDA runtime (log evidence)", check_driver_old,
+              "driver_too_old_for_cuda", ["driver.upgrade"],
+              "Messages that prove the driver is older than the CUDA runtime: PyTorch's 'driver on your system is too "
+              "old (found version 12080)', 'CUDA driver version is insufficient', nvidia-container-cli's unsatisfied "
+              "'cuda>=X', Error 804 (forward compatibility on a non-datacenter GPU), unsupported PTX toolchain. Fix: "
+              "upgrade the driver (R570+ for CUDA 12.8, R580+ for CUDA 13) or use a matching image.", 0.85),
+        _spec("BWD-LOG-004", "Driver libraries match the kernel module (log evidence)", check_driver_mismatch,
+              "driver_library_mismatch", ["driver.reload", "driver.remove-compat"],
+              "'Failed to initialize NVML: Driver/library version mismatch' or CUDA Error 803: the user-space driver "
+              "libraries differ from the loaded kernel module (an upgrade without reboot, stale compat libraries). "
+              "Fix: reboot or reload the module; remove stale compat libraries.", 0.85),
+        _spec("BWD-LOG-005", "vLLM's binary matches the installed torch/CUDA (log evidence)", check_abi,
+              "torch_vllm_abi_mismatch", ["vllm.rebuild-for-torch", "vllm.install-supported"],
+              "'libcudart.so.N: cannot open shared object file' (built for another CUDA major) or an undefined symbol "
+              "in the c10/at/torch namespaces (built against another torch) prove an ABI mismatch. An undefined "
+              "symbol of the extension's own functions is a build problem of that package and is reported without "
+              "an environment root cause. Fix: install the vLLM build for the installed torch, or rebuild.", 0.7),
+        _spec("BWD-LOG-006", "JIT kernel builds work (FlashInfer, log evidence)", check_flashinfer_jit,
+              "flashinfer_jit_toolchain", ["toolkit.cuda-home", "flashinfer.align"],
+              "FlashInfer JIT failures: 'No supported CUDA architectures found for major versions' (nvcc older than "
+              "12.9 for SM12x), nvcc missing or CUDA_HOME unset, ninja build failures, a fused-MoE module built "
+              "without the needed variant. Confidence rises when the toolkit version in the evidence is older than "
+              "the GPU or torch needs. Fix: point CUDA_HOME at a new enough toolkit or install the prebuilt "
+              "flashinfer-cubin/jit-cache packages matching flashinfer-python.", 0.6),
+        _spec("BWD-LOG-007", "Triton's ptxas knows the GPU target (log evidence)", check_ptxas,
+              "triton_ptxas_toolchain", ["triton.ptxas"],
+              "ptxas 'Value sm_XXXa is not defined for option gpu-name', 'PTX .version X does not support .target' "
+              "or LLVM 'not a recognized processor': the ptxas/PTX ISA is older than the GPU (Triton < 3.3 on "
+              "sm_120, < 3.6 on sm_121). Fix: a Triton with a newer bundled ptxas or TRITON_PTXAS_PATH to a CUDA "
+              "12.9+ ptxas.", 0.8),
+        _spec("BWD-LOG-008", "An attention backend supports this GPU and model (log evidence)", check_attention,
+              "attention_backend_unsupported", ["vllm.attention-backend"],
+              "Backend refusals: 'XFormers does not support attention logits soft capping', 'FlashAttention only "
+              "supports Ampere GPUs or newer', 'No valid attention backend found', 'Selected backend ... is not "
+              "valid'. Fix: choose a backend the GPU supports, or run on newer hardware.", 0.7),
+        _spec("BWD-LOG-009", "FP8 kernels run only where the GPU has FP8 (log evidence)", check_fp8,
+              "fp8_unsupported_on_gpu", ["vllm.fp8-fallback"],
+              "Triton 'type fp8e4nv not supported in this architecture' or vLLM 'quantization method fp8 is not "
+              "supported ... Minimum capability': an FP8 kernel on a GPU without native FP8 (CC < 8.9, e.g. A100). "
+              "Fix: the Marlin weight-only FP8 path, another quantization, or FP8-capable hardware.", 0.8),
+        _spec("BWD-LOG-010", "FP4 kernels exist for the GPU (log evidence)", check_fp4, "fp4_kernel_arch_mismatch",
+              ["vllm.install-supported"],
+              "NVFP4/MXFP4 failures ('No compiled ... capability 120' in an FP4 context, FP4 method below minimum "
+              "capability): the installed vLLM/FlashInfer/CUTLASS build has FP4 kernels only for SM100 or none for "
+              "this GPU. Fix: a newer vLLM with SM12x FP4 kernels, or another quantization.", 0.7),
+        _spec("BWD-LOG-011", "The model dtype is supported by the GPU (log evidence)", check_dtype,
+              "dtype_unsupported_on_gpu", [],
+              "bfloat16 needs compute capability 8.0+: 'Bfloat16 is only supported on GPUs with compute capability of "
+              "at least 8.0', or the engine config's dtype=bfloat16 on an older GPU. No automatic remedy: pass "
+              "--dtype half (a serving argument bwdoctor does not rewrite).", 0.8, needs=[],
+              needs_any=["log.errors", "vllm.config"]),
+        _spec("BWD-LOG-012", "The memory settings leave room for the KV cache (log evidence)", check_kv_cache,
+              "kv_cache_oom", ["vllm.memory-settings"],
+              "'No available memory for the cache blocks', 'max seq len ... larger than ... KV cache', a negative KV "
+              "reserve or zero GPU blocks in memory profiling, or a CUDA OOM with no other process holding memory. "
+              "Fix: lower max_model_len, adjust gpu_memory_utilization, quantize, or add GPUs.", 0.75, needs=[],
+              needs_any=["log.errors", "log.kv_cache"]),
+        _spec("BWD-LOG-013", "NVSwitch systems have the Fabric Manager (log evidence)", check_fabric_manager,
+              "fabric_manager_missing", ["fabric-manager.install"],
+              "CUDA Error 802 'system not yet initialized' on HGX/DGX systems means the NVIDIA Fabric Manager is not "
+              "installed or running. Fix: install and start nvidia-fabricmanager matching the driver.", 0.75),
+        _spec("BWD-LOG-014", "Failures in the log are environment problems", check_other_failures, None, [],
+              "Reports failures whose messages name no environment class (a Python exception inside vLLM or the "
+              "model, structured-output errors, illegal memory access): they do not blame the machine. No automatic "
+              "remedy: the cause is in application code.", 0.2),
+        _spec("BWD-ENV-001", "WSL2 limits do not cause the failure", check_wsl, "wsl2", ["wsl.guidance"],
+              "Under WSL2 (markers: microsoft-standard-WSL kernel, /usr/lib/wsl/lib, Docker Desktop), 'device not "
+              "ready', pinned-memory and CUDA VMM/expandable-segments failures come from WSL2's GPU "
+              "paravirtualisation. Fix: disable expandable segments and pinned memory, or run on native Linux.", 0.75,
+              needs=["host.wsl"]),
+        _spec("BWD-ENV-002", "MIG is used the way vLLM supports", check_mig, "mig", ["gpu.mig-guidance"],
+              "MIG markers (MIG UUIDs in CUDA_VISIBLE_DEVICES, MIG devices or mode in nvidia-smi, MIG in the report) "
+              "with a failure: vLLM needs one MIG slice per process exposed as the only device; several slices or "
+              "UUID addressing fail. Fix: isolate one slice per container/process.", 0.7, needs=[],
+              needs_any=["log.mig", "host.env", "gpu.*"]),
+        _spec("BWD-ENV-003", "NCCL is new enough for the GPU and CUDA runtime", check_nccl_version,
+              "nccl_version_mismatch", ["nccl.upgrade"],
+              "Compares the NCCL version in the evidence (NCCL banner, libnccl package version, nvidia-nccl wheel) "
+              "with the minimum for each GPU's architecture (knowledge base) and NCCL's CUDA build with the runtime's "
+              "CUDA major. Fails when NCCL also errors in the log. Fix: upgrade NCCL / use the wheel's NCCL.", 0.8,
+              needs=["nccl.version"]),
+        _spec("BWD-ENV-004", "GPU peer-to-peer works for NCCL", check_nccl_p2p, "nccl_p2p", ["nccl.p2p-disable"],
+              "Peer access errors, or NCCL collectives that hang on GPUs linked only through PCIe (nvidia-smi topo "
+              "PHB/NODE/SYS, no NVLink): IOMMU/ACS or platform P2P problems. Fix: NCCL_P2P_DISABLE=1 and "
+              "--disable-custom-all-reduce, or fix IOMMU/ACS in BIOS/kernel.", 0.75),
+        _spec("BWD-ENV-005", "NCCL_* settings are valid", check_nccl_env, "nccl_env_misconfig", ["nccl.env-fix"],
+              "NCCL warnings about invalid NCCL_* values or missing socket interfaces, or NCCL failures with tuning "
+              "variables set. Fix: remove or correct the NCCL_* variables.", 0.75),
+        _spec("BWD-ENV-006", "/dev/shm is large enough", check_shm, "shm_too_small",
+              ["compose.ipc-host", "compose.shm-size"],
+              "Ray's '/dev/shm has only N bytes available', ncclShmOpen / shared-memory segment errors, bus errors "
+              "in workers: Docker's default 64 MiB /dev/shm is too small for tensor parallelism. Fix: --ipc=host or "
+              "--shm-size.", 0.8, needs=[], needs_any=["log.errors", "host.shm_bytes"]),
+        _spec("BWD-ENV-007", "The container gets the GPU (container runtime)", check_container, "container_runtime",
+              ["container.toolkit"],
+              "'could not select device driver \"\" with capabilities: [[gpu]]', 'unknown runtime nvidia', "
+              "nvidia-container-cli errors, NVML 'Unknown Error' in a container, no CUDA device: the NVIDIA "
+              "container toolkit is missing or not configured. Fix: install and configure nvidia-container-toolkit "
+              "(nvidia-ctk runtime configure) and pass --gpus / CDI devices.", 0.8),
+        _spec("BWD-ENV-008", "No other process holds the GPU memory vLLM needs", check_memory_contention,
+              "gpu_memory_contention", ["gpu.free-memory"],
+              "'Free memory on device ... is less than desired GPU memory utilization', memory-profiling errors, "
+              "CUDA OOM naming other processes, or nvidia-smi showing memory in use when vLLM runs out. Fix: stop the "
+              "other processes or lower gpu_memory_utilization.", 0.75),
+        _spec("BWD-ENV-009", "The GPU is healthy (log evidence)", check_gpu_health, "gpu_health", ["gpu.advisory"],
+              "Hardware/driver XIDs (48, 63, 64, 74, 79, 92, 94, 95, 119, ...: facts.md 5c), 'GPU has fallen off the "
+              "bus', uncorrectable ECC errors, or a pending recovery action: software settings are not the cause. "
+              "Advice only: reset or service the GPU.", 0.8, needs=[], needs_any=["log.errors", "gpu.*"]),
+    ]
+

@@ -1,0 +1,652 @@
+"""Parser for vLLM server / engine logs (and the tracebacks and NCCL/CUDA/driver messages that
+appear in them), streamed line by line so that a log of any size is read in bounded memory.
+
+Facts produced (all with ``vllm-log:line N`` provenance):
+
+* ``vllm.config``: the engine config line (``Initializing a V1 LLM engine (v0.32.0) with config:
+  model=..., dtype=..., quantization=..., kv_cache_dtype=..., tensor_parallel_size=...,
+  pipeline_parallel_size=..., max_seq_len=..., enforce_eager=..., device_config=...``), version-tolerant
+  from the 0.2-era ``Initializing an LLM engine with config:`` to 0.33.
+* ``vllm``: ``{"version"}`` when the log shows it.
+* ``log.attention_backend``: ``{"name", "forced", "candidates", "line"}``.
+* ``log.fp8``: list of ``{"kind": "marlin_fallback" | "kv_cache_fp8" | "linear_kernel", "text", "line"}``.
+* ``log.kv_cache``: ``{"tokens", "gib", "max_concurrency", "device", "gpu_blocks", ...}``.
+* ``log.memory_profile``: what the memory-profiling lines say (total, utilization, KV reserve GiB).
+* ``log.cuda_graphs``: ``{"seconds", "gib"}``; ``log.model_load``: ``{"gib", "seconds"}``.
+* ``log.errors``: list of ``{"signature", "line", "text", "env_class", "context", ...}``: one entry per
+  recognised failure (first 200 kept; ``log.error_counts`` counts them all). ``env_class`` is the
+  environment class the message names, or ``null`` for failures that are not environment problems.
+* ``log.nccl``: ``{"version", "cuda", "p2p_unsupported", ...}``; ``nccl.version``.
+* ``log.mig``: MIG markers seen; ``host.wsl``: true when WSL markers appear; ``host.shm_bytes`` from
+  Ray's "/dev/shm has only N bytes available" warning.
+* ``gpu.0`` ``{"name", "compute_capability"}`` and ``torch`` ``{"arch_list"}`` derived from PyTorch's
+  "sm_XXX is not compatible with the current PyTorch installation" warning; ``driver.cuda_version`` from
+  "driver ... too old (found version 12080)".
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from bwdoctor import Evidence, Fact, ParserSpec, hookimpl
+from bwdoctor_checks._textutil import (
+    cc_from_sm,
+    clip,
+    cuda_from_driver_int,
+    gpu_entry,
+    strip_ansi,
+    to_float,
+    to_int,
+)
+
+SRC = "vllm-log"
+MAX_ERRORS = 200
+WINDOW = 4  # lines joined to find messages wrapped over several lines
+
+# (name, pattern, env_class). env_class names the environment class the message points at, or a
+# placeholder the checks resolve from the other facts ("arch", "memory", "nccl", "kernel", "quant",
+# "abi", "wsl"), or None (the failure is not an environment problem by itself).
+_SIGNATURES: list[tuple[str, str, str | None]] = [
+    ("torch_arch_unsupported", r"with CUDA capability (sm_\d+)\w*\s+is not compatible\s+with the current PyTorch "
+                               r"installation", "arch_not_in_torch_wheel"),
+    ("no_kernel_image", r"no kernel image is available for execution on the device|cudaErrorNoKernelImageForDevice",
+     "arch"),
+    ("torch_driver_too_old", r"NVIDIA driver on your system is too old\s*\(found version (\d+)\)",
+     "driver_too_old_for_cuda"),
+    ("cuda_driver_insufficient", r"CUDA driver version is insufficient for CUDA runtime version|"
+                                 r"cudaErrorInsufficientDriver", "driver_too_old_for_cuda"),
+    ("container_cuda_requirement", r"unsatisfied condition:\s*cuda\s*>=\s*([\d.]+)", "driver_too_old_for_cuda"),
+    ("cuda_forward_compat", r"Error 804|forward compatibility was attempted on non supported HW|"
+                            r"cudaErrorCompatNotSupportedOnDevice", "driver_too_old_for_cuda"),
+    ("unsupported_ptx_toolchain", r"provided PTX was compiled with an unsupported toolchain|"
+                                  r"cudaErrorUnsupportedPtxVersion|CUDA_ERROR_UNSUPPORTED_PTX_VERSION",
+     "driver_too_old_for_cuda"),
+    ("nvml_driver_mismatch", r"driver/library version mismatch", "driver_library_mismatch"),
+    ("cuda_driver_mismatch", r"Error 803|unsupported display driver\s*/\s*cuda driver combination|"
+                             r"cudaErrorSystemDriverMismatch", "driver_library_mismatch"),
+    ("cuda_system_not_ready", r"Error 802|system not yet initialized|cudaErrorSystemNotReady",
+     "fabric_manager_missing"),
+    ("container_no_gpu_driver", r"could not select device driver .{0,40}?capabilities:?\s*\[\[gpu\]\]",
+     "container_runtime"),
+    ("container_unknown_runtime", r"unknown or invalid runtime name:?\s*nvidia", "container_runtime"),
+    ("container_cli_error", r"nvidia-container-cli:?\s*(?:initialization|mount|detection|ldcache) error",
+     "container_runtime"),
+    ("nvml_unknown_error", r"Failed to initialize NVML:?\s*Unknown Error", "container_runtime"),
+    ("no_nvidia_driver", r"Found no NVIDIA driver on your system|libcuda\.so\.1: cannot open shared object|"
+                         r"libnvidia-ml\.so\.1: cannot open shared object", "container_runtime"),
+    ("no_cuda_device", r"No CUDA GPUs are available|Failed to infer device type|no CUDA-capable device is detected",
+     "container_runtime"),
+    ("cuda_library_missing", r"lib(?:cudart|cublas\w*|cusparse\w*|cufft\w*|curand|nvrtc\w*|cudnn\w*|nccl|nvJitLink)"
+                             r"\.so\.(\d+)[^:\s]*:\s*cannot open shared object file", "torch_vllm_abi_mismatch"),
+    ("undefined_symbol", r"undefined symbol:\s*(\S+)", "abi"),
+    ("cuda_oom", r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory|cudaErrorMemoryAllocation",
+     "memory"),
+    ("kv_no_memory", r"No available memory for the cache blocks", "kv_cache_oom"),
+    ("kv_too_small", r"larger than the maximum number of tokens that can be stored in KV cache|"
+                     r"KV cache is needed, which is larger than the available KV cache memory", "kv_cache_oom"),
+    ("kv_negative", r"reserved for KV Cache is\s*-\d|#\s*(?:cuda|GPU) blocks:\s*0\b", "kv_cache_oom"),
+    ("model_load_oom", r"Failed to load model - not enough GPU memory", "kv_cache_oom"),
+    ("insufficient_free_memory", r"Free memory on device .{0,80}? is less than desired GPU memory utilization|"
+                                 r"Error in memory profiling|not properly cleaned up before initializing the vLLM",
+     "gpu_memory_contention"),
+    ("ptxas_unknown_arch", r"Value '(sm_\d+\w*)' is not defined for option 'gpu-name'", "triton_ptxas_toolchain"),
+    ("ptx_version_target", r"PTX \.version ([\d.]+) does not support \.target (sm_\d+\w*)", "triton_ptxas_toolchain"),
+    ("llvm_unknown_processor", r"'(sm_\d+\w*)' is not a recognized processor for this target",
+     "triton_ptxas_toolchain"),
+    ("flashinfer_no_arch", r"No supported CUDA architectures found for major versions", "flashinfer_jit_toolchain"),
+    ("nvcc_missing", r"nvcc: (?:command )?not found|Could not find nvcc|No such file or directory: '[^']*nvcc'|"
+                     r"CUDA_HOME environment variable is not set|nvcc not found|cannot find nvcc",
+     "flashinfer_jit_toolchain"),
+    ("jit_build_failed", r"Ninja build failed|ninja: build stopped: subcommand failed|Error building extension|"
+                         r"(?:flashinfer|JIT)[^\n]{0,60}?(?:compilation|build) (?:failed|error)",
+     "flashinfer_jit_toolchain"),
+    ("flashinfer_moe_combination", r"Could not construct fused moe op with the requested input combination",
+     "flashinfer_jit_toolchain"),
+    ("fp8_type_unsupported", r"type fp8e4nv not supported in this architecture|fp8e4nv (?:data type )?is not "
+                             r"supported|float8_e4m3fn[^\n]{0,40}not supported", "fp8_unsupported_on_gpu"),
+    ("quant_min_capability", r"quantization method (\S+) is not supported for the current GPU\.?\s*Minimum "
+                             r"capability:\s*(\d+)\.?\s*Current capability:\s*(\d+)", "quant"),
+    ("bf16_unsupported", r"Bfloat16 is only supported on GPUs with compute capability of at least 8\.0|"
+                         r"bf16 is not supported on|does not support bfloat16", "dtype_unsupported_on_gpu"),
+    ("no_compiled_kernel", r"No compiled (\w+)[^\n]{0,160}?capability:?\s*(\d+)", "kernel"),
+    ("fp4_unsupported", r"(?:nvfp4|mxfp4|\bfp4\b)[^\n]{0,80}?(?:not supported|unsupported|requires (?:sm|compute))",
+     "fp4_kernel_arch_mismatch"),
+    ("attention_softcap", r"does not support attention logits soft capping", "attention_backend_unsupported"),
+    ("flash_attn_arch", r"FlashAttention only supports Ampere GPUs or newer|FlashAttention(?:-2)? (?:is )?not "
+                        r"supported on (?:Turing|Volta)", "attention_backend_unsupported"),
+    ("no_attention_backend", r"No valid attention backend found|Selected backend \S+ is not valid for this "
+                             r"configuration|attention backend[^\n]{0,40}? (?:is not supported|unsupported)",
+     "attention_backend_unsupported"),
+    ("shm_error", r"ncclShmOpen|Error while creating shared memory segment|/dev/shm[^\n]{0,80}?(?:No space left|"
+                  r"too small)|Unexpected bus error encountered in worker|Bus error \(core dumped\)",
+     "shm_too_small"),
+    ("nccl_env_invalid", r"NCCL WARN Invalid (?:value for )?NCCL_|Bootstrap\s*:\s*no socket interface found|"
+                         r"NET/Socket\s*:\s*no interface found|NCCL_SOCKET_IFNAME[^\n]{0,60}?(?:not found|no "
+                         r"interface)", "nccl_env_misconfig"),
+    ("p2p_unsupported", r"peer access is not supported between these two devices|cudaErrorPeerAccessUnsupported|"
+                        r"P2P access[^\n]{0,40}?(?:not supported|failed)", "nccl_p2p"),
+    ("collective_hang", r"Watchdog caught collective operation timeout|(?:NCCL|collective|all_reduce|allreduce|"
+                        r"all-reduce)[^\n]{0,80}?\b(?:hang|hangs|hung|stuck|timed out)\b|\b(?:hang|hangs|hung|"
+                        r"stuck)\b[^\n]{0,80}?(?:NCCL|collective|all_reduce|allreduce|all-reduce)", "nccl_hang"),
+    ("nccl_error", r"NCCL error|ncclUnhandledCudaError|ncclSystemError|ncclInternalError|NCCL WARN|"
+                   r"unhandled cuda error", "nccl"),
+    ("device_not_ready", r"device not ready|cudaErrorNotReady|CUDA_ERROR_NOT_READY", "wsl"),
+    ("pinned_memory_error", r"(?:pinned memory|pin_memory|cudaHostAlloc|cudaHostRegister)[^\n]{0,80}?(?:error|"
+                            r"fail|out of memory)", "wsl"),
+    ("vmm_unsupported", r"expandable_segments not supported|cuMem(?:Create|Map|AddressReserve)[^\n]{0,60}?"
+                        r"(?:fail|error|not supported)", "wsl"),
+    ("xid", r"\bNVRM: Xid\b[^\n]{0,40}?,\s*(?:pid=\S+,\s*)?(?:name=\S+,\s*)?(\d{2,3})\b|\bXid\s*(?:error\s*)?"
+            r"[:(]?\s*(\d{2,3})\b", "xid"),
+    ("gpu_lost", r"fallen off the bus|GPU is lost|GPU requires reset|Unable to determine the device handle for "
+                 r"GPU[^\n]{0,60}?Unknown Error|uncorrectable ECC error", "gpu_health"),
+    ("mig_error", r"\bMIG\b[^\n]{0,60}?(?:not supported|invalid|error)|invalid device ordinal[^\n]{0,40}?MIG",
+     "mig"),
+    ("illegal_memory_access", r"an illegal memory access was encountered", None),
+    ("structured_output_error", r"xgrammar[^\n]{0,80}?(?:Error|error|failed)|guided decoding[^\n]{0,60}?(?:error|"
+                                r"failed)", None),
+    ("python_exception", r"^\s*(?:\[rank\d+\]:\s*)?(?:[A-Za-z_][\w.]*\.)?(?:[A-Z]\w*Error|[A-Z]\w*Exception|"
+                         r"NotImplementedError)\b(?::|\(|$)", None),
+]
+SIGNATURES = [(n, re.compile(p, re.I if n != "python_exception" else 0), c) for n, p, c in _SIGNATURES]
+
+# Cheap pre-filter: a line is matched against the signatures only when it contains one of these.
+_TRIGGER_WORDS = [
+    "capability", "kernel image", "too old", "insufficient", "unsatisfied", "804", "compatib", "ptx", "mismatch",
+    "803", "802", "not yet initialized", "device driver", "runtime name", "nvidia-container", "nvml", "nvidia driver",
+    "libcuda", "cuda gpus", "device type", "cuda-capable", "cannot open shared object", "undefined symbol",
+    "memory", "cache blocks", "kv cache", "blocks:", "ptxas", "gpu-name", "processor", "architectures", "nvcc",
+    "cuda_home", "ninja", "building extension", "compil", "fused moe", "fp8", "float8", "quantization", "bfloat16",
+    "bf16", "no compiled", "fp4", "soft capping", "flashattention", "attention backend", "selected backend", "shm",
+    "shared memory", "bus error", "nccl", "socket", "peer access", "p2p", "hang", "hung", "stuck", "timed out",
+    "watchdog", "not ready", "pytorch install", "pin", "host", "expandable", "cumem", "xid", "fallen off", "gpu is lost", "reset",
+    "device handle", "ecc", "mig", "xgrammar", "guided", "error", "exception",
+]
+_TRIGGER = re.compile("|".join(re.escape(w) for w in _TRIGGER_WORDS), re.I)
+
+LOGLINE_RE = re.compile(r"(?:^|\s|\))(?:INFO|WARNING|WARN|ERROR|DEBUG|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d")
+ENGINE_RE = re.compile(r"Initializing (?:a V[01] |an )?LLM engine(?: \(v([^)\s]+)\))? with config:\s*(.*)")
+API_VERSION_RE = re.compile(r"vLLM API server version\s+v?(\d+\.\d+[\w.+-]*)")
+BACKEND_AUTO_RE = re.compile(r"Using (\w+) attention backend out of potential backends:\s*\[([^\]]*)\]")
+BACKEND_FORCED_RE = re.compile(r"Using (?:AttentionBackendEnum\.)?([A-Z][A-Z0-9_]+) backend\.")
+BACKEND_OLD_RE = re.compile(r"Using (Flash Attention|FlashInfer|Triton|FlexAttention|XFormers|Torch SDPA|"
+                            r"FlashMLA|Triton MLA|CUTLASS MLA|ROCmFlashAttention|Pallas|IPEX|CPU SDPA)"
+                            r"(?: backend)?(?: with HND KV cache layout)?(?: on V1 engine)?")
+KV_COMBINED_RE = re.compile(r"(GPU|CPU|XPU|TPU)?\s*KV cache size:\s*([\d,]+) tokens(?:,\s*Maximum concurrency for "
+                            r"([\d,]+) tokens per request:\s*([\d.,]+)x)?")
+KV_CONC_RE = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request:\s*([\d.,]+)x")
+KV_AVAIL_RE = re.compile(r"Available KV cache memory:\s*(-?[\d.]+)\s*GiB")
+KV_BLOCKS_RE = re.compile(r"#\s*(?:cuda|GPU) blocks:\s*(\d+),\s*#\s*CPU blocks:\s*(\d+)", re.I)
+KV_EXPLICIT_RE = re.compile(r"Explicitly set \(?([\d.]+)(?:/[\d.]+)?\)? GiB for KV cache")
+MEM_TOTAL_RE = re.compile(r"total_gpu_memory \(([\d.]+)GiB\) x gpu_memory_utilization \(([\d.]+)\)")
+MEM_KV_RE = re.compile(r"reserved for KV Cache is (-?[\d.]+)GiB")
+MEM_WEIGHTS_RE = re.compile(r"model weights take ([\d.]+)GiB")
+LOAD_RE = re.compile(r"(?:Model loading|Loading model weights) took ([\d.]+) ?(?:GiB|GB)(?: memory)?(?: and "
+                     r"([\d.]+) seconds)?")
+GRAPH_RE = re.compile(r"Graph capturing finished in ([\d.]+) secs?, took ([\d.]+) GiB")
+STARTUP_RE = re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) ?s")
+MARLIN_FP8_RE = re.compile(r"does not have native support for FP8 computation")
+FP8_KV_RE = re.compile(r"Using fp8 data type to store kv cache")
+SELECTED_KERNEL_RE = re.compile(r"Selected (\w+) for (\w+)")
+NCCL_VERSION_RE = re.compile(r"NCCL version (\d+\.\d+\.\d+)(?:\+cuda(\d+\.\d+))?|vLLM is using nccl==(\d+\.\d+\.\d+)"
+                             r"|\b(2\.\d{1,2}\.\d{1,2})-\d+\+cuda(\d+\.\d+)\b")
+P2P_OFF_RE = re.compile(r"Custom allreduce is disabled because your platform lacks GPU P2P capability|"
+                        r"P2P is disabled|NCCL_P2P_DISABLE=1", re.I)
+PLATFORM_RE = re.compile(r"Automatically detected platform (\w+)")
+MAX_LEN_RE = re.compile(r"Using max model len (\d+)")
+RAY_SHM_RE = re.compile(r"/dev/shm has only (\d+) bytes available")
+WSL_RE = re.compile(r"microsoft-standard-WSL|/usr/lib/wsl/lib|\bWSL ?2\b|WSL is detected|VLLM_WSL2|"
+                    r"dxgkio|/dev/dxg\b|Docker Desktop", re.I)
+FP4_RE = re.compile(r"\b(?:nv|mx)?fp4\b|nvfp4|mxfp4|modelopt_fp4|w4a4", re.I)
+MIG_RE = re.compile(r"\bMIG-[0-9a-f]{8}-[0-9a-f-]{8,}|\bMIG-GPU-|MIG \d+g\.\d+gb|\b\d+g\.\d+gb\b|Multi-Instance GPU|"
+                    r"MIG (?:mode|M\.)\s*[:|]?\s*Enabled|\bMIG (?:slice|instance|device)s?\b", re.I)
+TORCH_ARCH_LIST_RE = re.compile(r"current PyTorch install\s+supports CUDA capabilities\s+((?:sm_\d+\w*[\s,]*)+)", re.I)
+TORCH_ARCH_GPU_RE = re.compile(r"(?:UserWarning:\s*)?([A-Z][\w .()/-]{2,80}?) with CUDA capability (sm_\d+)\w*\s+is "
+                               r"not compatible", re.I)
+FRAME_RE = re.compile(r'File "([^"]+)", line \d+')
+CONFIG_DROP = {"tokenizer", "speculative_config", "compilation_config", "observability_config", "kernel_config",
+               "structured_outputs_config", "aux_output_config", "pooler_config", "decoding_config",
+               "quantization_config"}
+
+# Driver / health XIDs that point at the GPU (or its link), not the application (facts.md 5c).
+HEALTH_XIDS = {48, 63, 64, 74, 79, 92, 94, 95, 119, 120, 121, 136, 137, 140, 143, 144, 145, 146, 147, 148, 149,
+               150, 154, 155}
+
+
+def _frame_pkg(path: str) -> str:
+    m = re.search(r"(?:site|dist)-packages/([A-Za-z0-9_]+)", path)
+    if m:
+        return m.group(1)
+    parts = [p for p in re.split(r"[\\/]", path) if p]
+    for name in ("vllm", "torch", "flashinfer", "triton", "xformers", "sglang", "flash_attn", "transformers"):
+        if name in parts:
+            return name
+    return parts[-1] if parts else path
+
+
+def split_config(text: str) -> dict[str, str]:
+    """Split ``a=1, b='x, y', c={...}`` at top-level commas (quotes and brackets respected)."""
+    out: dict[str, str] = {}
+    depth = 0
+    quote = ""
+    start = 0
+    items = []
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = ""
+            continue
+        if ch in "'\"":
+            quote = ch
+        elif ch in "([{<":
+            depth += 1
+        elif ch in ")]}>" and depth > 0:
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    for item in items:
+        if "=" not in item:
+            continue
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if re.fullmatch(r"[a-z_][a-z0-9_]*", key):
+            out[key] = value.strip()
+    return out
+
+
+def _config_value(value: str) -> Any:
+    v = value.strip().strip("'\"")
+    if v in ("None", ""):
+        return None
+    if v in ("True", "False"):
+        return v == "True"
+    if re.fullmatch(r"-?\d+", v):
+        return int(v)
+    if re.fullmatch(r"-?\d+\.\d*", v):
+        return float(v)
+    return v
+
+
+def engine_config(version: str | None, rest: str) -> dict[str, Any]:
+    raw = split_config(rest)
+    cfg: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in CONFIG_DROP:
+            continue
+        cfg[key] = _config_value(value)
+    if "max_seq_len" in cfg:
+        cfg["max_model_len"] = cfg.pop("max_seq_len")
+    if isinstance(cfg.get("dtype"), str):
+        cfg["dtype"] = cfg["dtype"].replace("torch.", "")
+    dev = cfg.pop("device_config", None)
+    if dev is not None:
+        cfg["device"] = str(dev).replace("device(type='", "").replace("')", "")
+    quant_cfg = raw.get("quantization_config")
+    if quant_cfg and quant_cfg.strip() not in ("None", "{}"):
+        cfg["quantization_config"] = clip(quant_cfg, 300)
+    if version:
+        cfg["version"] = version.lstrip("v")
+    # Keep only plain JSON scalars (the config repr holds nested objects we do not need).
+    return {k: v for k, v in cfg.items() if isinstance(v, (str, int, float, bool)) or v is None}
+
+
+def _undefined_symbol_owner(symbol: str) -> str:
+    """Who defines an undefined C++ symbol: ``torch`` (c10/at/torch/caffe2 namespaces, so the
+    extension was built against another torch), ``cuda`` (cudart/cublas versioned symbols), or
+    ``own`` (a function of the extension itself, i.e. a build problem of that package)."""
+    s = symbol.strip("'\"`,;")
+    if re.match(r"_ZN(?:K|VK)?(?:3c10|2at|5torch|6caffe2)", s) or re.match(r"_ZN\d*(?:3c10|2at|5torch)", s):
+        return "torch"
+    if re.search(r"@libcudart|@libcublas|@libnccl|cuda\w*_v?\d+$|^cu[A-Z]\w+$|^nccl[A-Z]\w+$", s):
+        return "cuda"
+    m = re.match(r"_Z(\d+)(\w+)", s)
+    if m:
+        return "own"
+    if s.startswith("_ZN"):
+        return "own"
+    return "unknown"
+
+
+class _LogScan:
+    """Streaming state of one log scan. Memory is bounded by the caps below, whatever the size."""
+
+    def __init__(self, name: str = "log") -> None:
+        self.name = name
+        self.facts: dict[str, tuple[Any, int]] = {}
+        self.errors: list[dict[str, Any]] = []
+        self.counts: dict[str, int] = {}
+        self.window: deque[str] = deque(maxlen=WINDOW)
+        self.frames: deque[str] = deque(maxlen=6)
+        self.fp8: list[dict[str, Any]] = []
+        self.kv: dict[str, Any] = {}
+        self.mem: dict[str, Any] = {}
+        self.nccl: dict[str, Any] = {}
+        self.mig: list[str] = []
+        self.lines = 0
+        self.vllm_lines = 0
+
+    def put(self, key: str, value: Any, line: int) -> None:
+        self.facts[key] = (value, line)
+
+    def error(self, name: str, env_class: str | None, line: int, text: str, **extra: Any) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+        if self.counts[name] > 20 or len(self.errors) >= MAX_ERRORS:
+            return
+        entry = {"signature": name, "line": line, "text": clip(text, 500), "env_class": env_class,
+                 "context": [_frame_pkg(f) for f in self.frames]}
+        entry.update({k: v for k, v in extra.items() if v is not None})
+        self.errors.append(entry)
+
+    # ---------------------------------------------------------------- per line
+    def feed(self, raw: str, n: int) -> None:
+        line = strip_ansi(raw) if "\x1b" in raw else raw
+        self.lines = n
+        if LOGLINE_RE.search(line):
+            self.vllm_lines += 1
+        fm = FRAME_RE.search(line)
+        if fm:
+            self.frames.append(fm.group(1))
+        self._facts_line(line, n)
+        if _TRIGGER.search(line):
+            self._signatures(line, n)
+        self.window.append(line.strip())
+
+    def _signatures(self, line: str, n: int) -> None:
+        prev = " ".join(self.window)
+        joined = (prev + " " + line.strip()) if prev else line.strip()
+        offset = len(joined) - len(line.strip())
+        seen_here: set[str] = set()
+        for name, rx, env_class in SIGNATURES:
+            text = line if name == "python_exception" else joined
+            m = rx.search(text)
+            if not m:
+                continue
+            if name != "python_exception":
+                # the match must end in the current line; one found wholly earlier was already seen
+                if m.end() <= offset:
+                    continue
+            if name in seen_here:
+                continue
+            seen_here.add(name)
+            self._on_signature(name, env_class, m, line, n)
+
+    def _on_signature(self, name: str, env_class: str | None, m: re.Match[str], line: str, n: int) -> None:
+        extra: dict[str, Any] = {}
+        if name == "torch_arch_unsupported":
+            sm = m.group(1)
+            cc = cc_from_sm(sm)
+            extra["sm"] = sm
+            extra["compute_capability"] = cc
+            joined = " ".join(self.window) + " " + line
+            g = TORCH_ARCH_GPU_RE.search(joined)
+            name_txt = g.group(1).strip() if g else None
+            if name_txt and name_txt.lower().startswith("userwarning"):
+                name_txt = None
+            self.put("gpu.0", gpu_entry(name_txt, "torch-warning", compute_capability=cc), n)
+            extra["gpu_name"] = name_txt
+        elif name == "torch_driver_too_old":
+            cuda = cuda_from_driver_int(m.group(1))
+            extra["driver_cuda"] = cuda
+            if cuda:
+                self.put("driver.cuda_version", cuda, n)
+        elif name == "container_cuda_requirement":
+            extra["required_cuda"] = m.group(1)
+        elif name == "cuda_library_missing":
+            extra["cuda_major"] = to_int(m.group(1))
+            extra["library"] = m.group(0).split(":")[0]
+        elif name == "undefined_symbol":
+            sym = m.group(1)
+            extra["symbol"] = sym
+            extra["owner"] = _undefined_symbol_owner(sym)
+            lib = re.search(r"([\w.-]+\.so)\b[^\n]*undefined symbol", line)
+            extra["library"] = lib.group(1) if lib else None
+        elif name in ("ptxas_unknown_arch", "llvm_unknown_processor"):
+            extra["target"] = m.group(1)
+            extra["triton"] = bool(re.search(r"triton", " ".join(self.window) + line, re.I))
+        elif name == "ptx_version_target":
+            extra["ptx_version"] = m.group(1)
+            extra["target"] = m.group(2)
+        elif name == "quant_min_capability":
+            extra["method"] = m.group(1).strip("'\".,")
+            extra["min_capability"] = to_int(m.group(2))
+            extra["current_capability"] = to_int(m.group(3))
+        elif name == "no_compiled_kernel":
+            extra["kernel"] = m.group(1)
+            extra["capability"] = to_int(m.group(2))
+            extra["less_than"] = bool(re.search(r"less than", m.group(0), re.I))
+        elif name == "xid":
+            xid = to_int(m.group(1) or m.group(2))
+            extra["xid"] = xid
+            env_class = "gpu_health" if xid in HEALTH_XIDS else None
+        elif name == "cuda_oom":
+            other = re.findall(r"Process (\d+) has ([\d.]+ [GM]iB) memory in use", line)
+            if other:
+                extra["other_processes"] = [{"pid": p, "memory": s} for p, s in other[:8]]
+        self.error(name, env_class, n, line, **extra)
+
+    def _facts_line(self, line: str, n: int) -> None:
+        if "LLM engine" in line:
+            m = ENGINE_RE.search(line)
+            if m:
+                cfg = engine_config(m.group(1), m.group(2))
+                self.put("vllm.config", cfg, n)
+                if m.group(1):
+                    self.put("vllm", {"version": m.group(1).lstrip("v")}, n)
+                return
+        if "non-default args" in line:
+            args = non_default_args(line)
+            if args is not None:
+                self.put("log.non_default_args", {str(k): v for k, v in args.items()
+                                                  if isinstance(v, (str, int, float, bool)) or v is None}, n)
+        if "API server version" in line:
+            m = API_VERSION_RE.search(line)
+            if m:
+                self.put("vllm", {"version": m.group(1)}, n)
+        if "backend" in line:
+            m = BACKEND_AUTO_RE.search(line)
+            if m:
+                cands = [c.strip().strip("'\"") for c in m.group(2).split(",") if c.strip()]
+                self.put("log.attention_backend", {"name": m.group(1), "forced": False, "candidates": cands,
+                                                   "line": n}, n)
+            else:
+                m2 = BACKEND_FORCED_RE.search(line)
+                if m2 and "Using " in line and "attention" not in line.lower().split("using", 1)[0]:
+                    self.put("log.attention_backend", {"name": m2.group(1), "forced": True, "line": n}, n)
+                else:
+                    m3 = BACKEND_OLD_RE.search(line)
+                    if m3:
+                        name = {"Flash Attention": "FLASH_ATTN", "FlashInfer": "FLASHINFER", "Triton": "TRITON_ATTN",
+                                "FlexAttention": "FLEX_ATTENTION", "XFormers": "XFORMERS",
+                                "Torch SDPA": "TORCH_SDPA"}.get(m3.group(1), m3.group(1).upper().replace(" ", "_"))
+                        self.put("log.attention_backend", {"name": name, "forced": False, "line": n}, n)
+        if "KV cache" in line or "blocks:" in line or "concurrency" in line:
+            m = KV_COMBINED_RE.search(line)
+            if m:
+                self.kv.update({"tokens": to_int(m.group(2)), "device": (m.group(1) or "GPU"), "line": n})
+                if m.group(3):
+                    self.kv["max_concurrency"] = to_float(m.group(4))
+                    self.kv["request_tokens"] = to_int(m.group(3))
+            m = KV_CONC_RE.search(line)
+            if m:
+                self.kv["max_concurrency"] = to_float(m.group(2))
+                self.kv["request_tokens"] = to_int(m.group(1))
+            m = KV_AVAIL_RE.search(line)
+            if m:
+                self.kv["gib"] = to_float(m.group(1))
+            m = KV_BLOCKS_RE.search(line)
+            if m:
+                self.kv["gpu_blocks"] = int(m.group(1))
+                self.kv["cpu_blocks"] = int(m.group(2))
+                self.kv.setdefault("line", n)
+            m = KV_EXPLICIT_RE.search(line)
+            if m:
+                self.kv["gib"] = to_float(m.group(1))
+        if "gpu_memory_utilization" in line or "reserved for KV Cache" in line:
+            m = MEM_TOTAL_RE.search(line)
+            if m:
+                self.mem["total_gib"] = to_float(m.group(1))
+                self.mem["gpu_memory_utilization"] = to_float(m.group(2))
+            m = MEM_KV_RE.search(line)
+            if m:
+                self.mem["kv_cache_gib"] = to_float(m.group(1))
+                self.kv.setdefault("gib", to_float(m.group(1)))
+            m = MEM_WEIGHTS_RE.search(line)
+            if m:
+                self.mem["weights_gib"] = to_float(m.group(1))
+        if "took" in line:
+            m = LOAD_RE.search(line)
+            if m:
+                self.put("log.model_load", {"gib": to_float(m.group(1)), "seconds": to_float(m.group(2))}, n)
+            m = GRAPH_RE.search(line)
+            if m:
+                self.put("log.cuda_graphs", {"seconds": to_float(m.group(1)), "gib": to_float(m.group(2))}, n)
+            m = STARTUP_RE.search(line)
+            if m:
+                self.put("log.startup", {"seconds": to_float(m.group(1))}, n)
+        if "FP8" in line or "fp8" in line or "Fp8" in line:
+            if MARLIN_FP8_RE.search(line):
+                self.fp8.append({"kind": "marlin_fallback", "text": clip(line, 300), "line": n})
+            elif FP8_KV_RE.search(line):
+                self.fp8.append({"kind": "kv_cache_fp8", "text": clip(line, 300), "line": n})
+            else:
+                m = SELECTED_KERNEL_RE.search(line)
+                if m and "Fp8" in m.group(2):
+                    self.fp8.append({"kind": "linear_kernel", "kernel": m.group(1), "method": m.group(2), "line": n})
+            del self.fp8[50:]
+        if "ccl" in line or "+cuda" in line:
+            m = NCCL_VERSION_RE.search(line)
+            if m:
+                ver = m.group(1) or m.group(3) or m.group(4)
+                cuda = m.group(2) or m.group(5)
+                self.nccl["version"] = ver
+                if cuda:
+                    self.nccl["cuda"] = cuda
+                self.put("nccl.version", ver, n)
+        if "P2P" in line or "p2p" in line:
+            if P2P_OFF_RE.search(line):
+                self.nccl["p2p_disabled_or_unsupported"] = True
+        if "platform" in line:
+            m = PLATFORM_RE.search(line)
+            if m:
+                self.put("log.platform", m.group(1), n)
+        if "max model len" in line:
+            m = MAX_LEN_RE.search(line)
+            if m:
+                self.put("log.max_model_len", int(m.group(1)), n)
+        if "/dev/shm" in line:
+            m = RAY_SHM_RE.search(line)
+            if m:
+                self.put("host.shm_bytes", int(m.group(1)), n)
+                self.error("shm_small_warning", "shm_too_small", n, line, shm_bytes=int(m.group(1)))
+        if "fp4" in line or "FP4" in line or "Fp4" in line or "w4a4" in line.lower():
+            if FP4_RE.search(line):
+                self.facts.setdefault("log.fp4_mentioned", (True, n))
+        if WSL_RE.search(line):
+            self.put("host.wsl", True, n)
+        if len(self.mig) < 10 and ("MIG" in line or "multi-instance" in line.lower() or "g." in line):
+            m = MIG_RE.search(line)
+            if m:
+                self.mig.append(clip(m.group(0), 80))
+                self.facts.setdefault("_mig_line", (n, n))
+        if "supports CUDA capabilities" in line or "PyTorch install" in line:
+            joined = " ".join(self.window) + " " + line
+            m = TORCH_ARCH_LIST_RE.search(joined)
+            if m:
+                archs = re.findall(r"sm_\d+\w*", m.group(1))
+                if archs:
+                    self.put("torch", {"arch_list": archs}, n)
+
+    # ---------------------------------------------------------------- results
+    def results(self) -> Iterator[Fact]:
+        for key, (value, n) in self.facts.items():
+            if key.startswith("_"):
+                continue
+            yield Fact(key, value, f"{SRC}:line {n}")
+        if self.kv:
+            line = self.kv.pop("line", 0)
+            yield Fact("log.kv_cache", self.kv, f"{SRC}:line {line}")
+        if self.mem:
+            yield Fact("log.memory_profile", self.mem, SRC)
+        if self.fp8:
+            yield Fact("log.fp8", self.fp8, f"{SRC}:line {self.fp8[0]['line']}")
+        if self.nccl:
+            yield Fact("log.nccl", self.nccl, SRC)
+        if self.mig:
+            first_line = self.facts.get("_mig_line", (0, 0))[0]
+            yield Fact("log.mig", sorted(set(self.mig)), f"{SRC}:line {first_line}")
+        if self.errors:
+            # list facts replace each other across evidence files, so the per-file dict (which merges)
+            # carries every file's errors; log.errors holds this file's
+            yield Fact("log.errors", self.errors, f"{SRC}:line {self.errors[0]['line']}")
+        yield Fact("log.errors_by_file", {self.name: self.errors}, SRC)
+        yield Fact("log.error_counts", dict(self.counts), SRC)
+        yield Fact("log.lines", self.lines, SRC)
+
+
+_CONFIG_NAMES = re.compile(r"^(?:Dockerfile|Containerfile)(?:\..*)?$|\.(?:ya?ml|env|toml|json|dockerfile)$|^\.env",
+                           re.I)
+_DETECT_RE = re.compile(r"Traceback \(most recent call last\)|LLM engine|vllm|NCCL|CUDA error|RuntimeError|"
+                        r"ImportError|ValueError|nvidia-container|/dev/shm|ptxas|Xid|out of memory|driver", re.I)
+
+
+def detect(ev: Evidence) -> bool:
+    try:
+        if _CONFIG_NAMES.search(ev.name or ""):
+            return False
+        head = ev.head or ""
+        if LOGLINE_RE.search(head) or _DETECT_RE.search(head):
+            return True
+        return bool(any(rx.search(head) for _, rx, _c in SIGNATURES[:-1]))
+    except Exception:
+        return False
+
+
+def scan_lines(lines: Any, name: str = "log") -> list[Fact]:
+    """Scan an iterable of lines (the parser's core, also used by tests)."""
+    scan = _LogScan(name)
+    n = 0
+    for n, raw in enumerate(lines, 1):
+        try:
+            scan.feed(raw if isinstance(raw, str) else str(raw), n)
+        except Exception:  # one unreadable line must not lose the rest of the log
+            continue
+    return list(scan.results())
+
+
+def parse(ev: Evidence) -> list[Fact]:
+    try:
+        return scan_lines(ev.lines(), ev.path or ev.name)
+    except OSError:
+        return scan_lines(ev.head.splitlines(), ev.path or ev.name)
+
+
+def parse_text(text: str) -> list[Fact]:
+    return scan_lines(text.splitlines())
+
+
+def non_default_args(line: str) -> dict[str, Any] | None:
+    """The dict printed by vLLM's ``non-default args: {...}`` line, parsed safely."""
+    m = re.search(r"non-default args:\s*(\{.*\})\s*$", line)
+    if not m:
+        return None
+    try:
+        value = ast.literal_eval(m.group(1))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@hookimpl
+def bwdoctor_parsers() -> list[ParserSpec]:
+    return [ParserSpec(
+        name="vllm-log", func=parse, detect=detect, timeout=900.0,
+        provides=["log.errors", "log.errors_by_file"],
+        doc="vLLM server/engine logs and pasted tracebacks: engine config, attention backend, FP8 and KV-cache "
+            "lines, CUDA graphs, and every recognised failure signature (driver, arch, toolchain, NCCL, memory, "
+            "container, WSL, MIG, GPU health). Streams the file line by line (bounded memory).",
+    )]
