@@ -495,13 +495,14 @@ def _commands_into(acc: _Acc, lines: Iterable[str]) -> int:
             args = _serve_args_after(tokens)
             if args is not None:
                 acc.serve_from(args, lineno)
-                # VAR=value prefixes on the same command line
-                for t in tokens:
+                # VAR=value prefixes of the same command (``VLLM_X=1 vllm serve ...``)
+                for t in reversed(_split_shell(text[:m.start()])):
                     kv = _env_assign(t)
-                    if kv and kv[0].isupper():
-                        acc.set_env(kv[0], kv[1], lineno)
-                    elif not kv and t not in ("env", "export"):
+                    if kv is None:
+                        if t in ("env", "sudo", "-E"):
+                            continue
                         break
+                    acc.set_env(kv[0], kv[1], lineno)
     return found
 
 
@@ -608,8 +609,11 @@ def _dockerfile_into(acc: _Acc) -> None:
             acc.file["from_line"] = line
             acc.file.setdefault("from_lines", []).append(line)
         elif instr == "ENV":
+            content = str(item.get("content") or "").splitlines()
             for k, v in _env_pairs(value):
-                acc.set_env(k, v, line)
+                at = next((line + j for j, c in enumerate(content) if re.search(rf"(^|\s){re.escape(k)}[=\s]", c)),
+                          line)
+                acc.set_env(k, v, at)
         elif instr == "RUN":
             for c in _split_commands(value):
                 pip_args = _pip_install_args(c)
