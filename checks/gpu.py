@@ -606,7 +606,8 @@ def check_memory_contention(snap: Snapshot) -> list[Outcome] | Outcome:
         who = ", ".join(f"{p.get('name') or 'pid'} (pid {p.get('pid')}, {p.get('used_mib')} MiB)"
                         for p in procs[:6]) or "processes not visible from here (another container?)"
         pct = 100.0 * used / total
-        if used > OTHER_MEMORY_MIB:
+        # NVML's "used" includes memory the driver reserves (~0.5 GiB on an idle H100); scale with the card.
+        if used > max(OTHER_MEMORY_MIB, 0.02 * total):
             out.append(warned(f"{label}: {used} MiB of {total} MiB ({pct:.0f}%) already in use by {who}. vLLM sizes "
                               "its KV cache from --gpu-memory-utilization of the total and fails at start ('Free "
                               "memory on device ... is less than desired GPU memory utilization') when others hold "
@@ -789,7 +790,8 @@ def bwdoctor_checks() -> list[CheckSpec]:
             id="BWD-GPU-009", title="No other process holds GPU memory", func=check_memory_contention,
             needs=["gpu.*"], tags=["gpu", "memory"], root_cause="gpu_memory_contention", remedies=["gpu.free-memory"],
             confidence=0.6,
-            doc="Warns when more than 1 GiB of a GPU's memory is already used (listing the processes NVML shows). "
+            doc="Warns when more than 1 GiB (or 2 % of a large card) of a GPU's memory is already used (listing the "
+                "processes NVML shows). "
                 "vLLM budgets --gpu-memory-utilization of the total memory; memory held by a desktop, another "
                 "server or a stale worker makes startup fail ('Free memory on device ... is less than desired GPU "
                 "memory utilization') or shrinks the KV cache. Fix: stop those processes or lower "
