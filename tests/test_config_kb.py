@@ -134,3 +134,36 @@ def test_arch_fp8_and_versions():
     assert V.image_tag_version("docker.io/vllm/vllm-openai", "v0.10.1.1") == "0.10.1.1"
     assert V.image_tag_version("vllm/vllm-openai", "latest") is None
     assert V.image_tag_version("nvidia/cuda", "12.8.0-runtime") is None
+
+
+def test_installed_envs_collector(monkeypatch, tmp_path):
+    from importlib import metadata
+
+    import bwdoctor_checks.vllm_envs as ve
+    from bwdoctor import RunOptions, Unavailable
+
+    (tmp_path / "vllm").mkdir()
+    (tmp_path / "vllm" / "envs.py").write_text(ENVS_SAMPLE)
+
+    class FakeDist:
+        version = "0.99.0"
+
+        def locate_file(self, rel):
+            return tmp_path / rel
+
+    def fake(name):
+        if name == "vllm":
+            return FakeDist()
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(ve.metadata, "distribution", fake)
+    (fact,) = ve.collect_vllm_env_vars(RunOptions())
+    assert fact.key == "vllm.env_vars" and fact.value["version"] == "0.99.0"
+    assert "VLLM_GAMMA" in fact.value["names"] and fact.value["source"] == "envs.py"
+
+    def none(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(ve.metadata, "distribution", none)
+    with pytest.raises(Unavailable):
+        ve.collect_vllm_env_vars(RunOptions())
