@@ -784,6 +784,12 @@ def check_nccl(snap: Snapshot) -> Any:
     return out
 
 
+# NVIDIA's own CUDA libraries are not judged from their fatbins: some keep their kernels outside the
+# fatbin sections (libcufft.so.12 of CUDA 13 lists only sm_75 SASS in 286 MB; cuobjdump agrees), and they
+# ship per CUDA release with every architecture that release supports, so torch's variant decides.
+NVIDIA_OWN = ("nvidia-", "cuda-")
+
+
 def check_other_libs(snap: Snapshot) -> Any:
     tgts = _dedupe(targets(snap))
     if not tgts:
@@ -794,6 +800,8 @@ def check_other_libs(snap: Snapshot) -> Any:
         if not info.get("files"):
             continue
         dist = key[len("cudabin.other."):]
+        if dist.startswith(NVIDIA_OWN):
+            continue  # listed as facts only: see the check's doc
         for subject, cc, _label in tgts:
             v = _compat.verdict(info.get("sass", []), info.get("ptx", []), cc)
             line = _compat.explain(dist, info.get("sass", []), info.get("ptx", []), cc)
@@ -1024,10 +1032,11 @@ def bwdoctor_checks() -> list[CheckSpec]:
             id="BWD-STACK-010", title="Other CUDA libraries have kernels for the GPU", func=check_other_libs,
             needs_any=_TGT, level="standard", root_cause="arch_not_in_torch_wheel",
             remedies=["torch.reinstall-cuda-variant"], confidence=0.7, tags=["stack"],
-            doc="At --level standard every CUDA-carrying distribution (nvidia-* runtime libraries, xformers, "
-                "flash-attn, ...) is scanned and judged like torch. The nvidia-* libraries come with torch's CUDA "
-                "variant, so the usual fix is reinstalling torch's variant; a third-party extension needs a build "
-                "for the GPU."),
+            doc="At --level standard every CUDA-carrying distribution is scanned; third-party extensions "
+                "(xformers, flash-attn, bitsandbytes, CuPy, ...) are judged like torch. NVIDIA's own nvidia-* "
+                "libraries are recorded (cudabin.other.nvidia-*) but not judged: some keep kernels outside their "
+                "fatbin sections (cuFFT), and they follow the CUDA release of torch's variant, which BWD-STACK-001 "
+                "judges. Fix: reinstall the extension built for the torch/CUDA variant that covers the GPU."),
         CheckSpec(
             id="BWD-FP8-001", title="FP8 runs natively on the GPU with the installed vLLM", func=check_fp8,
             needs_any=_TGT, root_cause="fp8_unsupported_on_gpu", remedies=["vllm.fp8-fallback"], confidence=0.9,

@@ -240,13 +240,15 @@ def test_nccl_too_old_for_blackwell(tmp_path):
 
 def test_standard_level_scans_other_cuda_dists(tmp_path):
     torch_dist(tmp_path, "2.7.0+cu126", "12.6", BIN / "torch_cu126_like.so")
-    _dist(tmp_path, "nvidia-cublas-cu12", "12.6.4.1", {"nvidia/cublas/lib/libcublas.so.12": BIN / "torch_cu126_like.so"})
+    _dist(tmp_path, "nvidia-cufft-cu12", "11.3.0.4", {"nvidia/cufft/lib/libcufft.so.11": BIN / "torch_cu126_like.so"})
+    _dist(tmp_path, "xformers", "0.0.29", {"xformers/_C.so": BIN / "torch_cu126_like.so"})
     quick = snapshot_of(tmp_path, target="sm_120")
     assert not quick.keys("cudabin.other.")
     snap = snapshot_of(tmp_path, level="standard", target="sm_120")
-    assert snap.value("cudabin.other.nvidia-cublas-cu12")["sass"][-1] == "sm_90a"
+    assert snap.value("cudabin.other.nvidia-cufft-cu12")["sass"][-1] == "sm_90a"
+    # NVIDIA's own libraries are facts only; third-party extensions are judged
     (f,) = findings(snap, "BWD-STACK-010")
-    assert f.status == "fail" and f.subject == "nvidia-cublas-cu12:target"
+    assert f.status == "fail" and f.subject == "xformers:target" and "no kernel for sm_120" in f.message
 
 
 @pytest.mark.parametrize("quant,cc,status,path", [
