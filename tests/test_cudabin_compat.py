@@ -1,6 +1,7 @@
 """CUDA binary-compatibility rules, Blackwell first."""
 
 import pytest
+
 from bwdoctor_checks import _compat as c
 
 

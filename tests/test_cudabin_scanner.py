@@ -7,6 +7,7 @@ import struct
 from pathlib import Path
 
 import pytest
+
 from bwdoctor_checks import _cudabin as cb
 
 DATA = Path(__file__).parent / "data" / "cudabin"
