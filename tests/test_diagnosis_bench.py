@@ -1,0 +1,37 @@
+"""The case-scoring benchmark on a small folder of cases written for this test."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import score_cases  # noqa: E402
+
+
+def _case(root: Path, name: str, cause: str, files: dict[str, str]) -> None:
+    d = root / name
+    d.mkdir()
+    for fname, text in files.items():
+        (d / fname).write_text(text)
+    (d / "case.json").write_text(json.dumps({"root_cause": cause, "evidence_files": sorted(files)}))
+
+
+def test_score_cases_end_to_end(tmp_path):
+    _case(tmp_path, "a-driver", "driver_too_old_for_cuda",
+          {"log.txt": "RuntimeError: The NVIDIA driver on your system is too old (found version 12040)."})
+    _case(tmp_path, "b-torch", "arch_not_in_torch_wheel",
+          {"log.txt": "UserWarning: NVIDIA GeForce RTX 5070 with CUDA capability sm_120 is not compatible with the "
+                      "current PyTorch installation.\n"})
+    _case(tmp_path, "c-neg-bug", "none_env_ok",
+          {"log.txt": "Traceback (most recent call last):\n  File \"/x/vllm/sampler.py\", line 9, in f\n"
+                      "IndexError: list index out of range\n"})
+    res = score_cases.score(tmp_path)
+    assert res["positives"] == 2 and res["negatives"] == 1
+    assert res["top1_accuracy"] == 1.0 and res["negatives_blamed"] == 0
+    assert res["confusion"]["none_env_ok"] == {"none_env_ok": 1}
+    text = score_cases.render(res)
+    assert "2/2 top-1 correct" in text
+    assert score_cases.main([str(tmp_path), "--json", "--min-accuracy", "0.9"]) == 0
