@@ -307,12 +307,35 @@ def _triton_facts(dists: dict[str, Any]) -> Iterator[Fact]:
 _NCCL_STRING = re.compile(rb"NCCL version (\d+\.\d+\.\d+)")
 
 
+def nccl_version_from_library(path: Path) -> str | None:
+    """The ``NCCL version X.Y.Z`` string compiled into libnccl.so (read through mmap, no load)."""
+    import mmap
+
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            pos = mm.find(b"NCCL version ")
+            if pos < 0:
+                return None
+            m = _NCCL_STRING.match(mm[pos:pos + 40])
+            return m.group(1).decode() if m else None
+    except (OSError, ValueError):
+        return None
+
+
 def _nccl_facts(dists: dict[str, Any]) -> Iterator[Fact]:
     for name in NCCL_DISTS:
         if name in dists:
             v = _base(dists[name].version)
             yield Fact("nccl.version", str(v) if v else dists[name].version, f"importlib.metadata ({name})")
             return
+    torch = dists.get("torch")
+    tdir = _pkg_dir(torch, "torch") if torch else None
+    if tdir is not None:  # a torch build with NCCL linked in or bundled next to it
+        for lib in sorted((tdir / "lib").glob("libnccl*.so*")):
+            v = nccl_version_from_library(lib)
+            if v:
+                yield Fact("nccl.version", v, f"{lib} (version string)")
+                return
 
 
 _CU_SUFFIX = re.compile(r"^nvidia-.*-cu(\d+)$")
@@ -338,7 +361,8 @@ collect_torch = _component_collector("torch", _torch_facts, ("torch",), "torch")
 collect_vllm = _component_collector("vllm", _vllm_facts, VLLM_DISTS, "vLLM")
 collect_flashinfer = _component_collector("flashinfer", _flashinfer_facts, FLASHINFER_PACKAGES, "FlashInfer")
 collect_triton = _component_collector("triton", _triton_facts, ("triton",), "Triton")
-collect_nccl = _component_collector("nccl", _nccl_facts, NCCL_DISTS, "the NCCL wheel (nvidia-nccl-cu*)")
+collect_nccl = _component_collector("nccl", _nccl_facts, NCCL_DISTS + ("torch",),
+                                    "the NCCL wheel (nvidia-nccl-cu*)")
 collect_runtimes = _component_collector("runtimes", _runtime_facts, (), "CUDA runtime wheels (nvidia-*)")
 
 

@@ -317,3 +317,14 @@ def test_real_vllm_cpu_build_is_named():
     fs = {f.id: f for f in findings(snap, "BWD-STACK-001", "BWD-STACK-002")}
     assert fs["BWD-STACK-002"].status == "fail" and "is a CPU build: no CUDA kernels" in fs["BWD-STACK-002"].message
     assert fs["BWD-STACK-001"].status == "fail" and "CPU build" in fs["BWD-STACK-001"].message
+
+
+def test_nccl_version_from_a_bundled_library(tmp_path):
+    blob = b"\x7fELF" + b"\0" * 100 + b"NCCL version 2.21.5+cuda12.4\0" + b"\0" * 50
+    torch_dist(tmp_path, "2.5.1+cu124", "12.4", None)
+    (tmp_path / "torch" / "lib").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "torch" / "lib" / "libnccl.so.2").write_bytes(blob)
+    snap = snapshot_of(tmp_path, target="sm_100")
+    assert snap.value("nccl.version") == "2.21.5"
+    (f,) = findings(snap, "BWD-STACK-009")
+    assert f.status == "fail"
