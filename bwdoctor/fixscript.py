@@ -182,7 +182,20 @@ def apply_unified_diff(text: str, diff: str, reverse: bool = False) -> str:
     lines = text.splitlines(keepends=True)
     out: list[str] = []
     pos = 0
-    for old_start, new_start, body in _parse_hunks(diff):
+    hunks = _parse_hunks(diff)
+
+    def lead(body: list[tuple[str, str]]) -> int:
+        n = 0
+        for t, _ in body:
+            if t != " ":
+                break
+            n += 1
+        return n
+
+    # A hunk with less context than the others on one side sits at the start or end of the file
+    # (that is how a unified diff encodes them); enforce it, as GNU patch does.
+    ctx = max([max(lead(b), lead(b[::-1])) for _, _, b in hunks] + [0])
+    for old_start, new_start, body in hunks:
         start = old_start
         if reverse:
             body = [({"-": "+", "+": "-"}.get(t, t), s) for t, s in body]
@@ -192,6 +205,10 @@ def apply_unified_diff(text: str, diff: str, reverse: bool = False) -> str:
         at = start - 1 if old_block else start
         if at < pos or lines[at:at + len(old_block)] != old_block:
             raise PatchError(f"hunk at line {start} does not match the file")
+        if lead(body) < ctx and at != 0:
+            raise PatchError(f"hunk at line {start} must be at the start of the file")
+        if lead(body[::-1]) < ctx and at + len(old_block) != len(lines):
+            raise PatchError(f"hunk at line {start} must be at the end of the file")
         out.extend(lines[pos:at])
         out.extend(new_block)
         pos = at + len(old_block)
@@ -262,7 +279,7 @@ def _render_step(step: FixStep, label: str) -> list[str]:
     if problem:
         out.append(f"#   not rendered: {_one_line(problem)}")
         out.append(f"echo {_q('bwdoctor: step ' + label + ' could not be rendered safely: ' + problem)} >&2")
-        out.append("exit 1")
+        out.append("false  # stops the script (set -e)")
         return out
     if kind == "advisory":
         if step.argv:

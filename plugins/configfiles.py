@@ -5,7 +5,7 @@ a base image and a vLLM pin with kernels for the GPU.
 
 Remedy ids: ``config.replace-vllm-env``, ``compose.ipc-host``, ``compose.shm-size``,
 ``dockerfile.base-image``, ``dockerfile.vllm-pin``.
-Facts read: ``config.files`` (``{path: {"kind": "env"|"compose"|"dockerfile", ...}}``),
+Facts read: ``config.files`` (``{path: {"kind": "dotenv"|"compose"|"dockerfile", ...}}``), ``config.vllm_pin``,
 ``vllm``, ``vllm.config``, ``gpu.<i>``, ``target``, ``driver.version``.
 
 These remedies read the file they patch (and nothing else): the diff is computed from its
@@ -36,7 +36,15 @@ SHM_SIZE = "16gb"
 
 
 def _vllm_release(snap: Snapshot) -> str | None:
-    return c.vllm_version(snap)
+    """The vLLM release the configuration runs: installed/logged, else the configuration's pin."""
+    v = c.vllm_version(snap)
+    pin = snap.value("config.vllm_pin")
+    if not v and isinstance(pin, dict) and pin.get("version"):
+        v = str(pin["version"])
+        vmin = c.vparse(c.strictest(snap, "vllm_min"))
+        if vmin is not None and c.vparse(v) is not None and c.vparse(v) < vmin:
+            v = c.recommended_vllm(snap)[0] or v  # the pin is replaced by the Dockerfile fix
+    return v
 
 
 def unread_var(name: str, value: str, version: str | None) -> tuple[bool, list[str], str]:
@@ -71,10 +79,10 @@ def unread_var(name: str, value: str, version: str | None) -> tuple[bool, list[s
     return True, flags, why
 
 
-_ENV_LINE = re.compile(r"^(?P<indent>\s*)(?P<export>export\s+)?(?P<name>VLLM_[A-Za-z0-9_]+)\s*=\s*(?P<value>.*?)\s*(?P<eol>\r?\n?)$")
-_COMPOSE_LIST = re.compile(r"^(?P<indent>\s*)-\s*(?P<q>[\"']?)(?P<name>VLLM_[A-Za-z0-9_]+)=(?P<value>[^\"'#]*?)(?P=q)\s*(?:#.*)?(?P<eol>\r?\n?)$")
-_COMPOSE_MAP = re.compile(r"^(?P<indent>\s*)(?P<name>VLLM_[A-Za-z0-9_]+)\s*:\s*(?P<value>[^#\r\n]*?)\s*(?:#.*)?(?P<eol>\r?\n?)$")
-_DOCKER_ENV = re.compile(r"^(?P<indent>\s*)ENV\s+(?P<name>VLLM_[A-Za-z0-9_]+)(?:\s*=\s*|\s+)(?P<value>\S*)\s*(?P<eol>\r?\n?)$", re.I)
+_ENV_LINE = re.compile(r"^(?P<indent>\s*)(?P<export>export\s+)?(?P<name>VLLM_[A-Za-z0-9_]+)\s*=\s*(?P<value>.*?)[ \t]*(?P<eol>\r?\n?)$")
+_COMPOSE_LIST = re.compile(r"^(?P<indent>\s*)-\s*(?P<q>[\"']?)(?P<name>VLLM_[A-Za-z0-9_]+)=(?P<value>[^\"'#\r\n]*?)(?P=q)[ \t]*(?:#[^\r\n]*)?(?P<eol>\r?\n?)$")
+_COMPOSE_MAP = re.compile(r"^(?P<indent>\s*)(?P<name>VLLM_[A-Za-z0-9_]+)\s*:\s*(?P<value>[^#\r\n]*?)[ \t]*(?:#[^\r\n]*)?(?P<eol>\r?\n?)$")
+_DOCKER_ENV = re.compile(r"^(?P<indent>\s*)ENV\s+(?P<name>VLLM_[A-Za-z0-9_]+)(?:\s*=\s*|\s+)(?P<value>\S*)[ \t]*(?P<eol>\r?\n?)$", re.I)
 
 
 def _comment(line: str, indent: str, eol: str, name: str, flags: list[str], why: str) -> str:
@@ -86,7 +94,7 @@ def _comment(line: str, indent: str, eol: str, name: str, flags: list[str], why:
 def fix_env_vars(text: str, kind: str, version: str | None) -> tuple[str, list[tuple[str, list[str]]]]:
     """Comment out the VLLM_* assignments vLLM does not read. Returns the new text and
     ``[(name, flags)]`` for each one."""
-    pattern = {"env": [_ENV_LINE], "compose": [_COMPOSE_LIST, _COMPOSE_MAP], "dockerfile": [_DOCKER_ENV]}.get(kind, [])
+    pattern = {"env": [_ENV_LINE], "dotenv": [_ENV_LINE], "compose": [_COMPOSE_LIST, _COMPOSE_MAP], "dockerfile": [_DOCKER_ENV]}.get(kind, [])
     out, found = [], []
     for line in text.splitlines(keepends=True):
         if line.lstrip().startswith("#"):
@@ -399,7 +407,7 @@ def _file_plan(remedy_id: str, title: str, finding: Finding, snap: Snapshot, kin
 
 def replace_vllm_env(finding: Finding, snap: Snapshot) -> FixPlan | None:
     plan = _file_plan("config.replace-vllm-env", "Replace VLLM_* variables vLLM does not read", finding, snap,
-                      ("env", "compose", "dockerfile"),
+                      ("env", "dotenv", "compose", "dockerfile"),
                       "remove the VLLM_* variables vLLM does not read and pass the real flags to vllm serve")
     if plan is None or all(s.advisory for s in plan.steps):
         env = c.host_env(snap)

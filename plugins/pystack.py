@@ -313,11 +313,11 @@ def toolkit_cuda_home(finding: Finding, snap: Snapshot) -> FixPlan | None:
                               "in the image, then set CUDA_HOME in it."))
     elif fam == "debian":
         steps.append(FixStep(f"Install the CUDA {need} toolkit ({pkg}, from NVIDIA's CUDA repository; no driver)",
-                             argv=["apt-get", "install", "-y", pkg], check=["test", "-x", f"{folder}/bin/nvcc"],
+                             argv=["apt-get", "install", "-y", pkg], check=["sh", "-c", 'test -x "$1"', "sh", f"{folder}/bin/nvcc"],
                              needs_root=True, undo=f"apt-get remove {pkg}"))
     elif fam == "rhel":
         steps.append(FixStep(f"Install the CUDA {need} toolkit ({pkg}, from NVIDIA's CUDA repository; no driver)",
-                             argv=["dnf", "install", "-y", pkg], check=["test", "-x", f"{folder}/bin/nvcc"],
+                             argv=["dnf", "install", "-y", pkg], check=["sh", "-c", 'test -x "$1"', "sh", f"{folder}/bin/nvcc"],
                              needs_root=True, undo=f"dnf remove {pkg}"))
     else:
         steps.append(c.advice(f"Install the CUDA {need} toolkit (without the driver)."))
