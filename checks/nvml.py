@@ -28,6 +28,7 @@ capture (``ReplayQuery.from_capture``), so both go through the same code.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import time
@@ -193,14 +194,15 @@ class LiveQuery:
             info = info_v()
             info.version = getattr(self.nv, "nvmlGpuFabricInfo_v2", 0)
             try:
-                self.nv.nvmlDeviceGetGpuFabricInfoV(h, info)
+                # pynvml passes the structure through as given: it must be a pointer
+                self.nv.nvmlDeviceGetGpuFabricInfoV(h, ctypes.byref(info))
                 return {"state": int(info.state), "status": int(info.status), "clique_id": int(info.cliqueId),
                         "health_mask": int(info.healthMask)}
             except self.nv.NVMLError as exc:
                 if type(exc).__name__ not in ("NVMLError_FunctionNotFound", "NVMLError_ArgumentVersionMismatch"):
                     raise
         info = self.nv.c_nvmlGpuFabricInfo_t()
-        self.nv.nvmlDeviceGetGpuFabricInfo(h, info)
+        self.nv.nvmlDeviceGetGpuFabricInfo(h, ctypes.byref(info))
         return {"state": int(info.state), "status": int(info.status), "clique_id": int(info.cliqueId)}
 
     def _mig_devices(self, h: Any) -> list[dict[str, Any]]:
