@@ -197,7 +197,8 @@ def collect_kernel(options: RunOptions) -> list[Fact]:
     python = torch_python(options)
     _check_torch_present(python)
     with tempfile.TemporaryDirectory(prefix="bwdoctor-kernel-") as workdir:
-        run = run_child(python, "kernel", {}, KERNEL_TIMEOUT, workdir, env=_child_env())
+        with gpu_lock(30.0) as waited:
+            run = run_child(python, "kernel", {}, KERNEL_TIMEOUT - waited, workdir, env=_child_env())
     return kernel_facts(run.result, run.timed_out, python)
 
 

@@ -68,7 +68,9 @@ _LOAD_RE = re.compile(r"Model loading took ([\d.]+) GiB")
 _ERROR_RE = re.compile(
     r"(\b[A-Za-z_.]*(?:Error|Exception)\b:|\bERROR\b|CUDA error|no kernel image|out of memory|OutOfMemory|"
     r"No available memory|not supported|Unsupported|unsupported|undefined symbol|cannot open shared object|"
-    r"Killed|killed|larger than the maximum number of tokens|insufficient|ptxas|fatal)")
+    r"Killed|killed|Segmentation fault|core dumped|Aborted|larger than the maximum number of tokens|insufficient|ptxas|"
+    r"fatal)")
+_PREFIX_RE = re.compile(r"^(?:\([^)]*\)\s*)?(?:[A-Z]+ \d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \[[^\]]*\]\s*)?")
 _NOISE_RE = re.compile(r"Triton is installed, but doesn't include CPU backend|Failed to create oneDNN linear")
 
 
@@ -106,10 +108,10 @@ def explain_lines(text: str, limit: int = 12) -> list[dict[str, Any]]:
         line = raw.rsplit("\r", 1)[-1].strip()
         if not line or _NOISE_RE.search(line) or not _ERROR_RE.search(line):
             continue
-        if line.startswith("File ") or line.startswith("raise ") or line.startswith("^"):
+        body = _PREFIX_RE.sub("", line)
+        if body.startswith(("File ", "raise ", "^", "Traceback")):
             continue
-        key = re.sub(r"^\([^)]*\)\s*", "", line)[:300]
-        key = re.sub(r"\d\d-\d\d \d\d:\d\d:\d\d", "", key)
+        key = body[:300]
         if key in seen:
             continue
         seen.add(key)
