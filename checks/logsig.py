@@ -521,7 +521,7 @@ def _mig_markers(snap: Snapshot) -> list[str]:
         marks.append(f"CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES')}")
     for i, g in snap.gpus():
         mig = g.get("mig")
-        if isinstance(mig, dict) and str(mig.get("current", "")).lower() == "enabled":
+        if isinstance(mig, dict) and (mig.get("current") is True or str(mig.get("current", "")).lower() == "enabled"):
             marks.append(f"gpu{i} MIG mode enabled")
         if " MIG " in f" {g.get('name', '')} ":
             marks.append(f"gpu{i} is a MIG device")
@@ -560,6 +560,7 @@ def check_nccl_version(snap: Snapshot) -> Outcome | None:
     if built and rt and built[0] < rt[0]:
         problems.append(f"NCCL {ver} is built for CUDA {nccl.get('cuda')} but the runtime is CUDA "
                         f"{'.'.join(map(str, rt))}")
+    problems = list(dict.fromkeys(problems))
     if not problems:
         return passed(f"NCCL {ver} fits the GPUs and CUDA runtime shown", evidence=["nccl.version"])
     errs = _errors(snap, "nccl_error", "collective_hang")

@@ -489,8 +489,8 @@ def _parse_smi_table(lines: list[tuple[int, str]]) -> Iterator[Fact]:
             name = m.group(2).strip()
             g = gpu_entry(name, "nvidia-smi", pci_bus_id=m.group(4),
                           persistence_mode=m.group(3) == "On")
-            if m.group(6) not in ("N/A",):
-                g["ecc_volatile_uncorrected"] = to_int(m.group(6)) if m.group(6).isdigit() else m.group(6)
+            if m.group(6).isdigit():
+                g["ecc"] = {"volatile_uncorrected": int(m.group(6))}
             gpus[idx] = g
             gpu_lines[idx] = n
             last = idx
@@ -501,17 +501,20 @@ def _parse_smi_table(lines: list[tuple[int, str]]) -> Iterator[Fact]:
                 g = gpus[last]
                 g["memory_used_mib"] = int(m.group(6))
                 g["memory_total_mib"] = int(m.group(7))
-                g["utilization_gpu_pct"] = int(m.group(8))
-                g["compute_mode"] = m.group(9)
+                g["utilization"] = {"gpu": int(m.group(8))}
+                g["compute_mode"] = _COMPUTE.get(m.group(9).lower(), m.group(9).lower())
                 g["performance_state"] = m.group(3)
                 if m.group(2) and m.group(2).endswith("C"):
-                    g["temperature_c"] = to_int(m.group(2)[:-1])
-                if m.group(4) and m.group(5):
-                    g["power"] = {"usage": m.group(4), "cap": m.group(5)}
+                    g["temperature"] = {"gpu_c": to_int(m.group(2)[:-1])}
+                draw = to_float_safe(m.group(4) or "")
+                cap = to_float_safe(m.group(5) or "")
+                if draw is not None or cap is not None:
+                    g["power"] = {"draw_w": draw, "limit_w": cap}
                 continue
             m = _SMI_MIG_ROW.match(line)
             if m:
-                gpus[last]["mig"] = {"current": m.group(1)}
+                if m.group(1) != "N/A":
+                    gpus[last]["mig"] = {"current": m.group(1) == "Enabled"}
                 last = None
     for p in procs:
         if p["gpu"] in gpus:
@@ -585,59 +588,113 @@ def _parse_smi_q(lines: list[tuple[int, str]]) -> Iterator[Fact]:
         yield Fact("gpu.count", len(gpus), src)
 
 
+_SMI_REASONS = {"idle": ("gpu_idle", 0x1), "applications clocks setting": ("applications_clocks_setting", 0x2),
+                "sw power cap": ("sw_power_cap", 0x4), "hw slowdown": ("hw_slowdown", 0x8),
+                "sync boost": ("sync_boost", 0x10), "sw thermal slowdown": ("sw_thermal_slowdown", 0x20),
+                "hw thermal slowdown": ("hw_thermal_slowdown", 0x40),
+                "hw power brake slowdown": ("hw_power_brake_slowdown", 0x80),
+                "display clock setting": ("display_clock_setting", 0x100)}
+_RECOVERY = {"none": "none", "gpu reset": "gpu_reset", "reset": "gpu_reset", "node reboot": "node_reboot",
+             "reboot": "node_reboot", "drain p2p": "drain_p2p", "drain and reset": "drain_and_reset"}
+_COMPUTE = {"default": "default", "exclusive_process": "exclusive_process", "exclusive process": "exclusive_process",
+            "e. process": "exclusive_process", "prohibited": "prohibited", "exclusive_thread": "exclusive_thread"}
+
+
+def _yes(val: str) -> bool:
+    return val.strip().lower() in ("yes", "enabled", "on", "true", "active")
+
+
 def _smi_q_field(g: dict[str, Any], p: tuple[str, ...], val: str) -> None:
-    na = val in ("N/A", "Not Supported", "[N/A]", "Requested functionality has been deprecated")
-    if p == ("Product Name",):
+    """One ``nvidia-smi -q`` field into the NVML collector's ``gpu.<i>`` shape."""
+    na = val in ("N/A", "Not Supported", "[N/A]", "Requested functionality has been deprecated", "")
+    if na:
+        return
+    low = tuple(x.lower() for x in p)
+    if low == ("product name",):
         g["_name"] = val
-    elif p == ("Product Architecture",):
-        g["architecture"] = val
-    elif p == ("Persistence Mode",):
-        g["persistence_mode"] = val == "Enabled"
-    elif p in (("MIG Mode", "Current"), ("MIG Mode", "Pending")) and not na:
-        g.setdefault("mig", {})[p[1].lower()] = val
-    elif p == ("GPU UUID",):
+    elif low == ("product architecture",):
+        g["arch"] = val.lower()
+    elif low == ("persistence mode",):
+        g["persistence_mode"] = _yes(val)
+    elif low in (("mig mode", "current"), ("mig mode", "pending")):
+        g.setdefault("mig", {})[low[1]] = _yes(val)
+    elif low == ("gpu uuid",):
         g["uuid"] = val
-    elif p == ("PCI", "Device Id") and not na:
+    elif low == ("pci", "device id"):
         m = re.match(r"0x([0-9A-Fa-f]{4})([0-9A-Fa-f]{4})", val)
         if m:
             g["pci_device_id"] = "0x" + m.group(1).lower()
-    elif p[:3] == ("PCI", "GPU Link Info", "PCIe Generation") and len(p) == 4 and not na:
-        g.setdefault("pcie", {})[f"gen_{p[3].lower().replace(' ', '_')}"] = to_int(val)
-    elif p[:3] == ("PCI", "GPU Link Info", "Link Width") and len(p) == 4 and not na:
-        g.setdefault("pcie", {})[f"width_{p[3].lower()}"] = to_int(val.rstrip("x"))
-    elif p[:1] == ("FB Memory Usage",) and len(p) == 2 and not na:
-        g[f"memory_{p[1].lower()}_mib"] = to_int(val.split()[0])
-    elif p == ("Compute Mode",):
-        g["compute_mode"] = val
-    elif p == ("ECC Mode", "Current"):
-        g.setdefault("ecc", {})["mode"] = val
-    elif p[:3] == ("ECC Errors", "Aggregate", ) + p[2:3] and len(p) == 3 and "Uncorrectable" in p[2] and not na:
-        g.setdefault("ecc", {}).setdefault("aggregate_uncorrectable", 0)
-        g["ecc"]["aggregate_uncorrectable"] += to_int(val) or 0
-    elif p[:1] == ("Remapped Rows",) and len(p) == 2 and not na:
-        g.setdefault("remapped_rows", {})[p[1].lower().replace(" ", "_")] = val
-    elif p[:1] == ("Retired Pages",) and len(p) == 2 and not na:
-        g.setdefault("retired_pages", {})[p[1].lower().replace(" ", "_")] = val
-    elif p == ("GPU Recovery Action",):
-        g["recovery_action"] = val
-    elif p == ("Temperature", "GPU Current Temp") and not na:
-        g["temperature_c"] = to_int(val.split()[0])
-    elif p[:1] == ("GPU Power Readings",) and len(p) == 2 and not na:
-        g.setdefault("power", {})[p[1].lower().replace(" ", "_")] = val
-    elif p[:1] == ("Max Clocks",) and len(p) == 2 and not na:
-        g.setdefault("clocks", {})[f"max_{p[1].lower()}_mhz"] = to_int(val.split()[0])
-    elif p[:1] == ("Clocks",) and len(p) == 2 and not na:
-        g.setdefault("clocks", {})[f"{p[1].lower()}_mhz"] = to_int(val.split()[0])
-    elif p[:1] == ("Clocks Event Reasons",) and len(p) >= 2 and val == "Active":
-        g.setdefault("clock_event_reasons", []).append(p[-1])
-    elif p == ("Fabric", "State") and not na:
-        g.setdefault("fabric", {})["state"] = val
-    elif p == ("Fabric", "Status") and not na:
+    elif low[:3] == ("pci", "gpu link info", "pcie generation") and len(low) == 4:
+        key = {"max": "gen_max", "current": "gen_current", "device max": "gen_gpu_max"}.get(low[3])
+        if key:
+            g.setdefault("pcie", {})[key] = to_int(val)
+    elif low[:3] == ("pci", "gpu link info", "link width") and len(low) == 4:
+        key = {"max": "width_max", "current": "width_current"}.get(low[3])
+        if key:
+            g.setdefault("pcie", {})[key] = to_int(val.rstrip("x"))
+    elif low[:2] == ("pci", "replays since reset"):
+        g.setdefault("pcie", {})["replay_counter"] = to_int(val)
+    elif low[:1] == ("fb memory usage",) and len(low) == 2 and low[1] in ("total", "used", "free"):
+        g[f"memory_{low[1]}_mib"] = to_int(val.split()[0])
+    elif low == ("compute mode",):
+        g["compute_mode"] = _COMPUTE.get(val.lower(), val.lower())
+    elif low in (("ecc mode", "current"), ("ecc mode", "pending")):
+        g.setdefault("ecc", {})[low[1]] = _yes(val)
+    elif low[:1] == ("ecc errors",) and len(low) == 3 and low[1] in ("volatile", "aggregate"):
+        n = to_int(val)
+        if n is not None:
+            kind = "uncorrected" if "uncorrectable" in low[2] else "corrected"
+            ecc = g.setdefault("ecc", {})
+            key = f"{low[1]}_{kind}"
+            ecc[key] = ecc.get(key, 0) + n
+    elif low[:1] == ("remapped rows",) and len(low) == 2:
+        rows = g.setdefault("remapped_rows", {})
+        if low[1] == "correctable error":
+            rows["corrected"] = to_int(val)
+        elif low[1] == "uncorrectable error":
+            rows["uncorrected"] = to_int(val)
+        elif low[1] == "pending":
+            rows["pending"] = _yes(val)
+        elif low[1] == "remapping failure occurred":
+            rows["failure"] = _yes(val)
+    elif low == ("retired pages", "pending page blacklist") or low == ("retired pages", "pending page retirement"):
+        g.setdefault("retired_pages", {})["pending"] = _yes(val)
+    elif low == ("gpu recovery action",):
+        g["recovery_action"] = _RECOVERY.get(val.lower(), val.lower())
+    elif low == ("temperature", "gpu current temp"):
+        g.setdefault("temperature", {})["gpu_c"] = to_int(val.split()[0])
+    elif low == ("temperature", "gpu slowdown temp"):
+        g.setdefault("temperature", {})["slowdown_c"] = to_int(val.split()[0])
+    elif low[:1] == ("gpu power readings",) and len(low) == 2:
+        key = {"power draw": "draw_w", "average power draw": "draw_w", "current power limit": "limit_w",
+               "power limit": "limit_w", "enforced power limit": "enforced_limit_w",
+               "default power limit": "default_limit_w"}.get(low[1])
+        w = to_float_safe(val)
+        if key and w is not None:
+            g.setdefault("power", {}).setdefault(key, w)
+    elif low[:1] in (("clocks",), ("max clocks",)) and len(low) == 2 and low[1] in ("graphics", "sm", "memory"):
+        mhz = to_int(val.split()[0])
+        g.setdefault("clocks", {}).setdefault(low[1], {})["current" if low[0] == "clocks" else "max"] = mhz
+    elif low[:1] == ("clocks event reasons",) or low[:1] == ("clocks throttle reasons",):
+        if len(low) >= 2 and val.lower() == "active" and low[-1] in _SMI_REASONS:
+            name, bit = _SMI_REASONS[low[-1]]
+            cer = g.setdefault("clock_event_reasons", {"active": 0, "active_names": []})
+            cer["active"] |= bit
+            cer["active_names"].append(name)
+    elif low == ("fabric", "state"):
+        g.setdefault("fabric", {})["state"] = val.lower()
+    elif low == ("fabric", "status"):
         g.setdefault("fabric", {})["status"] = val
-    elif p == ("GPU Virtualization Mode", "Virtualization Mode"):
-        g["virtualization_mode"] = val
-    elif p == ("Driver Model", "Current") and not na:
-        g["driver_model"] = val
+    elif low == ("gpu virtualization mode", "virtualization mode"):
+        g["virtualization_mode"] = val.lower().replace("-", "").replace(" ", "_")
+
+
+def to_float_safe(val: str) -> float | None:
+    m = re.match(r"\s*(-?[\d.]+)", val)
+    try:
+        return float(m.group(1)) if m else None
+    except ValueError:
+        return None
 
 
 _CSV_FIELDS = {"name": "name", "compute_cap": "compute_capability", "memory.total": "memory_total_mib",

