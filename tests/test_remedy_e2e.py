@@ -4,6 +4,7 @@ on the next run; an invented VLLM_* variable in a real .env file is patched away
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -16,6 +17,10 @@ from bwdoctor import Finding, Snapshot
 from bwdoctor.fixscript import apply_plans, render_script
 from bwdoctor.manager import PluginManager
 from bwdoctor.runner import parse, plan_remedies, run_checks
+
+DEPENDENCIES = ["pluggy", "click", "rich", "markdown_it", "mdurl", "pygments", "packaging", "yaml", "_yaml", "dotenv",
+                "dockerfile_parse", "elftools", "pynvml", "requests", "urllib3", "idna", "certifi",
+                "charset_normalizer", "typing_extensions"]
 
 
 def _fake_dist(site: Path, name: str, version: str, requires: list[str]) -> None:
@@ -35,11 +40,28 @@ def _fake_dist(site: Path, name: str, version: str, requires: list[str]) -> None
 @pytest.mark.slow
 def test_fix_apply_removes_stale_torchvision_in_a_venv(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
     purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()
     site = Path(purelib)
+    # an isolated environment: bwdoctor and its runtime dependencies only (linked, not installed),
+    # so that whatever else this machine has installed does not change the scenario
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    repo = Path(__file__).resolve().parent.parent
+    for name, target in (("bwdoctor", repo / "bwdoctor"), ("bwdoctor_checks", repo / "checks"),
+                         ("bwdoctor_remedies", repo / "plugins")):
+        (shared / name).symlink_to(target)
+    for mod in DEPENDENCIES:
+        spec = importlib.util.find_spec(mod)
+        if spec is None or not spec.origin:
+            continue
+        origin = Path(spec.origin)
+        src = origin.parent if origin.name == "__init__.py" else origin
+        if not (shared / src.name).exists():
+            (shared / src.name).symlink_to(src)
+    (site / "bwdoctor-test-deps.pth").write_text(f"{shared}\n")
     _fake_dist(site, "torch", "2.9.1", [])
     _fake_dist(site, "torchvision", "0.23.0", ["torch==2.8.0", "numpy"])
     env = dict(os.environ)
