@@ -166,17 +166,32 @@ def test_collector_registered():
 
 
 def test_live_snapshot_capture(gpu_checks):
-    """The snapshot captured on a real H100 (bwdoctor snapshot on the device) judged offline."""
-    path = DATA / "h100-live-snapshot.json"
-    if not path.exists():
-        pytest.skip("no live capture committed")
-    data = json.loads(path.read_text())
+    """The snapshot `bwdoctor snapshot --level quick` captured on a real H200 (driver 580.159.04),
+    judged offline."""
+    data = json.loads((DATA / "h200-live-snapshot.json").read_text())
     snap = Snapshot.from_dict(data.get("snapshot", data))
     gpus = snap.gpus()
-    assert gpus and gpus[0][1]["compute_capability"] == "9.0"
+    assert len(gpus) == 1 and gpus[0][1]["name"] == "NVIDIA H200" and gpus[0][1]["compute_capability"] == "9.0"
+    assert snap.value("driver.version") == "580.159.04" and snap.value("driver.cuda_version") == "13.0"
     findings = run_checks(gpu_checks, snap)
-    bad = [(f.id, f.status, f.message) for f in findings if f.status in ("fail", "error")]
+    bad = [(f.id, f.status, f.message) for f in findings if f.status in ("fail", "error", "warn")]
     assert not bad, bad
+    rec = next(f for f in findings if f.id == "BWD-GPU-001")
+    assert rec.details["kb"] == "h200" and rec.details["memory_type"] == "HBM3e"
+    assert {f.status for f in findings if f.id == "BWD-DRV-003"} == {"pass"}
+
+
+def test_live_recording_replayed(gpu_checks):
+    """Every NVML answer recorded on the H200 (BWDOCTOR_NVML_RECORD) through the same translation."""
+    rec = json.loads((DATA / "h200-driver580" / "nvml-record.json").read_text())
+    snap = Snapshot(replay_facts(rec))
+    g = snap.value("gpu.0")
+    assert g["pci_device_id"] == "0x2335" and g["memory_total_mib"] == 143771
+    assert g["fabric"]["state"] == "not_supported" and g["recovery_action"] == "none"
+    assert g["temperature"]["slowdown_c"] == 89 and g["power"]["limit_w"] == 700.0
+    assert g["nvlink"].reason == "NVMLError_NotSupported"
+    findings = run_checks(gpu_checks, snap)
+    assert not [(f.id, f.status) for f in findings if f.status in ("fail", "error", "warn")]
 
 
 @pytest.mark.gpu
