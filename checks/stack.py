@@ -39,6 +39,8 @@ from packaging.specifiers import InvalidSpecifier
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+import bwdoctor_checks._compat as _compat
+import bwdoctor_checks._cudabin as cb
 from bwdoctor import (
     CheckSpec,
     CollectorSpec,
@@ -52,8 +54,6 @@ from bwdoctor import (
     skipped,
     warned,
 )
-from bwdoctor_checks import _compat
-from bwdoctor_checks import _cudabin as cb
 
 # ----------------------------------------------------------------------------- metadata helpers
 
