@@ -12,6 +12,7 @@ from bwdoctor.types import (
     Finding,
     FixPlan,
     FixStep,
+    Missing,
     Outcome,
     ParserSpec,
     RemedySpec,
@@ -32,7 +33,7 @@ from bwdoctor.types import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckSpec", "CollectorSpec", "Evidence", "Fact", "Finding", "FixPlan", "FixStep", "Outcome",
+    "CheckSpec", "CollectorSpec", "Evidence", "Fact", "Finding", "FixPlan", "FixStep", "Missing", "Outcome",
     "ParserSpec", "RemedySpec", "Report", "ReporterSpec", "RunOptions", "Snapshot", "Unavailable",
     "Unsupported", "__version__", "failed", "hookimpl", "is_unsupported", "known", "passed", "skipped",
     "warned",

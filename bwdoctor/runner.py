@@ -22,6 +22,7 @@ from bwdoctor.types import (
     Fact,
     Finding,
     FixPlan,
+    Missing,
     Outcome,
     RunOptions,
     Snapshot,
@@ -85,14 +86,21 @@ def _collector_runs(spec: CollectorSpec, options: RunOptions) -> bool:
     return level_rank(spec.level) <= level_rank(options.level)
 
 
-def _facts_from(value: Any, source_name: str) -> list[Fact]:
-    facts = []
+def _facts_from(value: Any, source_name: str) -> list[Fact | Missing]:
+    facts: list[Fact | Missing] = []
     for item in value or []:
-        if isinstance(item, Fact):
+        if isinstance(item, (Fact, Missing)):
             facts.append(item)
         else:
-            raise TypeError(f"{source_name} yielded {type(item).__name__}, expected Fact")
+            raise TypeError(f"{source_name} yielded {type(item).__name__}, expected Fact or Missing")
     return facts
+
+
+def _add(snap: Snapshot, item: Fact | Missing) -> None:
+    if isinstance(item, Missing):
+        snap.mark_missing(item.pattern, item.reason)
+    else:
+        snap.add(item)
 
 
 def _collect_one(func: Any, options: RunOptions) -> list[Fact]:
@@ -126,7 +134,7 @@ def collect(registry: Registry, options: RunOptions, snapshot: Snapshot | None =
         if res.ok:
             try:
                 for fact in _facts_from(res.value, spec.name):
-                    snap.add(fact)
+                    _add(snap, fact)
             except Exception as exc:
                 findings.append(_core_finding("BWD-CORE-003", "error", f"collector '{spec.name}' returned bad facts: {exc}",
                                               subject=spec.name, plugin=spec.plugin))
@@ -201,7 +209,7 @@ def parse(registry: Registry, paths: Sequence[str], snapshot: Snapshot | None = 
                 continue
             try:
                 for fact in _facts_from(res.value, spec.name):
-                    snap.add(fact)
+                    _add(snap, fact)
             except Exception as exc:
                 findings.append(_core_finding("BWD-CORE-004", "error", f"parser '{spec.name}' returned bad facts: "
                                               f"{exc}", subject=f"{spec.name}:{path.name}", plugin=spec.plugin))

@@ -139,6 +139,15 @@ class Fact:
         return cls(key=str(data["key"]), value=from_jsonable(data.get("value")), source=str(data.get("source", "")))
 
 
+@dataclass
+class Missing:
+    """Yielded by a collector or parser beside its facts: facts matching ``pattern`` (``gpu.*``)
+    could not be had, and why ("NVIDIA driver not loaded"). Checks needing them skip with it."""
+
+    pattern: str
+    reason: str
+
+
 class Snapshot:
     """All facts of one run, keyed by name, plus the reasons why some are missing.
 
@@ -146,13 +155,16 @@ class Snapshot:
     collected ("NVIDIA driver not loaded"); checks that need such a fact are skipped with it.
     """
 
-    def __init__(self, facts: Iterable[Fact] = (), missing: Mapping[str, str] | None = None,
+    def __init__(self, facts: Iterable[Fact | Missing] = (), missing: Mapping[str, str] | None = None,
                  meta: Mapping[str, Any] | None = None) -> None:
         self.facts: dict[str, Fact] = {}
         self.missing: dict[str, str] = dict(missing or {})
         self.meta: dict[str, Any] = dict(meta or {})
         for f in facts:
-            self.add(f)
+            if isinstance(f, Missing):
+                self.mark_missing(f.pattern, f.reason)
+            else:
+                self.add(f)
 
     # -- writing
     def add(self, fact: Fact) -> None:

@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from bwdoctor import CollectorSpec, Fact, RunOptions, Unavailable, Unsupported, hookimpl
+from bwdoctor import CollectorSpec, Fact, Missing, RunOptions, Unavailable, Unsupported, hookimpl
 
 from ._gpuutil import (
     ARCHITECTURES,
@@ -651,7 +651,7 @@ def _cuda_version(v: Any) -> Any:
     return v
 
 
-def build_facts(q: Any, source: str = SOURCE) -> list[Fact]:
+def build_facts(q: Any, source: str = SOURCE) -> list[Any]:
     """Translate NVML answers (live or replayed) into facts. Raises Unavailable when NVML itself
     is absent; returns an ``nvml.status`` failure fact when NVML is present but cannot start."""
     t0 = time.perf_counter()
@@ -662,8 +662,9 @@ def build_facts(q: Any, source: str = SOURCE) -> list[Fact]:
             raise Unavailable("no NVIDIA driver: libnvidia-ml.so.1 not found") from None
         msg = INIT_ERROR_MESSAGES.get(err.name, f"NVML could not initialise: {err.name}")
         detail = f" ({err.message})" if err.message else ""
-        return [Fact("nvml.status", {"ok": False, "error": err.name, "message": msg + detail}, source)]
-    facts: list[Fact] = []
+        return [Fact("nvml.status", {"ok": False, "error": err.name, "message": msg + detail}, source),
+                Missing("gpu.*", msg + detail)]
+    facts: list[Any] = []
     try:
         def sysq(fn: str) -> Any:
             try:
@@ -713,7 +714,7 @@ def build_facts(q: Any, source: str = SOURCE) -> list[Fact]:
 # ------------------------------------------------------------------------------------ collector
 
 
-def collect_nvml(options: RunOptions) -> list[Fact]:
+def collect_nvml(options: RunOptions) -> list[Any]:
     """The collector: runs in a child process (driver calls can hang)."""
     query: Any = LiveQuery()
     record = os.environ.get("BWDOCTOR_NVML_RECORD")

@@ -95,6 +95,8 @@ def test_driver_not_loaded_fails(gpu_checks):
     snap = Snapshot(build_facts(ReplayQuery(_init_error("NVMLError_DriverNotLoaded", "Driver Not Loaded"))))
     res = {f.id: f for f in run_checks(gpu_checks, snap)}
     assert res["BWD-DRV-001"].status == "fail" and "not loaded" in res["BWD-DRV-001"].message
+    # the GPU checks skip with the reason NVML gave, not a generic "not collected"
+    assert res["BWD-GPU-005"].status == "skip" and "not loaded" in res["BWD-GPU-005"].message.lower()
 
 
 def test_kernel_module_disagrees_with_library(gpu_checks):
