@@ -250,15 +250,15 @@ def _finding_lines(plans: Sequence[FixPlan], findings: Sequence[Finding]) -> lis
         for fid in p.finding_ids:
             if fid not in wanted:
                 wanted.append(fid)
-    by_key = {}
+    by_key: dict[str, Finding] = {}
     for f in findings:
         by_key.setdefault(f.key, f)
         by_key.setdefault(f.id, f)
     lines = []
     for fid in wanted:
-        f = by_key.get(fid)
-        if f is not None:
-            lines.append(f"#   {_one_line(f.key, 120)} [{_one_line(f.status, 10)}] {_one_line(f.message, 200)}")
+        hit = by_key.get(fid)
+        if hit is not None:
+            lines.append(f"#   {_one_line(hit.key, 120)} [{_one_line(hit.status, 10)}] {_one_line(hit.message, 200)}")
         else:
             lines.append(f"#   {_one_line(fid, 120)}")
     if not wanted:

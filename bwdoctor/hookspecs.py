@@ -38,7 +38,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def bwdoctor_collectors() -> "list[CollectorSpec]":
+def bwdoctor_collectors() -> list[CollectorSpec]:
     """Return collectors that read the live machine.
 
     Each :class:`~bwdoctor.types.CollectorSpec` names the fact keys it ``provides``; its
@@ -52,7 +52,7 @@ def bwdoctor_collectors() -> "list[CollectorSpec]":
 
 
 @hookspec
-def bwdoctor_parsers() -> "list[ParserSpec]":
+def bwdoctor_parsers() -> list[ParserSpec]:
     """Return parsers that turn evidence files (pasted logs, nvidia-smi output, pip freeze,
     Dockerfiles, compose and .env files, earlier reports) into the same facts collectors
     produce.
@@ -66,7 +66,7 @@ def bwdoctor_parsers() -> "list[ParserSpec]":
 
 
 @hookspec
-def bwdoctor_checks() -> "list[CheckSpec]":
+def bwdoctor_checks() -> list[CheckSpec]:
     """Return checks: pure functions of the snapshot, no I/O.
 
     A :class:`~bwdoctor.types.CheckSpec` has a stable id ``BWD-<AREA>-NNN``, a title, a
@@ -78,7 +78,7 @@ def bwdoctor_checks() -> "list[CheckSpec]":
 
 
 @hookspec
-def bwdoctor_remedies() -> "list[RemedySpec]":
+def bwdoctor_remedies() -> list[RemedySpec]:
     """Return remedies. A :class:`~bwdoctor.types.RemedySpec` with id ``id`` is applied to each
     fail/warn finding whose ``remedies`` list that id: ``func(finding, snapshot)`` returns a
     :class:`~bwdoctor.types.FixPlan` (ordered steps, each with the command, an idempotency
@@ -86,11 +86,11 @@ def bwdoctor_remedies() -> "list[RemedySpec]":
 
 
 @hookspec
-def bwdoctor_reporters() -> "list[ReporterSpec]":
+def bwdoctor_reporters() -> list[ReporterSpec]:
     """Return extra output formats: ``func(report, verbose) -> str``; selected by
     ``--format NAME``."""
 
 
 @hookspec
-def bwdoctor_cli_commands() -> "list[click.Command]":
+def bwdoctor_cli_commands() -> list[click.Command]:
     """Return extra ``click`` commands to add to the ``bwdoctor`` command group."""

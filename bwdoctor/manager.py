@@ -12,10 +12,11 @@ import importlib.util
 import os
 import sys
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any
 
 import pluggy
 
@@ -145,7 +146,7 @@ class PluginManager:
                                       f"plugin {seen[key]!r}; the second declaration is ignored")
                         continue
                     seen[key] = plugin_name
-                    if hasattr(item, "plugin") and not getattr(item, "plugin"):
+                    if hasattr(item, "plugin") and not item.plugin:
                         try:
                             item.plugin = plugin_name
                         except Exception:
