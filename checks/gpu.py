@@ -730,7 +730,7 @@ def bwdoctor_checks() -> list[CheckSpec]:
             doc="Looks each GPU up in the knowledge base by PCI device id and NVML name and reports its verified "
                 "specification (compute capability, memory type, size and bandwidth, NVLink or PCIe, FP8/FP4). An "
                 "unknown SKU is a low-severity warning: the other checks still judge it by its compute capability. "
-                "No remedy: an unknown GPU is not a fault of the machine."),
+                "No automatic remedy: an unknown GPU is not a fault of the machine."),
         CheckSpec(
             id="BWD-GPU-002", title="Every GPU answers", func=check_lost, needs=["gpu.*"], tags=["gpu", "health"],
             root_cause="gpu_health", remedies=["gpu.advisory"], confidence=1.0,
