@@ -794,6 +794,7 @@ _TEXT_TOOLKIT = re.compile(r"CUDA toolkit\s*`?v?(\d+\.\d+)|nvcc[^\n]{0,30}?(?:re
 _TEXT_CC = re.compile(r"Compute Capability\s*[:=]?\s*(\d+\.\d)|\(SM ?(\d{2,3})\)|\busing (sm_\d{2,3})\b", re.I)
 _TEXT_GPU_LABEL = re.compile(r"^\s*[-*]?\s*\**GPUs?\**\s*[:=]\s*(?:\d+\s*x\s*)?([^\n(]{3,80})", re.I)
 _TEXT_COUNT = re.compile(r"\b(\d+)\s*x\s*(?:NVIDIA\s+)?", re.I)
+_TEXT_IMAGE_TAG = re.compile(r"vllm/vllm-openai:v(\d+\.\d+\.\d+(?:\.post\d+)?)\b")
 _TEXT_BASE_IMAGE = re.compile(r"nvidia/cuda:(\d+\.\d+(?:\.\d+)?)")
 _TEXT_SOURCE_BUILD = re.compile(r"(?:built|installed|compiled) (?:vllm |it )?from (?:the )?source|Installation "
                                 r"Method\W+[^\n]{0,20}source|pip install -e \.|python setup\.py (?:develop|install)", re.I)
@@ -871,6 +872,11 @@ def parse_env_text(ev: Evidence) -> Iterator[Fact]:
             if m and not re.search(r"vllm/vllm-openai:v?\d", line, re.I):
                 info: dict[str, Any] = {"version": m.group(1)}
                 yield Fact("vllm", info, where)
+                vllm_seen = True
+        if not vllm_seen:
+            m = _TEXT_IMAGE_TAG.search(line)
+            if m:
+                yield Fact("vllm", {"version": m.group(1), "from_image_tag": True}, where)
                 vllm_seen = True
         if not driver_seen:
             m = _TEXT_DRIVER.search(line)
