@@ -254,6 +254,15 @@ def _err(exc: BaseException, limit: int = 4000) -> str:
     return f"{type(exc).__name__}: {exc}"[:limit]
 
 
+def _fail(w: _Writer, exc: BaseException, prefix: str = "") -> None:
+    """Record an exception in the result and print its traceback to the log."""
+    import traceback
+
+    traceback.print_exception(type(exc), exc, exc.__traceback__)
+    sys.stdout.flush()
+    w.data["error"] = prefix + _err(exc)
+
+
 # ------------------------------------------------------------------ kernel launch
 
 
@@ -647,7 +656,7 @@ def child_smoke(args: dict[str, Any], w: _Writer) -> None:
         import vllm
         from vllm import LLM, SamplingParams
     except BaseException as exc:  # noqa: BLE001
-        w.data["error"] = _err(exc)
+        _fail(w, exc)
         w.data["import_failed"] = isinstance(exc, ImportError) and "vllm" in str(exc)
         return
     timings["import_s"] = round(_now() - t_start, 3)
@@ -662,12 +671,17 @@ def child_smoke(args: dict[str, Any], w: _Writer) -> None:
 
             model = bwdoctor_tinymodel.build(os.path.join(os.getcwd(), "tiny-llama"))
         except BaseException as exc:  # noqa: BLE001
-            w.data["error"] = f"could not build the tiny test model: {_err(exc)}"
+            _fail(w, exc, "could not build the tiny test model: ")
             return
         timings["build_model_s"] = round(_now() - t, 3)
         engine["model_source"] = "tiny"
     else:
         engine["model_source"] = "user"
+        if model.startswith(("/", "./", "../", "~")) and not os.path.exists(os.path.expanduser(model)):
+            w.stage("load")
+            w.data["error"] = f"the model path {model} does not exist"
+            print(f"[bwdoctor] ERROR: {w.data['error']}", flush=True)
+            return
     engine["model"] = model
     sampler = _MemorySampler()
     w.stage("load")
@@ -681,7 +695,7 @@ def child_smoke(args: dict[str, Any], w: _Writer) -> None:
     try:
         llm = LLM(**kwargs)
     except BaseException as exc:  # noqa: BLE001
-        w.data["error"] = _err(exc)
+        _fail(w, exc)
         w.data["memory"] = sampler.stop()
         return
     timings["load_s"] = round(_now() - t, 3)
@@ -702,7 +716,7 @@ def child_smoke(args: dict[str, Any], w: _Writer) -> None:
                             use_tqdm=False)
         total = _now() - t
     except BaseException as exc:  # noqa: BLE001
-        w.data["error"] = _err(exc)
+        _fail(w, exc)
         w.data["memory"] = sampler.stop()
         return
     completion = outs[0].outputs[0]
@@ -710,9 +724,9 @@ def child_smoke(args: dict[str, Any], w: _Writer) -> None:
     timings["ttft_s"] = round(ttft, 4)
     timings["generate_s"] = round(total, 4)
     if produced > 1 and total > ttft:
-        timings["decode_tokens_per_s"] = round((produced - 1) / (total - ttft), 2)
-    timings["tokens_per_s_overall"] = round(produced / total, 2) if total > 0 else None
-    w.data["generation"] = {"prompt": prompt, "requested_tokens": n_tokens, "tokens": produced,
+        timings["decode_tps"] = round((produced - 1) / (total - ttft), 2)
+    timings["overall_tps"] = round(produced / total, 2) if total > 0 else None
+    w.data["generation"] = {"prompt": prompt, "requested_token_count": n_tokens, "generated_token_count": produced,
                             "text": completion.text[:2000], "token_ids": list(completion.token_ids)[:n_tokens],
                             "finish_reason": getattr(completion, "finish_reason", None)}
     memory = sampler.stop()

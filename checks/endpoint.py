@@ -10,9 +10,9 @@ Facts produced (the URL is stored without credentials):
 * ``smoke.endpoint.health``: ``{"url", "status": int|None, "ok": bool, "seconds"}``
 * ``smoke.endpoint.models``: ``{"served": [ids], "requested": str|None, "ok": bool}``
 * ``smoke.endpoint.completion``: ``{"model", "streamed": bool, "content_type", "status", "ttft_s",
-  "tokens", "tokens_per_s", "seconds", "text", "token_count_source": "usage"|"chunks"}``
+  "generated_token_count", "decode_tps", "seconds", "text", "count_source": "usage"|"chunks"}``
 * ``smoke.endpoint.metrics``: ``{"kv_cache_usage": 0..1, "requests_running", "requests_waiting",
-  "prompt_tokens_total", "generation_tokens_total", "preemptions_total"}`` (present keys only)
+  "prompt_token_count", "generation_token_count", "preemptions_total"}`` (present keys only)
 * ``smoke.endpoint.error``: ``{"stage": "health|models|completion", "kind": "connection_refused|timeout|
   dns|http_error|unauthorized|wrong_model|not_streaming|bad_response|connection_error", "message", "url"}``
 """
@@ -96,8 +96,8 @@ _METRICS = {
     "kv_cache_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
     "requests_running": ("vllm:num_requests_running",),
     "requests_waiting": ("vllm:num_requests_waiting",),
-    "prompt_tokens_total": ("vllm:prompt_tokens_total", "vllm:prompt_tokens"),
-    "generation_tokens_total": ("vllm:generation_tokens_total", "vllm:generation_tokens"),
+    "prompt_token_count": ("vllm:prompt_tokens_total", "vllm:prompt_tokens"),
+    "generation_token_count": ("vllm:generation_tokens_total", "vllm:generation_tokens"),
     "preemptions_total": ("vllm:num_preemptions_total", "vllm:num_preemptions"),
 }
 
@@ -232,7 +232,7 @@ class _Probe:
         body = {"model": model, "prompt": "hello world", "max_tokens": tokens, "temperature": 0.0, "stream": True,
                 "ignore_eos": True, "stream_options": {"include_usage": True}}
         path = "/v1/completions"
-        out: dict[str, Any] = {"model": model, "requested_tokens": tokens}
+        out: dict[str, Any] = {"model": model, "requested_token_count": tokens}
         t0 = time.perf_counter()
         try:
             with self.session.post(self.base + path, json=body, stream=True, timeout=self.timeout()) as r:
@@ -250,8 +250,8 @@ class _Probe:
                     out["seconds"] = round(time.perf_counter() - t0, 4)
                     choice = (data.get("choices") or [{}])[0]
                     out["text"] = str(choice.get("text", ""))[:500]
-                    out["tokens"] = int((data.get("usage") or {}).get("completion_tokens") or 0)
-                    out["token_count_source"] = "usage"
+                    out["generated_token_count"] = int((data.get("usage") or {}).get("completion_tokens") or 0)
+                    out["count_source"] = "usage"
                     self.add("smoke.endpoint.completion", out, path)
                     self.error("completion", "not_streaming", f"asked for stream=true, got {out['content_type']!r}",
                                path)
@@ -292,15 +292,15 @@ class _Probe:
         out["chunks"] = chunks
         out["text"] = "".join(text)[:500]
         if usage and usage.get("completion_tokens") is not None:
-            out["tokens"] = int(usage["completion_tokens"])
-            out["token_count_source"] = "usage"
+            out["generated_token_count"] = int(usage["completion_tokens"])
+            out["count_source"] = "usage"
         else:
-            out["tokens"] = chunks
-            out["token_count_source"] = "chunks"
+            out["generated_token_count"] = chunks
+            out["count_source"] = "chunks"
         if first is not None:
             out["ttft_s"] = round(first - t0, 4)
-            if out["tokens"] > 1 and last is not None and last > first:
-                out["tokens_per_s"] = round((out["tokens"] - 1) / (last - first), 2)
+            if out["generated_token_count"] > 1 and last is not None and last > first:
+                out["decode_tps"] = round((out["generated_token_count"] - 1) / (last - first), 2)
         self.add("smoke.endpoint.completion", out, path)
 
 
@@ -372,14 +372,14 @@ def _check_completion(snap: Snapshot) -> Any:
     if comp.get("error") or (err.get("stage") == "completion" and err.get("kind") != "not_streaming"):
         return failed(f"the streamed completion on {comp.get('model')} failed: {comp.get('error') or err.get('message')}",
                       evidence=ev + ["smoke.endpoint.error"])
-    tokens = comp.get("tokens") or 0
+    tokens = comp.get("generated_token_count") or 0
     if tokens <= 0:
         return failed(f"the completion on {comp.get('model')} returned no tokens", evidence=ev)
     if not comp.get("streamed"):
         return warned(f"the server answered stream=true with one {comp.get('content_type') or 'non-stream'} response "
                       f"({tokens} tokens in {comp.get('seconds')} s): no streaming, so time to first token is the "
                       f"whole request", evidence=ev)
-    tps = comp.get("tokens_per_s")
+    tps = comp.get("decode_tps")
     return passed(f"streamed {tokens} tokens from {comp.get('model')}: first token after {comp.get('ttft_s')} s"
                   + (f", {tps:g} tokens/s" if isinstance(tps, (int, float)) else ""), evidence=ev)
 

@@ -15,10 +15,10 @@ Facts produced:
   "attention_backend", "model", "model_source" ("tiny"/"user"), "max_model_len", "enforce_eager",
   "tensor_parallel_size", "requested": {...}, "gpu_name", "compute_capability"}``
 * ``smoke.timings``: ``{"import_s", "build_model_s", "load_s", "first_request_s", "ttft_s",
-  "generate_s", "decode_tokens_per_s", "total_s"}``
+  "generate_s", "decode_tps", "total_s"}``
 * ``smoke.memory``: ``{"peak_host_rss_gib", "peak_gpu_used_gib", "peak_gpu_delta_gib", "weights_gib",
-  "weights_source", "kv_cache_tokens", "kv_cache_gib", "max_concurrency"}``
-* ``smoke.generation``: ``{"prompt", "requested_tokens", "tokens", "text", "finish_reason"}``
+  "weights_source", "kv_cache_token_count", "kv_cache_gib", "max_concurrency"}``
+* ``smoke.generation``: ``{"prompt", "requested_token_count", "generated_token_count", "text", "finish_reason"}``
 * ``smoke.log_tail``: the last lines of the engine's log (for log-signature checks).
 """
 
@@ -85,7 +85,7 @@ def parse_engine_log(text: str) -> dict[str, Any]:
                 out["attention_backend"] = m.group(1).replace(" Attention", "_ATTN").upper()
         m = _KV_RE.search(line)
         if m:
-            out["kv_cache_tokens"] = int(m.group(2).replace(",", ""))
+            out["kv_cache_token_count"] = int(m.group(2).replace(",", ""))
             if m.group(1):
                 out["kv_cache_device"] = m.group(1).lower()
         m = _CONC_RE.search(line)
@@ -243,7 +243,7 @@ def facts_from_run(run: Any, python: str, options: RunOptions) -> list[Fact]:
     if timings:
         facts.append(Fact("smoke.timings", dict(timings), src))
     memory = dict(res.get("memory") or {})
-    for key in ("kv_cache_tokens", "kv_cache_gib", "max_concurrency"):
+    for key in ("kv_cache_token_count", "kv_cache_gib", "max_concurrency"):
         if key in logged:
             memory[key] = logged[key]
     wfile = memory.pop("weights_file_bytes", None)
@@ -305,8 +305,8 @@ def _check_runs(snap: Snapshot) -> Any:
     tim = snap.value("smoke.timings") or {}
     if res.get("ok"):
         what = "the tiny test model" if eng.get("model_source") == "tiny" else str(eng.get("model"))
-        speed = tim.get("decode_tokens_per_s")
-        return passed(f"vLLM {eng.get('version')} on {eng.get('device')} generated {gen.get('tokens')} tokens from "
+        speed = tim.get("decode_tps")
+        return passed(f"vLLM {eng.get('version')} on {eng.get('device')} generated {gen.get('generated_token_count')} tokens from "
                       f"{what} (load {tim.get('load_s')} s, first token {tim.get('ttft_s')} s"
                       + (f", decode {speed:g} tokens/s)" if isinstance(speed, (int, float)) else ")"),
                       evidence=["smoke.result", "smoke.engine", "smoke.timings", "smoke.generation"])
@@ -323,7 +323,7 @@ def _check_runs(snap: Snapshot) -> Any:
 
 def _check_tokens(snap: Snapshot) -> Any:
     gen = snap.value("smoke.generation") or {}
-    want, got = gen.get("requested_tokens"), gen.get("tokens")
+    want, got = gen.get("requested_token_count"), gen.get("generated_token_count")
     if not isinstance(want, int) or not isinstance(got, int):
         return skipped("the smoke generation recorded no token counts")
     if got == want:
@@ -348,9 +348,11 @@ def _check_roofline(snap: Snapshot) -> Any:
     eng = snap.value("smoke.engine") or {}
     tim = snap.value("smoke.timings") or {}
     mem = snap.value("smoke.memory") or {}
+    if not (snap.value("smoke.result") or {}).get("ok"):
+        return skipped("the smoke generation did not finish (see BWD-SMOKE-001)")
     if eng.get("device") not in ("cuda", "gpu"):
         return skipped(f"the smoke ran on {eng.get('device') or 'an unknown device'}, not a GPU: no GPU roofline")
-    tps, weights = tim.get("decode_tokens_per_s"), mem.get("weights_gib")
+    tps, weights = tim.get("decode_tps"), mem.get("weights_gib")
     if not known(tps) or not known(weights):
         return skipped("decode speed or weight size was not measured")
     if weights < ROOFLINE_MIN_WEIGHTS_GIB:
@@ -366,7 +368,7 @@ def _check_roofline(snap: Snapshot) -> Any:
     msg = (f"single-request decode {tps:.1f} tokens/s = {pct:.0f}% of the memory-bandwidth roofline "
            f"{ceiling:.1f} tokens/s ({weights:.2f} GiB of weights{f' over {tp} GPUs' if tp > 1 else ''}, "
            f"{bw:g} GB/s {gpu})")
-    details = {"roofline_tokens_per_s": round(ceiling, 2), "percent": round(pct, 1), "bandwidth_gbs": bw}
+    details = {"roofline_tps": round(ceiling, 2), "percent": round(pct, 1), "bandwidth_gbs": bw}
     ev = ["smoke.timings", "smoke.memory", "smoke.engine"]
     if pct < ROOFLINE_WARN_PCT:
         hint = " (enforce_eager is on: CUDA graphs are off)" if eng.get("enforce_eager") else ""

@@ -32,8 +32,8 @@ def test_parse_prometheus_sums_labels_and_ignores_junk():
     assert samples["vllm:num_requests_running"] == 3.0
     assert "vllm:num_preemptions_total" not in samples
     m = endpoint.vllm_metrics(samples)
-    assert m == {"kv_cache_usage": 0.25, "requests_running": 3, "requests_waiting": 0, "prompt_tokens_total": 120,
-                 "generation_tokens_total": 4096}
+    assert m == {"kv_cache_usage": 0.25, "requests_running": 3, "requests_waiting": 0, "prompt_token_count": 120,
+                 "generation_token_count": 4096}
 
 
 def test_older_metric_name():
@@ -150,8 +150,8 @@ def _run(url, model=None, **extra):
 def test_streaming_server(server):
     snap, res = _run(server("stream"), model="tiny")
     comp = snap.value("smoke.endpoint.completion")
-    assert comp["streamed"] and comp["tokens"] == 32 and comp["token_count_source"] == "usage"
-    assert comp["ttft_s"] > 0 and comp["tokens_per_s"] > 0 and comp["text"].startswith("t0 t1")
+    assert comp["streamed"] and comp["generated_token_count"] == 32 and comp["count_source"] == "usage"
+    assert comp["ttft_s"] > 0 and comp["decode_tps"] > 0 and comp["text"].startswith("t0 t1")
     assert [res[k].status for k in ("BWD-EP-001", "BWD-EP-002", "BWD-EP-003", "BWD-EP-004")] == ["pass"] * 4
     assert "KV cache 25% used" in res["BWD-EP-004"].message
     assert not snap.has("smoke.endpoint.error")

@@ -29,7 +29,7 @@ def _snap(**facts):
 
 def test_parse_engine_log_cpu_run():
     info = smoke.parse_engine_log((DATA / "vllm-cpu-tiny-llama.log").read_text())
-    assert info["kv_cache_tokens"] == 1048576
+    assert info["kv_cache_token_count"] == 1048576
     assert info["kv_cache_device"] == "cpu"
     assert info["kv_cache_gib"] == 1.0
     assert info["max_concurrency"] == 4096.0
@@ -48,7 +48,7 @@ def test_parse_engine_log_gpu_lines():
     info = smoke.parse_engine_log(text)
     assert info["attention_backend"] == "FLASHINFER"
     assert info["kv_cache_gib"] == 51.23
-    assert info["kv_cache_tokens"] == 419648
+    assert info["kv_cache_token_count"] == 419648
     assert info["weights_gib"] == 7.51
 
 
@@ -102,8 +102,9 @@ def test_decode_roofline_math():
 def _gpu_smoke(tps, weights_gib=14.96, tp=1, eager=False):
     return _snap(**{
         "gpu__0": {"name": "NVIDIA H100 80GB HBM3", "pci_device_id": "0x2330", "compute_capability": "9.0"},
+        "smoke__result": {"ok": True},
         "smoke__engine": {"device": "cuda", "tensor_parallel_size": tp, "enforce_eager": eager},
-        "smoke__timings": {"decode_tokens_per_s": tps},
+        "smoke__timings": {"decode_tps": tps},
         "smoke__memory": {"weights_gib": weights_gib},
     })
 
@@ -111,7 +112,7 @@ def _gpu_smoke(tps, weights_gib=14.96, tp=1, eager=False):
 def test_roofline_check_pass_and_warn():
     # H100 SXM: 3,350 GB/s; 14.96 GiB of weights -> ceiling ~208.5 tokens/s.
     ok = smoke._check_roofline(_gpu_smoke(150.0))
-    assert ok.status == "pass" and ok.details["roofline_tokens_per_s"] == pytest.approx(208.55, rel=1e-3)
+    assert ok.status == "pass" and ok.details["roofline_tps"] == pytest.approx(208.55, rel=1e-3)
     assert ok.details["percent"] == pytest.approx(71.9, abs=0.1)
     slow = smoke._check_roofline(_gpu_smoke(40.0, eager=True))
     assert slow.status == "warn" and "enforce_eager" in slow.message
@@ -119,11 +120,11 @@ def test_roofline_check_pass_and_warn():
 
 def test_roofline_check_tensor_parallel_splits_weights():
     out = smoke._check_roofline(_gpu_smoke(150.0, tp=2))
-    assert out.details["roofline_tokens_per_s"] == pytest.approx(417.1, rel=1e-3)
+    assert out.details["roofline_tps"] == pytest.approx(417.1, rel=1e-3)
 
 
 def test_roofline_check_skips_cpu_and_tiny_models():
-    cpu = _snap(smoke__engine={"device": "cpu"}, smoke__timings={"decode_tokens_per_s": 800.0},
+    cpu = _snap(smoke__result={"ok": True}, smoke__engine={"device": "cpu"}, smoke__timings={"decode_tps": 800.0},
                 smoke__memory={"weights_gib": 0.0025})
     assert smoke._check_roofline(cpu).status == "skip"
     assert smoke._check_roofline(_gpu_smoke(5000.0, weights_gib=0.0025)).status == "skip"
@@ -146,15 +147,15 @@ def test_smoke_check_failure_quotes_log_and_classifies():
 def test_smoke_check_pass():
     snap = _snap(smoke__result={"ok": True, "stage": "done"},
                  smoke__engine={"version": "0.32.0", "device": "cpu", "model_source": "tiny"},
-                 smoke__timings={"load_s": 12.0, "ttft_s": 0.004, "decode_tokens_per_s": 700.5},
-                 smoke__generation={"tokens": 64, "requested_tokens": 64})
+                 smoke__timings={"load_s": 12.0, "ttft_s": 0.004, "decode_tps": 700.5},
+                 smoke__generation={"generated_token_count": 64, "requested_token_count": 64})
     out = smoke._check_runs(snap)
     assert out.status == "pass" and "64 tokens" in out.message and "700.5 tokens/s" in out.message
     assert smoke._check_tokens(snap).status == "pass"
 
 
 def test_token_count_check_warns_on_early_stop():
-    snap = _snap(smoke__generation={"tokens": 10, "requested_tokens": 64, "finish_reason": "abort"})
+    snap = _snap(smoke__generation={"generated_token_count": 10, "requested_token_count": 64, "finish_reason": "abort"})
     assert smoke._check_tokens(snap).status == "warn"
 
 
@@ -252,13 +253,13 @@ def test_facts_from_a_recorded_cpu_run():
     result = {"ok": True, "stage": "done",
               "engine": {"version": "0.32.0", "device": "cpu", "dtype": "bfloat16", "quantization": None,
                          "requested": {"dtype": "bfloat16"}, "model_source": "tiny"},
-              "timings": {"load_s": 34.5, "ttft_s": 0.01, "decode_tokens_per_s": 97.9},
+              "timings": {"load_s": 34.5, "ttft_s": 0.01, "decode_tps": 97.9},
               "memory": {"peak_host_rss_gib": 3.0, "weights_file_bytes": 2692792},
-              "generation": {"tokens": 16, "requested_tokens": 16, "text": "x", "token_ids": [1] * 16}}
+              "generation": {"generated_token_count": 16, "requested_token_count": 16, "text": "x", "token_ids": [1] * 16}}
     run = ChildRun(0, False, result, log, 50.0)
     facts = {f.key: f.value for f in smoke.facts_from_run(run, "/venv/bin/python", RunOptions(smoke=True))}
     assert facts["smoke.engine"]["attention_backend"] == "CPU_ATTN"
-    assert facts["smoke.memory"]["kv_cache_tokens"] == 1048576
+    assert facts["smoke.memory"]["kv_cache_token_count"] == 1048576
     assert facts["smoke.memory"]["weights_source"] == "checkpoint files"
     assert facts["smoke.memory"]["weights_gib"] == pytest.approx(2692792 / 2 ** 30, rel=1e-2)
     assert "token_ids" not in facts["smoke.generation"]
