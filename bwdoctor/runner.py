@@ -115,7 +115,12 @@ def collect(registry: Registry, options: RunOptions, snapshot: Snapshot | None =
     inline: list[CollectorSpec] = []
     for spec in registry.collectors:
         if not _collector_runs(spec, options):
-            reason = spec.off_reason or f"'{spec.name}' runs at --level {spec.level} (this run: --level {options.level})"
+            if spec.off_reason:
+                reason = spec.off_reason
+            elif spec.enabled is not None:
+                reason = f"'{spec.name}' was not asked for in this run (see 'bwdoctor run --help')"
+            else:
+                reason = f"'{spec.name}' runs at --level {spec.level} (this run: --level {options.level})"
             for pat in spec.provides:
                 snap.mark_missing(pat, reason)
             continue
@@ -149,6 +154,10 @@ def collect(registry: Registry, options: RunOptions, snapshot: Snapshot | None =
                                       subject=spec.name, plugin=spec.plugin,
                                       details={"traceback": res.trace[-4000:], "timed_out": res.timed_out}))
     snap.meta.setdefault("collector_seconds", {}).update(timings)
+    for pspec in registry.parsers:
+        for pat in pspec.provides:
+            if not snap.has(pat):
+                snap.mark_missing(pat, f"comes from evidence files ({pspec.name}): give them to 'bwdoctor analyze'")
     return snap, findings
 
 

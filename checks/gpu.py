@@ -384,6 +384,10 @@ def check_nvlink(snap: Snapshot) -> list[Outcome] | Outcome:
                               f"{spec.pcie_gen or ''}.0 x{spec.pcie_lanes or ''}".replace(" .0 x", " "), _ev(i),
                               subject=_subject(i)))
             continue
+        if links is None:
+            out.append(skipped(f"{label}: the NVLink state is not in the facts (evidence without NVLink "
+                               f"information)", _ev(i), subject=_subject(i)))
+            continue
         if not isinstance(links, list):
             if spec is not None and spec.has_nvlink and not spec.nvlink_bridge and count > 1:
                 out.append(warned(f"{label}: NVML does not report NVLink ({getattr(links, 'reason', links)}) although "

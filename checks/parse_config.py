@@ -918,7 +918,7 @@ def parse_cmdline(ev: Evidence) -> Iterator[Fact]:
 def bwdoctor_parsers() -> list[ParserSpec]:
     return [
         ParserSpec(name="dockerfile", func=parse_dockerfile, detect=detect_dockerfile,
-                   provides=["config.base_image"],
+                   provides=["config.base_image", "config.*"],
                    doc="Dockerfile (also one pasted in a blob): base image and its CUDA, vLLM/torch pip pins and "
                        "index URLs, ENV variables, the vllm serve command in CMD/ENTRYPOINT/RUN."),
         ParserSpec(name="compose", func=parse_compose, detect=detect_compose, provides=["config.compose"],

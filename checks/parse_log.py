@@ -654,7 +654,7 @@ def non_default_args(line: str) -> dict[str, Any] | None:
 def bwdoctor_parsers() -> list[ParserSpec]:
     return [ParserSpec(
         name="vllm-log", func=parse, detect=detect, timeout=900.0,
-        provides=["log.errors", "log.errors_by_file"],
+        provides=["log.errors", "log.errors_by_file", "log.*"],
         doc="vLLM server/engine logs and pasted tracebacks: engine config, attention backend, FP8 and KV-cache "
             "lines, CUDA graphs, and every recognised failure signature (driver, arch, toolchain, NCCL, memory, "
             "container, WSL, MIG, GPU health). Streams the file line by line (bounded memory).",
