@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import platform
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
