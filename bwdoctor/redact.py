@@ -13,13 +13,14 @@ from typing import Any
 
 REDACTED = "***REDACTED***"
 
+# A secret-looking word as a whole part of the name (parts split on _ - . or case): HF_TOKEN, apiKey,
+# DB_PASSWORD, aws_secret_access_key. Counts and settings that merely mention tokens are not secrets.
 _SECRET_NAME = re.compile(
-    r"(?i)(token|secret|passw(or)?d|passwd|api[_-]?key|apikey|access[_-]?key|private[_-]?key|credential|"
-    r"auth(?!or)|session[_-]?key|cookie|_pwd$|^pwd$)"
+    r"(?i)(?:^|[_\-.])(?:token|secret|passw(?:or)?d|passwd|pwd|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|"
+    r"credentials?|auth|authorization|session[_\-]?key|cookie|client[_\-]?secret)(?:$|[_\-.])"
 )
-# names that contain a secret-looking word but are not secrets
-_NOT_SECRET_NAME = re.compile(r"(?i)^(tokenizers?_parallelism|max_tokens|.*_num_tokens|.*_max_tokens|"
-                              r"tokenizer(_mode|_pool.*)?|.*token_?budget|.*_tokens?_(limit|len|count))$")
+_NOT_SECRET_NAME = re.compile(r"(?i)(?:token[_\-]?(?:s|count|len|length|ids?|budget|limit|per[_\-].*|type|izer.*)|"
+                              r"(?:max|num|total|prompt|completion|generated|batched)[_\-]?tokens?)(?:$|[_\-.])")
 
 _TOKEN_PATTERNS = [
     re.compile(r"\bhf_[A-Za-z0-9]{20,}\b"),
@@ -40,7 +41,8 @@ _AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=
 
 
 def is_secret_name(name: str) -> bool:
-    return bool(_SECRET_NAME.search(name)) and not _NOT_SECRET_NAME.match(name)
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)  # apiKey -> api_Key
+    return bool(_SECRET_NAME.search(snake)) and not _NOT_SECRET_NAME.search(snake)
 
 
 def redact_text(text: str) -> str:
@@ -68,11 +70,11 @@ def redact(value: Any, key: str | None = None) -> Any:
     """Redact a JSON-like structure: secret-named keys lose their values, strings are scrubbed."""
     if isinstance(value, dict):
         label = value.get("name", value.get("key"))
-        if isinstance(label, str) and is_secret_name(label) and isinstance(value.get("value"), (str, int, float)):
+        if isinstance(label, str) and is_secret_name(label) and isinstance(value.get("value"), str):
             value = {**value, "value": REDACTED}
         out: dict[str, Any] = {}
         for k, v in value.items():
-            if isinstance(k, str) and is_secret_name(k) and isinstance(v, (str, int, float)) and v != "":
+            if isinstance(k, str) and is_secret_name(k) and isinstance(v, str) and v != "":
                 out[k] = REDACTED
             else:
                 out[k] = redact(v, k)

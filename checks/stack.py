@@ -338,7 +338,10 @@ def _nccl_facts(dists: dict[str, Any]) -> Iterator[Fact]:
                 return
 
 
-_CU_SUFFIX = re.compile(r"^nvidia-.*-cu(\d+)$")
+# CUDA runtime libraries proper (nvidia-<lib>-cuNN); DSL and tooling wheels that merely carry a cuNN
+# suffix (nvidia-cutlass-dsl-libs-cu12, pulled in beside CUDA 13 stacks) load no second runtime.
+_CU_SUFFIX = re.compile(r"^nvidia-(?:cuda-runtime|cuda-nvrtc|cuda-cupti|cublas|cudnn|cufft|curand|cusolver|cusparse|"
+                        r"cusparselt|nccl|nvjitlink|nvtx|nvshmem|cufile|npp|nvjpeg)-cu(\d+)$")
 _UNSUFFIXED_RUNTIME = ("nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cuda-nvrtc")
 
 

@@ -44,7 +44,8 @@ def render(report: Report, verbose: int = 0, color: bool = False, width: int | N
         con.print(f"[yellow]No GPU seen:[/yellow] {escape(snap.missing['gpu.*'])}. GPU checks are skipped"
                   + (" (judging the installed stack for the --target instead)." if isinstance(target, dict) else
                      "; use --target GPU to judge the installed stack for a GPU this machine does not have."))
-    for area, group in groupby(sorted_findings(report.findings), key=lambda f: f.area):
+    listed = [f for f in report.findings if verbose or f.status != "skip"]
+    for area, group in groupby(sorted_findings(listed), key=lambda f: f.area):
         items = list(group)
         con.print(f"\n[bold underline]{escape(area)}[/bold underline]")
         for f in items:
@@ -57,6 +58,16 @@ def render(report: Report, verbose: int = 0, color: bool = False, width: int | N
                 for e in f.evidence:
                     con.print(f"      [dim]· {escape(e.key)} = {escape(_short(e.value))}  ({escape(e.source)})[/dim]",
                               overflow="fold")
+    skips = [f for f in report.findings if f.status == "skip"]
+    if skips and not verbose:
+        # one line per reason, so that a GPU-less machine reads as one clear statement, not 40 lines
+        by_reason: dict[str, list[str]] = {}
+        for f in sorted_findings(skips):
+            by_reason.setdefault(f.message, []).append(f.key)
+        con.print(f"\n[bold underline]Skipped[/bold underline] ({len(skips)}; -v lists each)")
+        for reason, keys in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+            shown = ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
+            con.print(f"  [dim]{marks['skip']}[/dim] {escape(reason)}  [dim]({escape(shown)})[/dim]", overflow="fold")
     if report.diagnosis:
         con.print("\n[bold]Diagnosis[/bold] (most likely first)")
         for i, d in enumerate(report.diagnosis, 1):

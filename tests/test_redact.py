@@ -1,0 +1,37 @@
+import pytest
+
+from bwdoctor.redact import REDACTED, is_secret_name, redact, redact_text
+
+
+@pytest.mark.parametrize("name", ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GITHUB_TOKEN", "apiKey", "OPENAI_API_KEY",
+                                  "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "authorization", "VLLM_API_KEY",
+                                  "NGC_API_KEY", "client_secret"])
+def test_secret_names(name):
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize("name", ["tokens", "decode_tokens_per_s", "kv_cache_token_count", "max_tokens",
+                                  "TOKENIZERS_PARALLELISM", "tokenizer_mode", "VLLM_MAX_NUM_BATCHED_TOKENS", "author",
+                                  "signature", "prompt_tokens", "secretary"])
+def test_names_that_only_look_secret(name):
+    assert not is_secret_name(name)
+
+
+def test_structures_keep_numbers_and_lose_secret_strings():
+    data = {"host.env": {"HF_TOKEN": "abc", "CUDA_VISIBLE_DEVICES": "0"}, "kv": {"tokens": 1048576},
+            "items": [{"name": "DB_PASSWORD", "value": "hunter2"}, {"name": "MODEL", "value": "m"}]}
+    out = redact(data)
+    assert out["host.env"] == {"HF_TOKEN": REDACTED, "CUDA_VISIBLE_DEVICES": "0"}
+    assert out["kv"] == {"tokens": 1048576}
+    assert out["items"] == [{"name": "DB_PASSWORD", "value": REDACTED}, {"name": "MODEL", "value": "m"}]
+
+
+def test_text_patterns():
+    text = ("HF_TOKEN=hf_abcdefghijklmnopqrstuvwx and --api-key sk-proj-abcdefghijklmnop1234 to "
+            "https://bob:pa55word@example.com/x; Authorization: Bearer abcdefghijklmnopqrstuvwxyz012345 "
+            "max_num_batched_tokens=8192")
+    out = redact_text(text)
+    for secret in ("hf_abcdefghijklmnopqrstuvwx", "sk-proj-abcdefghijklmnop1234", "pa55word",
+                   "abcdefghijklmnopqrstuvwxyz012345"):
+        assert secret not in out
+    assert "max_num_batched_tokens=8192" in out and "https://bob:" in out
