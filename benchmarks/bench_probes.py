@@ -147,42 +147,51 @@ def main() -> int:
     name = torch.cuda.get_device_name(a.gpu)
     spec = kb.find_gpu(name=name)
     print(f"GPU {a.gpu}: {name}; kb row: {spec.key if spec else None}; torch {torch.__version__}")
+    # bwdoctor's probe runs before AND after the plain-torch measurements, so that a GPU that heats up
+    # (or clocks down) during the benchmark shows as a difference between the two bwdoctor passes
     bw = bwdoctor_figures(a.gpu)
     plain = plain_torch(a.gpu)
+    bw_after = bwdoctor_figures(a.gpu)
     rows = []
 
-    def row(label: str, ours: Any, best: dict[str, float], sheet: float | None, unit: str) -> None:
+    def _pick(d: dict[str, Any], key: str, field: str) -> Any:
+        return (d.get(key) or {}).get(field)
+
+    def row(label: str, ours: Any, best: dict[str, float], sheet: float | None, unit: str, after: Any = None) -> None:
         if not best:
             return
         how, value = max(best.items(), key=lambda kv: kv[1])
         ours_v = ours if isinstance(ours, (int, float)) else None
         diff = 100.0 * (ours_v - value) / value if ours_v else None
-        rows.append({"quantity": label, "unit": unit, "bwdoctor": ours_v, "plain_best": round(value, 1),
+        rows.append({"quantity": label, "unit": unit, "bwdoctor": ours_v, "bwdoctor_after": after,
+                     "plain_best": round(value, 1),
                      "plain_method": how, "diff_pct": round(diff, 1) if diff is not None else None,
                      "bwdoctor_pct_datasheet": round(100 * ours_v / sheet, 1) if sheet and ours_v else None,
                      "plain_pct_datasheet": round(100 * value / sheet, 1) if sheet else None, "datasheet": sheet})
 
-    row("device memory bandwidth (copy, read+write)", (bw.get("memory_bandwidth") or {}).get("gbs"), plain["copy"],
-        getattr(spec, "memory_bandwidth_gbs", None), "GB/s")
-    row("bf16 dense GEMM 8192^3", (bw.get("bf16_gemm") or {}).get("tflops"), plain["bf16"],
-        getattr(spec, "bf16_dense_tflops", None), "TFLOP/s")
-    row("fp8 e4m3 dense GEMM 8192^3 (_scaled_mm)", (bw.get("fp8_gemm") or {}).get("tflops"), plain["fp8"],
-        getattr(spec, "fp8_dense_tflops", None), "TFLOP/s")
-    host = bw.get("host_copy") or {}
-    row("pinned host->device copy", host.get("h2d_gbs"), {k: v for k, v in plain["host"].items() if "h2d" in k},
-        None, "GB/s")
-    row("pinned device->host copy", host.get("d2h_gbs"), {k: v for k, v in plain["host"].items() if "d2h" in k},
-        None, "GB/s")
-    print(f"{'quantity':44} {'bwdoctor':>10} {'plain best':>11} {'diff':>7} {'bwd %ds':>8} {'plain %ds':>9}  plain method")
+    row("device memory bandwidth (copy, read+write)", _pick(bw, "memory_bandwidth", "gbs"), plain["copy"],
+        getattr(spec, "memory_bandwidth_gbs", None), "GB/s", _pick(bw_after, "memory_bandwidth", "gbs"))
+    row("bf16 dense GEMM 8192^3", _pick(bw, "bf16_gemm", "tflops"), plain["bf16"],
+        getattr(spec, "bf16_dense_tflops", None), "TFLOP/s", _pick(bw_after, "bf16_gemm", "tflops"))
+    row("fp8 e4m3 dense GEMM 8192^3 (_scaled_mm)", _pick(bw, "fp8_gemm", "tflops"), plain["fp8"],
+        getattr(spec, "fp8_dense_tflops", None), "TFLOP/s", _pick(bw_after, "fp8_gemm", "tflops"))
+    row("pinned host->device copy", _pick(bw, "host_copy", "h2d_gbs"),
+        {k: v for k, v in plain["host"].items() if "h2d" in k}, None, "GB/s", _pick(bw_after, "host_copy", "h2d_gbs"))
+    row("pinned device->host copy", _pick(bw, "host_copy", "d2h_gbs"),
+        {k: v for k, v in plain["host"].items() if "d2h" in k}, None, "GB/s", _pick(bw_after, "host_copy", "d2h_gbs"))
+    print(f"{'quantity':44} {'bwdoctor':>10} {'bwd after':>10} {'plain best':>11} {'diff':>7} {'bwd %ds':>8} "
+          f"{'plain %ds':>9}  plain method")
     for r in rows:
         def f(v: Any, suffix: str = "") -> str:
             return "-" if v is None else f"{v:g}{suffix}"
-        print(f"{r['quantity']:44} {f(r['bwdoctor']):>10} {f(r['plain_best']):>11} {f(r['diff_pct'], '%'):>7} "
+        print(f"{r['quantity']:44} {f(r['bwdoctor']):>10} {f(r['bwdoctor_after']):>10} {f(r['plain_best']):>11} "
+              f"{f(r['diff_pct'], '%'):>7} "
               f"{f(r['bwdoctor_pct_datasheet'], '%'):>8} {f(r['plain_pct_datasheet'], '%'):>9}  {r['plain_method']}")
     print(f"bwdoctor probe child: {bw.get('wall_s')} s wall; fp4: {bw.get('fp4_gemm')}")
     if a.json:
         with open(a.json, "w") as fh:
             json.dump({"gpu": name, "kb": spec.key if spec else None, "rows": rows, "bwdoctor": bw,
+                       "bwdoctor_after": bw_after,
                        "plain": plain}, fh, indent=2, default=str)
     return 0
 

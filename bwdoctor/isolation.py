@@ -28,29 +28,43 @@ class CallResult:
     duration_s: float = 0.0
 
 
+class ThreadCall:
+    """``func(*args)`` started in a daemon thread; ``result()`` waits until the deadline, then
+    abandons it (a daemon thread cannot block the exit)."""
+
+    def __init__(self, func: Callable[..., Any], args: tuple = (), timeout: float = 5.0) -> None:
+        self.timeout = timeout
+        self.box: dict[str, Any] = {}
+        self.start = time.perf_counter()
+        self.thread = threading.Thread(target=self._target, args=(func, args), daemon=True,
+                                       name=f"bwdoctor-{getattr(func, '__name__', 'call')}")
+        self.thread.start()
+
+    def _target(self, func: Callable[..., Any], args: tuple) -> None:
+        try:
+            self.box["value"] = func(*args)
+            self.box["end"] = time.perf_counter()
+        except BaseException as exc:  # noqa: BLE001 - everything becomes a result
+            self.box["exc"] = exc
+            self.box["trace"] = traceback.format_exc()
+            self.box["end"] = time.perf_counter()
+
+    def result(self) -> CallResult:
+        self.thread.join(max(0.0, self.start + self.timeout - time.perf_counter()))
+        if self.thread.is_alive():
+            return CallResult(False, error=f"timed out after {self.timeout:g} s", timed_out=True,
+                              duration_s=time.perf_counter() - self.start)
+        dur = self.box.get("end", time.perf_counter()) - self.start
+        if "exc" in self.box:
+            exc = self.box["exc"]
+            return CallResult(False, error=f"{type(exc).__name__}: {exc}", trace=self.box.get("trace", ""),
+                              exception=exc, duration_s=dur)
+        return CallResult(True, value=self.box.get("value"), duration_s=dur)
+
+
 def call_with_deadline(func: Callable[..., Any], args: tuple = (), timeout: float = 5.0) -> CallResult:
     """Run ``func(*args)`` in a daemon thread; give up at ``timeout`` seconds."""
-    box: dict[str, Any] = {}
-    start = time.perf_counter()
-
-    def target() -> None:
-        try:
-            box["value"] = func(*args)
-        except BaseException as exc:  # noqa: BLE001 - everything becomes a result
-            box["exc"] = exc
-            box["trace"] = traceback.format_exc()
-
-    t = threading.Thread(target=target, daemon=True, name=f"bwdoctor-{getattr(func, '__name__', 'call')}")
-    t.start()
-    t.join(timeout)
-    dur = time.perf_counter() - start
-    if t.is_alive():
-        return CallResult(False, error=f"timed out after {timeout:g} s", timed_out=True, duration_s=dur)
-    if "exc" in box:
-        exc = box["exc"]
-        return CallResult(False, error=f"{type(exc).__name__}: {exc}", trace=box.get("trace", ""), exception=exc,
-                          duration_s=dur)
-    return CallResult(True, value=box.get("value"), duration_s=dur)
+    return ThreadCall(func, args, timeout).result()
 
 
 def _child_main(conn: Any, func: Callable[..., Any], args: tuple) -> None:

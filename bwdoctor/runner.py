@@ -128,6 +128,8 @@ def collect(registry: Registry, options: RunOptions, snapshot: Snapshot | None =
             children.append((spec, ChildCall(_collect_one, (spec.func, options), spec.timeout)))
         else:
             inline.append(spec)
+    # inline collectors run one after another while the children work: they are CPU-bound Python, and
+    # threads only fight over the GIL (measured: slower than in sequence)
     results: list[tuple[CollectorSpec, CallResult]] = []
     for spec in inline:
         results.append((spec, call_with_deadline(_collect_one, (spec.func, options), spec.timeout)))

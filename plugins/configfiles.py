@@ -21,7 +21,6 @@ import re
 import shlex
 from typing import Any
 
-import yaml
 from packaging.version import Version
 
 from bwdoctor import Finding, FixPlan, FixStep, RemedySpec, Snapshot, hookimpl
@@ -144,6 +143,8 @@ def _tidy_empty_environment(text: str) -> str:
 def _compose_services(text: str) -> list[tuple[int, int, str, dict[str, Any]]]:
     """``[(line index of the service key, its indent, name, parsed service)]`` for services
     under ``services:`` or, in the legacy format, at the top level."""
+    import yaml  # imported here: a live run never needs it
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
