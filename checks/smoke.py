@@ -425,7 +425,7 @@ def bwdoctor_checks() -> list[CheckSpec]:
                 "work together. Fails when the import, model load or generation fails or overruns its deadline; "
                 "the finding quotes the log lines that explain it, and the error text suggests a root cause "
                 "(no kernel image, driver too old, KV cache or memory, ABI mismatch, FP8) with its remedy. When "
-                "the text matches none of these, no remedy is automatic: read the quoted lines and smoke.log_tail."),
+                "the text matches none of these: No automatic remedy; read the quoted lines and smoke.log_tail."),
         CheckSpec(
             id="BWD-SMOKE-002", title="The smoke generation returns every token asked for", func=_check_tokens,
             needs=["smoke.generation"], tags=["smoke", "vllm"], can_fail=False,
