@@ -178,11 +178,13 @@ def build_report(ctx: click.Context, mode: str, *, from_report: str | None = Non
         findings += cf
     tgt = _resolve_target(target)
     if tgt is not None:
+        tgt["replaces_gpus"] = True
         snap.set("target", tgt, f"--target {target}")
+    judged = snap.judged_view()
     checks = runner.select_checks(registry.checks, level if mode != "analyze" else "full", select, skip)
     if run_checks:
-        findings += runner.run_checks(checks, snap)
-    plans, perr = runner.plan_remedies(registry, findings, snap) if run_checks else ([], [])
+        findings += runner.run_checks(checks, judged)
+    plans, perr = runner.plan_remedies(registry, findings, judged) if run_checks else ([], [])
     findings += perr
     diagnosis: list[dict[str, Any]] = []
     if run_checks:

@@ -234,6 +234,24 @@ class Snapshot:
                 return self.missing[pre]
         return f"fact '{key}' was not collected"
 
+    def judged_view(self) -> Snapshot:
+        """The snapshot the checks judge. When the ``target`` fact replaces the GPUs (set from
+        ``--target``), the GPUs present are hidden from the checks, so that the stack is judged as
+        if the target were the machine's GPU; the report still records them."""
+        target = self.value("target")
+        if not (isinstance(target, dict) and target.get("replaces_gpus")):
+            return self
+        view = Snapshot(meta=self.meta)
+        view.missing = dict(self.missing)
+        for key, fact in self.facts.items():
+            if key == "gpu.count" or key == "gpu.topology" or (key.startswith("gpu.") and key[4:].isdigit()):
+                continue
+            view.facts[key] = fact
+        reason = (f"judging for --target {target.get('name') or target.get('query')} instead of the GPUs present "
+                  f"(run without --target to check them)")
+        view.missing["gpu.*"] = reason
+        return view
+
     # -- GPU helpers shared by many checks
     def gpus(self) -> list[tuple[int, dict[str, Any]]]:
         """``[(index, gpu dict), ...]`` for the ``gpu.<i>`` facts, in index order."""

@@ -287,6 +287,10 @@ def check_recognised(snap: Snapshot) -> list[Outcome] | Outcome:
         spec = _spec_for(g)
         label = _gpu_label(i, g)
         cc = _cc(g)
+        if spec is None and i is None:
+            out.append(passed(f"{label} names an architecture, not a GPU model: judged by compute capability "
+                              f"{cc or 'unknown'}", _ev(i), subject=_subject(i)))
+            continue
         if spec is None:
             out.append(warned(f"{label} (PCI {g.get('pci_device_id')}) is not in the knowledge base; it is judged by "
                               f"its compute capability {cc or 'unknown'} only", _ev(i), subject=_subject(i),

@@ -35,7 +35,10 @@ def render(report: Report, verbose: int = 0, color: bool = False, width: int | N
     con.print(f"[bold]{escape(title)}[/bold]")
     snap = report.snapshot
     gpus = snap.gpus()
-    if gpus:
+    if gpus and isinstance(target, dict) and target.get("replaces_gpus"):
+        names = ", ".join(f"{i}: {g.get('name')}" for i, g in gpus)
+        con.print(escape(f"GPUs present ({names}) are not judged: checks judge the --target instead."))
+    elif gpus:
         drv = snap.value("driver.version")
         cuda = snap.value("driver.cuda_version")
         names = ", ".join(f"{i}: {g.get('name')} (CC {g.get('compute_capability')})" for i, g in gpus)
