@@ -308,6 +308,8 @@ def test_real_vllm_cpu_build_is_named():
 
     py = os.environ.get("BWDOCTOR_VLLM_PYTHON")
     if not py or not os.path.exists(py):
+        if os.environ.get("BWDOCTOR_REQUIRE_VLLM") == "1":
+            pytest.fail("BWDOCTOR_VLLM_PYTHON (the vLLM CPU venv) is not set up")
         pytest.skip("BWDOCTOR_VLLM_PYTHON (the vLLM CPU venv) is not set up")
     site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
