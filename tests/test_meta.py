@@ -113,3 +113,10 @@ def test_builtin_plugins_never_import_torch_or_vllm_at_module_level():
                     if re.match(r"^(torch|vllm|triton|flashinfer)(\.|$)", n):
                         bad.append(f"{path.relative_to(ROOT)}: {n}")
     assert bad == []
+
+
+def test_docs_check_catalogue_lists_every_check():
+    text = (ROOT / "docs" / "checks.md").read_text()
+    missing = [c.id for c in registry().checks if f"## {c.id} " not in text] + \
+              [cid for cid in CORE_CHECKS if f"## {cid} " not in text]
+    assert missing == [], f"regenerate with: bwdoctor list --format markdown > docs/checks.md ({missing})"
