@@ -9,14 +9,13 @@ the remedy falls back to advice.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from bwdoctor import Finding, FixPlan, FixStep, Snapshot, known
+from bwdoctor import Finding, FixPlan, FixStep, Snapshot, fixscript, known
 
 MAX_PATCH_BYTES = 1024 * 1024
 
@@ -432,19 +431,9 @@ def read_user_file(path: str) -> str | None:
 
 
 def unified_diff(old: str, new: str, name: str) -> str:
-    """A unified diff (``difflib.unified_diff``) that GNU patch accepts, including a missing
-    final newline."""
-    safe = re.sub(r"[\x00-\x1f\x7f\s]", "_", os.path.basename(name) or "file")
-    out = []
-    for line in difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                     fromfile=f"a/{safe}", tofile=f"b/{safe}"):
-        if line.startswith(("---", "+++", "@@")):
-            out.append(line if line.endswith("\n") else line + "\n")
-        elif line.endswith("\n"):
-            out.append(line)
-        else:
-            out.append(line + "\n\\ No newline at end of file\n")
-    return "".join(out)
+    """The host's unified diff (what ``bwdoctor fix --apply`` and GNU patch both apply), labelled
+    with the file's base name."""
+    return fixscript.unified_diff(old, new, os.path.basename(name) or "file")
 
 
 def patch_step(path: str, old: str, new: str, description: str) -> FixStep | None:

@@ -13,7 +13,7 @@ from bwdoctor.types import CHECK_ID_RE, LEVELS, ROOT_CAUSES
 
 from conftest import ROOT
 
-PUBLIC = {"bwdoctor", "bwdoctor.kb", "bwdoctor.isolation"}
+PUBLIC = {"bwdoctor", "bwdoctor.kb", "bwdoctor.isolation", "bwdoctor.fixscript"}
 
 
 def registry():
