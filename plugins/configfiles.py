@@ -17,6 +17,7 @@ UTF-8, over 1 MiB) gets advice instead of a patch.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from typing import Any
@@ -35,15 +36,71 @@ SHM_SIZE = "16gb"
 
 
 def _vllm_release(snap: Snapshot) -> str | None:
-    """The vLLM release the configuration runs: installed/logged, else the configuration's pin."""
-    v = c.vllm_version(snap)
+    """The vLLM release the configuration will run: its pin (raised to the release the Dockerfile
+    fix installs when the pin is too old for the GPU), else the installed or logged vLLM."""
     pin = snap.value("config.vllm_pin")
-    if not v and isinstance(pin, dict) and pin.get("version"):
+    if isinstance(pin, dict) and pin.get("version"):
         v = str(pin["version"])
         vmin = c.vparse(c.strictest(snap, "vllm_min"))
         if vmin is not None and c.vparse(v) is not None and c.vparse(v) < vmin:
             v = c.recommended_vllm(snap)[0] or v  # the pin is replaced by the Dockerfile fix
-    return v
+        return v
+    return c.vllm_version(snap)
+
+
+def env_replacement(name: str, value: str, version: str | None) -> tuple[str, str] | None:
+    """For an unread variable whose real replacement is another variable (VLLM_USE_FLASHINFER ->
+    VLLM_ATTENTION_BACKEND=FLASHINFER on releases before --attention-backend): (name, value)."""
+    kbv = c.kb_vllm()
+    if kbv is None:
+        return None
+    try:
+        repl = kbv.env_var_replacement(name, version) or {}
+    except Exception:
+        return None
+    use = str(repl.get("use") or "")
+    if repl.get("kind") != "env" or "=" not in use or str(value).strip().strip("'\"").lower() in FALSE_WORDS:
+        return None
+    new_name, _, new_value = use.partition("=")
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]*", new_name) or "{" in new_value:
+        return None
+    return new_name, new_value
+
+
+def serve_flags(found: list[tuple[str, list[str], str]], version: str | None) -> tuple[str | None, list[str]]:
+    """The model and the de-duplicated flags for ``vllm serve`` from the unread variables found
+    (``[(name, flags, value)]``). Speculative-decoding settings given as two variables become one
+    ``--speculative-config`` JSON on the releases that take it."""
+    model = None
+    flags: list[str] = []
+    spec: dict[str, Any] = {}
+    for name, fl, value in found:
+        if fl[:2] == ["vllm", "serve"]:
+            model = fl[2] if len(fl) > 2 else None
+            continue
+        if any(f == "--speculative-config" for f in fl):
+            v = str(value).strip().strip("'\"")
+            if name.endswith("NUM_SPECULATIVE_TOKENS") and v.isdigit():
+                spec["num_speculative_tokens"] = int(v)
+            elif v:
+                spec["model"] = v
+            continue
+        flags = merge_flags(flags, fl)
+    if spec:
+        flags += ["--speculative-config", json.dumps(spec)]
+    return model, flags
+
+
+def merge_flags(flags: list[str], more: list[str]) -> list[str]:
+    """``flags`` plus the ``--flag [value]`` pairs of ``more`` whose flag is not there yet."""
+    out = list(flags)
+    i = 0
+    while i < len(more):
+        pair = more[i:i + 2] if i + 1 < len(more) and not more[i + 1].startswith("--") else more[i:i + 1]
+        if pair[0] not in out:
+            out += pair
+        i += len(pair)
+    return out
 
 
 def unread_var(name: str, value: str, version: str | None) -> tuple[bool, list[str], str]:
@@ -90,9 +147,9 @@ def _comment(line: str, indent: str, eol: str, name: str, flags: list[str], why:
     return f"{indent}# {body}  # bwdoctor: vLLM does not read {name}; {hint}{eol or ''}"
 
 
-def fix_env_vars(text: str, kind: str, version: str | None) -> tuple[str, list[tuple[str, list[str]]]]:
-    """Comment out the VLLM_* assignments vLLM does not read. Returns the new text and
-    ``[(name, flags)]`` for each one."""
+def fix_env_vars(text: str, kind: str, version: str | None) -> tuple[str, list[tuple[str, list[str], str]]]:
+    """Comment out the VLLM_* assignments vLLM does not read (adding the real variable where the
+    replacement is one). Returns the new text and ``[(name, flags, value)]`` for each one."""
     pattern = {"env": [_ENV_LINE], "dotenv": [_ENV_LINE], "compose": [_COMPOSE_LIST, _COMPOSE_MAP], "dockerfile": [_DOCKER_ENV]}.get(kind, [])
     out, found = [], []
     for line in text.splitlines(keepends=True):
@@ -104,8 +161,17 @@ def fix_env_vars(text: str, kind: str, version: str | None) -> tuple[str, list[t
             if m:
                 unread, flags, why = unread_var(m.group("name"), m.group("value"), version)
                 if unread:
-                    out.append(_comment(line, m.group("indent"), m.group("eol"), m.group("name"), flags, why))
-                    found.append((m.group("name"), flags))
+                    swap = env_replacement(m.group("name"), m.group("value"), version)
+                    if swap:
+                        start, end = m.span("value")
+                        real = (line[:start] + swap[1] + line[end:]).replace(m.group("name"), swap[0], 1)
+                        why = f"set {swap[0]}={swap[1]} instead"
+                        out.append(_comment(line, m.group("indent"), "\n", m.group("name"), [], why)
+                                   .replace("; remove it", f"; {why}"))
+                        out.append(real if real.endswith("\n") else real + (m.group("eol") or ""))
+                    else:
+                        out.append(_comment(line, m.group("indent"), m.group("eol"), m.group("name"), flags, why))
+                    found.append((m.group("name"), flags, m.group("value")))
                     break
         else:
             out.append(line)
@@ -357,10 +423,11 @@ def fixed_text(path: str, kind: str, text: str, snap: Snapshot) -> tuple[str, li
     version = _vllm_release(snap)
     changes: list[str] = []
     new, found = fix_env_vars(text, kind, version)
-    flags: list[str] = []
-    for name, fl in found:
+    for name, fl, _value in found:
         changes.append(f"{name}: not read by vLLM" + (f"; use {shlex.join(fl)}" if fl else ""))
-        flags += fl
+    model, flags = serve_flags(found, version)
+    if model:
+        flags = ["--model", model] + flags
     if kind == "compose":
         new, ch = fix_compose_shm(new)  # ipc first: its insertion keeps the service a mapping
         changes += ch
@@ -391,7 +458,7 @@ def _file_plan(remedy_id: str, title: str, finding: Finding, snap: Snapshot, kin
             steps.append(c.advice(f"{path} could not be read to compute a patch: {fallback}"))
             continue
         new, changes, flags = fixed_text(path, kind, text, snap)
-        leftover_flags += flags
+        leftover_flags = merge_flags(leftover_flags, flags)
         step = c.patch_step(path, text, new, f"Edit {path}: " + "; ".join(changes))
         if step is not None:
             steps.append(step)
