@@ -44,6 +44,7 @@ from bwdoctor import (
     skipped,
     warned,
 )
+from bwdoctor.progress import terminal_progress_fd
 from bwdoctor_checks._torchprobe import gpu_lock, kb_gpu, run_child
 
 KERNEL_TIMEOUT = 90.0
@@ -248,7 +249,7 @@ def collect_probes(options: RunOptions) -> list[Fact]:
     with tempfile.TemporaryDirectory(prefix="bwdoctor-probe-") as workdir:
         with gpu_lock(60.0) as waited:
             run = run_child(python, "probes", args, max(10.0, PROBE_TIMEOUT - MARGIN - waited), workdir,
-                            env=_child_env(), progress_fd=2 if os.isatty(2) else None)
+                            env=_child_env(), progress_fd=terminal_progress_fd())
     res = run.result or {}
     if res.get("import_failed"):
         raise Unavailable(f"PyTorch could not be imported in {python}: {res.get('error')}")

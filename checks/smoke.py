@@ -45,6 +45,7 @@ from bwdoctor import (
     skipped,
     warned,
 )
+from bwdoctor.progress import terminal_progress_fd
 from bwdoctor_checks._torchprobe import gpu_lock, kb_gpu, run_child, tail_lines
 
 SMOKE_TIMEOUT = float(os.environ.get("BWDOCTOR_SMOKE_TIMEOUT") or 600)
@@ -272,7 +273,7 @@ def collect_smoke(options: RunOptions) -> list[Fact]:
     timeout = SMOKE_TIMEOUT
     if options.extra.get("smoke_timeout"):
         timeout = min(timeout, float(options.extra["smoke_timeout"]))
-    progress_fd = 2 if os.isatty(2) else None
+    progress_fd = terminal_progress_fd()
     with tempfile.TemporaryDirectory(prefix="bwdoctor-smoke-") as workdir:
         with gpu_lock(min(120.0, timeout / 4)) as waited:
             run = run_child(python, "smoke", child_args(options), max(1.0, timeout - waited), workdir,

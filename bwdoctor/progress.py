@@ -1,0 +1,112 @@
+"""Live progress for long collectors (probes, the smoke generation), shown with rich.
+
+The CLI opens a pipe and names its write end in ``BWDOCTOR_PROGRESS_FD``. Collectors, and the
+child processes they start (forked collectors inherit it; subprocesses get it through
+``pass_fds``), write short status lines to it; a reader thread in the CLI shows the latest one in
+a rich status spinner on stderr. Nothing is shown when stderr is not a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+PROGRESS_ENV = "BWDOCTOR_PROGRESS_FD"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def progress_fd() -> int | None:
+    """The descriptor a collector or its child should write status lines to, if any."""
+    raw = os.environ.get(PROGRESS_ENV, "")
+    return int(raw) if raw.isdigit() else None
+
+
+def terminal_progress_fd() -> int | None:
+    """Where a child should write its status lines: the CLI's progress channel when it has one,
+    else the terminal on stderr, else nowhere."""
+    fd = progress_fd()
+    if fd is not None:
+        return fd
+    try:
+        return 2 if os.isatty(2) else None
+    except OSError:
+        return None
+
+
+def report(text: str) -> None:
+    """Write one status line to the progress channel (no-op without one)."""
+    fd = progress_fd()
+    if fd is None:
+        return
+    try:
+        os.write(fd, (text.replace("\n", " ") + "\n").encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def clean(raw: bytes) -> list[str]:
+    """The status texts in a chunk of bytes written by children (carriage returns and ANSI codes
+    used for terminal redraws are dropped)."""
+    out = []
+    for part in re.split(rb"[\r\n]+", raw):
+        text = _ANSI.sub("", part.decode("utf-8", "replace")).strip()
+        if text.startswith("[bwdoctor]"):
+            text = text[len("[bwdoctor]"):].strip()
+        if text:
+            out.append(text)
+    return out
+
+
+@contextmanager
+def live_progress(enabled: bool, label: str, console: Any = None,
+                  on_update: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Show ``label`` and the latest status line from the progress channel while the block runs
+    (``on_update`` also receives each status text)."""
+    if not enabled:
+        yield
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    con = console or Console(stderr=True)
+    read_end, write_end = os.pipe()
+    old = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = str(write_end)
+    status = con.status(escape(label))
+    status.start()
+
+    def reader() -> None:
+        pending = b""
+        with os.fdopen(read_end, "rb", buffering=0) as fh:
+            while True:
+                try:
+                    chunk = fh.read(4096)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                pending += chunk
+                texts = clean(pending)  # a status line may come without its end (terminal redraw style)
+                if texts:
+                    status.update(escape(f"{label}: {texts[-1]}"))
+                    if on_update is not None:
+                        on_update(texts[-1])
+                cut = max(pending.rfind(b"\n"), pending.rfind(b"\r"))
+                pending = pending[cut + 1:][-4096:]
+
+    thread = threading.Thread(target=reader, daemon=True, name="bwdoctor-progress")
+    thread.start()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = old
+        os.close(write_end)
+        thread.join(1.0)
+        status.stop()
