@@ -11,7 +11,10 @@ evidence for each label and orders the labels by how strongly the evidence prove
   counts fully, each further one closes part of the remaining gap), so a stack of weak log
   resemblances does not outrank one environment proof;
 * findings from checks that judge the environment (GPU, driver, stack, config) break ties ahead of
-  log-signature findings.
+  log-signature findings;
+* a ``warn`` of ``low`` severity is a check saying it could not conclude (an unknown GPU, a
+  companion package whose build is unknown): it counts only a fraction, so an inconclusive check
+  with a high spec confidence does not name a cause on its own.
 
 Labels ``none_env_ok`` and findings without a label never appear: an empty list means the evidence
 shows no environment problem.
@@ -30,6 +33,7 @@ DEFAULT_CONFIDENCE = 0.5
 EVIDENCE_AREAS = {"LOG", "SMOKE"}
 MIN_CONFIDENCE = 0.25  # below this a cause is too weakly supported to name
 REINFORCE = 0.35  # share of the remaining gap each further finding for the same cause closes
+LOW_WARN = 0.35  # factor for a low-severity warn (the check could not conclude)
 
 
 def _get(f: Any, name: str, default: Any = None) -> Any:
@@ -51,7 +55,11 @@ def _weight(f: Any) -> float:
     except (TypeError, ValueError):
         conf = DEFAULT_CONFIDENCE
     conf = min(max(conf, 0.0), 1.0)
-    return conf * STATUS_WEIGHT.get(str(_get(f, "status", "")), 0.0)
+    status = str(_get(f, "status", ""))
+    w = conf * STATUS_WEIGHT.get(status, 0.0)
+    if status == "warn" and str(_get(f, "severity", "") or "").lower() == "low":
+        w *= LOW_WARN
+    return w
 
 
 def diagnose(findings: Iterable[Finding | dict[str, Any]]) -> list[dict[str, Any]]:

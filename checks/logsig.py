@@ -246,6 +246,17 @@ def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
                 conf = 0.45
         out.append(_out("fail", f"'no kernel image is available' ({_first(nki)}): {why}",
                         ["log.errors", "vllm"] + _gpu_evidence(snap), conf))
+    elif not nki:
+        old = [cc for cc in _gpu_ccs(snap) if cc < (7, 0)]
+        if old and not _cpu_build(snap):
+            # no vLLM CUDA build (wheel or image) has ever carried SASS below sm_70 (facts.md 2e)
+            cc = old[0]
+            # an explicit failure of another class (bf16 refused, driver too old) fails before any kernel runs:
+            # that message names the first problem, this inference the next one
+            other = [e for e in _errors(snap) if e.get("env_class") and e.get("env_class") not in ("arch", "kernel")]
+            out.append(_out("fail", f"The GPU's compute capability {cc[0]}.{cc[1]} is below 7.0, the oldest "
+                                    f"architecture vLLM's CUDA builds carry kernels for: its compiled extensions "
+                                    f"cannot run here", ["vllm"] + _gpu_evidence(snap), 0.6 if other else 0.8))
     for e in _errors(snap, "no_compiled_kernel"):
         if _fp4_context(snap, e):
             continue
@@ -266,6 +277,13 @@ def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
                                 f"({_first([e])})", ["log.errors", "vllm"], conf))
         break
     return out or None
+
+
+def _cpu_build(snap: Snapshot) -> bool:
+    vllm = snap.value("vllm")
+    cfg = snap.value("vllm.config")
+    return (isinstance(vllm, dict) and vllm.get("build") in ("cpu", "rocm")) or \
+        (isinstance(cfg, dict) and str(cfg.get("device") or "") == "cpu")
 
 
 # --------------------------------------------------------------------------- driver
@@ -334,6 +352,15 @@ def check_abi(snap: Snapshot) -> Outcome | None:
         if owner == "cuda":
             return _out("fail", f"An extension references a CUDA library symbol that is missing ({_first([e])})",
                         ["log.errors", "torch"], 0.55, remedies=["vllm.install-supported"])
+    for e in syms:
+        lib = str(e.get("library") or "")
+        if e.get("owner") == "unknown" and re.match(r"_\w*C(?:\.abi3)?\.|_C_", lib):
+            # the symbol name was cut off: a compiled `_C` extension failing to resolve a symbol at import is,
+            # far more often than not, built against another torch than the one installed
+            return _out("fail", f"The compiled extension {lib} does not load ({_first([e])}): it was most likely "
+                                f"built against another torch/CUDA than the installed one",
+                        ["log.errors", "torch", "vllm"], 0.6, remedies=["vllm.rebuild-for-torch",
+                                                                       "vllm.install-supported"])
     if syms:
         return _out("warn", f"An undefined symbol of the extension's own code ({_first(syms)}): a build problem of "
                             f"that package (its own kernels were not compiled in), not a torch/CUDA mismatch",
@@ -369,7 +396,7 @@ def _toolkit_too_old(snap: Snapshot) -> str | None:
 
 
 def check_flashinfer_jit(snap: Snapshot) -> Outcome | None:
-    weights = {"flashinfer_no_arch": 0.8, "nvcc_missing": 0.75, "jit_build_failed": 0.55,
+    weights = {"flashinfer_no_arch": 0.8, "nvcc_unknown_arch": 0.8, "nvcc_missing": 0.75, "jit_build_failed": 0.55,
                "flashinfer_moe_combination": 0.45}
     errs = _errors(snap, *weights)
     if not errs:
@@ -704,7 +731,9 @@ def bwdoctor_checks() -> list[CheckSpec]:
               "the GPU points at vLLM's extensions: builds before 0.9.0 have no sm_100, before 0.9.2 no sm_120 "
               "(wheel inspection, facts.md 2e); Pascal (< 7.0) is not built. Confidence is moderate unless the vLLM "
               "version and GPU are known. A 'No compiled' message for an arch vLLM is built for is a vLLM kernel gap "
-              "and carries no environment root cause. Fix: install a vLLM release built for the GPU.", 0.55),
+              "and carries no environment root cause. A GPU below compute capability 7.0 fails even without an "
+              "error in the evidence. Fix: install a vLLM release built for the GPU.", 0.55, needs=[],
+              needs_any=["log.errors", "gpu.*"]),
         _spec("BWD-LOG-003", "The driver is new enough for the CUDA runtime (log evidence)", check_driver_old,
               "driver_too_old_for_cuda", ["driver.upgrade"],
               "Messages that prove the driver is older than the CUDA runtime: PyTorch's 'driver on your system is too "

@@ -65,7 +65,8 @@ _SIGNATURES: list[tuple[str, str, str | None]] = [
     ("unsupported_ptx_toolchain", r"provided PTX was compiled with an unsupported toolchain|"
                                   r"cudaErrorUnsupportedPtxVersion|CUDA_ERROR_UNSUPPORTED_PTX_VERSION",
      "driver_too_old_for_cuda"),
-    ("nvml_driver_mismatch", r"driver/library version mismatch", "driver_library_mismatch"),
+    ("nvml_driver_mismatch", r"driver/library version mismatch|NVML/RM version mismatch|RM has detected an NVML",
+     "driver_library_mismatch"),
     ("cuda_driver_mismatch", r"Error 803|unsupported display driver\s*/\s*cuda driver combination|"
                              r"cudaErrorSystemDriverMismatch", "driver_library_mismatch"),
     ("cuda_system_not_ready", r"Error 802|system not yet initialized|cudaErrorSystemNotReady",
@@ -82,7 +83,7 @@ _SIGNATURES: list[tuple[str, str, str | None]] = [
      "container_runtime"),
     ("cuda_library_missing", r"lib(?:cudart|cublas\w*|cusparse\w*|cufft\w*|curand|nvrtc\w*|cudnn\w*|nccl|nvJitLink)"
                              r"\.so\.(\d+)[^:\s]*:\s*cannot open shared object file", "torch_vllm_abi_mismatch"),
-    ("undefined_symbol", r"undefined symbol:\s*(\S+)", "abi"),
+    ("undefined_symbol", r"undefined symbol(?::\s*(\S+)|\s*$)", "abi"),
     ("cuda_oom", r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory|cudaErrorMemoryAllocation",
      "memory"),
     ("kv_no_memory", r"No available memory for the cache blocks", "kv_cache_oom"),
@@ -98,6 +99,8 @@ _SIGNATURES: list[tuple[str, str, str | None]] = [
     ("llvm_unknown_processor", r"'(sm_\d+\w*)' is not a recognized processor for this target",
      "triton_ptxas_toolchain"),
     ("flashinfer_no_arch", r"No supported CUDA architectures found for major versions", "flashinfer_jit_toolchain"),
+    ("nvcc_unknown_arch", r"nvcc fatal\s*:\s*Unsupported gpu architecture '(compute_\d+\w*|sm_\d+\w*)'",
+     "flashinfer_jit_toolchain"),
     ("nvcc_missing", r"nvcc: (?:command )?not found|Could not find nvcc|No such file or directory: '[^']*nvcc'|"
                      r"CUDA_HOME environment variable is not set|nvcc not found|cannot find nvcc",
      "flashinfer_jit_toolchain"),
@@ -107,13 +110,17 @@ _SIGNATURES: list[tuple[str, str, str | None]] = [
     ("flashinfer_moe_combination", r"Could not construct fused moe op with the requested input combination",
      "flashinfer_jit_toolchain"),
     ("fp8_type_unsupported", r"type fp8e4nv not supported in this architecture|fp8e4nv (?:data type )?is not "
-                             r"supported|float8_e4m3fn[^\n]{0,40}not supported", "fp8_unsupported_on_gpu"),
+                             r"supported|(?:float8_e4m3fn|fp8e4nv)[^\n]{0,120}?(?:not supported|unsupported) on "
+                             r"(?:Ampere|Turing|Volta|sm_?[5-8]\d\b)|_scaled_mm is only supported on CUDA devices "
+                             r"with compute capability", "fp8_unsupported_on_gpu"),
     ("quant_min_capability", r"quantization method (\S+) is not supported for the current GPU\.?\s*Minimum "
                              r"capability:\s*(\d+)\.?\s*Current capability:\s*(\d+)", "quant"),
     ("bf16_unsupported", r"Bfloat16 is only supported on GPUs with compute capability of at least 8\.0|"
                          r"bf16 is not supported on|does not support bfloat16", "dtype_unsupported_on_gpu"),
     ("no_compiled_kernel", r"No compiled (\w+)[^\n]{0,160}?capability:?\s*(\d+)", "kernel"),
-    ("fp4_unsupported", r"(?:nvfp4|mxfp4|\bfp4\b)[^\n]{0,80}?(?:not supported|unsupported|requires (?:sm|compute))",
+    ("fp4_unsupported", r"(?:nvfp4|mxfp4|(?:\b|_)fp4\b)[^\n]{0,80}?(?:not supported|unsupported|does not support|"
+                        r"requires (?:sm|compute))|(?:arch|architecture|capability|sm_?\d+)[^\n]{0,20}? "
+                        r"(?:unsupported|not supported) (?:for|by) [^\n]{0,30}?\bFP4\b",
      "fp4_kernel_arch_mismatch"),
     ("attention_softcap", r"does not support attention logits soft capping", "attention_backend_unsupported"),
     ("flash_attn_arch", r"FlashAttention only supports Ampere GPUs or newer|FlashAttention(?:-2)? (?:is )?not "
@@ -126,7 +133,7 @@ _SIGNATURES: list[tuple[str, str, str | None]] = [
      "shm_too_small"),
     ("nccl_env_invalid", r"NCCL WARN Invalid (?:value for )?NCCL_|Bootstrap\s*:\s*no socket interface found|"
                          r"NET/Socket\s*:\s*no interface found|NCCL_SOCKET_IFNAME[^\n]{0,60}?(?:not found|no "
-                         r"interface)", "nccl_env_misconfig"),
+                         r"interface)|ncclSocketInit[^\n]{0,80}?neither AF_INET", "nccl_env_misconfig"),
     ("p2p_unsupported", r"peer access is not supported between these two devices|cudaErrorPeerAccessUnsupported|"
                         r"P2P access[^\n]{0,40}?(?:not supported|failed)", "nccl_p2p"),
     ("collective_hang", r"Watchdog caught collective operation timeout|(?:NCCL|collective|all_reduce|allreduce|"
@@ -136,7 +143,7 @@ _SIGNATURES: list[tuple[str, str, str | None]] = [
                    r"unhandled cuda error", "nccl"),
     ("device_not_ready", r"device not ready|cudaErrorNotReady|CUDA_ERROR_NOT_READY", "wsl"),
     ("pinned_memory_error", r"(?:pinned memory|pin_memory|cudaHostAlloc|cudaHostRegister)[^\n]{0,80}?(?:error|"
-                            r"fail|out of memory)", "wsl"),
+                            r"fail|out of memory)|\bUVA is not available", "wsl"),
     ("vmm_unsupported", r"expandable_segments not supported|cuMem(?:Create|Map|AddressReserve)[^\n]{0,60}?"
                         r"(?:fail|error|not supported)", "wsl"),
     ("xid", r"\bXid\b\s*(?:\([^)]{0,40}\))?\s*:?\s*(\d{1,3})\b|\bXid (?:error|event)s?\s*[:=]?\s*(\d{1,3})\b", "xid"),
@@ -160,7 +167,7 @@ TRIGGER_WORDS = (
     "device driver", "runtime name", "nvidia-container", "nvml", "nvidia driver", "cannot open shared object",
     "cuda gpus", "device type", "cuda-capable", "undefined symbol", "memory", "cache blocks", "kv cache", "blocks:",
     "gpu-name", "processor", "architectures", "nvcc", "cuda_home", "ninja", "extension", "compil", "fused moe",
-    "fp8", "float8", "quantization", "bfloat16", "bf16", "no compiled", "fp4", "soft capping", "flashattention",
+    "fp8", "float8", "quantization", "uva", "scaled_mm", "bfloat16", "bf16", "no compiled", "fp4", "soft capping", "flashattention",
     "backend", "shm", "bus error", "nccl", "socket", "peer access", "p2p", "hang", "hung", "stuck", "timed out",
     "watchdog", "not ready", "pinned", "pin_memory", "cudahost", "expandable", "cumem", "xid", "fallen off",
     "gpu is lost", "requires reset", "device handle", "ecc", "mig", "xgrammar", "guided",
@@ -209,7 +216,7 @@ WSL_RE = re.compile(r"microsoft-standard-WSL|/usr/lib/wsl/lib|\bWSL ?2\b|WSL is 
                     r"dxgkio|/dev/dxg\b|Docker Desktop", re.I)
 FP4_RE = re.compile(r"\b(?:nv|mx)?fp4\b|nvfp4|mxfp4|modelopt_fp4|w4a4", re.I)
 MIG_RE = re.compile(r"\bMIG-[0-9a-f]{8}-[0-9a-f-]{8,}|\bMIG-GPU-|MIG \d+g\.\d+gb|\b\d+g\.\d+gb\b|Multi-Instance GPU|"
-                    r"MIG (?:mode|M\.)\s*[:|]?\s*Enabled|\bMIG (?:slice|instance|device)s?\b", re.I)
+                    r"MIG (?:mode|M\.)\s*[:|]?\s*Enabled|\bMIG (?:slice|instance|device|partition)s?\b", re.I)
 TORCH_ARCH_LIST_RE = re.compile(r"current PyTorch install\s+supports CUDA capabilities\s+((?:sm_\d+\w*[\s,]*)+)", re.I)
 TORCH_ARCH_GPU_RE = re.compile(r"(?:UserWarning:\s*)?([A-Z][\w .()/-]{2,80}?) with CUDA capability (sm_\d+)\w*\s+is "
                                r"not compatible", re.I)
@@ -408,9 +415,9 @@ class _LogScan:
             extra["cuda_major"] = to_int(m.group(1))
             extra["library"] = m.group(0).split(":")[0]
         elif name == "undefined_symbol":
-            sym = m.group(1)
-            extra["symbol"] = sym
-            extra["owner"] = _undefined_symbol_owner(sym)
+            sym = m.group(1) or ""
+            extra["symbol"] = sym or None
+            extra["owner"] = _undefined_symbol_owner(sym) if sym else "unknown"
             lib = re.search(r"([\w.-]+\.so)\b[^\n]*undefined symbol", line)
             extra["library"] = lib.group(1) if lib else None
         elif name in ("ptxas_unknown_arch", "llvm_unknown_processor"):
