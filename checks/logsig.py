@@ -538,6 +538,10 @@ def check_wsl(snap: Snapshot) -> Outcome | None:
     if other:
         return _out("warn", f"Running under WSL2; the failure ({_first(other)}) is one WSL2 commonly causes",
                     ["host.wsl", "log.errors"], 0.35)
+    if snap.value("log.wsl_pin_memory_off") and not _errors(snap):
+        return _out("warn", "Running under WSL2, vLLM disabled pinned host memory (WSL2 limits it): host-to-GPU "
+                            "copies (KV swap/offload, inputs) are slower than on native Linux",
+                    ["host.wsl", "log.wsl_pin_memory_off"], 0.45)
     return passed("WSL2 detected; no WSL2-specific failure in the evidence", evidence=["host.wsl"])
 
 
@@ -603,10 +607,13 @@ def check_nccl_p2p(snap: Snapshot) -> Outcome | None:
     if p2p:
         return _out("fail", f"GPU peer-to-peer access fails ({_first(p2p)})", ["log.errors", "host.gpu_topology"], 0.75)
     hang = _errors(snap, "collective_hang")
-    if not hang:
-        return None
     nvlink = _has_nvlink(snap)
     multi = _gpu_count(snap) > 1 or _tp(snap) > 1
+    if not hang and (multi or nvlink is False):
+        # the engine stopped producing output: a collective stall only where several GPUs talk
+        hang = _errors(snap, "engine_stall")
+    if not hang:
+        return None
     if nvlink is False:
         return _out("fail", f"NCCL collectives hang ({_first(hang)}) on GPUs linked only through PCIe (no NVLink): the "
                             f"direct P2P path is the usual cause (IOMMU/ACS, consumer platforms)",

@@ -139,10 +139,12 @@ _SIGNATURES: list[tuple[str, str, str | None]] = [
     ("collective_hang", r"Watchdog caught collective operation timeout|(?:NCCL|collective|all_reduce|allreduce|"
                         r"all-reduce)[^\n]{0,80}?\b(?:hang|hangs|hung|stuck|timed out)\b|\b(?:hang|hangs|hung|"
                         r"stuck)\b[^\n]{0,80}?(?:NCCL|collective|all_reduce|allreduce|all-reduce)", "nccl_hang"),
+    ("engine_stall", r"Waiting for output from MQLLMEngine|No available shared memory broadcast block found in "
+                     r"\d+ second", "nccl_hang"),
     ("nccl_error", r"NCCL error|ncclUnhandledCudaError|ncclSystemError|ncclInternalError|NCCL WARN|"
                    r"unhandled cuda error", "nccl"),
     ("device_not_ready", r"device not ready|cudaErrorNotReady|CUDA_ERROR_NOT_READY", "wsl"),
-    ("pinned_memory_error", r"(?:pinned memory|pin_memory|cudaHostAlloc|cudaHostRegister)[^\n]{0,80}?(?:error|"
+    ("pinned_memory_error", r"(?:pinned memory|pin_memory(?!=False'? as WSL)|cudaHostAlloc|cudaHostRegister)[^\n]{0,80}?(?:error|"
                             r"fail|out of memory)|\bUVA is not available", "wsl"),
     ("vmm_unsupported", r"expandable_segments not supported|cuMem(?:Create|Map|AddressReserve)[^\n]{0,60}?"
                         r"(?:fail|error|not supported)", "wsl"),
@@ -169,7 +171,7 @@ TRIGGER_WORDS = (
     "gpu-name", "processor", "architectures", "nvcc", "cuda_home", "ninja", "extension", "compil", "fused moe",
     "fp8", "float8", "quantization", "uva", "scaled_mm", "bfloat16", "bf16", "no compiled", "fp4", "soft capping", "flashattention",
     "backend", "shm", "bus error", "nccl", "socket", "peer access", "p2p", "hang", "hung", "stuck", "timed out",
-    "watchdog", "not ready", "pinned", "pin_memory", "cudahost", "expandable", "cumem", "xid", "fallen off",
+    "watchdog", "waiting for output", "broadcast block", "not ready", "pinned", "pin_memory", "cudahost", "expandable", "cumem", "xid", "fallen off",
     "gpu is lost", "requires reset", "device handle", "ecc", "mig", "xgrammar", "guided",
 )
 
@@ -212,6 +214,9 @@ P2P_OFF_RE = re.compile(r"Custom allreduce is disabled because your platform lac
 PLATFORM_RE = re.compile(r"Automatically detected platform (\w+)")
 MAX_LEN_RE = re.compile(r"Using max model len (\d+)")
 RAY_SHM_RE = re.compile(r"/dev/shm has only (\d+) bytes available")
+# vLLM's own notice that custom all-reduce is off because the GPUs are linked through PCIe only
+PCIE_ONLY_RE = re.compile(r"not supported on more than two PCIe-only GPUs|PCIe-only GPUs", re.I)
+WSL_PIN_OFF_RE = re.compile(r"pin_memory=False'? as WSL is detected", re.I)
 WSL_RE = re.compile(r"microsoft-standard-WSL|/usr/lib/wsl/lib|\bWSL ?2\b|WSL is detected|VLLM_WSL2|"
                     r"dxgkio|/dev/dxg\b|Docker Desktop", re.I)
 FP4_RE = re.compile(r"\b(?:nv|mx)?fp4\b|nvfp4|mxfp4|modelopt_fp4|w4a4", re.I)
@@ -545,6 +550,8 @@ class _LogScan:
         if "P2P" in line or "p2p" in line:
             if P2P_OFF_RE.search(line):
                 self.nccl["p2p_disabled_or_unsupported"] = True
+        if "PCIe-only" in line and PCIE_ONLY_RE.search(line) and "host.gpu_topology" not in self.facts:
+            self.put("host.gpu_topology", {"nvlink": False, "source": "vLLM custom all-reduce notice"}, n)
         if "platform" in line:
             m = PLATFORM_RE.search(line)
             if m:
@@ -563,6 +570,8 @@ class _LogScan:
                 self.facts.setdefault("log.fp4_mentioned", (True, n))
         if ("wsl" in low or "dxg" in low or "docker desktop" in low) and WSL_RE.search(line):
             self.put("host.wsl", True, n)
+            if WSL_PIN_OFF_RE.search(line):
+                self.put("log.wsl_pin_memory_off", True, n)
         if len(self.mig) < 10 and ("mig" in low or "multi-instance" in low or "gb" in low) and \
                 ("mig" in low or "multi-instance" in low or re.search(r"\dg\.\d", low)):
             m = MIG_RE.search(line)

@@ -112,3 +112,24 @@ def test_explicit_dtype_refusal_outranks_the_pre_volta_inference():
     arch = outcome("BWD-LOG-002", s)
     dtype = outcome("BWD-LOG-011", s)
     assert arch.status == "fail" and dtype.status == "fail" and dtype.confidence > arch.confidence
+
+
+def test_engine_stall_on_pcie_only_gpus_is_a_p2p_hang():
+    s = snap_from("(VllmWorkerProcess pid=12) WARNING 03-01 10:00:00 custom_all_reduce.py:130] Custom allreduce is "
+                  "disabled because it's not supported on more than two PCIe-only GPUs.\n"
+                  "DEBUG 03-01 10:05:00 client.py:170] Waiting for output from MQLLMEngine.\n")
+    f = outcome("BWD-ENV-004", s)
+    assert f.status == "fail" and f.root_cause == "nccl_p2p"
+    # the same stall on one GPU is not a collective problem
+    one = snap_from("DEBUG 03-01 10:05:00 client.py:170] Waiting for output from MQLLMEngine.\n")
+    assert outcome("BWD-ENV-004", one).status == "skip"
+
+
+def test_wsl_pinned_memory_notice_alone_is_a_soft_wsl2_finding():
+    s = snap_from("WARNING 01-02 03:04:05 utils.py:90] Using 'pin_memory=False' as WSL is detected. This may slow "
+                  "down the performance.\n")
+    f = outcome("BWD-ENV-001", s)
+    assert f.status == "warn" and f.root_cause == "wsl2" and f.confidence < 0.6
+    crash = snap_from("WARNING 01-02 03:04:05 utils.py:90] Using 'pin_memory=False' as WSL is detected.\n"
+                      "AttributeError: 'NoneType' object has no attribute 'shape'\n")
+    assert outcome("BWD-ENV-001", crash).status == "pass"
