@@ -147,9 +147,8 @@ def check_driver_for_arch(snap: Snapshot) -> list[Outcome] | Outcome:
         label = _gpu_label(i, g)
         ev = ["driver.version", *_ev(i)]
         if req is None:
-            out.append(warned(f"{label}: compute capability {cc or 'unknown'} is not in the knowledge base; cannot "
-                              f"judge driver {drv}", ev, subject=_subject(i), severity="low", root_cause=None,
-                              remedies=[]))
+            out.append(skipped(f"{label}: compute capability {cc or 'unknown'} is not in the knowledge base; cannot "
+                               f"judge driver {drv}", ev, subject=_subject(i)))
             continue
         floors = [(req.min_driver, f"{req.arch_name} ({req.sm})")]
         if spec and spec.min_driver:
