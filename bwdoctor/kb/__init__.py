@@ -10,6 +10,7 @@ Public API::
     find_gpu(name=None, pci_device_id=None) -> GpuSpec | None
     resolve_target("rtx-pro-6000" | "sm_120" | "12.0" | "B200") -> {"query", "name", "compute_capability", "gpu"}
     arch_requirements("12.0") -> ArchRequirements | None
+    vllm_supports("6.1") -> False   # no vLLM release has kernels below compute capability 7.0
     architectures() -> list[ArchRequirements]
     cuda_min_driver("12.8") -> "570.26"           # driver the toolkit shipped with (strict floor)
     cuda_compat_min_driver("12.8") -> "525.60.13" # minor-version-compatibility floor for the major
@@ -30,8 +31,12 @@ from typing import Any
 __all__ = [
     "ArchRequirements", "GpuSpec", "arch_requirements", "architectures", "cuda_compat_min_driver",
     "cuda_min_driver", "find_gpu", "forward_compat_supported", "gpus", "normalize_cc", "resolve_target",
-    "version_tuple", "driver_at_least",
+    "version_tuple", "driver_at_least", "vllm_supports", "VLLM_MIN_COMPUTE_CAPABILITY",
 ]
+
+# vLLM's CUDA builds need compute capability 7.0 or newer (vLLM GPU installation docs; every PyPI wheel's
+# lowest SASS is sm_70, sm_75 from 0.20).
+VLLM_MIN_COMPUTE_CAPABILITY = "7.0"
 
 _DIR = Path(__file__).resolve().parent
 
@@ -61,6 +66,7 @@ class GpuSpec:
     fp8_dense_tflops: float | None
     fp4_dense_tflops: float | None
     sources: tuple[str, ...]
+    fp16_dense_tflops: float | None = None  # FP16 tensor rate, for GPUs without BF16 (Volta, Turing) or where quoted
     segment: str = ""  # datacenter | workstation | geforce | embedded
     form_factor: str = ""
     boost_clock_mhz: int | None = None
@@ -260,6 +266,10 @@ def _norm_pci(value: Any) -> str | None:
     return f"0x{n:04x}"
 
 
+# Words that, following a known product name, make it another product with other specifications.
+_OTHER_PRODUCT_SUFFIXES = ("ti", "super", "laptop", "mobile", "maxq", "withmaxq", "embedded", "nano", "nx")
+
+
 def _strip_mig(name: str) -> str:
     return re.split(r"\s+MIG\s+\d+g\.", name, maxsplit=1)[0]
 
@@ -287,12 +297,19 @@ def find_gpu(name: str | None = None, pci_device_id: Any = None) -> GpuSpec | No
     for g in _gpus():
         if norm == _norm_name(g.name) or norm == _norm_name(g.key) or any(norm == _norm_name(a) for a in g.aliases):
             return g
-    # Longest alias or full name contained in the given name (e.g. vendor suffixes).
+    # Longest alias or full name contained in the given name (e.g. vendor suffixes), unless the text
+    # right after it names a different product ("RTX 3080" inside "RTX 3080 Ti", "RTX 4080 SUPER",
+    # "RTX 3080 Laptop GPU").
     best: tuple[int, GpuSpec] | None = None
     for g in _gpus():
         for cand in (g.name, *g.aliases):
             c = _norm_name(cand)
-            if len(c) >= 4 and c in norm and (best is None or len(c) > best[0]):
+            if len(c) < 4 or (best is not None and len(c) <= best[0]):
+                continue
+            at = norm.find(c)
+            while at >= 0 and norm[at + len(c):].startswith(_OTHER_PRODUCT_SUFFIXES):
+                at = norm.find(c, at + 1)
+            if at >= 0:
                 best = (len(c), g)
     return best[1] if best else None
 
@@ -306,6 +323,19 @@ def arch_requirements(cc: Any) -> ArchRequirements | None:
         if a.compute_capability == norm:
             return a
     return None
+
+
+def vllm_supports(cc: Any) -> bool | None:
+    """Whether any vLLM release supports a compute capability: False below 7.0 (Pascal and older: no
+    vLLM build has their kernels) or where the requirement row says so, True where a row says so,
+    None when the capability is unreadable or unknown and not below 7.0."""
+    norm = normalize_cc(cc)
+    if norm is None:
+        return None
+    if version_tuple(norm) < version_tuple(VLLM_MIN_COMPUTE_CAPABILITY):
+        return False
+    req = arch_requirements(norm)
+    return None if req is None else bool(req.vllm_supported)
 
 
 def resolve_target(query: str) -> dict[str, Any]:
