@@ -582,6 +582,23 @@ def check_torch_arch(snap: Snapshot) -> Any:
     return out
 
 
+def _vllm_unsupported_arch(version: Any, cc: str, label: str, subject: str, binfo: Any) -> Any:
+    """Outcome for a compute capability no vLLM release supports (below 7.0: Pascal and older)."""
+    sm = _sm(cc)
+    details = {"cc": cc, "vllm_supported": False, "vllm_min_compute_capability": kb.VLLM_MIN_COMPUTE_CAPABILITY}
+    if binfo is not None and _compat.verdict(binfo["sass"], binfo["ptx"], cc).verdict == _compat.NATIVE:
+        # A source build compiled for the old architecture: it may load, but vLLM does not support it.
+        return warned(f"vLLM {version} carries {sm} kernels (a source build?), but vLLM supports compute capability "
+                      f"{kb.VLLM_MIN_COMPUTE_CAPABILITY}+ only: {label} is unsupported and kernels without a "
+                      f"{sm} build will fail", evidence=["vllm", "cudabin.vllm"], subject=subject, details=details,
+                      confidence=0.7)
+    evidence = ["vllm", "cudabin.vllm"] if binfo is not None else ["vllm"]
+    who = f"vLLM {version} cannot" if version else "no vLLM release can"
+    return failed(f"{label}: no vLLM build has {sm} kernels; vLLM needs compute capability "
+                  f"{kb.VLLM_MIN_COMPUTE_CAPABILITY}+ ({who} run here)", evidence=evidence, subject=subject,
+                  details=details, severity="critical", confidence=1.0)
+
+
 def check_vllm_arch(snap: Snapshot) -> Any:
     vllm = snap.value("vllm") or {}
     tgts = _dedupe(targets(snap))
@@ -600,6 +617,9 @@ def check_vllm_arch(snap: Snapshot) -> Any:
     archs = snap.value("vllm.cuda_archs")
     for subject, cc, label in tgts:
         req = _req(cc)
+        if kb.vllm_supports(cc) is False:
+            out.append(_vllm_unsupported_arch(version, cc, label, subject, binfo if scanned else None))
+            continue
         if scanned:
             v = _compat.verdict(binfo["sass"], binfo["ptx"], cc)
             line = _compat.explain(f"vLLM {version}", binfo["sass"], binfo["ptx"], cc)
@@ -1011,8 +1031,10 @@ def bwdoctor_checks() -> list[CheckSpec]:
             doc="Scans vLLM's extension libraries (_C, _moe_C, the FlashAttention build, ...) for SASS/PTX and "
                 "judges each GPU or --target with the binary-compatibility rules; a CPU build of vLLM has no CUDA "
                 "kernels at all. vLLM 0.9.0/0.9.1 have sm_100 but no sm_120 kernels; 0.9.2 is the first with sm_120. "
-                "Falls back to vllm.cuda_archs (collect_env) or the first release per architecture. Fix: install a "
-                "vLLM release (and torch) built for the GPU."),
+                "Falls back to vllm.cuda_archs (collect_env) or the first release per architecture. A GPU or target "
+                "below compute capability 7.0 (Pascal: P100, P40, P4, GTX 10xx) fails outright: no vLLM build has "
+                "sm_6x kernels. Fix: install a vLLM release (and torch) built for the GPU, or move to a GPU of "
+                "compute capability 7.0+ (no automatic remedy exists for a pre-Volta GPU)."),
         CheckSpec(
             id="BWD-STACK-003", title="vLLM was built for the installed torch", func=check_vllm_torch,
             needs=["vllm", "torch"], root_cause="torch_vllm_abi_mismatch",
