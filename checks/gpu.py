@@ -157,7 +157,12 @@ def check_driver_for_arch(snap: Snapshot) -> list[Outcome] | Outcome:
         if spec and spec.arch == "blackwell" and spec.segment != "datacenter" and isinstance(mig, dict) and \
                 (mig.get("current") or mig.get("pending")):
             floors.append(("575.51.03", "MIG on RTX PRO Blackwell"))
-        need, why = max(((f, w) for f, w in floors if f), key=lambda fw: kb.version_tuple(fw[0]))
+        known_floors = [(f, w) for f, w in floors if f]
+        if not known_floors:
+            out.append(skipped(f"{label}: no minimum driver is known for {req.arch_name} ({req.sm})", ev,
+                               subject=_subject(i)))
+            continue
+        need, why = max(known_floors, key=lambda fw: kb.version_tuple(fw[0]))
         if not kb.driver_at_least(drv, need):
             out.append(failed(f"{label}: driver {drv} is older than {need}, the first driver that supports {why}",
                               ev, subject=_subject(i), details={"required": need, "driver": drv}))
@@ -306,8 +311,10 @@ def check_recognised(snap: Snapshot) -> list[Outcome] | Outcome:
                               f"{spec.compute_capability} for {spec.name}", _ev(i), subject=_subject(i),
                               severity="low", root_cause=None, remedies=[], details=details))
             continue
-        out.append(passed(f"{label}: {spec.name}, CC {spec.compute_capability} ({spec.arch}), {spec.memory_gib:g} GB "
-                          f"{spec.memory_type} {spec.memory_bandwidth_gbs:g} GB/s, {link}, {pcie}, FP8 "
+        mem = " ".join(x for x in (f"{spec.memory_gib:g} GB" if spec.memory_gib else "", spec.memory_type or "",
+                                   f"{spec.memory_bandwidth_gbs:g} GB/s" if spec.memory_bandwidth_gbs else "") if x)
+        out.append(passed(f"{label}: {spec.name}, CC {spec.compute_capability} ({spec.arch}), {mem or 'memory ?'}, "
+                          f"{link}, {pcie}, FP8 "
                           f"{'yes' if spec.fp8 else 'no'}, FP4 {'yes' if spec.fp4 else 'no'}", _ev(i),
                           subject=_subject(i), details=details))
     return out

@@ -11,13 +11,16 @@ from bwdoctor import kb
 
 
 def _nvlink_gbs(g: kb.GpuSpec) -> Any:
+    if g.nvlink is None:
+        return None  # not established by a source (the row's notes say why)
     if not g.nvlink:
         return False
     return g.nvlink_bandwidth_gbs if g.nvlink_bandwidth_gbs is not None else True
 
 
 def gpu_rows() -> list[dict[str, Any]]:
-    """The GPU entries as JSON-ready dicts (``nvlink`` is False or the bandwidth in GB/s)."""
+    """The GPU entries as JSON-ready dicts (``nvlink`` is False, the bandwidth in GB/s, True when
+    the bandwidth is unknown, or None when no source establishes it)."""
     rows = []
     for g in kb.gpus():
         d = g.to_dict()
