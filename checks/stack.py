@@ -594,9 +594,12 @@ def _vllm_unsupported_arch(version: Any, cc: str, label: str, subject: str, binf
                       confidence=0.7)
     evidence = ["vllm", "cudabin.vllm"] if binfo is not None else ["vllm"]
     who = f"vLLM {version} cannot" if version else "no vLLM release can"
+    # Scanned extensions without the kernels prove it; a version alone proves it for the official
+    # builds only (community builds for Pascal exist), so an explicit error of another class in the
+    # same evidence can outrank it.
     return failed(f"{label}: no vLLM build has {sm} kernels; vLLM needs compute capability "
                   f"{kb.VLLM_MIN_COMPUTE_CAPABILITY}+ ({who} run here)", evidence=evidence, subject=subject,
-                  details=details, severity="critical", confidence=1.0)
+                  details=details, severity="critical", confidence=1.0 if binfo is not None else 0.7)
 
 
 def check_vllm_arch(snap: Snapshot) -> Any:
