@@ -9,7 +9,10 @@ Exit codes (the CI contract):
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -47,28 +50,77 @@ def _manager(ctx: click.Context) -> Any:
     if obj.get("manager") is None:
         from bwdoctor.manager import PluginManager
 
-        obj["manager"] = PluginManager(disabled=obj.get("disable", ()), plugin_dirs=obj.get("plugin_dirs", ()))
+        with _stdout_to_stderr():
+            mgr = PluginManager(disabled=obj.get("disable", ()), plugin_dirs=obj.get("plugin_dirs", ()))
+            mgr.registry()
+        obj["manager"] = mgr
     return obj["manager"]
 
 
+def _encodable(text: str) -> str:
+    """Text that encodes as UTF-8: strings from the machine (file names with undecodable bytes,
+    a report with lone surrogates) keep their odd characters as backslash escapes."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def write_atomic(path: str, text: str, mode: int | None = None) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never a partial file."""
-    directory = os.path.dirname(os.path.abspath(path)) or "."
+    """Write ``text`` to ``path`` through a temporary file and a rename: never a partial file.
+
+    A symbolic link is followed (the file it names is replaced, the link stays). An existing
+    target that is not a regular file (``/dev/stdout``, a FIFO, a device) is written to directly,
+    never replaced; a FIFO nobody reads from is an error rather than a hang. An existing file
+    this user may not write is not replaced."""
+    data = _encodable(text).encode("utf-8")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+    special = os.path.abspath(path).startswith(("/dev/", "/proc/"))  # /dev/stdout, /proc/self/fd/N
+    if st is not None and (special or not stat.S_ISREG(st.st_mode)):
+        _write_stream(path, data)
+        return
+    real = os.path.realpath(path)
+    if st is not None and not os.access(real, os.W_OK):
+        raise PermissionError(errno.EACCES, "the file is read-only", path)
+    directory = os.path.dirname(real) or "."
     fd, tmp = tempfile.mkstemp(prefix=".bwdoctor-", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode if mode is not None else 0o644)
+        os.replace(tmp, real)
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+
+
+def _write_stream(path: str, data: bytes) -> None:
+    """Write to a FIFO, a character device or a socket-like path without replacing it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OSError(errno.ENXIO, "nothing is reading from this FIFO", path) from None
+        raise
+    try:
+        os.set_blocking(fd, True)
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+    finally:
+        os.close(fd)
 
 
 def emit(text: str, output: str | None, mode: int | None = None) -> None:
@@ -78,7 +130,7 @@ def emit(text: str, output: str | None, mode: int | None = None) -> None:
         except OSError as exc:
             raise CouldNotRun(f"cannot write {output}: {exc.strerror or exc}") from None
     else:
-        click.echo(text, nl=False)
+        click.echo(_encodable(text), nl=False)
 
 
 def _resolve_target(query: str | None) -> dict[str, Any] | None:
@@ -106,10 +158,13 @@ def _render(report: Any, fmt: str, verbose: int, manager: Any, output: str | Non
         if spec.name == fmt:
             from bwdoctor.isolation import call_with_deadline
 
-            res = call_with_deadline(spec.func, (report, verbose), 30.0)
+            with _stdout_to_stderr():
+                res = call_with_deadline(spec.func, (report, verbose), 30.0)
             if not res.ok:
                 raise CouldNotRun(f"reporter {fmt!r} failed: {res.error}")
-            return str(res.value)
+            if not isinstance(res.value, str):
+                raise CouldNotRun(f"reporter {fmt!r} returned {type(res.value).__name__}, expected text")
+            return res.value
     raise click.BadParameter(f"unknown format {fmt!r}", param_hint="--format")
 
 
@@ -120,25 +175,107 @@ def exit_code(findings: Sequence[Any], fail_on: str) -> int:
     return EXIT_FINDINGS if any(f.status in bad for f in findings) else EXIT_OK
 
 
+MAX_REPORT_BYTES = 256 * 1024 * 1024
+MAX_REPORT_FACTS = 200_000
+FIFO_IDLE_S = 30.0
+
+
+def read_input_file(path: str, limit: int, what: str) -> bytes:
+    """Read a whole input file of at most ``limit`` bytes. Regular files and pipes
+    (``<(cat report.json)``) are read; a FIFO without a writer reads as empty, one whose writer
+    stays silent for 30 s is an error; devices, sockets and folders are refused (exit 2)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError(f"cannot read {path}: it is a directory, not {what}")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+            raise InputError(f"cannot read {path}: not a regular file or a pipe")
+        if stat.S_ISREG(st.st_mode) and st.st_size > limit:
+            raise InputError(f"{path} is larger than {limit // (1024 * 1024)} MiB: not {what}")
+        chunks: list[bytes] = []
+        total = 0
+        import select
+
+        while total <= limit:
+            try:  # a FIFO without a writer reads as EOF at once; one with a silent writer blocks
+                chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            except BlockingIOError:
+                ready, _, _ = select.select([fd], [], [], FIFO_IDLE_S)
+                if not ready:
+                    raise InputError(f"cannot read {path}: nothing arrived through the pipe for {FIFO_IDLE_S:g} s") from None
+                continue
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            raise InputError(f"{path} is larger than {limit // (1024 * 1024)} MiB: not {what}")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
 def load_report(path: str) -> Any:
     import json
 
     from bwdoctor.types import Report
 
+    raw = read_input_file(path, MAX_REPORT_BYTES, "a bwdoctor report")
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(512 * 1024 * 1024 + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(raw) > 512 * 1024 * 1024:
-        raise InputError(f"{path} is larger than 512 MiB: not a bwdoctor report")
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not a JSON bwdoctor report: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        data = json.loads(raw.decode("utf-8"))
-        return Report.from_dict(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise InputError(f"{path} is not a JSON bwdoctor report: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{path} is not a valid bwdoctor report: its JSON is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer with thousands of digits
+        raise InputError(f"{path} is not a valid bwdoctor report: {exc}") from None
+    facts = data.get("snapshot", {}).get("facts") if isinstance(data, dict) and isinstance(data.get("snapshot"), dict) else None
+    if isinstance(facts, list) and len(facts) > MAX_REPORT_FACTS:
+        raise InputError(f"{path} is not a valid bwdoctor report: {len(facts)} facts (a report has at most "
+                         f"{MAX_REPORT_FACTS})")
+    try:
+        return Report.from_dict(data)
+    except RecursionError:
+        raise InputError(f"{path} is not a valid bwdoctor report: a value is nested too deeply") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"{path} is not a valid bwdoctor report: {exc}") from None
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Any:
+    """While plugin code runs, whatever it prints (Python ``print``, C libraries, child
+    processes writing to descriptor 1) goes to standard error, so that a report written to
+    standard output (``--format json``) stays parseable."""
+    sys.stdout.flush()
+    saved_py = sys.stdout
+    try:
+        saved_fd = os.dup(1)
+    except OSError:
+        saved_fd = -1
+    try:
+        if saved_fd >= 0:
+            os.dup2(2, 1)
+        sys.stdout = sys.stderr
+        yield
+    finally:
+        try:
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001
+            pass
+        sys.stdout = saved_py
+        if saved_fd >= 0:
+            os.dup2(saved_fd, 1)
+            os.close(saved_fd)
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -148,7 +285,32 @@ def build_report(ctx: click.Context, mode: str, *, from_report: str | None = Non
                  level: str = "quick", select: Sequence[str] = (), skip: Sequence[str] = (),
                  target: str | None = None, options_extra: dict[str, Any] | None = None,
                  fail_on: str = "fail", run_checks: bool = True) -> Any:
-    """evidence/collectors → snapshot → checks → findings → remedies → Report (not yet redacted)."""
+    """evidence/collectors → snapshot → checks → findings → remedies → Report (not yet redacted).
+    Whatever plugin code prints meanwhile goes to standard error."""
+    with _stdout_to_stderr():
+        return _build_report(ctx, mode, from_report=from_report, paths=paths, level=level, select=select, skip=skip,
+                             target=target, options_extra=options_extra, fail_on=fail_on, run_checks=run_checks)
+
+
+def _check_select(registry: Any, select: Sequence[str]) -> None:
+    """A ``--select`` token that matches no check gets a warning on standard error (the run
+    goes on: the check may belong to a plugin disabled on purpose), so that a typo in a CI gate
+    does not pass unnoticed."""
+    from bwdoctor.runner import CORE_CHECKS, matches
+
+    unknown = []
+    for token in select:
+        up = token.strip().upper()
+        core = bool(up) and any(cid == up or cid.startswith(up) or cid.startswith("BWD-" + up) for cid in CORE_CHECKS)
+        if not core and not any(matches(c, token) for c in registry.checks):
+            unknown.append(token)
+    for token in unknown:
+        click.echo(f"bwdoctor: warning: --select {token!r} matches no check (see 'bwdoctor list')", err=True)
+
+
+def _build_report(ctx: click.Context, mode: str, *, from_report: str | None, paths: Sequence[str], level: str,
+                  select: Sequence[str], skip: Sequence[str], target: str | None,
+                  options_extra: dict[str, Any] | None, fail_on: str, run_checks: bool) -> Any:
     import datetime
 
     from bwdoctor import __version__, runner
@@ -161,6 +323,8 @@ def build_report(ctx: click.Context, mode: str, *, from_report: str | None = Non
     options = RunOptions(level=level, target=target, model=extra.pop("model", None),
                          quantization=extra.pop("quantization", None), endpoint=extra.pop("endpoint", None),
                          smoke=bool(extra.pop("smoke", False)), verbose=int(extra.pop("verbose", 0)), extra=extra)
+    _check_select(registry, select)
+    tgt = _resolve_target(target)
     findings = runner.plugin_findings(manager)
     inputs: list[Any] = []
     if from_report:
@@ -176,7 +340,6 @@ def build_report(ctx: click.Context, mode: str, *, from_report: str | None = Non
     else:
         snap, cf = runner.collect(registry, options)
         findings += cf
-    tgt = _resolve_target(target)
     if tgt is not None:
         tgt["replaces_gpus"] = True
         snap.set("target", tgt, f"--target {target}")
@@ -519,8 +682,21 @@ def _register_host_commands() -> None:
 _register_host_commands()
 
 
+def _quiet_broken_pipe() -> None:
+    """The reader of standard output went away (``| head``): stop without a second error at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: never lets a traceback reach the user (exit 3 with a message instead)."""
+    from bwdoctor.isolation import install_interrupt_handler
+
+    install_interrupt_handler()
     try:
         rv = cli.main(args=list(argv) if argv is not None else None, prog_name="bwdoctor", standalone_mode=False)
         return int(rv or 0)
@@ -536,8 +712,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("interrupted", err=True)
         return 130
     except BrokenPipeError:
+        _quiet_broken_pipe()
         return EXIT_OK
-    except Exception as exc:  # noqa: BLE001 - the contract: no traceback, exit 3
+    except SystemExit as exc:  # plugin code calling sys.exit outside a guarded call
+        click.echo(f"bwdoctor: internal error: SystemExit({exc.code!r}) raised by plugin code", err=True)
+        return EXIT_INTERNAL
+    except BaseException as exc:  # noqa: BLE001 - the contract: no traceback, exit 3
         import traceback
 
         if os.environ.get("BWDOCTOR_DEBUG"):

@@ -9,12 +9,40 @@ killed when the deadline passes, and a crash (segfault) is reported, not inherit
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+_interrupted = threading.Event()
+_handler_installed = threading.Event()
+
+
+def install_interrupt_handler() -> None:
+    """Make Ctrl-C distinguishable from a plugin raising ``KeyboardInterrupt`` itself: the
+    handler records the signal before raising. Only the main thread may install it."""
+
+    def handler(signum: int, frame: Any) -> None:
+        _interrupted.set()
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+        _handler_installed.set()
+    except (ValueError, OSError):  # not the main thread, or no SIGINT here
+        pass
+
+
+def user_interrupted(exc: BaseException) -> bool:
+    """True when ``exc`` is the user's Ctrl-C (which must end the run), False when plugin code
+    raised ``KeyboardInterrupt`` (or another ``BaseException``) on its own. Without the handler
+    installed every ``KeyboardInterrupt`` counts as the user's."""
+    if not isinstance(exc, KeyboardInterrupt):
+        return False
+    return _interrupted.is_set() or not _handler_installed.is_set()
 
 
 @dataclass

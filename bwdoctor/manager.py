@@ -21,11 +21,16 @@ from typing import Any
 import pluggy
 
 from bwdoctor import hookspecs
+from bwdoctor.isolation import CallResult, call_with_deadline, user_interrupted
 from bwdoctor.types import CheckSpec, CollectorSpec, ParserSpec, RemedySpec, ReporterSpec
 
 ENTRY_POINT_GROUP = "bwdoctor"
 PLUGIN_PATH_ENV = "BWDOCTOR_PLUGIN_PATH"
 DISABLE_ENV = "BWDOCTOR_DISABLE"
+# Third-party plugins (entry points, plugin folders) are imported, and their declaring hooks
+# called, with this deadline (seconds): a plugin that hangs there costs one problem, not the run.
+TIMEOUT_ENV = "BWDOCTOR_PLUGIN_TIMEOUT"
+DEFAULT_PLUGIN_TIMEOUT = 20.0
 # Built-in plugin packages: every public module inside is one plugin, named "<short>.<module>".
 BUILTIN_PACKAGES = (("bwdoctor_checks", "checks"), ("bwdoctor_remedies", "remedies"))
 
@@ -60,6 +65,40 @@ class Registry:
     remedies: list[RemedySpec] = field(default_factory=list)
     reporters: list[ReporterSpec] = field(default_factory=list)
     commands: list[Any] = field(default_factory=list)
+
+
+def _plugin_timeout() -> float:
+    try:
+        value = float(os.environ.get(TIMEOUT_ENV, "") or DEFAULT_PLUGIN_TIMEOUT)
+    except ValueError:
+        return DEFAULT_PLUGIN_TIMEOUT
+    return value if value > 0 else DEFAULT_PLUGIN_TIMEOUT
+
+
+def _guarded(func: Any, args: tuple, third_party: bool) -> CallResult:
+    """Call plugin code: third-party code with a deadline in a thread, built-in code inline.
+    Every exception (``SystemExit`` and a plugin's own ``KeyboardInterrupt`` included) becomes
+    a failed result; only the user's Ctrl-C propagates."""
+    if third_party:
+        res = call_with_deadline(func, args, _plugin_timeout())
+    else:
+        try:
+            res = CallResult(True, value=func(*args))
+        except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything, even SystemExit
+            res = CallResult(False, error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc(), exception=exc)
+    if res.exception is not None and user_interrupted(res.exception):
+        raise res.exception
+    return res
+
+
+# what each declaring hook must return items of
+_HOOK_TYPES: dict[str, tuple[type, ...]] = {
+    "bwdoctor_collectors": (CollectorSpec,),
+    "bwdoctor_parsers": (ParserSpec,),
+    "bwdoctor_checks": (CheckSpec,),
+    "bwdoctor_remedies": (RemedySpec,),
+    "bwdoctor_reporters": (ReporterSpec,),
+}
 
 
 def _split_env(name: str) -> list[str]:
@@ -131,13 +170,15 @@ class PluginManager:
                 impl = getattr(plugin, hook, None)
                 if impl is None or not callable(impl):
                     continue
-                try:
-                    items = list(impl() or [])
-                except Exception as exc:
-                    self._problem("hook", plugin_name, dist, f"{plugin_name}.{hook}() raised {type(exc).__name__}: {exc}",
-                                  traceback.format_exc())
+                third_party = self.infos.get(plugin_name, PluginInfo(plugin_name, "api")).origin != "builtin"
+                res = _guarded(lambda f=impl: list(f() or []), (), third_party)
+                if not res.ok:
+                    what = "did not return in time" if res.timed_out else f"raised {res.error}"
+                    self._problem("hook", plugin_name, dist, f"{plugin_name}.{hook}() {what}", res.trace)
                     continue
-                for item in items:
+                for item in res.value:
+                    if not self._valid_item(hook, item, plugin_name, dist):
+                        continue
                     ident = getattr(item, "id", None) or getattr(item, "name", None) or repr(item)
                     key = (kind, str(ident))
                     if key in seen:
@@ -155,6 +196,20 @@ class PluginManager:
         self._registry = reg
         return reg
 
+    def _valid_item(self, hook: str, item: Any, plugin_name: str, dist: str) -> bool:
+        if hook == "bwdoctor_cli_commands":
+            import click
+
+            ok = isinstance(item, click.Command) and bool(item.name)
+            expected = "a named click.Command"
+        else:
+            ok = isinstance(item, _HOOK_TYPES[hook])
+            expected = _HOOK_TYPES[hook][0].__name__
+        if not ok:
+            self._problem("hook", plugin_name, dist, f"{plugin_name}.{hook}() returned {type(item).__name__} "
+                          f"{_short(item)}, expected {expected}; ignored")
+        return ok
+
     def plugin_list(self) -> list[dict[str, Any]]:
         return [i.to_dict() for i in sorted(self.infos.values(), key=lambda i: (i.origin != "builtin", i.name))]
 
@@ -167,17 +222,15 @@ class PluginManager:
             info.status = "disabled"
             self.infos[info.name] = info
             return
-        try:
-            module = importlib.import_module(modname)
-        except BaseException as exc:  # a plugin may even call sys.exit on import
-            if isinstance(exc, KeyboardInterrupt):
-                raise
+        res = _guarded(importlib.import_module, (modname,), info.origin != "builtin")
+        if not res.ok:  # a plugin may even call sys.exit on import
             info.status = "failed"
             self.infos[info.name] = info
             self._problem("import", info.name, info.distribution,
                           f"plugin {info.name!r} (distribution {info.distribution or 'unknown'}) failed to import: "
-                          f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                          f"{_import_error(res)}", res.trace)
             return
+        module = res.value
         self.register_module(module, info.name, info.origin, info.distribution, info.version)
         if info.name in self.infos:
             self.infos[info.name].location = getattr(module, "__file__", "") or ""
@@ -203,18 +256,15 @@ class PluginManager:
                 self._problem("duplicate", ep.name, dist_name, f"entry point {ep.name!r} of {dist_name} clashes with a "
                               f"plugin already loaded under that name; ignored")
                 continue
-            try:
-                obj = ep.load()
-            except BaseException as exc:
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
+            res = _guarded(ep.load, (), True)
+            if not res.ok:
                 info.status = "failed"
                 self.infos[ep.name] = info
                 self._problem("import", ep.name, dist_name,
                               f"plugin {ep.name!r} (distribution {dist_name or 'unknown'} {dist_ver}) failed to import: "
-                              f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                              f"{_import_error(res)}", res.trace)
                 continue
-            self.register_module(obj, ep.name, "entry-point", dist_name, dist_ver)
+            self.register_module(res.value, ep.name, "entry-point", dist_name, dist_ver)
 
     def _load_dir(self, directory: str) -> None:
         path = Path(directory)
@@ -231,24 +281,39 @@ class PluginManager:
                 self.infos[name] = info
                 continue
             modname = f"bwdoctor_local_plugin_{name}"
-            try:
-                spec = importlib.util.spec_from_file_location(modname, file)
-                if spec is None or spec.loader is None:
-                    raise ImportError(f"cannot load {file}")
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[modname] = module
-                spec.loader.exec_module(module)
-            except BaseException as exc:
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
+            res = _guarded(_exec_file, (modname, file), True)
+            if not res.ok:
                 sys.modules.pop(modname, None)
                 info.status = "failed"
                 self.infos[name] = info
                 self._problem("import", name, f"file {file}",
-                              f"plugin {name!r} ({file}) failed to import: {type(exc).__name__}: {exc}",
-                              traceback.format_exc())
+                              f"plugin {name!r} ({file}) failed to import: {_import_error(res)}", res.trace)
                 continue
-            self.register_module(module, name, "plugin-dir", f"file {file}", "")
+            self.register_module(res.value, name, "plugin-dir", f"file {file}", "")
+
+
+def _exec_file(modname: str, file: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(modname, file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _import_error(res: CallResult) -> str:
+    if res.timed_out:
+        return f"did not finish importing ({res.error})"
+    return res.error
+
+
+def _short(item: Any, limit: int = 60) -> str:
+    try:
+        text = repr(item)
+    except Exception:  # noqa: BLE001 - a hostile __repr__
+        text = "<unprintable>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def builtin_modules() -> list[tuple[str, str]]:

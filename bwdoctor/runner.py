@@ -7,7 +7,10 @@ deadline-bounded thread. A failure costs one ``error`` finding.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -166,38 +169,132 @@ def collect(registry: Registry, options: RunOptions, snapshot: Snapshot | None =
 # ------------------------------------------------------------------------------ parse
 
 
-def iter_evidence_paths(paths: Sequence[str]) -> list[Path]:
-    """Files named directly, and the files inside named folders (walked, hidden ones skipped)."""
+MAX_PIPE_BYTES = 2 * 1024 * 1024 * 1024
+PIPE_IDLE_S = 30.0
+
+
+def _walk(path: Path, out: list[Path], notes: list[tuple[str, str]]) -> bool:
+    """Append the regular files under ``path`` (hidden folders skipped) to ``out``; False once
+    more than :data:`MAX_EVIDENCE_FILES` were found (the walk stops there)."""
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") or d in (".env",))
+        for name in sorted(files):
+            file = Path(root) / name
+            try:
+                regular = file.is_file()
+            except OSError:
+                regular = False
+            if not regular:
+                notes.append((str(file), "not a regular file (a pipe, socket, device or broken link): not read"))
+                continue
+            out.append(file)
+            if len(out) > MAX_EVIDENCE_FILES:
+                return False
+    return True
+
+
+def iter_evidence_paths(paths: Sequence[str], notes: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Files named directly, and the regular files inside named folders (walked, hidden ones
+    skipped), at most :data:`MAX_EVIDENCE_FILES`. Why a path was left out goes to ``notes``."""
+    notes = notes if notes is not None else []
     out: list[Path] = []
+    complete = True
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".") or d in (".env",))
-                for name in sorted(files):
-                    out.append(Path(root) / name)
+            complete = _walk(path, out, notes)
         else:
             out.append(path)
-        if len(out) > MAX_EVIDENCE_FILES:
+        if not complete or len(out) > MAX_EVIDENCE_FILES:
+            complete = False
             break
+    if not complete:
+        notes.append((", ".join(str(p) for p in paths)[:200],
+                      f"more than {MAX_EVIDENCE_FILES} files were given: only the first {MAX_EVIDENCE_FILES} were read"))
     return out[:MAX_EVIDENCE_FILES]
 
 
-def load_evidence(path: Path) -> Evidence:
-    with open(path, "rb") as fh:
-        head = fh.read(HEAD_BYTES)
+def load_evidence(path: Path, read_from: str = "") -> Evidence:
+    """The evidence file at ``path`` (its bytes from ``read_from`` when given: a spooled pipe).
+    Only regular files are opened: a FIFO or a device named here would block or never end."""
+    source = read_from or str(path)
+    fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise OSError(errno.EINVAL, f"{kind}: not read", str(path))
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            head = fh.read(HEAD_BYTES)
+    finally:
+        os.close(fd)
     return Evidence(path=str(path), name=path.name, head=head.decode("utf-8", errors="replace"),
-                    size=path.stat().st_size)
+                    size=st.st_size, read_from=read_from)
+
+
+def _spool_pipe(path: Path, directory: str) -> tuple[str, str]:
+    """Copy what arrives through a pipe (``analyze <(docker logs vllm)``) to a temporary file,
+    at most :data:`MAX_PIPE_BYTES`, giving up after :data:`PIPE_IDLE_S` seconds without data.
+    Returns the file and a note ("" when all of it was read)."""
+    import select
+
+    fd_out, tmp = tempfile.mkstemp(prefix="pipe-", dir=directory)
+    note = ""
+    fd = os.open(str(path), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        total = 0
+        while True:
+            try:  # a FIFO without a writer reads as EOF at once; one with a silent writer blocks
+                chunk = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                ready, _, _ = select.select([fd], [], [], PIPE_IDLE_S)
+                if not ready:
+                    note = f"nothing arrived through the pipe for {PIPE_IDLE_S:g} s: read what came until then"
+                    break
+                continue
+            if not chunk:
+                break
+            if total + len(chunk) > MAX_PIPE_BYTES:
+                chunk = chunk[: MAX_PIPE_BYTES - total]
+                note = f"more than {MAX_PIPE_BYTES >> 30} GiB arrived through the pipe: only the first were read"
+            os.write(fd_out, chunk)
+            total += len(chunk)
+            if note:
+                break
+    finally:
+        os.close(fd)
+        os.close(fd_out)
+    return tmp, note
 
 
 def parse(registry: Registry, paths: Sequence[str], snapshot: Snapshot | None = None) -> tuple[Snapshot, list[Finding]]:
     """Run every parser that recognises each evidence file."""
     snap = snapshot or Snapshot()
+    with tempfile.TemporaryDirectory(prefix="bwdoctor-") as spool:
+        findings = _parse_into(registry, paths, snap, spool)
+    for spec in registry.parsers:
+        for pat in spec.provides:
+            if not snap.has(pat):
+                snap.mark_missing(pat, "not found in the evidence given")
+    return snap, findings
+
+
+def _parse_into(registry: Registry, paths: Sequence[str], snap: Snapshot, spool: str) -> list[Finding]:
     findings: list[Finding] = []
     inputs = []
-    for path in iter_evidence_paths(paths):
+    notes: list[tuple[str, str]] = []
+    files = iter_evidence_paths(paths, notes)
+    for subject, note in notes:
+        findings.append(_core_finding("BWD-CORE-006", "skip", f"{subject}: {note}", subject=subject))
+    for path in files:
         try:
-            ev = load_evidence(path)
+            mode = os.stat(path).st_mode
+            read_from = ""
+            if stat.S_ISFIFO(mode):
+                read_from, note = _spool_pipe(path, spool)
+                if note:
+                    findings.append(_core_finding("BWD-CORE-006", "skip", f"{path}: {note}", subject=str(path)))
+            ev = load_evidence(path, read_from)
         except OSError as exc:
             findings.append(_core_finding("BWD-CORE-006", "skip", f"could not read {path}: {exc.strerror or exc}",
                                           subject=str(path)))
@@ -230,11 +327,7 @@ def parse(registry: Registry, paths: Sequence[str], snapshot: Snapshot | None = 
         if not used:
             findings.append(_core_finding("BWD-CORE-006", "skip", f"no parser recognised {path}", subject=str(path)))
     snap.meta.setdefault("evidence", []).extend(inputs)
-    for spec in registry.parsers:
-        for pat in spec.provides:
-            if not snap.has(pat):
-                snap.mark_missing(pat, "not found in the evidence given")
-    return snap, findings
+    return findings
 
 
 # ------------------------------------------------------------------------------ checks

@@ -8,11 +8,12 @@ so that it is never mistaken for zero.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 SNAPSHOT_SCHEMA_VERSION = 1
 REPORT_SCHEMA_VERSION = 1
@@ -274,16 +275,19 @@ class Snapshot:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
         ver = data.get("schema_version")
-        if not isinstance(ver, int) or ver > SNAPSHOT_SCHEMA_VERSION:
+        if not _is_version(ver) or ver > SNAPSHOT_SCHEMA_VERSION:
             raise ValueError(f"unsupported snapshot schema_version {ver!r} (this bwdoctor reads <= {SNAPSHOT_SCHEMA_VERSION})")
         facts = data.get("facts")
         if not isinstance(facts, list):
             raise ValueError("snapshot 'facts' must be a list")
-        snap = cls(meta=from_jsonable(data.get("meta") or {}))
-        for raw in facts:
-            if not isinstance(raw, dict) or "key" not in raw:
-                raise ValueError("each fact needs a 'key'")
-            snap.facts[str(raw["key"])] = Fact.from_dict(raw)
+        meta = data.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise ValueError(f"snapshot 'meta' must be an object, got {_json_type(meta)}")
+        snap = cls(meta=from_jsonable(meta))
+        for i, raw in enumerate(facts):
+            if not isinstance(raw, dict) or not isinstance(raw.get("key"), str) or not raw["key"]:
+                raise ValueError(f"facts[{i}]: each fact needs a 'key' (a non-empty string)")
+            snap.facts[raw["key"]] = Fact.from_dict(raw)
         missing = data.get("missing") or {}
         if not isinstance(missing, dict):
             raise ValueError("snapshot 'missing' must be an object")
@@ -334,16 +338,30 @@ class Evidence:
     name: str
     head: str  # the first bytes, decoded, for detection
     size: int
+    read_from: str = ""
+    """Where the bytes are when not at ``path`` (a pipe's contents spooled to a temporary file)."""
+
+    LINE_LIMIT = 65536
 
     def lines(self) -> Iterator[str]:
-        """Stream the file's lines without their newline, each cut at 64 KiB."""
-        with open(self.path, "rb") as fh:
-            for raw in fh:
-                yield raw[:65536].decode("utf-8", errors="replace").rstrip("\r\n")
+        """Stream the file's lines without their newline, each cut at 64 KiB. Memory stays
+        bounded even for a line of gigabytes without a newline (the rest of it is skipped)."""
+        limit = self.LINE_LIMIT
+        with open(self.read_from or self.path, "rb") as fh:
+            while True:
+                raw = fh.readline(limit)
+                if not raw:
+                    return
+                if len(raw) >= limit and not raw.endswith(b"\n"):
+                    while True:  # skip the rest of an over-long line
+                        rest = fh.readline(1 << 20)
+                        if not rest or rest.endswith(b"\n"):
+                            break
+                yield raw[:limit].decode("utf-8", errors="replace").rstrip("\r\n")
 
     def text(self, limit: int = 8 * 1024 * 1024) -> str:
         """The file's text up to ``limit`` bytes (for small config files)."""
-        with open(self.path, "rb") as fh:
+        with open(self.read_from or self.path, "rb") as fh:
             return fh.read(limit).decode("utf-8", errors="replace")
 
 
@@ -499,7 +517,11 @@ class FixStep:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FixStep:
-        return cls(description=d["description"], argv=d.get("argv"), check=d.get("check"),
+        for key in ("argv", "check"):
+            value = d.get(key)
+            if value is not None and not (isinstance(value, list) and all(isinstance(a, str) for a in value)):
+                raise ValueError(f"step '{key}' must be a list of strings, got {_json_type(value)}")
+        return cls(description=str(d["description"]), argv=d.get("argv"), check=d.get("check"),
                    needs_root=bool(d.get("needs_root")), undo=d.get("undo") or "",
                    advisory=bool(d.get("advisory")), patch=d.get("patch"), env=dict(d.get("env") or {}))
 
@@ -518,8 +540,10 @@ class FixPlan:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FixPlan:
-        return cls(remedy_id=d["remedy_id"], title=d["title"], finding_ids=list(d.get("finding_ids") or []),
-                   steps=[FixStep.from_dict(s) for s in d.get("steps") or []], notes=d.get("notes") or "")
+        return cls(remedy_id=str(d["remedy_id"]), title=str(d["title"]),
+                   finding_ids=[str(x) for x in _list(d, "finding_ids")],
+                   steps=[FixStep.from_dict(_mapping(s, "an object", "a step")) for s in _list(d, "steps")],
+                   notes=str(d.get("notes") or ""))
 
 
 RemedyFunc = Callable[["Finding", "Snapshot"], "FixPlan | None"]
@@ -583,11 +607,19 @@ class Finding:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Finding:
+        if not isinstance(d.get("id"), str) or not d["id"]:
+            raise ValueError("a finding needs an 'id' (a non-empty string)")
+        if d.get("status") not in STATUSES:
+            raise ValueError(f"unknown finding status {d.get('status')!r} (one of {', '.join(STATUSES)})")
+        details = d.get("details") or {}
+        if not isinstance(details, dict):
+            raise ValueError(f"finding 'details' must be an object, got {_json_type(details)}")
         return cls(id=d["id"], title=d.get("title", ""), area=d.get("area", ""), status=d["status"],
                    message=d.get("message", ""), severity=d.get("severity", "info"), subject=d.get("subject"),
-                   evidence=[Fact.from_dict(e) for e in d.get("evidence") or []], root_cause=d.get("root_cause"),
-                   remedies=list(d.get("remedies") or []), confidence=d.get("confidence"),
-                   details=from_jsonable(d.get("details") or {}), duration_s=float(d.get("duration_s") or 0.0),
+                   evidence=[Fact.from_dict(_mapping(e, "an object", "evidence")) for e in _list(d, "evidence")],
+                   root_cause=d.get("root_cause"), remedies=[str(r) for r in _list(d, "remedies")],
+                   confidence=d.get("confidence"), details=from_jsonable(details),
+                   duration_s=float(d.get("duration_s") or 0.0),
                    plugin=d.get("plugin", ""))
 
 
@@ -632,19 +664,72 @@ class Report:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Report:
+        """Read a report; a malformed one raises ValueError naming the part that is wrong
+        (``findings[3]: missing 'status'``)."""
         if not isinstance(d, Mapping):
             raise ValueError("a report must be a JSON object")
         ver = d.get("schema_version")
-        if not isinstance(ver, int) or ver > REPORT_SCHEMA_VERSION:
-            raise ValueError(f"unsupported report schema_version {ver!r}")
+        if not _is_version(ver) or ver > REPORT_SCHEMA_VERSION:
+            raise ValueError(f"unsupported report schema_version {ver!r} (this bwdoctor reads 1 to {REPORT_SCHEMA_VERSION})")
         if "snapshot" not in d:
             raise ValueError("the report has no 'snapshot'")
+        snapshot = _part("snapshot", lambda: Snapshot.from_dict(_mapping(d["snapshot"], "an object")))
+        tool = d.get("tool") or {}
         return cls(
-            mode=str(d.get("mode", "live")), snapshot=Snapshot.from_dict(d["snapshot"]),
-            findings=[Finding.from_dict(f) for f in d.get("findings") or []],
-            plans=[FixPlan.from_dict(p) for p in d.get("plans") or []],
-            diagnosis=list(d.get("diagnosis") or []), tool_version=str((d.get("tool") or {}).get("version", "")),
-            created=str(d.get("created", "")), options=dict(d.get("options") or {}),
-            inputs=list(d.get("inputs") or []), plugins=list(d.get("plugins") or []),
-            duration_s=float(d.get("duration_s") or 0.0),
+            mode=str(d.get("mode") or "live"), snapshot=snapshot,
+            findings=_items(d, "findings", Finding.from_dict),
+            plans=_items(d, "plans", FixPlan.from_dict),
+            diagnosis=_items(d, "diagnosis", lambda x: dict(_mapping(x, "an object"))),
+            tool_version=str(_mapping(tool, "an object", "tool").get("version", "")),
+            created=str(d.get("created") or ""),
+            options=dict(_mapping(d.get("options") or {}, "an object", "options")),
+            inputs=[str(x) for x in _list(d, "inputs")], plugins=_items(d, "plugins", lambda x: dict(_mapping(x, "an object"))),
+            duration_s=_part("duration_s", lambda: float(d.get("duration_s") or 0.0)),
         )
+
+
+def _is_version(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _mapping(value: Any, what: str, where: str = "") -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where + ': ' if where else ''}expected {what}, got {_json_type(value)}")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _list(d: Mapping[str, Any], key: str) -> list[Any]:
+    value = d.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"'{key}' must be a list, got {_json_type(value)}")
+    return value
+
+
+def _part(where: str, build: Callable[[], Any]) -> Any:
+    """Run ``build``; turn a KeyError/TypeError/... from malformed data into a ValueError
+    that names ``where``."""
+    try:
+        return build()
+    except KeyError as exc:
+        raise ValueError(f"{where}: missing {exc}") from None
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _items(d: Mapping[str, Any], key: str, build: Callable[[Any], Any]) -> list[Any]:
+    out = []
+    for i, item in enumerate(_list(d, key)):
+        out.append(_part(f"{key}[{i}]", functools.partial(_build_item, build, item)))
+    return out
+
+
+def _build_item(build: Callable[[Any], Any], item: Any) -> Any:
+    return build(_mapping(item, "an object"))
