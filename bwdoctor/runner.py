@@ -267,6 +267,13 @@ def _spool_pipe(path: Path, directory: str) -> tuple[str, str]:
     return tmp, note
 
 
+def _consume(func: Any, ev: Evidence, out: list[Any]) -> list[Any]:
+    """Run a parser, collecting what it yields as it yields it (kept if it then runs out of time)."""
+    for item in func(ev) or []:
+        out.append(item)
+    return out
+
+
 def parse(registry: Registry, paths: Sequence[str], snapshot: Snapshot | None = None) -> tuple[Snapshot, list[Finding]]:
     """Run every parser that recognises each evidence file."""
     snap = snapshot or Snapshot()
@@ -309,14 +316,20 @@ def _parse_into(registry: Registry, paths: Sequence[str], snap: Snapshot, spool:
                 continue
             if not det.value:
                 continue
-            res = call_with_deadline(lambda s=spec, e=ev: list(s.func(e) or []), (), spec.timeout)
+            box: list[Any] = []
+            res = call_with_deadline(_consume, (spec.func, ev, box), spec.timeout)
+            value = res.value
             if not res.ok:
+                kept = list(box) if res.timed_out else []  # what a generator yielded before its deadline
+                note = f" (kept the {len(kept)} fact(s) it gave before the deadline)" if kept else ""
                 findings.append(_core_finding("BWD-CORE-004", "error", f"parser '{spec.name}' failed on {path}: "
-                                              f"{res.error}", subject=f"{spec.name}:{path.name}", plugin=spec.plugin,
-                                              details={"traceback": res.trace[-4000:]}))
-                continue
+                                              f"{res.error}{note}", subject=f"{spec.name}:{path.name}",
+                                              plugin=spec.plugin, details={"traceback": res.trace[-4000:]}))
+                if not kept:
+                    continue
+                value = kept
             try:
-                for fact in _facts_from(res.value, spec.name):
+                for fact in _facts_from(value, spec.name):
                     _add(snap, fact)
             except Exception as exc:
                 findings.append(_core_finding("BWD-CORE-004", "error", f"parser '{spec.name}' returned bad facts: "

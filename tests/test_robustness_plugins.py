@@ -133,3 +133,22 @@ def test_reporter_returning_the_wrong_type_or_exiting(tmp_path: Path):
         code, out, err = run_cli(["analyze", str(LOG), "--format", fmt, "-o", str(out_file)], env=_env(plugdir))
         assert code == 3 and expect in err and "Traceback" not in err
         assert not out_file.exists()
+
+
+def test_a_parser_that_runs_out_of_time_keeps_what_it_yielded(tmp_path: Path):
+    plugdir = tmp_path / "plugins"
+    plugdir.mkdir()
+    (plugdir / "slow_parser.py").write_text(
+        HEADER + "def scan(ev):\n"
+        "    yield Fact('zslow.first', 1, 'slow:line 1')\n"
+        "    time.sleep(600)\n"
+        "    yield Fact('zslow.never', 2, 'slow')\n"
+        "@hookimpl\ndef bwdoctor_parsers():\n"
+        "    return [ParserSpec('zslow', scan, lambda e: e.name.endswith('.log'), provides=['zslow.*'], timeout=0.5)]\n")
+    code, out, err = run_cli(["analyze", str(LOG), "--format", "json"], env=_env(plugdir), timeout=60)
+    assert "Traceback" not in err
+    report = json.loads(out)
+    keys = {f["key"] for f in report["snapshot"]["facts"]}
+    assert "zslow.first" in keys and "zslow.never" not in keys
+    msg = next(f["message"] for f in report["findings"] if f["id"] == "BWD-CORE-004")
+    assert "timed out" in msg and "kept the 1 fact(s)" in msg
