@@ -176,6 +176,13 @@ TRIGGER_WORDS = (
 )
 
 
+# Steady-state serving lines: per-request logs (which quote the user's prompt: text in a prompt is
+# not an error of this machine), HTTP access logs and periodic metrics. They are most of a big
+# log, carry no failure signature, and are kept out of the signature window.
+NOISE_RE = re.compile(r"\b(?:Received|Added|Finished|Aborted) request\b|Avg prompt throughput|"
+                      r"\"(?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS) /\S* HTTP/\d")
+
+
 def _triggered(low: str) -> bool:
     for w in TRIGGER_WORDS:
         if w in low:
@@ -372,6 +379,9 @@ class _LogScan:
             self.frames.append(fm.group(1))
         low = line.lower()
         self._facts_line(line, n, low)
+        if NOISE_RE.search(line):
+            self.window.append("")
+            return
         if _triggered(low):
             self._signatures(line, n)
         self.window.append(line.strip())
