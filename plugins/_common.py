@@ -16,6 +16,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from bwdoctor import Finding, FixPlan, FixStep, Snapshot, fixscript, known
+from bwdoctor.redact import redact_text
 
 MAX_PATCH_BYTES = 1024 * 1024
 
@@ -437,10 +438,18 @@ def unified_diff(old: str, new: str, name: str) -> str:
 
 
 def patch_step(path: str, old: str, new: str, description: str) -> FixStep | None:
-    """A patch step turning ``old`` into ``new`` in ``path``; None when nothing changes."""
+    """A patch step turning ``old`` into ``new`` in ``path``; None when nothing changes.
+
+    A diff whose lines (changed or context) hold a secret would carry it into the report and the
+    script, where it is redacted and the patch no longer applies: such an edit is given as advice
+    to make by hand instead."""
     if old == new:
         return None
-    return FixStep(description=description, patch={"path": os.path.abspath(path), "diff": unified_diff(old, new, path)},
+    diff = unified_diff(old, new, path)
+    if any(redact_text(line) != line for line in diff.splitlines()):
+        return advice(f"{description} (edit the file by hand: the lines around the change hold a secret, which "
+                      f"bwdoctor never writes into a script)")
+    return FixStep(description=description, patch={"path": os.path.abspath(path), "diff": diff},
                    undo=f"reverse the diff: patch -R {os.path.abspath(path)} (or restore the file from version control)")
 
 
