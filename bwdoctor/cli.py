@@ -281,6 +281,13 @@ def _stdout_to_stderr() -> Any:
 # ----------------------------------------------------------------------------- the pipeline
 
 
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty() and not os.environ.get("CI")
+    except (AttributeError, ValueError):
+        return False
+
+
 def build_report(ctx: click.Context, mode: str, *, from_report: str | None = None, paths: Sequence[str] = (),
                  level: str = "quick", select: Sequence[str] = (), skip: Sequence[str] = (),
                  target: str | None = None, options_extra: dict[str, Any] | None = None,
@@ -338,7 +345,11 @@ def _build_report(ctx: click.Context, mode: str, *, from_report: str | None, pat
         findings += pf
         inputs = [i["path"] for i in snap.meta.get("evidence", [])]
     else:
-        snap, cf = runner.collect(registry, options)
+        from bwdoctor.progress import live_progress
+
+        slow = options.level != "quick" or options.smoke or bool(options.endpoint)
+        with live_progress(slow and _stderr_is_terminal(), "bwdoctor: collecting facts"):
+            snap, cf = runner.collect(registry, options)
         findings += cf
     if tgt is not None:
         tgt["replaces_gpus"] = True
