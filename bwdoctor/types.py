@@ -203,6 +203,11 @@ class Snapshot:
         f = self.facts.get(key)
         return default if f is None else f.value
 
+    def mapping(self, key: str) -> dict[str, Any]:
+        """A fact's value when it is a dict, else ``{}`` (absent, or malformed in a stored report)."""
+        v = self.value(key)
+        return v if isinstance(v, dict) else {}
+
     def keys(self, prefix: str = "") -> list[str]:
         return sorted(k for k in self.facts if k.startswith(prefix))
 

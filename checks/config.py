@@ -147,7 +147,7 @@ def _configured_vars(snap: Snapshot) -> list[dict[str, Any]]:
     """VLLM_* variables set by configuration files and the live environment."""
     out = []
     env = snap.value("config.env")
-    where = snap.value("config.env_sources") or {}
+    where = snap.mapping("config.env_sources")
     if isinstance(env, dict):
         for name, value in env.items():
             if isinstance(name, str) and name.startswith("VLLM_"):
@@ -644,8 +644,8 @@ def check_fp8_vs_gpu(snap: Snapshot) -> list[Outcome] | None:
     out: list[Outcome] = []
     asked = ", ".join(f"{k}={v}" for k, v in real.items())
     version, _, vkeys = vllm_in_use(snap, prefer_config=True)
-    forced = str((snap.value("config.requested") or {}).get("attention_backend") or
-                 (snap.value("config.env") or {}).get("VLLM_ATTENTION_BACKEND") or "").upper()
+    forced = str((snap.mapping("config.requested")).get("attention_backend") or
+                 (snap.mapping("config.env")).get("VLLM_ATTENTION_BACKEND") or "").upper()
     for g in gpus:
         cc = g["cc"]
         native = kbv.supports_native_fp8(cc)

@@ -341,7 +341,7 @@ def _err(snap: Snapshot) -> dict[str, Any]:
 
 def _check_health(snap: Snapshot) -> Any:
     err = _err(snap)
-    health = snap.value("smoke.endpoint.health") or {}
+    health = snap.mapping("smoke.endpoint.health")
     ev = ["smoke.endpoint.health", "smoke.endpoint.error"]
     if err.get("stage") == "health":
         return failed(f"{err.get('url')}: {err.get('kind', '').replace('_', ' ')} — "
@@ -353,7 +353,7 @@ def _check_health(snap: Snapshot) -> Any:
 
 
 def _check_models(snap: Snapshot) -> Any:
-    models = snap.value("smoke.endpoint.models") or {}
+    models = snap.mapping("smoke.endpoint.models")
     served = models.get("served") or []
     ev = ["smoke.endpoint.models"]
     if models.get("requested") is None:
@@ -366,7 +366,7 @@ def _check_models(snap: Snapshot) -> Any:
 
 
 def _check_completion(snap: Snapshot) -> Any:
-    comp = snap.value("smoke.endpoint.completion") or {}
+    comp = snap.mapping("smoke.endpoint.completion")
     err = _err(snap)
     ev = ["smoke.endpoint.completion"]
     if comp.get("error") or (err.get("stage") == "completion" and err.get("kind") != "not_streaming"):
@@ -385,7 +385,7 @@ def _check_completion(snap: Snapshot) -> Any:
 
 
 def _check_load(snap: Snapshot) -> Any:
-    m = snap.value("smoke.endpoint.metrics") or {}
+    m = snap.mapping("smoke.endpoint.metrics")
     ev = ["smoke.endpoint.metrics"]
     usage, waiting, running = m.get("kv_cache_usage"), m.get("requests_waiting"), m.get("requests_running")
     if usage is None and waiting is None:

@@ -197,7 +197,7 @@ COMPANIONS = ("torchvision", "torchaudio")
 
 
 def check_companions(snap: Snapshot) -> Any:
-    pkgs = snap.value("packages") or {}
+    pkgs = snap.mapping("packages")
     present = [c for c in COMPANIONS if c in pkgs]
     if not present:
         return skipped("neither torchvision nor torchaudio is installed", ["packages"])

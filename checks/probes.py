@@ -279,7 +279,7 @@ def bwdoctor_collectors() -> list[CollectorSpec]:
 
 
 def _check_kernel(snap: Snapshot) -> Any:
-    kl = snap.value("probe.kernel_launch") or {}
+    kl = snap.mapping("probe.kernel_launch")
     ev = ["probe.kernel_launch"]
     out = []
     if kl.get("init_error") and not kl.get("devices"):

@@ -300,10 +300,10 @@ def bwdoctor_collectors() -> list[CollectorSpec]:
 
 
 def _check_runs(snap: Snapshot) -> Any:
-    res = snap.value("smoke.result") or {}
-    eng = snap.value("smoke.engine") or {}
-    gen = snap.value("smoke.generation") or {}
-    tim = snap.value("smoke.timings") or {}
+    res = snap.mapping("smoke.result")
+    eng = snap.mapping("smoke.engine")
+    gen = snap.mapping("smoke.generation")
+    tim = snap.mapping("smoke.timings")
     if res.get("ok"):
         what = "the tiny test model" if eng.get("model_source") == "tiny" else str(eng.get("model"))
         speed = tim.get("decode_tps")
@@ -323,7 +323,7 @@ def _check_runs(snap: Snapshot) -> Any:
 
 
 def _check_tokens(snap: Snapshot) -> Any:
-    gen = snap.value("smoke.generation") or {}
+    gen = snap.mapping("smoke.generation")
     want, got = gen.get("requested_token_count"), gen.get("generated_token_count")
     if not isinstance(want, int) or not isinstance(got, int):
         return skipped("the smoke generation recorded no token counts")
@@ -337,7 +337,7 @@ def _check_tokens(snap: Snapshot) -> Any:
 def _bandwidth(snap: Snapshot) -> tuple[float | None, str]:
     gpus = snap.gpus()
     spec = kb_gpu(gpus[0][1] if gpus else None, snap.value("target"))
-    eng = snap.value("smoke.engine") or {}
+    eng = snap.mapping("smoke.engine")
     if spec is None and eng.get("gpu_name"):
         spec = kb_gpu({"name": eng.get("gpu_name")})
     if spec is None or not getattr(spec, "memory_bandwidth_gbs", None):
@@ -346,10 +346,10 @@ def _bandwidth(snap: Snapshot) -> tuple[float | None, str]:
 
 
 def _check_roofline(snap: Snapshot) -> Any:
-    eng = snap.value("smoke.engine") or {}
-    tim = snap.value("smoke.timings") or {}
-    mem = snap.value("smoke.memory") or {}
-    if not (snap.value("smoke.result") or {}).get("ok"):
+    eng = snap.mapping("smoke.engine")
+    tim = snap.mapping("smoke.timings")
+    mem = snap.mapping("smoke.memory")
+    if not (snap.mapping("smoke.result")).get("ok"):
         return skipped("the smoke generation did not finish (see BWD-SMOKE-001)")
     if eng.get("device") not in ("cuda", "gpu"):
         return skipped(f"the smoke ran on {eng.get('device') or 'an unknown device'}, not a GPU: no GPU roofline")
@@ -381,8 +381,8 @@ _FP4 = ("nvfp4", "mxfp4", "modelopt_fp4", "fp4")
 
 
 def _check_quantization(snap: Snapshot) -> Any:
-    eng = snap.value("smoke.engine") or {}
-    res = snap.value("smoke.result") or {}
+    eng = snap.mapping("smoke.engine")
+    res = snap.mapping("smoke.result")
     want = (eng.get("requested") or {}).get("quantization")
     if not want:
         return skipped("no --quantization was asked for")

@@ -540,7 +540,7 @@ def _req(cc: str) -> Any:
 
 
 def check_torch_arch(snap: Snapshot) -> Any:
-    torch = snap.value("torch") or {}
+    torch = snap.mapping("torch")
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
@@ -603,7 +603,7 @@ def _vllm_unsupported_arch(version: Any, cc: str, label: str, subject: str, binf
 
 
 def check_vllm_arch(snap: Snapshot) -> Any:
-    vllm = snap.value("vllm") or {}
+    vllm = snap.mapping("vllm")
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
@@ -664,8 +664,8 @@ def check_vllm_arch(snap: Snapshot) -> Any:
 
 
 def check_vllm_torch(snap: Snapshot) -> Any:
-    vllm = snap.value("vllm") or {}
-    torch = snap.value("torch") or {}
+    vllm = snap.mapping("vllm")
+    torch = snap.mapping("torch")
     spec = vllm.get("torch_requirement")
     if not spec:
         return skipped("vLLM's torch requirement is not known (no metadata)", evidence=["vllm"])
@@ -686,8 +686,8 @@ def check_vllm_torch(snap: Snapshot) -> Any:
 
 
 def check_cuda_majors(snap: Snapshot) -> Any:
-    vllm = snap.value("vllm") or {}
-    torch = snap.value("torch") or {}
+    vllm = snap.mapping("vllm")
+    torch = snap.mapping("torch")
     tm, vm = torch.get("cuda_major"), vllm.get("cuda_major")
     if tm is None or vm is None:
         return skipped("the CUDA major of torch or of vLLM's extensions is not known", evidence=["torch", "vllm"])
@@ -700,12 +700,12 @@ def check_cuda_majors(snap: Snapshot) -> Any:
 
 
 def check_runtime_mix(snap: Snapshot) -> Any:
-    rt = snap.value("toolkit.cuda_runtimes") or {}
+    rt = snap.mapping("toolkit.cuda_runtimes")
     majors = rt.get("majors") or []
     if len(majors) <= 1:
         return passed(f"one CUDA runtime major among the nvidia-* wheels: {majors[0] if majors else 'none'}",
                       evidence=["toolkit.cuda_runtimes"])
-    torch = snap.value("torch") or {}
+    torch = snap.mapping("torch")
     tm = torch.get("cuda_major")
     ev = rt.get("evidence") or {}
     detail = "; ".join(f"CUDA {k}: {', '.join(v[:4])}" for k, v in sorted(ev.items()))
@@ -721,7 +721,7 @@ def _fi_base(v: Any) -> Version | None:
 
 
 def check_flashinfer(snap: Snapshot) -> Any:
-    fi = snap.value("flashinfer") or {}
+    fi = snap.mapping("flashinfer")
     pkgs = fi.get("packages") or {}
     out = []
     bases = {name: _fi_base(v) for name, v in pkgs.items()}
@@ -730,7 +730,7 @@ def check_flashinfer(snap: Snapshot) -> Any:
         out.append(failed("FlashInfer packages disagree: " + ", ".join(f"{k} {v}" for k, v in sorted(pkgs.items()))
                           + "; the precompiled kernels must come from the same release as flashinfer-python",
                           evidence=["flashinfer"], confidence=0.9))
-    vllm = snap.value("vllm") or {}
+    vllm = snap.mapping("vllm")
     spec = vllm.get("flashinfer_requirement")
     have = pkgs.get("flashinfer-python")
     if spec and have:
@@ -762,8 +762,8 @@ def check_toolkit(snap: Snapshot) -> Any:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
-    nvcc = snap.value("toolkit.nvcc") or {}
-    fi = (snap.value("flashinfer") or {}).get("packages") or {}
+    nvcc = snap.mapping("toolkit.nvcc")
+    fi = (snap.mapping("flashinfer")).get("packages") or {}
     jit_users = "FlashInfer" if "flashinfer-python" in fi else "JIT kernels"
     precompiled = "flashinfer-jit-cache" in fi
     out = []
@@ -800,7 +800,7 @@ def check_triton(snap: Snapshot) -> Any:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
-    tr = snap.value("triton") or {}
+    tr = snap.mapping("triton")
     out = []
     for subject, cc, label in tgts:
         req = _req(cc)
@@ -882,7 +882,7 @@ FP4_QUANTS = {"nvfp4", "modelopt_fp4", "mxfp4", "fp4", "w4a4_nvfp4", "modelopt_m
 
 
 def _quant(snap: Snapshot) -> tuple[str | None, str | None]:
-    cfg = snap.value("vllm.config") or {}
+    cfg = snap.mapping("vllm.config")
     q = cfg.get("quantization") if isinstance(cfg, dict) else None
     kv = cfg.get("kv_cache_dtype") if isinstance(cfg, dict) else None
     return (str(q).lower() if q else None), (str(kv).lower() if kv else None)
@@ -908,7 +908,7 @@ def check_fp8(snap: Snapshot) -> Any:
         return _no_target()
     quant, kv = _quant(snap)
     uses_fp8 = quant in FP8_QUANTS
-    vllm = snap.value("vllm") or {}
+    vllm = snap.mapping("vllm")
     out = []
     for subject, cc, label in tgts:
         c = _cc_num(cc)
