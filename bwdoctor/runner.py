@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import tempfile
 import time
@@ -159,11 +160,30 @@ def collect(registry: Registry, options: RunOptions, snapshot: Snapshot | None =
                                       subject=spec.name, plugin=spec.plugin,
                                       details={"traceback": res.trace[-4000:], "timed_out": res.timed_out}))
     snap.meta.setdefault("collector_seconds", {}).update(timings)
+    findings += _parse_collected_evidence(registry, snap)
     for pspec in registry.parsers:
         for pat in pspec.provides:
             if not snap.has(pat):
                 snap.mark_missing(pat, f"comes from evidence files ({pspec.name}): give them to 'bwdoctor analyze'")
     return snap, findings
+
+
+def _parse_collected_evidence(registry: Registry, snap: Snapshot) -> list[Finding]:
+    """Text a collector captured as ``evidence.<name>`` (the log of a failed smoke generation) goes
+    through the same parsers as a file given to ``analyze``, so its failure signatures become facts."""
+    texts = [(k, snap.value(k)) for k in snap.keys("evidence.")]
+    texts = [(k, v) for k, v in texts if isinstance(v, str) and v.strip()]
+    if not texts:
+        return []
+    findings: list[Finding] = []
+    with tempfile.TemporaryDirectory(prefix="bwdoctor-evidence-") as tmp:
+        for key, text in texts:
+            path = Path(tmp) / (re.sub(r"[^A-Za-z0-9_.-]", "_", key[len("evidence."):]) or "evidence")
+            path.write_text(text, encoding="utf-8", errors="replace")
+            _, found = parse(registry, [str(path)], snap)
+            findings += [f for f in found if f.id != "BWD-CORE-006"]
+    snap.meta.pop("evidence", None)
+    return findings
 
 
 # ------------------------------------------------------------------------------ parse

@@ -19,7 +19,9 @@ Facts produced:
 * ``smoke.memory``: ``{"peak_host_rss_gib", "peak_gpu_used_gib", "peak_gpu_delta_gib", "weights_gib",
   "weights_source", "kv_cache_token_count", "kv_cache_gib", "max_concurrency"}``
 * ``smoke.generation``: ``{"prompt", "requested_token_count", "generated_token_count", "text", "finish_reason"}``
-* ``smoke.log_tail``: the last lines of the engine's log (for log-signature checks).
+* ``smoke.log_tail``: the last lines of the engine's log.
+* ``evidence.smoke-engine-log``: on failure, the log's last 2000 lines, which the host feeds to the
+  evidence parsers (the vLLM log parser turns its failure signatures into ``log.*`` facts).
 """
 
 from __future__ import annotations
@@ -231,6 +233,10 @@ def facts_from_run(run: Any, python: str, options: RunOptions) -> list[Fact]:
               "returncode": run.returncode, "seconds": round(run.duration_s, 2), "python": python,
               "lines": [] if ok else explain_lines(log)}
     facts = [Fact("smoke.result", result, src), Fact("smoke.log_tail", tail, src)]
+    if not ok and log.strip():
+        # the host runs the log parser over it, so the failure signatures (no kernel image, driver
+        # too old, KV cache, ...) become the same findings as for a log given to analyze
+        facts.append(Fact("evidence.smoke-engine-log", tail_lines(log, 2000), src))
     engine = dict(res.get("engine") or {})
     if engine:
         if logged.get("attention_backend"):
