@@ -98,10 +98,8 @@ def write_atomic(path: str, text: str, mode: int | None = None) -> None:
         os.chmod(tmp, mode if mode is not None else 0o644)
         os.replace(tmp, real)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
@@ -268,10 +266,8 @@ def _stdout_to_stderr() -> Any:
         sys.stdout = sys.stderr
         yield
     finally:
-        try:
+        with contextlib.suppress(Exception):  # noqa: BLE001
             sys.stderr.flush()
-        except Exception:  # noqa: BLE001
-            pass
         sys.stdout = saved_py
         if saved_fd >= 0:
             os.dup2(saved_fd, 1)
@@ -695,12 +691,10 @@ _register_host_commands()
 
 def _quiet_broken_pipe() -> None:
     """The reader of standard output went away (``| head``): stop without a second error at exit."""
-    try:
+    with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,6 +21,7 @@ Two ways to use the :class:`~bwdoctor.types.FixPlan` objects the remedies built:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import os
@@ -455,10 +456,8 @@ def _write_atomic(path: str, text: str) -> None:
         os.chmod(tmp, mode)
         os.replace(tmp, real)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
@@ -472,11 +471,9 @@ def _patch_state(path: str, diff: str) -> tuple[str, str | None, str]:
         return "apply", apply_unified_diff(current, diff), ""
     except PatchError as exc:
         forward_error = str(exc)
-    try:
+    with contextlib.suppress(PatchError):
         apply_unified_diff(current, diff, reverse=True)
         return "done", None, "the change is already in the file"
-    except PatchError:
-        pass
     return "mismatch", None, f"{path} changed since the plan was made ({forward_error}); re-run bwdoctor"
 
 
@@ -558,14 +555,12 @@ def apply_plans(plans: Sequence[FixPlan], *, yes: bool = False, dry_run: bool = 
                 record("planned", "dry run")
                 continue
             if step.check:
-                try:
+                with contextlib.suppress(OSError, subprocess.TimeoutExpired):  # the check could not run: treat as "not done"
                     chk = _run(step.check, None, check_timeout, capture=True)
                     if chk.returncode == 0:
                         echo(f"  already done: {_one_line(step.description)}")
                         record("skipped", "check succeeded", chk.returncode)
                         continue
-                except (OSError, subprocess.TimeoutExpired):
-                    pass  # the check could not run: treat as "not done"
             if not yes and not confirm(f"{step.description}\n  run{' as root' if step.needs_root else ''}: "
                                        f"{shown}\nRun this command?"):
                 echo(f"  declined: {_one_line(step.description)}")

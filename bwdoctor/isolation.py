@@ -8,6 +8,7 @@ killed when the deadline passes, and a crash (segfault) is reported, not inherit
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import signal
 import threading
@@ -29,11 +30,9 @@ def install_interrupt_handler() -> None:
         _interrupted.set()
         raise KeyboardInterrupt
 
-    try:
+    with contextlib.suppress(ValueError, OSError):  # not the main thread, or no SIGINT here
         signal.signal(signal.SIGINT, handler)
         _handler_installed.set()
-    except (ValueError, OSError):  # not the main thread, or no SIGINT here
-        pass
 
 
 def user_interrupted(exc: BaseException) -> bool:
@@ -167,15 +166,11 @@ class ChildCall:
         return CallResult(False, error=str(value), trace=trace, duration_s=dur)
 
     def _kill(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.proc.kill()
             self.proc.join(1.0)
-        except Exception:
-            pass
-        try:
+        with contextlib.suppress(Exception):
             self._recv.close()
-        except Exception:
-            pass
 
 
 def call_in_child(func: Callable[..., Any], args: tuple = (), timeout: float = 10.0) -> CallResult:

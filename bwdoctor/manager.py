@@ -7,6 +7,7 @@ becomes an ``error`` finding in the report (``BWD-CORE-001`` / ``BWD-CORE-002``)
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -188,10 +189,8 @@ class PluginManager:
                         continue
                     seen[key] = plugin_name
                     if hasattr(item, "plugin") and not item.plugin:
-                        try:
+                        with contextlib.suppress(Exception):
                             item.plugin = plugin_name
-                        except Exception:
-                            pass
                     bucket.append(item)
         self._registry = reg
         return reg

@@ -12,7 +12,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 PROGRESS_ENV = "BWDOCTOR_PROGRESS_FD"
@@ -42,10 +42,8 @@ def report(text: str) -> None:
     fd = progress_fd()
     if fd is None:
         return
-    try:
+    with suppress(OSError):
         os.write(fd, (text.replace("\n", " ") + "\n").encode("utf-8", "replace"))
-    except OSError:
-        pass
 
 
 def clean(raw: bytes) -> list[str]:

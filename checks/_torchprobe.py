@@ -18,6 +18,7 @@ prints goes to one log file that the parent keeps the tail of.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -107,10 +108,8 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, OSError):
-        pass
 
 
 def read_tail(path: str, limit: int = LOG_TAIL_BYTES) -> str:
@@ -172,10 +171,8 @@ class gpu_lock:
 
     def __exit__(self, *exc: Any) -> None:
         if self.fh is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self.fh.close()  # closing releases the lock
-            except OSError:
-                pass
 
 
 def kb_gpu(gpu: dict[str, Any] | None, target: dict[str, Any] | None = None) -> Any:
@@ -233,21 +230,17 @@ def _progress(text: str) -> None:
     """A one-line status on the user's terminal (when the parent passed one), else the log."""
     fd = os.environ.get("BWDOCTOR_PROGRESS_FD")
     if fd and fd.isdigit():
-        try:
+        with contextlib.suppress(OSError):
             os.write(int(fd), f"\r\x1b[2K[bwdoctor] {text}".encode())
             return
-        except OSError:
-            pass
     print(f"[bwdoctor] {text}", flush=True)
 
 
 def _progress_done() -> None:
     fd = os.environ.get("BWDOCTOR_PROGRESS_FD")
     if fd and fd.isdigit():
-        try:
+        with contextlib.suppress(OSError):
             os.write(int(fd), b"\r\x1b[2K")
-        except OSError:
-            pass
 
 
 def _err(exc: BaseException, limit: int = 4000) -> str:
@@ -570,10 +563,8 @@ class _MemorySampler:
     def sample(self) -> None:
         self.peak_rss = max(self.peak_rss, self._tree_rss())
         if self._nvml is not None:
-            try:
+            with contextlib.suppress(BaseException):  # noqa: BLE001
                 self.peak_gpu_used = max(self.peak_gpu_used, int(self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used))
-            except BaseException:  # noqa: BLE001
-                pass
 
     def _run(self) -> None:
         while not self._stop.wait(0.25):
@@ -605,10 +596,8 @@ def _weights_bytes(model: str) -> int | None:
     exts = (".safetensors",) if any(n.endswith(".safetensors") for n in names) else (".bin", ".pt", ".pth")
     for name in names:
         if name.endswith(exts):
-            try:
+            with contextlib.suppress(OSError):
                 total += os.path.getsize(os.path.join(folder, name))
-            except OSError:
-                pass
     return total or None
 
 
@@ -733,25 +722,21 @@ def child_smoke(args: dict[str, Any], w: _Writer) -> None:
     memory["weights_file_bytes"] = _weights_bytes(model)
     w.data["memory"] = memory
     if engine.get("device") in (None, "cuda"):
-        try:
+        with contextlib.suppress(BaseException):  # noqa: BLE001
             import torch
 
             if torch.cuda.is_available():
                 engine["gpu_name"] = torch.cuda.get_device_name(0)
                 cap = torch.cuda.get_device_capability(0)
                 engine["compute_capability"] = f"{cap[0]}.{cap[1]}"
-        except BaseException:  # noqa: BLE001
-            pass
     timings["total_s"] = round(_now() - t_start, 3)
     w.data["stage"] = "done"
     w.data["ok"] = produced > 0
     if not produced:
         w.data["error"] = "the engine returned no tokens"
     w.flush()
-    try:
+    with contextlib.suppress(BaseException):  # noqa: BLE001
         del llm
-    except BaseException:  # noqa: BLE001
-        pass
 
 
 MODES = {"kernel": child_kernel, "probes": child_probes, "smoke": child_smoke}

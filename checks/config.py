@@ -14,6 +14,7 @@ Facts consumed: ``config.env``, ``config.env_sources``, ``config.files``, ``conf
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -446,10 +447,8 @@ def _parallel(snap: Snapshot) -> int:
         if isinstance(c, dict):
             tp = c.get("tensor_parallel_size") or 1
             pp = c.get("pipeline_parallel_size") or 1
-            try:
+            with contextlib.suppress(TypeError, ValueError):
                 n = max(n, int(tp) * int(pp))
-            except (TypeError, ValueError):
-                pass
     return n
 
 

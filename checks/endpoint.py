@@ -19,6 +19,7 @@ Facts produced (the URL is stored without credentials):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -216,12 +217,10 @@ class _Probe:
         # 3. streamed completion
         self._completion(use, tokens)
         # 4. metrics
-        try:
+        with contextlib.suppress(requests.RequestException):
             r = self.session.get(self.base + "/metrics", timeout=self.timeout())
             if r.status_code == 200:
                 self.add("smoke.endpoint.metrics", vllm_metrics(parse_prometheus(r.text)), "/metrics")
-        except requests.RequestException:
-            pass
         if not ok:
             self.error("models", "wrong_model", f"the server serves {', '.join(served)}, not {model}", "/v1/models")
         return self.facts

@@ -14,6 +14,7 @@ Facts produced (live collectors):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -85,11 +86,9 @@ def collect_host(options: Any) -> Iterator[Fact]:
     yield Fact("host.wsl", "microsoft" in osrel.lower() or "WSL_DISTRO_NAME" in environ, "/proc/version")
     env = {k: v for k, v in sorted(environ.items()) if k.startswith(ENV_PREFIXES)}
     yield Fact("host.env", env, "environment")
-    try:
+    with contextlib.suppress(OSError):
         st = os.statvfs("/dev/shm")
         yield Fact("host.shm_bytes", st.f_frsize * st.f_blocks, "statvfs /dev/shm")
-    except OSError:
-        pass
     yield Fact("host.cpus", os.cpu_count() or 0, src)
     meminfo = _read("/proc/meminfo") or ""
     m = re.search(r"^MemTotal:\s+(\d+)\s+kB", meminfo, re.M)

@@ -28,6 +28,7 @@ capture (``ReplayQuery.from_capture``), so both go through the same code.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -123,10 +124,8 @@ class LiveQuery:
             self.timings["init_s"] = round(time.perf_counter() - t, 4)
 
     def shutdown(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.nv.nvmlShutdown()
-        except Exception:
-            pass
 
     def system(self, fn: str, *args: Any) -> Any:
         try:
@@ -219,10 +218,8 @@ class LiveQuery:
                     entry[key] = _plain(getattr(self.nv, fn)(m))
                 except self.nv.NVMLError as exc:
                     entry[key] = {"error": type(exc).__name__}
-            try:
+            with contextlib.suppress(self.nv.NVMLError):
                 entry["memory_total_mib"] = int(self.nv.nvmlDeviceGetMemoryInfo(m).total) >> 20
-            except self.nv.NVMLError:
-                pass
             out.append(entry)
         return out
 
@@ -253,10 +250,8 @@ class LiveQuery:
         return list(procs.values())
 
     def _process_name(self, pid: int) -> str | None:
-        try:
+        with contextlib.suppress(Exception):
             return _plain(self.nv.nvmlSystemGetProcessName(pid)) or None
-        except Exception:
-            pass
         try:
             with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
                 return fh.read().strip() or None
@@ -722,11 +717,9 @@ def collect_nvml(options: RunOptions) -> list[Any]:
         query = RecordingQuery(query)
     facts = build_facts(query)
     if record and isinstance(query, RecordingQuery):
-        try:
+        with contextlib.suppress(OSError):
             with open(record, "w", encoding="utf-8") as fh:
                 json.dump(query.data, fh, indent=1, default=str)
-        except OSError:
-            pass
     return facts
 
 

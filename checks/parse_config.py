@@ -35,6 +35,7 @@ Values are kept as written (secrets included): reporters redact them; checks nev
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import shlex
@@ -550,13 +551,11 @@ def _env_pairs(value: str) -> list[tuple[str, str]]:
 def _cmd_tokens(value: str) -> list[str]:
     v = value.strip()
     if v.startswith("["):
-        try:
+        with contextlib.suppress(ValueError):
             import json
             arr = json.loads(v)
             if isinstance(arr, list):
                 return [str(x) for x in arr]
-        except ValueError:
-            pass
     return _split_shell(v)
 
 

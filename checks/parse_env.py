@@ -22,6 +22,7 @@ cc_source, memory_total_mib, memory_used_mib, mig, persistence_mode, pci_device_
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -60,11 +61,9 @@ def _safe(func: Any) -> Any:
 
     def run(ev: Evidence) -> list[Fact]:
         out: list[Fact] = []
-        try:
+        with contextlib.suppress(Exception):
             for fact in func(ev):
                 out.append(fact)
-        except Exception:
-            pass
         return out
 
     run.__name__ = getattr(func, "__name__", "parser")

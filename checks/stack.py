@@ -25,6 +25,7 @@ object of those packages and of the other CUDA-carrying distributions is scanned
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -394,20 +395,16 @@ def collect_toolkit(options: Any) -> Iterator[Fact]:
 
 def _toolkit_version(root: Path) -> tuple[str | None, str | None]:
     vj = root / "version.json"
-    try:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         data = json.loads(vj.read_text())
         v = (data.get("cuda") or data.get("cuda_nvcc") or {}).get("version")
         if v:
             return ".".join(str(v).split(".")[:2]), str(vj)
-    except (OSError, ValueError, AttributeError):
-        pass
     vt = root / "version.txt"
-    try:
+    with contextlib.suppress(OSError):
         m = re.search(r"CUDA Version (\d+\.\d+)", vt.read_text())
         if m:
             return m.group(1), str(vt)
-    except OSError:
-        pass
     return None, None
 
 

@@ -5,24 +5,9 @@ from __future__ import annotations
 
 from bwdoctor import runner
 from bwdoctor.types import Snapshot
-from bwdoctor_checks import logsig, parse_log
+from bwdoctor_checks import parse_log
 
-SPECS = {s.id: s for s in logsig.bwdoctor_checks()}
-
-
-def snap_from(text: str, **facts) -> Snapshot:
-    snap = Snapshot()
-    for f in parse_log.parse_text(text):
-        snap.add(f)
-    for key, value in facts.items():
-        snap.set(key.replace("__", "."), value, "test")
-    return snap
-
-
-def outcome(cid: str, snap: Snapshot):
-    found = runner.run_check(SPECS[cid], snap)
-    assert len(found) == 1, found
-    return found[0]
+from logsig_util import SPECS, outcome, snap_from
 
 
 def test_specs_are_well_formed():

@@ -3,27 +3,9 @@ reporter might paste and checks the class the log-signature checks name."""
 
 from __future__ import annotations
 
-from bwdoctor import runner
-from bwdoctor.types import Snapshot
-from bwdoctor_checks import logsig, parse_log
 from bwdoctor_checks._textutil import family_cc, gpu_entry
 
-SPECS = {s.id: s for s in logsig.bwdoctor_checks()}
-
-
-def snap_from(text: str, **facts) -> Snapshot:
-    snap = Snapshot()
-    for f in parse_log.parse_text(text):
-        snap.add(f)
-    for key, value in facts.items():
-        snap.set(key.replace("__", "."), value, "test")
-    return snap
-
-
-def outcome(cid: str, snap: Snapshot):
-    found = runner.run_check(SPECS[cid], snap)
-    assert len(found) == 1, found
-    return found[0]
+from logsig_util import outcome, snap_from
 
 
 def sigs(text: str) -> set[str]:

