@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 
 def bwdoctor_figures(gpu: int) -> dict[str, Any]:
-    from bwdoctor_checks._torchprobe import run_child
+    from bwdoctor_checks._lib.torchprobe import run_child
 
     env = dict(os.environ, CUDA_DEVICE_ORDER="PCI_BUS_ID")
     with tempfile.TemporaryDirectory() as d:

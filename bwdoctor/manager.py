@@ -32,8 +32,34 @@ DISABLE_ENV = "BWDOCTOR_DISABLE"
 # called, with this deadline (seconds): a plugin that hangs there costs one problem, not the run.
 TIMEOUT_ENV = "BWDOCTOR_PLUGIN_TIMEOUT"
 DEFAULT_PLUGIN_TIMEOUT = 20.0
-# Built-in plugin packages: every public module inside is one plugin, named "<short>.<module>".
-BUILTIN_PACKAGES = (("bwdoctor_checks", "checks"), ("bwdoctor_remedies", "remedies"))
+# The built-in plugins, in registration order (as pytest's ``default_plugins``): every one is
+# registered through the same public API a third-party plugin uses. "<role>.<area>" is the plugin's
+# name (what --disable takes); the module is ``bwdoctor_checks.<role>.<area>`` or
+# ``bwdoctor_remedies.<area>``.
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "collectors.host",
+    "collectors.nvml",
+    "collectors.stack",
+    "collectors.vllm_envs",
+    "collectors.probes",
+    "collectors.smoke",
+    "collectors.endpoint",
+    "parsers.env",
+    "parsers.config",
+    "parsers.log",
+    "checks.pkg",
+    "checks.gpu",
+    "checks.stack",
+    "checks.cfg",
+    "checks.log",
+    "checks.probe",
+    "checks.smoke",
+    "checks.ep",
+    "remedies.driver",
+    "remedies.runtime",
+    "remedies.pystack",
+    "remedies.configfiles",
+)
 
 
 @dataclass
@@ -316,18 +342,12 @@ def _short(item: Any, limit: int = 60) -> str:
 
 
 def builtin_modules() -> list[tuple[str, str]]:
-    """``[(import name, plugin name), ...]`` of the built-in plugin modules, found without importing them."""
-    import importlib.util
-    import pkgutil
-
+    """``[(import name, plugin name), ...]`` of the built-in plugins (nothing is imported here)."""
     out = []
-    for pkg, short in BUILTIN_PACKAGES:
-        spec = importlib.util.find_spec(pkg)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        for mod in sorted(pkgutil.iter_modules(spec.submodule_search_locations), key=lambda m: m.name):
-            if not mod.name.startswith("_"):
-                out.append((f"{pkg}.{mod.name}", f"{short}.{mod.name}"))
+    for name in DEFAULT_PLUGINS:
+        role, area = name.split(".", 1)
+        module = f"bwdoctor_remedies.{area}" if role == "remedies" else f"bwdoctor_checks.{role}.{area}"
+        out.append((module, name))
     return out
 
 

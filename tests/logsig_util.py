@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from bwdoctor import runner
 from bwdoctor.types import Snapshot
-from bwdoctor_checks import logsig, parse_log
+from bwdoctor_checks.checks import log as logsig
+from bwdoctor_checks.parsers import log as parse_log
 
 SPECS = {s.id: s for s in logsig.bwdoctor_checks()}
 

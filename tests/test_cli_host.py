@@ -155,7 +155,7 @@ def test_list_explain_and_plugins_commands():
     code, out, _ = run_cli(["explain", "bwd-pkg-001"], env=clean_env())
     assert code == 0 and "torchvision" in out and "torch.align-companions" in out
     code, out, _ = run_cli(["plugins"], env=clean_env())
-    assert code == 0 and "checks.host" in out
+    assert code == 0 and "collectors.host" in out
 
 
 def test_help_documents_exit_codes():

@@ -22,7 +22,7 @@ class FakeSmoke:
 def test_a_failed_smoke_log_is_parsed_like_an_analyzed_log():
     pm = PluginManager(entry_points=False)
     for name in list(pm.infos):
-        if pm.infos[name].origin == "builtin" and name not in ("checks.parse_log", "checks.logsig"):
+        if pm.infos[name].origin == "builtin" and name not in ("parsers.log", "checks.log"):
             pm.pm.unregister(name=name)
     pm.register_module(FakeSmoke(), "fake")
     reg = pm.registry()

@@ -139,7 +139,7 @@ def test_arch_fp8_and_versions():
 def test_installed_envs_collector(monkeypatch, tmp_path):
     from importlib import metadata
 
-    import bwdoctor_checks.vllm_envs as ve
+    import bwdoctor_checks.collectors.vllm_envs as ve
     from bwdoctor import RunOptions, Unavailable
 
     (tmp_path / "vllm").mkdir()

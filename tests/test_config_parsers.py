@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import bwdoctor_checks.parse_config as pc
+import bwdoctor_checks.parsers.config as pc
 from bwdoctor.runner import load_evidence
 
 DATA = Path(__file__).parent / "data" / "config"

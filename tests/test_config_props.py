@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import bwdoctor_checks.parse_config as pc
+import bwdoctor_checks.parsers.config as pc
 from bwdoctor import Fact
 from bwdoctor.kb import vllm as V
 from bwdoctor.runner import load_evidence

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bwdoctor_checks import _compat as c
+from bwdoctor_checks._lib import compat as c
 
 
 @pytest.mark.parametrize("sass,cc,runs", [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bwdoctor_checks import _cudabin as cb
+from bwdoctor_checks._lib import cudabin as cb
 
 DATA = Path(__file__).parent / "data" / "cudabin"
 EXPECTED = json.loads((DATA / "expected.json").read_text())["files"]

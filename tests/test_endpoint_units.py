@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bwdoctor import Fact, RunOptions, Snapshot
-from bwdoctor_checks import endpoint
+from bwdoctor_checks.checks import ep as endpoint_checks
+from bwdoctor_checks.collectors import endpoint as endpoint_collectors
 
 METRICS = """# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.
 # TYPE vllm:kv_cache_usage_perc gauge
@@ -28,22 +29,22 @@ vllm:num_preemptions_total{engine="0"} NaN
 
 
 def test_parse_prometheus_sums_labels_and_ignores_junk():
-    samples = endpoint.parse_prometheus(METRICS + 'vllm:num_requests_running{engine="1"} 2\n')
+    samples = endpoint_collectors.parse_prometheus(METRICS + 'vllm:num_requests_running{engine="1"} 2\n')
     assert samples["vllm:num_requests_running"] == 3.0
     assert "vllm:num_preemptions_total" not in samples
-    m = endpoint.vllm_metrics(samples)
+    m = endpoint_collectors.vllm_metrics(samples)
     assert m == {"kv_cache_usage": 0.25, "requests_running": 3, "requests_waiting": 0, "prompt_token_count": 120,
                  "generation_token_count": 4096}
 
 
 def test_older_metric_name():
-    assert endpoint.vllm_metrics(endpoint.parse_prometheus("vllm:gpu_cache_usage_perc 0.97\n")) == {
+    assert endpoint_collectors.vllm_metrics(endpoint_collectors.parse_prometheus("vllm:gpu_cache_usage_perc 0.97\n")) == {
         "kv_cache_usage": 0.97}
 
 
 def test_iter_sse():
     lines = [b"data: {\"a\": 1}", b"", b": comment", "data: not json", b"data: [DONE]", b"data: {\"b\": 2}"]
-    assert list(endpoint.iter_sse(iter(lines))) == [{"a": 1}, "not json"]
+    assert list(endpoint_collectors.iter_sse(iter(lines))) == [{"a": 1}, "not json"]
 
 
 @pytest.mark.parametrize("url,clean", [
@@ -52,7 +53,7 @@ def test_iter_sse():
     ("https://api.example.com/prefix/v1?key=abc", "https://api.example.com/prefix"),
 ])
 def test_clean_url_drops_credentials(url, clean):
-    assert endpoint.clean_url(url) == clean
+    assert endpoint_collectors.clean_url(url) == clean
 
 
 # ------------------------------------------------------------------ stand-in servers
@@ -136,12 +137,12 @@ def server():
 
 
 def _run(url, model=None, **extra):
-    facts = endpoint.collect_endpoint(RunOptions(endpoint=url, model=model, extra=extra))
+    facts = endpoint_collectors.collect_endpoint(RunOptions(endpoint=url, model=model, extra=extra))
     snap = Snapshot()
     for f in facts:
         snap.add(f)
     results = {}
-    for spec in endpoint.bwdoctor_checks():
+    for spec in endpoint_checks.bwdoctor_checks():
         if all(snap.has(k) for k in spec.needs) and (not spec.needs_any or any(snap.has(k) for k in spec.needs_any)):
             results[spec.id] = spec.func(snap)
     return snap, results
@@ -229,6 +230,6 @@ def test_api_key_is_sent_but_never_recorded(server, monkeypatch):
 
 
 def test_collector_is_enabled_only_with_an_endpoint():
-    spec = endpoint.bwdoctor_collectors()[0]
+    spec = endpoint_collectors.bwdoctor_collectors()[0]
     assert spec.enabled(RunOptions(endpoint="http://x")) and not spec.enabled(RunOptions())
     assert Fact  # the public API is all this module needs

@@ -16,7 +16,7 @@ import pytest
 from bwdoctor import Snapshot
 from bwdoctor.manager import PluginManager
 from bwdoctor.runner import run_checks
-from bwdoctor_checks.nvml import replay_facts
+from bwdoctor_checks.collectors.nvml import replay_facts
 
 DATA = Path(__file__).parent / "data" / "gpu"
 NS = {"error": "NVMLError_NotSupported", "msg": "Not Supported"}

@@ -12,8 +12,8 @@ import pytest
 from bwdoctor import CollectorSpec, RunOptions, Snapshot, Unavailable
 from bwdoctor.manager import PluginManager, Registry
 from bwdoctor.runner import collect, run_checks
-from bwdoctor_checks import nvml
-from bwdoctor_checks.nvml import NvmlCallError, RecordingQuery, ReplayQuery, build_facts, replay_facts
+from bwdoctor_checks.collectors import nvml
+from bwdoctor_checks.collectors.nvml import NvmlCallError, RecordingQuery, ReplayQuery, build_facts, replay_facts
 
 DATA = Path(__file__).parent / "data" / "gpu"
 H100 = json.loads((DATA / "h100-sxm-driver580" / "nvml.json").read_text())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from bwdoctor_checks.host import STACK_PACKAGES, collect_packages, detect_container
+from bwdoctor_checks.collectors.host import STACK_PACKAGES, collect_packages, detect_container
 
 
 def test_agrees_with_importlib_metadata_on_this_environment():

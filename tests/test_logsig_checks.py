@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bwdoctor import runner
 from bwdoctor.types import Snapshot
-from bwdoctor_checks import parse_log
+from bwdoctor_checks.parsers import log as parse_log
 
 from logsig_util import SPECS, outcome, snap_from
 

@@ -3,7 +3,7 @@ reporter might paste and checks the class the log-signature checks name."""
 
 from __future__ import annotations
 
-from bwdoctor_checks._textutil import family_cc, gpu_entry
+from bwdoctor_checks._lib.textutil import family_cc, gpu_entry
 
 from logsig_util import outcome, snap_from
 

@@ -26,7 +26,7 @@ def registry():
 
 def test_builtin_plugins_all_load():
     names = [name for _, name in builtin_modules()]
-    assert "checks.host" in names
+    assert "collectors.host" in names
     pm = PluginManager(entry_points=False)
     pm.registry()
     assert [p.message for p in pm.problems] == []
@@ -77,30 +77,64 @@ def _imports(path: Path):
 
 
 def test_builtin_plugins_import_only_the_public_api():
+    """Plugins import the public bwdoctor API and their own package's private ``_lib``/``_common``,
+    never another plugin module."""
     bad = []
-    for folder, pkg in (("checks", "bwdoctor_checks"), ("plugins", "bwdoctor_remedies")):
-        for path in sorted((ROOT / folder).glob("*.py")):
+    for pkg in ("bwdoctor_checks", "bwdoctor_remedies"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            rel = path.relative_to(ROOT)
             for line, mod, level in _imports(path):
                 if level:  # relative: only the package's own _helpers
                     if mod and not mod.split(".")[0].startswith("_"):
-                        bad.append(f"{path.name}:{line} relative import of {mod}")
+                        bad.append(f"{rel}:{line} relative import of {mod}")
                     continue
                 top = mod.split(".")[0]
                 if top == "bwdoctor":
                     if mod not in PUBLIC and not mod.startswith("bwdoctor.kb."):
-                        bad.append(f"{path.name}:{line} imports host internals {mod}")
+                        bad.append(f"{rel}:{line} imports host internals {mod}")
                 elif top in ("bwdoctor_checks", "bwdoctor_remedies"):
                     parts = mod.split(".")
                     if top != pkg or len(parts) < 2 or not parts[1].startswith("_"):
-                        bad.append(f"{path.name}:{line} imports another plugin {mod}")
-                elif top in ("checks", "plugins"):
-                    bad.append(f"{path.name}:{line} imports the global name {mod}")
+                        bad.append(f"{rel}:{line} imports another plugin {mod}")
     assert bad == []
+
+
+# What a pure check module may not use: the outside world is read by collectors only.
+IMPURE_MODULES = ("subprocess", "requests", "pynvml", "socket", "urllib.request", "http.client", "ctypes", "shutil",
+                  "tempfile", "mmap")
+IMPURE_CALLS = ("open", "read_text", "read_bytes", "write_text", "write_bytes", "iterdir", "glob", "rglob", "listdir",
+                "scandir", "walk", "system", "popen")
+
+
+def test_check_modules_are_pure():
+    bad = []
+    for path in sorted((ROOT / "bwdoctor_checks" / "checks").glob("*.py")):
+        rel = path.relative_to(ROOT)
+        for line, mod, _ in _imports(path):
+            if any(mod == m or mod.startswith(m + ".") for m in IMPURE_MODULES):
+                bad.append(f"{rel}:{line} imports {mod}")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+                if name in IMPURE_CALLS:
+                    bad.append(f"{rel}:{node.lineno} calls {name}()")
+    assert bad == []
+
+
+def test_plugin_folders_are_import_names():
+    for pkg in ("bwdoctor_checks", "bwdoctor_remedies"):
+        assert (ROOT / pkg / "__init__.py").is_file()
+    for role in ("collectors", "parsers", "checks"):
+        mods = [p.stem for p in (ROOT / "bwdoctor_checks" / role).glob("*.py") if p.stem != "__init__"]
+        assert mods, role
+        names = {n for _, n in builtin_modules()}
+        assert {f"{role}.{m}" for m in mods} <= names, f"{role} modules missing from DEFAULT_PLUGINS"
 
 
 def test_builtin_plugins_never_import_torch_or_vllm_at_module_level():
     bad = []
-    for folder in ("checks", "plugins", "bwdoctor"):
+    for folder in ("bwdoctor_checks", "bwdoctor_remedies", "bwdoctor"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             tree = ast.parse(path.read_text())
             for node in tree.body:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bwdoctor.types import Evidence
-from bwdoctor_checks import parse_env
+from bwdoctor_checks.parsers import env as parse_env
 
 DATA = Path(__file__).parent / "data" / "evidence"
 

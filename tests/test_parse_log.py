@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bwdoctor.types import Evidence
-from bwdoctor_checks import parse_log
+from bwdoctor_checks.parsers import log as parse_log
 
 DATA = Path(__file__).parent / "data" / "evidence"
 

@@ -1,6 +1,6 @@
 """Per-request, access-log and metrics lines are not failures, even when a user's prompt quotes one."""
 
-from bwdoctor_checks.parse_log import scan_lines
+from bwdoctor_checks.parsers.log import scan_lines
 
 LOG = [
     "INFO 03-02 10:00:00 [api_server.py:1043] vLLM API server version 0.10.1",

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from bwdoctor import Fact, RunOptions, Snapshot, Unavailable, Unsupported
-from bwdoctor_checks import probes
+from bwdoctor_checks._lib import classify as classify
+from bwdoctor_checks._lib import rooflines as rooflines
+from bwdoctor_checks.checks import probe as probes_checks
+from bwdoctor_checks.collectors import probes as probes_collectors
 
 
 def _snap(facts):
@@ -46,13 +49,13 @@ RECORDED = [
 
 @pytest.mark.parametrize("text,kind", RECORDED)
 def test_classify_cuda_error(text, kind):
-    assert probes.classify_cuda_error(text) == kind
+    assert classify.classify_cuda_error(text) == kind
 
 
 def test_every_kind_has_a_known_root_cause_and_remedies():
     from bwdoctor.types import ROOT_CAUSES
 
-    for kind, (cause, remedies, meaning) in probes.KIND_CAUSES.items():
+    for kind, (cause, remedies, meaning) in classify.KIND_CAUSES.items():
         assert cause is None or cause in ROOT_CAUSES, kind
         assert meaning
         if cause:
@@ -62,7 +65,7 @@ def test_every_kind_has_a_known_root_cause_and_remedies():
 @pytest.mark.parametrize("gen,width,expected", [(3, 16, 15.76), (4, 16, 31.504), (5, 16, 63.008), (4, 8, 15.752),
                                                 (5, "16", 63.008), (None, 16, None), (7, 16, None), (4, 0, None)])
 def test_pcie_theoretical(gen, width, expected):
-    assert probes.pcie_theoretical_gbs(gen, width) == expected
+    assert rooflines.pcie_theoretical_gbs(gen, width) == expected
 
 
 # ------------------------------------------------------------------ kernel facts
@@ -70,21 +73,21 @@ def test_pcie_theoretical(gen, width, expected):
 
 def test_kernel_facts_cpu_only_torch_is_unavailable():
     with pytest.raises(Unavailable, match="CPU-only build"):
-        probes.kernel_facts({"torch": "2.6.0+cpu", "cuda": None, "device_count": 0}, False, "python")
+        probes_collectors.kernel_facts({"torch": "2.6.0+cpu", "cuda": None, "device_count": 0}, False, "python")
 
 
 def test_kernel_facts_no_gpu_is_unavailable():
     res = {"torch": "2.6.0+cu124", "cuda": "12.4", "device_count": 0,
            "init_error": "RuntimeError: Found no NVIDIA driver on your system."}
     with pytest.raises(Unavailable, match="sees no NVIDIA GPU"):
-        probes.kernel_facts(res, False, "python")
+        probes_collectors.kernel_facts(res, False, "python")
 
 
 def test_kernel_facts_driver_too_old_is_a_failure():
     res = {"torch": "2.9.0+cu130", "cuda": "13.0", "device_count": 0, "ok": False,
            "init_error": "RuntimeError: The NVIDIA driver on your system is too old (found version 12080)."}
-    facts = probes.kernel_facts(res, False, "python")
-    out = probes._check_kernel(_snap({f.key: f.value for f in facts}))
+    facts = probes_collectors.kernel_facts(res, False, "python")
+    out = probes_checks._check_kernel(_snap({f.key: f.value for f in facts}))
     assert out.status == "fail" and out.root_cause == "driver_too_old_for_cuda"
     assert "driver.upgrade" in out.remedies and "found version 12080" in out.message
 
@@ -97,26 +100,26 @@ def test_kernel_facts_no_kernel_image_per_device():
                         "error": "AcceleratorError: CUDA error: no kernel image is available for execution on the "
                                  "device"},
                        {"index": 1, "name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0", "ok": True}]}
-    facts = probes.kernel_facts(res, False, "python")
+    facts = probes_collectors.kernel_facts(res, False, "python")
     assert facts[0].value["devices"][0]["error_kind"] == "no_kernel_image"
-    outs = probes._check_kernel(_snap({f.key: f.value for f in facts}))
+    outs = probes_checks._check_kernel(_snap({f.key: f.value for f in facts}))
     assert [o.status for o in outs] == ["fail", "pass"]
     assert outs[0].root_cause == "arch_not_in_torch_wheel" and outs[0].confidence == 1.0
     assert "sm_90" in outs[0].message and outs[0].subject == "gpu0"
 
 
 def test_kernel_facts_timeout_is_reported():
-    facts = probes.kernel_facts({"stage": "init", "torch": "2.7.0"}, True, "python")
-    out = probes._check_kernel(_snap({f.key: f.value for f in facts}))
+    facts = probes_collectors.kernel_facts({"stage": "init", "torch": "2.7.0"}, True, "python")
+    out = probes_checks._check_kernel(_snap({f.key: f.value for f in facts}))
     assert out.status == "fail" and "did not finish" in out.message
 
 
 def test_kernel_facts_broken_torch_import_is_a_failure():
     res = {"import_failed": True, "error": "ImportError: libcudart.so.13: cannot open shared object file"}
-    facts = probes.kernel_facts(res, False, "python")
+    facts = probes_collectors.kernel_facts(res, False, "python")
     assert facts[0].value["ok"] is False
     with pytest.raises(Unavailable, match="not installed"):
-        probes.kernel_facts({"import_failed": True, "error": "ModuleNotFoundError: No module named 'torch'"},
+        probes_collectors.kernel_facts({"import_failed": True, "error": "ModuleNotFoundError: No module named 'torch'"},
                             False, "python")
 
 
@@ -164,26 +167,26 @@ def test_kernel_child_end_to_end_with_stand_in_torch(tmp_path, monkeypatch):
     (site / "torch").mkdir(parents=True)
     (site / "torch" / "__init__.py").write_text(textwrap.dedent(FAKE_TORCH))
     monkeypatch.setenv("PYTHONPATH", str(site))
-    real = probes.importlib.util.find_spec
-    monkeypatch.setattr(probes.importlib.util, "find_spec", lambda n, *a: object() if n == "torch" else real(n, *a))
-    facts = probes.collect_kernel(RunOptions(level="standard"))
+    real = probes_collectors.importlib.util.find_spec
+    monkeypatch.setattr(probes_collectors.importlib.util, "find_spec", lambda n, *a: object() if n == "torch" else real(n, *a))
+    facts = probes_collectors.collect_kernel(RunOptions(level="standard"))
     kl = facts[0].value
     assert kl["torch"] == "2.5.1+cu124" and kl["device_count"] == 1
     assert kl["devices"][0]["error_kind"] == "no_kernel_image"
     assert any("sm_120 is not compatible" in w for w in kl["warnings"])
-    out = probes._check_kernel(_snap({f.key: f.value for f in facts}))[0]
+    out = probes_checks._check_kernel(_snap({f.key: f.value for f in facts}))[0]
     assert out.status == "fail" and out.root_cause == "arch_not_in_torch_wheel"
     assert "no kernel image is available" in out.message
 
 
 def test_probe_collector_without_torch(monkeypatch):
-    real = probes.importlib.util.find_spec
-    monkeypatch.setattr(probes.importlib.util, "find_spec", lambda n, *a: None if n == "torch" else real(n, *a))
+    real = probes_collectors.importlib.util.find_spec
+    monkeypatch.setattr(probes_collectors.importlib.util, "find_spec", lambda n, *a: None if n == "torch" else real(n, *a))
     monkeypatch.delenv("BWDOCTOR_TORCH_PYTHON", raising=False)
     with pytest.raises(Unavailable, match="PyTorch is not installed"):
-        probes.collect_probes(RunOptions(level="full"))
+        probes_collectors.collect_probes(RunOptions(level="full"))
     with pytest.raises(Unavailable, match="PyTorch is not installed"):
-        probes.collect_kernel(RunOptions(level="standard"))
+        probes_collectors.collect_kernel(RunOptions(level="standard"))
 
 
 # ------------------------------------------------------------------ probe figures and checks
@@ -203,7 +206,7 @@ H100_GPU = {"name": "NVIDIA H100 80GB HBM3", "pci_device_id": "0x2330", "compute
 
 def _h100_snapshot(**overrides):
     child = {"torch": H100_CHILD["torch"], "gpus": [dict(H100_CHILD["gpus"][0], **overrides)]}
-    facts = {f.key: f.value for f in probes.probe_facts(child, "/usr/bin/python3")}
+    facts = {f.key: f.value for f in probes_collectors.probe_facts(child, "/usr/bin/python3")}
     facts["gpu.0"] = H100_GPU
     return _snap(facts)
 
@@ -217,11 +220,11 @@ def test_probe_facts_shape():
 
 
 def _ratio(field):
-    spec = {"memory_bandwidth_gbs": ("memory_bandwidth_gbs", probes.BANDWIDTH_WARN_PCT),
-            "bf16_tflops": ("bf16_dense_tflops", probes.BF16_WARN_PCT),
-            "fp8_tflops": ("fp8_dense_tflops", probes.FP8_WARN_PCT),
-            "fp4_tflops": ("fp4_dense_tflops", probes.FP4_WARN_PCT)}[field]
-    return probes._ratio_check(field, spec[0], "u", field, spec[1])
+    spec = {"memory_bandwidth_gbs": ("memory_bandwidth_gbs", rooflines.BANDWIDTH_WARN_PCT),
+            "bf16_tflops": ("bf16_dense_tflops", rooflines.BF16_WARN_PCT),
+            "fp8_tflops": ("fp8_dense_tflops", rooflines.FP8_WARN_PCT),
+            "fp4_tflops": ("fp4_dense_tflops", rooflines.FP4_WARN_PCT)}[field]
+    return probes_checks._ratio_check(field, spec[0], "u", field, spec[1])
 
 
 def test_datasheet_ratios_on_the_h100():
@@ -249,13 +252,13 @@ def test_failed_measurement_is_a_skip_with_the_error():
 
 def test_unknown_gpu_is_skipped_with_reason():
     child = {"gpus": [dict(H100_CHILD["gpus"][0], name="Mystery Accelerator 9000")]}
-    snap = _snap({f.key: f.value for f in probes.probe_facts(child, "python")})
+    snap = _snap({f.key: f.value for f in probes_collectors.probe_facts(child, "python")})
     out = _ratio("memory_bandwidth_gbs")(snap)[0]
     assert out.status == "skip" and "knowledge base" in out.message
 
 
 def test_pcie_check():
-    out = probes._check_pcie(_h100_snapshot())[0]
+    out = probes_checks._check_pcie(_h100_snapshot())[0]
     assert out.status == "pass" and out.details["theoretical_gbs"] == 63.008
     assert out.details["percent"] == pytest.approx(87.4, abs=0.1)
 
@@ -264,27 +267,27 @@ def test_pcie_check_names_a_narrow_link():
     snap = _h100_snapshot(host_copy={"h2d_gbs": 24.0, "d2h_gbs": 23.0})
     gpu = dict(H100_GPU, pcie={"gen_current": 5, "gen_max": 5, "width_current": 8, "width_max": 16})
     snap.set("gpu.0", gpu, "test")
-    out = probes._check_pcie(snap)[0]
+    out = probes_checks._check_pcie(snap)[0]
     assert out.status == "warn" and "trained at x8" in out.message
 
 
 def test_pcie_check_without_link_facts():
-    snap = _snap({f.key: f.value for f in probes.probe_facts(H100_CHILD, "python")})
-    assert probes._check_pcie(snap)[0].status == "skip"
+    snap = _snap({f.key: f.value for f in probes_collectors.probe_facts(H100_CHILD, "python")})
+    assert probes_checks._check_pcie(snap)[0].status == "skip"
 
 
 def test_checks_are_registered_with_docs():
-    ids = {c.id: c for c in probes.bwdoctor_checks()}
+    ids = {c.id: c for c in probes_checks.bwdoctor_checks()}
     assert set(ids) == {f"BWD-PROBE-00{i}" for i in range(1, 7)}
     for c in ids.values():
         assert len(c.doc) > 100 and (c.remedies or "No automatic" in c.doc)
-    names = {c.name: c for c in probes.bwdoctor_collectors()}
+    names = {c.name: c for c in probes_collectors.bwdoctor_collectors()}
     assert names["probe-kernel-launch"].level == "standard" and names["probe-gpu"].level == "full"
     assert all(c.isolate for c in names.values())
 
 
 def test_import_does_not_pull_torch():
-    code = ("import sys, bwdoctor_checks.probes, bwdoctor_checks.smoke, bwdoctor_checks.endpoint; "
+    code = ("import sys, bwdoctor_checks.collectors.probes, bwdoctor_checks.collectors.smoke, bwdoctor_checks.collectors.endpoint; "
             "assert 'torch' not in sys.modules and 'vllm' not in sys.modules")
     import subprocess
 
@@ -292,6 +295,6 @@ def test_import_does_not_pull_torch():
 
 
 def test_child_script_imports_only_the_standard_library():
-    src = (Path(probes.__file__).parent / "_torchprobe.py").read_text()
+    src = (Path(probes_collectors.__file__).parent.parent / "_lib" / "torchprobe.py").read_text()
     top = [ln for ln in src.splitlines() if ln.startswith(("import ", "from "))]
     assert not any("bwdoctor" in ln or "torch" in ln.split()[1] or "vllm" in ln for ln in top), top

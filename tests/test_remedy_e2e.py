@@ -50,8 +50,8 @@ def test_fix_apply_removes_stale_torchvision_in_a_venv(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
     repo = Path(__file__).resolve().parent.parent
-    for name, target in (("bwdoctor", repo / "bwdoctor"), ("bwdoctor_checks", repo / "checks"),
-                         ("bwdoctor_remedies", repo / "plugins")):
+    for name, target in (("bwdoctor", repo / "bwdoctor"), ("bwdoctor_checks", repo / "bwdoctor_checks"),
+                         ("bwdoctor_remedies", repo / "bwdoctor_remedies")):
         (shared / name).symlink_to(target)
     for mod in DEPENDENCIES:
         spec = importlib.util.find_spec(mod)

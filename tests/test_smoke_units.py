@@ -14,8 +14,12 @@ from pathlib import Path
 import pytest
 
 from bwdoctor import Fact, RunOptions, Snapshot, Unavailable
-from bwdoctor_checks import _tinymodel, smoke
-from bwdoctor_checks._torchprobe import ChildRun, read_tail, run_child, tail_lines
+from bwdoctor_checks._lib import classify as classify
+from bwdoctor_checks._lib import rooflines as rooflines
+from bwdoctor_checks._lib import tinymodel as _tinymodel
+from bwdoctor_checks._lib.torchprobe import ChildRun, read_tail, run_child, tail_lines
+from bwdoctor_checks.checks import smoke as smoke_checks
+from bwdoctor_checks.collectors import smoke as smoke_collectors
 
 DATA = Path(__file__).parent / "data" / "smoke"
 
@@ -28,7 +32,7 @@ def _snap(**facts):
 
 
 def test_parse_engine_log_cpu_run():
-    info = smoke.parse_engine_log((DATA / "vllm-cpu-tiny-llama.log").read_text())
+    info = smoke_collectors.parse_engine_log((DATA / "vllm-cpu-tiny-llama.log").read_text())
     assert info["kv_cache_token_count"] == 1048576
     assert info["kv_cache_device"] == "cpu"
     assert info["kv_cache_gib"] == 1.0
@@ -45,7 +49,7 @@ def test_parse_engine_log_gpu_lines():
         "INFO [kv_cache_utils.py:2328] GPU KV cache size: 419,648 tokens",
         "INFO Model loading took 7.51 GiB memory and 3.2 seconds",
     ])
-    info = smoke.parse_engine_log(text)
+    info = smoke_collectors.parse_engine_log(text)
     assert info["attention_backend"] == "FLASHINFER"
     assert info["kv_cache_gib"] == 51.23
     assert info["kv_cache_token_count"] == 419648
@@ -53,12 +57,12 @@ def test_parse_engine_log_gpu_lines():
 
 
 def test_parse_engine_log_older_wording():
-    assert smoke.parse_engine_log("INFO selector.py:1 Using Flash Attention backend.")["attention_backend"] == "FLASH_ATTN"
-    assert smoke.parse_engine_log("INFO Using AttentionBackendEnum.TRITON_ATTN backend.")["attention_backend"] == "TRITON_ATTN"
+    assert smoke_collectors.parse_engine_log("INFO selector.py:1 Using Flash Attention backend.")["attention_backend"] == "FLASH_ATTN"
+    assert smoke_collectors.parse_engine_log("INFO Using AttentionBackendEnum.TRITON_ATTN backend.")["attention_backend"] == "TRITON_ATTN"
 
 
 def test_explain_lines_keep_the_error_not_the_traceback_frames():
-    lines = smoke.explain_lines((DATA / "load-failure.log").read_text())
+    lines = smoke_collectors.explain_lines((DATA / "load-failure.log").read_text())
     texts = [ln["text"] for ln in lines]
     assert any("16.00 GiB KV cache is needed" in t for t in texts)
     assert any(t.startswith("RuntimeError: Engine core initialization failed") for t in texts)
@@ -69,7 +73,7 @@ def test_explain_lines_keep_the_error_not_the_traceback_frames():
 def test_explain_lines_ignore_known_noise_and_cap():
     text = "\n".join(["Triton is installed, but doesn't include CPU backend. Disabling Triton."]
                      + [f"RuntimeError: failure number {i}" for i in range(40)])
-    lines = smoke.explain_lines(text, limit=5)
+    lines = smoke_collectors.explain_lines(text, limit=5)
     assert len(lines) == 5 and lines[-1]["text"].endswith("39")
 
 
@@ -85,7 +89,7 @@ def test_explain_lines_ignore_known_noise_and_cap():
     ("something unrelated went wrong", None),
 ])
 def test_classify_failure(text, cause):
-    assert smoke.classify_failure(text)[0] == cause
+    assert classify.classify_failure(text)[0] == cause
 
 
 # ------------------------------------------------------------------ roofline
@@ -93,10 +97,10 @@ def test_classify_failure(text, cause):
 
 def test_decode_roofline_math():
     # 16 GB of weights on 1,792 GB/s: 112 tokens/s ceiling (facts.md's RTX PRO 6000 example).
-    assert smoke.decode_roofline(16e9, 1792) == pytest.approx(112.0)
-    assert smoke.roofline_percent(56.0, 16e9, 1792) == pytest.approx(50.0)
+    assert rooflines.decode_roofline(16e9, 1792) == pytest.approx(112.0)
+    assert rooflines.roofline_percent(56.0, 16e9, 1792) == pytest.approx(50.0)
     with pytest.raises(ValueError):
-        smoke.decode_roofline(0, 1792)
+        rooflines.decode_roofline(0, 1792)
 
 
 def _gpu_smoke(tps, weights_gib=14.96, tp=1, eager=False):
@@ -111,33 +115,33 @@ def _gpu_smoke(tps, weights_gib=14.96, tp=1, eager=False):
 
 def test_roofline_check_pass_and_warn():
     # H100 SXM: 3,350 GB/s; 14.96 GiB of weights -> ceiling ~208.5 tokens/s.
-    ok = smoke._check_roofline(_gpu_smoke(150.0))
+    ok = smoke_checks._check_roofline(_gpu_smoke(150.0))
     assert ok.status == "pass" and ok.details["roofline_tps"] == pytest.approx(208.55, rel=1e-3)
     assert ok.details["percent"] == pytest.approx(71.9, abs=0.1)
-    slow = smoke._check_roofline(_gpu_smoke(40.0, eager=True))
+    slow = smoke_checks._check_roofline(_gpu_smoke(40.0, eager=True))
     assert slow.status == "warn" and "enforce_eager" in slow.message
 
 
 def test_roofline_check_tensor_parallel_splits_weights():
-    out = smoke._check_roofline(_gpu_smoke(150.0, tp=2))
+    out = smoke_checks._check_roofline(_gpu_smoke(150.0, tp=2))
     assert out.details["roofline_tps"] == pytest.approx(417.1, rel=1e-3)
 
 
 def test_roofline_check_skips_cpu_and_tiny_models():
     cpu = _snap(smoke__result={"ok": True}, smoke__engine={"device": "cpu"}, smoke__timings={"decode_tps": 800.0},
                 smoke__memory={"weights_gib": 0.0025})
-    assert smoke._check_roofline(cpu).status == "skip"
-    assert smoke._check_roofline(_gpu_smoke(5000.0, weights_gib=0.0025)).status == "skip"
+    assert smoke_checks._check_roofline(cpu).status == "skip"
+    assert smoke_checks._check_roofline(_gpu_smoke(5000.0, weights_gib=0.0025)).status == "skip"
 
 
 # ------------------------------------------------------------------ checks
 
 
 def test_smoke_check_failure_quotes_log_and_classifies():
-    lines = smoke.explain_lines((DATA / "load-failure.log").read_text())
+    lines = smoke_collectors.explain_lines((DATA / "load-failure.log").read_text())
     snap = _snap(smoke__result={"ok": False, "stage": "load", "error": "RuntimeError: Engine core initialization "
                                 "failed", "lines": lines}, smoke__log_tail="...")
-    out = smoke._check_runs(snap)
+    out = smoke_checks._check_runs(snap)
     assert out.status == "fail"
     assert out.root_cause == "kv_cache_oom" and out.remedies == ["vllm.memory-settings"]
     assert "KV cache is needed" in out.message
@@ -149,65 +153,65 @@ def test_smoke_check_pass():
                  smoke__engine={"version": "0.32.0", "device": "cpu", "model_source": "tiny"},
                  smoke__timings={"load_s": 12.0, "ttft_s": 0.004, "decode_tps": 700.5},
                  smoke__generation={"generated_token_count": 64, "requested_token_count": 64})
-    out = smoke._check_runs(snap)
+    out = smoke_checks._check_runs(snap)
     assert out.status == "pass" and "64 tokens" in out.message and "700.5 tokens/s" in out.message
-    assert smoke._check_tokens(snap).status == "pass"
+    assert smoke_checks._check_tokens(snap).status == "pass"
 
 
 def test_token_count_check_warns_on_early_stop():
     snap = _snap(smoke__generation={"generated_token_count": 10, "requested_token_count": 64, "finish_reason": "abort"})
-    assert smoke._check_tokens(snap).status == "warn"
+    assert smoke_checks._check_tokens(snap).status == "warn"
 
 
 def test_quantization_check():
     requested = {"quantization": "fp8"}
     ok = _snap(smoke__result={"ok": True}, smoke__engine={"quantization": "fp8", "requested": requested,
                                                            "gpu_name": "NVIDIA H100 80GB HBM3"})
-    assert smoke._check_quantization(ok).status == "pass"
+    assert smoke_checks._check_quantization(ok).status == "pass"
     ampere = _snap(smoke__result={"ok": False, "error": "x"}, smoke__engine={"requested": requested},
                    gpu__0={"name": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"})
-    out = smoke._check_quantization(ampere)
+    out = smoke_checks._check_quantization(ampere)
     assert out.status == "fail" and out.root_cause == "fp8_unsupported_on_gpu"
     none = _snap(smoke__result={"ok": True}, smoke__engine={"requested": {}})
-    assert smoke._check_quantization(none).status == "skip"
+    assert smoke_checks._check_quantization(none).status == "skip"
 
 
 # ------------------------------------------------------------------ collector
 
 
 def test_enabled_by_level_or_flag():
-    assert smoke.smoke_enabled(RunOptions(level="full"))
-    assert smoke.smoke_enabled(RunOptions(level="quick", smoke=True))
-    assert not smoke.smoke_enabled(RunOptions(level="standard"))
+    assert smoke_collectors.smoke_enabled(RunOptions(level="full"))
+    assert smoke_collectors.smoke_enabled(RunOptions(level="quick", smoke=True))
+    assert not smoke_collectors.smoke_enabled(RunOptions(level="standard"))
 
 
 def test_child_args_tiny_and_user_model():
-    tiny = smoke.child_args(RunOptions(smoke=True))
+    tiny = smoke_collectors.child_args(RunOptions(smoke=True))
     assert "model" not in tiny and tiny["dtype"] == "bfloat16" and tiny["enforce_eager"] is True
-    user = smoke.child_args(RunOptions(smoke=True, model="/m", quantization="fp8", extra={"smoke_tokens": 8}))
+    user = smoke_collectors.child_args(RunOptions(smoke=True, model="/m", quantization="fp8", extra={"smoke_tokens": 8}))
     assert user["model"] == "/m" and user["quantization"] == "fp8" and user["max_tokens"] == 8
     assert "enforce_eager" not in user
 
 
 def test_child_env_caps_cpu_kv_cache(monkeypatch):
     monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
-    assert smoke.child_env(RunOptions())["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert smoke_collectors.child_env(RunOptions())["VLLM_CPU_KVCACHE_SPACE"] == "1"
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "4")
-    assert smoke.child_env(RunOptions())["VLLM_CPU_KVCACHE_SPACE"] == "4"
+    assert smoke_collectors.child_env(RunOptions())["VLLM_CPU_KVCACHE_SPACE"] == "4"
 
 
 def test_unavailable_without_vllm(monkeypatch):
     monkeypatch.delenv("BWDOCTOR_VLLM_PYTHON", raising=False)
     real = importlib.util.find_spec
-    monkeypatch.setattr(smoke.importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    monkeypatch.setattr(smoke_collectors.importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
     with pytest.raises(Unavailable, match=r"vLLM is not installed \(pip install 'bwdoctor\[vllm\]'\)"):
-        smoke.collect_smoke(RunOptions(smoke=True))
+        smoke_collectors.collect_smoke(RunOptions(smoke=True))
 
 
 def test_unavailable_when_interpreter_missing(monkeypatch):
     monkeypatch.setenv("BWDOCTOR_VLLM_PYTHON", "/nonexistent/bin/python")
     with pytest.raises(Unavailable, match="not an executable"):
-        smoke.collect_smoke(RunOptions(smoke=True))
+        smoke_collectors.collect_smoke(RunOptions(smoke=True))
 
 
 def test_vllm_missing_in_other_interpreter_is_unavailable(tmp_path):
@@ -216,7 +220,7 @@ def test_vllm_missing_in_other_interpreter_is_unavailable(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True, timeout=60)
     python = str(tmp_path / "venv" / "bin" / "python")
     with pytest.raises(Unavailable, match=f"vLLM is not installed .* in {python}"):
-        smoke.collect_smoke(RunOptions(smoke=True, extra={"python": python}))
+        smoke_collectors.collect_smoke(RunOptions(smoke=True, extra={"python": python}))
 
 
 def _fake_python(tmp_path: Path, body: str) -> str:
@@ -230,19 +234,19 @@ def test_deadline_kills_a_hung_child_and_reports_it(tmp_path):
     python = _fake_python(tmp_path, "echo 'loading weights'; sleep 60 & sleep 60")
     opts = RunOptions(smoke=True, extra={"python": python, "smoke_timeout": 1.5})
     start = time.perf_counter()
-    facts = {f.key: f.value for f in smoke.collect_smoke(opts)}
+    facts = {f.key: f.value for f in smoke_collectors.collect_smoke(opts)}
     assert time.perf_counter() - start < 15
     res = facts["smoke.result"]
     assert res["ok"] is False and res["timed_out"] is True
     assert "did not finish within 1.5 s" in res["error"]
     assert "loading weights" in facts["smoke.log_tail"]
-    out = smoke._check_runs(Snapshot([Fact(k, v, "t") for k, v in facts.items()]))
+    out = smoke_checks._check_runs(Snapshot([Fact(k, v, "t") for k, v in facts.items()]))
     assert out.status == "fail" and "did not finish" in out.message
 
 
 def test_child_crash_without_result(tmp_path):
     python = _fake_python(tmp_path, "echo 'Segmentation fault' >&2; exit 139")
-    facts = {f.key: f.value for f in smoke.collect_smoke(RunOptions(smoke=True, extra={"python": python}))}
+    facts = {f.key: f.value for f in smoke_collectors.collect_smoke(RunOptions(smoke=True, extra={"python": python}))}
     res = facts["smoke.result"]
     assert res["ok"] is False and res["returncode"] == 139 and "exit code 139" in res["error"]
     assert any("Segmentation fault" in ln["text"] for ln in res["lines"])
@@ -257,14 +261,14 @@ def test_facts_from_a_recorded_cpu_run():
               "memory": {"peak_host_rss_gib": 3.0, "weights_file_bytes": 2692792},
               "generation": {"generated_token_count": 16, "requested_token_count": 16, "text": "x", "token_ids": [1] * 16}}
     run = ChildRun(0, False, result, log, 50.0)
-    facts = {f.key: f.value for f in smoke.facts_from_run(run, "/venv/bin/python", RunOptions(smoke=True))}
+    facts = {f.key: f.value for f in smoke_collectors.facts_from_run(run, "/venv/bin/python", RunOptions(smoke=True))}
     assert facts["smoke.engine"]["attention_backend"] == "CPU_ATTN"
     assert facts["smoke.memory"]["kv_cache_token_count"] == 1048576
     assert facts["smoke.memory"]["weights_source"] == "checkpoint files"
     assert facts["smoke.memory"]["weights_gib"] == pytest.approx(2692792 / 2 ** 30, rel=1e-2)
     assert "token_ids" not in facts["smoke.generation"]
     assert facts["smoke.result"]["lines"] == []
-    assert len(facts["smoke.log_tail"].splitlines()) <= smoke.LOG_TAIL_LINES
+    assert len(facts["smoke.log_tail"].splitlines()) <= smoke_collectors.LOG_TAIL_LINES
 
 
 def test_run_child_protocol_with_this_interpreter(tmp_path):

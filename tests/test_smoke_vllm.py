@@ -116,7 +116,7 @@ def _free_port() -> int:
 def _build_tiny_model(python: str, out: Path) -> None:
     spec = importlib.util.find_spec("bwdoctor_checks")
     assert spec and spec.submodule_search_locations
-    src = Path(list(spec.submodule_search_locations)[0]) / "_tinymodel.py"
+    src = Path(list(spec.submodule_search_locations)[0]) / "_lib" / "tinymodel.py"
     code = ("import importlib.util, sys; s = importlib.util.spec_from_file_location('tm', sys.argv[1]); "
             "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); m.build(sys.argv[2])")
     subprocess.run([python, "-c", code, str(src), str(out)], check=True, timeout=300)

@@ -9,13 +9,13 @@ import pytest
 
 from bwdoctor import Snapshot, kb
 from bwdoctor.runner import run_checks
-from bwdoctor_checks import stack
+from bwdoctor_checks.checks import stack as stack_checks
 
 BIN = Path(__file__).parent / "data" / "cudabin"
 
 
 def _spec():
-    (spec,) = [s for s in stack.bwdoctor_checks() if s.id == "BWD-STACK-002"]
+    (spec,) = [s for s in stack_checks.bwdoctor_checks() if s.id == "BWD-STACK-002"]
     return spec
 
 

@@ -12,7 +12,8 @@ import pytest
 from bwdoctor import RunOptions, Snapshot, kb
 from bwdoctor.manager import Registry
 from bwdoctor.runner import collect, run_checks
-from bwdoctor_checks import stack
+from bwdoctor_checks.checks import stack as stack_checks
+from bwdoctor_checks.collectors import stack as stack_collectors
 
 BIN = Path(__file__).parent / "data" / "cudabin"
 SNAPS = Path(__file__).parent / "data" / "stack"
@@ -56,7 +57,7 @@ def vllm_dist(site: Path, version: str, ext: Path | None, torch_pin: str, fi_pin
 
 def snapshot_of(site: Path, level: str = "quick", gpus: list[dict] | None = None, target: str | None = None) -> Snapshot:
     opts = RunOptions(level=level, extra={"site_packages": [str(site)]})
-    reg = Registry(collectors=[c for c in stack.bwdoctor_collectors() if c.name != "toolkit"])
+    reg = Registry(collectors=[c for c in stack_collectors.bwdoctor_collectors() if c.name != "toolkit"])
     snap, errors = collect(reg, opts)
     assert not errors, [e.message for e in errors]
     for i, g in enumerate(gpus or []):
@@ -67,7 +68,7 @@ def snapshot_of(site: Path, level: str = "quick", gpus: list[dict] | None = None
 
 
 def findings(snap: Snapshot, *ids: str):
-    specs = [s for s in stack.bwdoctor_checks() if s.id in ids]
+    specs = [s for s in stack_checks.bwdoctor_checks() if s.id in ids]
     assert len(specs) == len(ids)
     return run_checks(specs, snap)
 
@@ -213,7 +214,7 @@ def test_toolkit_collector_reads_version_json(tmp_path, monkeypatch):
     nvcc.chmod(0o755)
     (home / "version.json").write_text(json.dumps({"cuda": {"name": "CUDA SDK", "version": "12.4.1"}}))
     monkeypatch.setenv("CUDA_HOME", str(home))
-    facts = {f.key: f.value for f in stack.collect_toolkit(RunOptions())}
+    facts = {f.key: f.value for f in stack_collectors.collect_toolkit(RunOptions())}
     assert facts["toolkit.cuda_home"] == str(home)
     assert facts["toolkit.nvcc"] == {"version": "12.4", "path": str(nvcc)}
 
@@ -295,9 +296,9 @@ def test_fp4_kernels_for_sm100_only_fail_on_sm120(tmp_path):
 def test_specs_are_complete():
     from bwdoctor.types import ROOT_CAUSES
 
-    for spec in stack.bwdoctor_checks():
+    for spec in stack_checks.bwdoctor_checks():
         assert spec.root_cause in ROOT_CAUSES and spec.remedies and len(spec.doc) > 120
-    names = [c.name for c in stack.bwdoctor_collectors()]
+    names = [c.name for c in stack_collectors.bwdoctor_collectors()]
     assert "toolkit" in names and "cudabin" in names and "stack.torch" in names
 
 

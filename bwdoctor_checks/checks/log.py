@@ -21,7 +21,7 @@ import re
 from typing import Any
 
 from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, passed, warned
-from bwdoctor_checks._textutil import (
+from bwdoctor_checks._lib.textutil import (
     arch_requirements,
     cc_tuple,
     gpu_spec,

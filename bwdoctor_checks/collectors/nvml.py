@@ -37,8 +37,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from bwdoctor import CollectorSpec, Fact, Missing, RunOptions, Unavailable, Unsupported, hookimpl
-
-from ._gpuutil import (
+from bwdoctor_checks._lib.gpuutil import (
     ARCHITECTURES,
     CLOCK_EVENT_REASONS,
     COMPUTE_MODES,

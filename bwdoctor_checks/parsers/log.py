@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bwdoctor import Evidence, Fact, ParserSpec, hookimpl
-from bwdoctor_checks._textutil import (
+from bwdoctor_checks._lib.textutil import (
     cc_from_sm,
     clip,
     cuda_from_driver_int,

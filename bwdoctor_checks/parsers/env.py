@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from bwdoctor import Evidence, Fact, ParserSpec, hookimpl
-from bwdoctor_checks._textutil import (
+from bwdoctor_checks._lib.textutil import (
     canonical_name,
     cc_from_sm,
     clip,

@@ -13,8 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, kb, known, passed, skipped, warned
-
-from ._gpuutil import CLOCK_EVENT_REASONS, IDLE_BIT, SEVERE_REASON_BITS, TOPOLOGY_HELP, decode_clock_reasons
+from bwdoctor_checks._lib.gpuutil import (
+    CLOCK_EVENT_REASONS,
+    IDLE_BIT,
+    SEVERE_REASON_BITS,
+    TOPOLOGY_HELP,
+    decode_clock_reasons,
+)
 
 # --------------------------------------------------------------------------------- helpers
 

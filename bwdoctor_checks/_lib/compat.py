@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bwdoctor_checks._cudabin import parse_arch
+from bwdoctor_checks._lib.cudabin import parse_arch
 
 NATIVE = "native"
 PTX_JIT = "ptx-jit"

@@ -60,7 +60,7 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
     os.makedirs(workdir, exist_ok=True)
     script = os.path.join(workdir, CHILD_SCRIPT)
     shutil.copyfile(os.path.abspath(__file__), script)
-    shutil.copyfile(os.path.join(_HERE, "_tinymodel.py"), os.path.join(workdir, TINYMODEL_MODULE + ".py"))
+    shutil.copyfile(os.path.join(_HERE, "tinymodel.py"), os.path.join(workdir, TINYMODEL_MODULE + ".py"))
     args_path = os.path.join(workdir, "args.json")
     result_path = os.path.join(workdir, "result.json")
     log_path = os.path.join(workdir, "child.log")

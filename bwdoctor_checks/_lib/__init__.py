@@ -1,0 +1,1 @@
+"""Private helpers shared by the built-in collectors, parsers and checks. Not plugins."""

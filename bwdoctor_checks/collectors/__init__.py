@@ -1,0 +1,1 @@
+"""Collectors: the only built-in plugins that read the live machine."""

@@ -1,0 +1,1 @@
+"""Parsers: evidence files (collect_env, nvidia-smi, pip lists, vLLM logs, Dockerfiles, compose, .env) into facts."""
