@@ -663,8 +663,14 @@ def fix(ctx: click.Context, paths: tuple[str, ...], from_report: str | None, lev
     if not report.plans:
         click.echo("nothing to fix: no failing finding has an applicable remedy")
         ctx.exit(EXIT_OK)
+    from bwdoctor.redact import escape_controls, redact_text
+
+    def shown(text: str) -> str:  # the plans run with the real values; what is printed is redacted
+        return escape_controls(redact_text(text))
+
     result = fixscript.apply_plans(report.plans, yes=yes, dry_run=dry_run,
-                                   confirm=lambda q: click.confirm(q, default=False), echo=click.echo)
+                                   confirm=lambda q: click.confirm(shown(q), default=False),
+                                   echo=lambda text: click.echo(shown(text)))
     if dry_run:
         ctx.exit(EXIT_OK)
     after = build_report(ctx, mode, from_report=None, paths=paths, level=level, select=select, skip=skip,
@@ -708,6 +714,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
+        from bwdoctor.redact import escape_controls, redact_text
+
+        vars(exc)["message"] = escape_controls(redact_text(exc.message))  # an option or a path may hold a secret
         exc.show()
         return int(exc.exit_code)
     except click.exceptions.Abort:
@@ -727,8 +736,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if os.environ.get("BWDOCTOR_DEBUG"):
             traceback.print_exc()
-        click.echo(f"bwdoctor: internal error: {type(exc).__name__}: {exc} (set BWDOCTOR_DEBUG=1 for the traceback)",
-                   err=True)
+        from bwdoctor.redact import escape_controls, redact_text
+
+        click.echo(escape_controls(redact_text(f"bwdoctor: internal error: {type(exc).__name__}: {exc} "
+                                               "(set BWDOCTOR_DEBUG=1 for the traceback)")), err=True)
         return EXIT_INTERNAL
 
 

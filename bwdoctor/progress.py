@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from bwdoctor.redact import escape_controls, redact_text
+
 PROGRESS_ENV = "BWDOCTOR_PROGRESS_FD"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -51,7 +53,7 @@ def clean(raw: bytes) -> list[str]:
     used for terminal redraws are dropped)."""
     out = []
     for part in re.split(rb"[\r\n]+", raw):
-        text = _ANSI.sub("", part.decode("utf-8", "replace")).strip()
+        text = escape_controls(redact_text(_ANSI.sub("", part.decode("utf-8", "replace")))).strip()
         if text.startswith("[bwdoctor]"):
             text = text[len("[bwdoctor]"):].strip()
         if text:

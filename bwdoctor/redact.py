@@ -1,68 +1,337 @@
 """Secret redaction, applied to every report before any reporter renders it.
 
-Three kinds of secrets are removed: values of variables whose names look secret
-(``HF_TOKEN``, ``AWS_SECRET_ACCESS_KEY``, ``DB_PASSWORD``), token-shaped strings anywhere in text
-(Hugging Face ``hf_...``, OpenAI ``sk-...``, AWS ``AKIA...``, GitHub ``ghp_...``, Slack, JWTs, bearer
-tokens) and passwords in URLs (``https://user:pass@host`` → ``https://user:***@host``).
+What is removed:
+
+* values of names that look secret, in every written form: ``HF_TOKEN=x``, ``"api_key": "x"``,
+  ``'api_key': ['x', 'y']``, ``PASSWORD="two words"``, ``--api-key x`` / ``--api-key=x`` (also inside
+  other values such as ``VLLM_EXTRA_ARGS``), a second ``name=value`` in a query string
+  (``?a=1&password=x``), an argv list ``[..., "--api-key", "x"]`` and secret-named keys of
+  structures (whatever the value's type);
+* the credential of ``Authorization:`` headers (``Basic``/``Bearer``/any scheme; the scheme stays);
+* token-shaped strings anywhere (Hugging Face, OpenAI, Anthropic, Stripe, AWS, GitHub, GitLab,
+  Slack, NVIDIA, PyPI, npm, SendGrid, Google, JWTs, plus the regex detectors of ``detect-secrets``
+  when it is installed);
+* passwords in URLs, also with an empty user (``redis://:pw@host``);
+* PEM private-key blocks (the whole block; an unterminated one to its end).
+
+Secret names are recognised by their parts (split on ``_ - .`` and case changes): the last part is
+``token``/``pass``/``pwd``/``key``/``auth``…, or a part is ``password``/``secret``/``credentials``…
+not followed by a part that makes it harmless (``_file``, ``_count``, ``_budgets``). So
+``PGPASSWORD``, ``DB_PASS``, ``AZURE_OPENAI_KEY`` are secret and ``max_num_batched_tokens``,
+``encoder_cudagraph_token_budgets``, ``kv_cache_token_count`` are not.
+
+``escape_controls`` makes text read from the machine safe to print: terminal control characters
+(ESC, NUL, OSC sequences, C1 controls, DEL) become visible escapes.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 REDACTED = "***REDACTED***"
 
-# A secret-looking word as a whole part of the name (parts split on _ - . or case): HF_TOKEN, apiKey,
-# DB_PASSWORD, aws_secret_access_key. Counts and settings that merely mention tokens are not secrets.
-_SECRET_NAME = re.compile(
-    r"(?i)(?:^|[_\-.])(?:token|secret|passw(?:or)?d|passwd|pwd|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|"
-    r"credentials?|auth|authorization|session[_\-]?key|cookie|client[_\-]?secret)(?:$|[_\-.])"
-)
-_NOT_SECRET_NAME = re.compile(r"(?i)(?:token[_\-]?(?:s|count|len|length|ids?|budget|limit|per[_\-].*|type|izer.*)|"
-                              r"(?:max|num|total|prompt|completion|generated|batched)[_\-]?tokens?)(?:$|[_\-.])")
+# ----------------------------------------------------------------------------- names
 
-_TOKEN_PATTERNS = [
-    re.compile(r"\bhf_[A-Za-z0-9]{20,}\b"),
-    re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{16,}\b"),
-    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),
-    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{30,}\b"),
-    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),
-    re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}\b"),
-    re.compile(r"\bnvapi-[A-Za-z0-9_\-]{20,}\b"),
-    re.compile(r"\beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\b"),
-]
-_BEARER = re.compile(r"(?i)\b(bearer|token)(\s+|=|:\s*)([A-Za-z0-9_\-\.=/+]{16,})")
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]+):([^@/\s]+)@")
-# NAME=value / NAME: value / "NAME": "value" pairs inside free text (logs, compose files, env dumps)
-_ASSIGN = re.compile(r"""(?P<name>\b[A-Za-z_][A-Za-z0-9_\-]*)(?P<sep>["']?\s*[=:]\s*["']?)(?P<value>[^\s"',;]+)""")
-_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
+_PART_SPLIT = re.compile(r"[_\-.\s/]+")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+# A part that makes the name secret wherever it stands (unless a harmless part follows it).
+_STRONG = {"password", "passwd", "passphrase", "secret", "secrets", "credential", "credentials", "apikey",
+           "privatekey", "accesskey", "secretkey", "authtoken", "accesstoken", "refreshtoken", "pat"}
+# A part that makes the name secret when it is the last one.
+_LAST = {"token", "pass", "pwd", "pw", "auth", "authorization", "cookie", "key", "sig", "signature_key"}
+# Two-part compounds that are secret wherever they stand.
+_PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key"), ("session", "key"),
+          ("auth", "token"), ("access", "token"), ("refresh", "token"), ("id", "token"), ("bearer", "token"),
+          ("client", "secret"), ("api", "token"), ("hub", "token"), ("account", "key"), ("master", "key"),
+          ("signing", "key"), ("encryption", "key"), ("auth", "key")}
+# A part after the secret word that names something else (its file, its length, a count of tokens).
+_HARMLESS_AFTER = {"file", "files", "path", "paths", "dir", "name", "names", "id", "ids", "len", "length", "count",
+                   "counts", "type", "types", "budget", "budgets", "limit", "limits", "size", "sizes", "per", "env",
+                   "var", "url", "mode", "ttl", "expiry", "expires", "enabled", "required", "header", "format",
+                   "level", "num", "rate", "ratio", "threshold", "policy", "prefix", "ref", "source", "kind"}
+# Names ending in ``key`` that are not credentials.
+_HARMLESS_KEY_PREFIX = {"cache", "sort", "lookup", "primary", "foreign", "partition", "group", "routing", "dict",
+                        "map", "hash", "index", "kv", "prefix", "public", "idempotency", "dedup", "shard", "join",
+                        "row", "column", "field", "record", "metric", "label", "hot", "short", "keyboard", "sub"}
+_HARMLESS_NAMES = {"tokens", "max_tokens", "num_tokens", "token_count", "author", "signature", "secretary", "monkey",
+                   "turkey", "passed", "passes", "bypass", "compass"}
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)  # apiKey -> api_Key
-    return bool(_SECRET_NAME.search(snake)) and not _NOT_SECRET_NAME.search(snake)
+    """Whether a variable, key, header or option name holds a secret (``HF_TOKEN``, ``apiKey``,
+    ``--api-key``, ``PGPASSWORD``, ``DB_PASS``, ``AZURE_OPENAI_KEY``)."""
+    name = name.strip().strip("'\"").lstrip("-$")
+    if not name or len(name) > 128:
+        return False
+    parts = [p for p in _PART_SPLIT.split(_CAMEL.sub("_", name).lower()) if p]
+    if not parts or "_".join(parts) in _HARMLESS_NAMES:
+        return False
+    for i, part in enumerate(parts):
+        rest = parts[i + 1:]
+        if rest and rest[0] in _HARMLESS_AFTER:
+            continue
+        pair = (part, rest[0]) if rest else None
+        if pair in _PAIRS:
+            after = rest[1:]
+            if not after or after[0] not in _HARMLESS_AFTER:
+                return True
+        if part in _STRONG or ("password" in part or "passwd" in part):
+            if part not in _HARMLESS_NAMES:
+                return True
+    last = parts[-1]
+    if last in _LAST:
+        if last in ("key", "sig"):
+            return len(parts) >= 2 and parts[-2] not in _HARMLESS_KEY_PREFIX
+        if last in ("pass", "pw") and len(parts) < 2:
+            return False
+        return True
+    # one-word names: HFTOKEN, GHTOKEN, OPENAIKEY, PGPASS
+    return (last.endswith(("token", "secret", "apikey")) and last not in _HARMLESS_NAMES
+            and not last.endswith(("detoken", "subtoken")))
+
+
+# ----------------------------------------------------------------------------- token shapes
+
+_BUILTIN_TOKENS = [
+    r"\bhf_[A-Za-z0-9]{20,}",
+    r"\bsk-(?:proj-|ant-(?:api\d\d-)?|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}",
+    r"\b[rsp]k_(?:live|test)_[0-9A-Za-z]{8,}",
+    r"\b(?:AKIA|ASIA|A3T[A-Z0-9]|ABIA|ACCA)[0-9A-Z]{16}\b",
+    r"\bgh[pousr]_[A-Za-z0-9]{30,}",
+    r"\bgithub_pat_[A-Za-z0-9_]{30,}",
+    r"\bxox[abposre]-[A-Za-z0-9-]{10,}",
+    r"\bhooks\.slack\.com/services/[A-Za-z0-9_/]+",
+    r"\bgl(?:pat|dt|ft|soat|rt|cbt)-[A-Za-z0-9_\-]{20,}",
+    r"\bnvapi-[A-Za-z0-9_\-]{20,}",
+    r"\bpypi-[A-Za-z0-9_\-]{50,}",
+    r"\bnpm_[A-Za-z0-9]{30,}",
+    r"\bSG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}",
+    r"\bAIza[0-9A-Za-z_\-]{35}",
+    r"\bya29\.[0-9A-Za-z_\-]{20,}",
+    r"\b(?:gsk|r8|dapi|pplx|fw|tgp_v1)_[A-Za-z0-9]{24,}",
+    r"\bAccountKey=[A-Za-z0-9+/=]{40,}",
+    r"\beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}",
+]
+# detect-secrets detectors that match a token by its own shape (prefix and length), without
+# reading the context; the keyword, entropy and IP detectors are left out: they would hide
+# hashes, UUIDs and counts a support engineer needs.
+_DS_MODULES = ("artifactory", "azure_storage_key", "discord", "github_token", "gitlab_token", "mailchimp", "npm",
+               "openai", "pypi_token", "sendgrid", "slack", "square_oauth", "stripe", "twilio", "aws")
+
+
+@functools.lru_cache(maxsize=1)
+def _token_regex() -> re.Pattern[str]:
+    patterns = list(_BUILTIN_TOKENS)
+    try:
+        import importlib
+
+        for mod in _DS_MODULES:
+            module = importlib.import_module(f"detect_secrets.plugins.{mod}")
+            for obj in vars(module).values():
+                for rx in getattr(obj, "denylist", ()) if isinstance(obj, type) else ():
+                    pattern = getattr(rx, "pattern", None)
+                    if isinstance(pattern, str) and not rx.flags & re.VERBOSE and "(?<=" not in pattern:
+                        # detect-secrets' boundary groups (\s|=|:|"|^) would eat the separator
+                        pattern = re.sub(r"^\(\?:\\s\|=\|:\|\"\|\^\)|\(\?:\\s\|\"\|\$\)$", "", pattern)
+                        with_bounds = rf"(?<![A-Za-z0-9])(?:{pattern})"
+                        try:
+                            re.compile(with_bounds)
+                        except re.error:
+                            continue
+                        patterns.append(with_bounds)
+    except Exception:  # noqa: BLE001 - the detector is optional; the built-in shapes stay
+        pass
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
+
+
+# ----------------------------------------------------------------------------- contexts
+
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----.*?(?:-----END \1-----|\Z)", re.S)
+_PEM_LINE = re.compile(r"^[ \t\"']*[A-Za-z0-9+/]{60,80}={0,2}[ \t\"',\\]*$", re.M)
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@\"'<>]*):([^@/\s\"'<>]+)@")
+# a URL cut short after its password (a clipped message): "https://user:pass" at the end
+_URL_CUT = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@\"'<>]+):(?!\d+(?:[/\s)\"'.…]|$))([^@/\s\"'<>);,]+)(?=$|\.\.\.|…|[);,\"'\s])")
+_AUTH_HEADER = re.compile(r"""(?i)\b((?:proxy-)?authori[sz]ation|x-api-key|api-key|x-auth-token|cookie)(["']?\s*[:=]\s*["']?)"""
+                          r"""(?:(basic|bearer|token|digest|negotiate|ntlm|apikey|aws4-hmac-sha256|key)\s+)?([^\s"',;]+)""")
+_SCHEME_CRED = re.compile(r"(?i)\b(basic|bearer|token)(\s+)([A-Za-z0-9_\-.=/+:~]{12,})")
+_FLAG = re.compile(r"""(?P<flag>(?<![\w\-])--?[A-Za-z][A-Za-z0-9_\-.]*)(?P<sep>[ \t]+|=)(?P<q>\\?["']?)""")
+_ASSIGN = re.compile(r"""(?P<name>(?<![\w\-.$])[A-Za-z_][A-Za-z0-9_\-.]*)(?P<q1>\\?["']?)(?P<sep>[ \t]*(?:=|:(?!//))[ \t]*)""")
+_ENV_SPACE = re.compile(r"(?im)^(?P<lead>[ \t]*ENV[ \t]+)(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<sep>[ \t]+)(?=[^=\s])")
+_SCHEMES = {"basic", "bearer", "token", "digest", "negotiate", "ntlm", "apikey", "key"}
+_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_REFERENCE = re.compile(r"^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*(?::?[-=?][^}]*)?\}?|\$\([^)]*\)|null|None|none|true|false|"
+                        r"True|False|~|\*+|<[^<>]*>|\[\]|\{\})$")
+_UNQUOTED = re.compile(r"[^\s\"',;&\]\}\)]+(?:&(?![A-Za-z_][\w\-.]*=)[^\s\"',;&\]\}\)]*)*")
+
+
+def _value_end(text: str, pos: int, quote: str) -> int:
+    """End of a value starting at ``pos`` (after an optional opening ``quote``)."""
+    n = len(text)
+    if quote:
+        q = quote[-1]
+        i = pos
+        while i < n:
+            c = text[i]
+            if c == "\\" and i + 1 < n:
+                if text[i + 1] == q and quote.startswith("\\"):
+                    return i  # an escaped quote closes a value quoted by an escaped quote
+                i += 2
+                continue
+            if c == q:
+                return i
+            i += 1
+        return n
+    if pos < n and text[pos] in "[({":
+        close = {"[": "]", "(": ")", "{": "}"}[text[pos]]
+        j = text.find(close, pos)
+        return n if j < 0 else j + 1
+    if pos < n and text[pos] in "'\"":
+        return _value_end(text, pos + 1, text[pos]) + 1
+    m = _UNQUOTED.match(text, pos)
+    return m.end() if m else pos
+
+
+def _redact_list_value(value: str) -> str:
+    """``['a', "b"]`` → ``['***REDACTED***', '***REDACTED***']`` (the brackets stay)."""
+    inner = value[1:-1] if value.endswith(("]", ")", "}")) else value[1:]
+    items = [s for s in re.split(r"\s*,\s*", inner.strip()) if s]
+    if not items:
+        return value
+    quoted = [f"{it[0]}{REDACTED}{it[0]}" if it[:1] in "'\"" else REDACTED for it in items]
+    return value[0] + ", ".join(quoted) + (value[-1] if value.endswith(("]", ")", "}")) else "")
+
+
+def _sub_values(text: str, rx: re.Pattern[str], name_of: Callable[[re.Match[str]], str],
+                quote_of: Callable[[re.Match[str]], str]) -> str:
+    """Replace the value after each match of ``rx`` whose name is secret."""
+    out: list[str] = []
+    last = 0
+    pos = 0
+    while True:
+        m = rx.search(text, pos)
+        if m is None:
+            break
+        pos = m.end()
+        if not is_secret_name(name_of(m)):
+            pos = max(pos, m.start() + 1)
+            continue
+        quote = quote_of(m)
+        start = m.end()
+        if quote and text.startswith(quote, start):
+            start += len(quote)
+        end = _value_end(text, start, quote)
+        value = text[start:end]
+        if not value or value.startswith(REDACTED) or _REFERENCE.match(value) or (
+                not quote and value.startswith("-") and rx is _FLAG) or (
+                value.lower() in _SCHEMES and text.startswith(" " + REDACTED, end)):
+            continue
+        if not quote and value[:1] in "[({":
+            replacement = _redact_list_value(value)
+        elif not quote and value[:1] in "'\"":
+            replacement = value[0] + REDACTED + (value[-1] if len(value) > 1 and value[-1] == value[0] else "")
+        else:
+            replacement = REDACTED
+        out.append(text[last:start])
+        out.append(replacement)
+        last = end
+        pos = max(end, m.end())
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
 
 
 def redact_text(text: str) -> str:
-    """Remove token-shaped strings, URL passwords and secret-named assignments from text."""
-    if not text:
+    """Remove secrets from free text (a log, a config file, a command line, a message)."""
+    if not text or not isinstance(text, str):
         return text
     out = text
-    for pat in _TOKEN_PATTERNS:
-        out = pat.sub(REDACTED, out)
-    out = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{REDACTED}@", out)
-    out = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", out)
-
-    def assign(m: re.Match[str]) -> str:
-        if is_secret_name(m.group("name")) and m.group("value") != REDACTED:
-            return f"{m.group('name')}{m.group('sep')}{REDACTED}"
-        return m.group(0)
-
-    out = _ASSIGN.sub(assign, out)
+    if "PRIVATE KEY" in out:
+        out = _PEM_BLOCK.sub(lambda m: f"-----BEGIN {m.group(1)}-----{REDACTED}-----END {m.group(1)}-----", out)
+    out = _token_regex().sub(REDACTED, out)
+    if "://" in out:
+        out = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{REDACTED}@", out)
+        out = _URL_CUT.sub(lambda m: m.group(0) if m.group(2).startswith(REDACTED) else f"{m.group(1)}:{REDACTED}", out)
+    out = _AUTH_HEADER.sub(lambda m: m.group(0) if m.group(4).startswith(REDACTED) or _REFERENCE.match(m.group(4))
+                           else f"{m.group(1)}{m.group(2)}{m.group(3) + ' ' if m.group(3) else ''}{REDACTED}", out)
+    out = _SCHEME_CRED.sub(lambda m: m.group(0) if m.group(3).startswith(REDACTED) or m.group(3).isdigit()
+                           else f"{m.group(1)}{m.group(2)}{REDACTED}", out)
+    if "-" in out:
+        out = _sub_values(out, _FLAG, lambda m: m.group("flag"), lambda m: m.group("q"))
+    if "=" in out or ":" in out:
+        out = _sub_values(out, _ASSIGN, lambda m: m.group("name"),
+                          lambda m: _quote_after(m))
+    if "ENV" in out.upper():
+        out = _sub_values(out, _ENV_SPACE, lambda m: m.group("name"), lambda m: "")
     if "AWS" in text.upper() or "SECRET" in text.upper():
-        out = _AWS_SECRET.sub(lambda m: REDACTED if re.search(r"[a-z]", m.group(0)) and re.search(r"[A-Z0-9]", m.group(0)) else m.group(0), out)
+        out = _AWS_SECRET.sub(lambda m: REDACTED if (re.search(r"[a-z]", m.group(0)) and re.search(r"[A-Z]", m.group(0))
+                                                     and re.search(r"[0-9/+]", m.group(0))) else m.group(0), out)
+    if "\n" in out and ("PRIVATE" in text or "KEY" in text.upper()):
+        out = _PEM_LINE.sub(lambda m: REDACTED if re.search(r"[a-z]", m.group(0)) and re.search(r"[A-Z]", m.group(0))
+                            else m.group(0), out)
+    return out
+
+
+def _quote_after(m: re.Match[str]) -> str:
+    """The quote that opens the value after ``NAME=`` / ``"name": `` (an escaped one in JSON text)."""
+    s = m.string
+    i = m.end()
+    if s.startswith('\\"', i):
+        return '\\"'
+    if i < len(s) and s[i] in "'\"":
+        return ""  # _value_end handles a leading quote itself
+    return ""
+
+
+# ----------------------------------------------------------------------------- structures
+
+_BLOCK_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY")
+_BLOCK_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY")
+
+
+def _redact_secret_value(value: Any) -> Any:
+    """The value of a secret-named key, whatever its type (a number, a list, a mapping)."""
+    if value is None or isinstance(value, bool) or value == "" or value == REDACTED:
+        return value
+    if isinstance(value, str) and _REFERENCE.match(value.strip()):
+        return value
+    if isinstance(value, list):
+        return [_redact_secret_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_secret_value(v) for k, v in value.items()}
+    return REDACTED
+
+
+def _redact_list(items: list[Any], key: str | None) -> list[Any]:
+    out: list[Any] = []
+    secret_next = False
+    in_pem = False
+    for item in items:
+        if isinstance(item, str):
+            if in_pem:
+                if _BLOCK_END.search(item):
+                    in_pem = False
+                out.append(REDACTED)
+                continue
+            if secret_next and item and not item.startswith("-"):
+                out.append(REDACTED)
+                secret_next = False
+                continue
+            secret_next = False
+            red = redact_text(item)
+            out.append(red)
+            if _BLOCK_BEGIN.search(item) and not _BLOCK_END.search(item):
+                in_pem = True
+            stripped = item.strip()
+            if stripped.startswith("-") and "=" not in stripped and " " not in stripped and is_secret_name(stripped):
+                secret_next = True  # argv: ["--api-key", "VALUE"]
+        else:
+            secret_next = False
+            out.append(redact(item, key))
     return out
 
 
@@ -70,17 +339,19 @@ def redact(value: Any, key: str | None = None) -> Any:
     """Redact a JSON-like structure: secret-named keys lose their values, strings are scrubbed."""
     if isinstance(value, dict):
         label = value.get("name", value.get("key"))
-        if isinstance(label, str) and is_secret_name(label) and isinstance(value.get("value"), str):
-            value = {**value, "value": REDACTED}
-        out: dict[str, Any] = {}
+        if isinstance(label, str) and is_secret_name(label) and "value" in value:
+            value = {**value, "value": _redact_secret_value(value["value"])}
+        out: dict[Any, Any] = {}
         for k, v in value.items():
-            if isinstance(k, str) and is_secret_name(k) and isinstance(v, str) and v != "":
-                out[k] = REDACTED
+            if isinstance(k, str) and k != "key" and is_secret_name(k):
+                out[k] = _redact_secret_value(v)
             else:
                 out[k] = redact(v, k)
         return out
     if isinstance(value, list):
-        return [redact(v, key) for v in value]
+        return _redact_list(value, key)
+    if isinstance(value, tuple):
+        return tuple(_redact_list(list(value), key))
     if isinstance(value, str):
         return redact_text(value)
     return value
@@ -89,3 +360,29 @@ def redact(value: Any, key: str | None = None) -> Any:
 def redact_report_dict(data: dict[str, Any]) -> dict[str, Any]:
     """Redact a whole report dict (facts, findings, plans, options, inputs)."""
     return redact(data)  # type: ignore[no-any-return]
+
+
+# ----------------------------------------------------------------------------- control characters
+
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """Terminal control characters (ESC, NUL, BEL, C1, DEL; an OSC 52 clipboard write starts
+    with ESC) shown as ``\\x1b``-style escapes; tabs, newlines and carriage returns before a
+    newline stay."""
+    if not text or not _CONTROLS.search(text) and "\r" not in text:
+        return text
+    text = re.sub(r"\r(?!\n)", r"\\r", text)
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+def scrub(value: Any) -> Any:
+    """Control characters escaped in every string of a JSON-like structure."""
+    if isinstance(value, str):
+        return escape_controls(value)
+    if isinstance(value, dict):
+        return {scrub(k) if isinstance(k, str) else k: scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value

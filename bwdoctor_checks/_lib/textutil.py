@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
+from bwdoctor.redact import redact_text
+
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 VERSION_RE = re.compile(r"\d+(?:\.\d+)+")
 
@@ -23,7 +25,9 @@ def strip_ansi(text: str) -> str:
 
 
 def clip(text: str, limit: int = 400) -> str:
-    text = text.strip()
+    """``text`` cut to ``limit`` characters; secrets are redacted first, so that a cut never
+    leaves half a secret that redaction no longer recognises."""
+    text = redact_text(text).strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

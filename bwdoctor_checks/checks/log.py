@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, passed, warned
+from bwdoctor.redact import redact_text
 from bwdoctor_checks._lib.textutil import (
     arch_requirements,
     cc_tuple,
@@ -57,7 +58,7 @@ def _errors(snap: Snapshot, *names: str) -> list[dict[str, Any]]:
 def _first(errs: list[dict[str, Any]]) -> str:
     e = errs[0]
     text = str(e.get("text", ""))
-    return f"line {e.get('line')}: {text[:200]}"
+    return f"line {e.get('line')}: {redact_text(text)[:200]}"
 
 
 def _gpu_ccs(snap: Snapshot) -> list[tuple[int, int]]:

@@ -14,6 +14,7 @@ from bwdoctor import (
     skipped,
     warned,
 )
+from bwdoctor.redact import redact_text
 from bwdoctor_checks._lib.classify import classify_failure
 from bwdoctor_checks._lib.rooflines import ROOFLINE_MIN_WEIGHTS_GIB, ROOFLINE_WARN_PCT, decode_roofline
 from bwdoctor_checks._lib.torchprobe import kb_gpu
@@ -36,7 +37,7 @@ def _check_runs(snap: Snapshot) -> Any:
     lines = res.get("lines") or []
     text = "\n".join([str(res.get("error") or "")] + [str(ln.get("text", "")) for ln in lines])
     cause, remedies = classify_failure(text)
-    shown = "; ".join(str(ln.get("text", ""))[:200] for ln in lines[-3:])
+    shown = "; ".join(redact_text(str(ln.get("text", "")))[:200] for ln in lines[-3:])
     msg = f"vLLM smoke generation failed at stage '{res.get('stage')}': {res.get('error')}"
     if shown and shown not in msg:
         msg += f" — log: {shown}"
