@@ -11,7 +11,7 @@ from bwdoctor_checks._lib import fitcalc as fc
 from bwdoctor_checks._lib import fitdeploy as fd
 from bwdoctor_checks._lib.tinymodel import model_config as tiny_config
 
-MODEL_FACTS = ["config.serve_args", "vllm.config", "config.env", "model.local", "smoke.engine"]
+MODEL_FACTS = ["config.serve_args", "vllm.config", "config.env", "model.local", "model.name", "smoke.engine"]
 AGGREGATE_TARGETS = (100, 200, 300, 500, 1000, 2000, 5000)
 
 # ------------------------------------------------------------------------------------ inputs
@@ -38,6 +38,8 @@ def model_for(snap: Snapshot, name: str | None, quantization: str | None = None)
 
 def _inputs(snap: Snapshot) -> tuple[Any, ...] | Any:
     d, name, name_src = fd.read_deployment(snap)
+    if name is None and isinstance(snap.value("model.name"), str):
+        name, name_src = str(snap.value("model.name")), "--model"
     if name is None and snap.mapping("smoke.engine").get("model"):
         name, name_src = str(snap.mapping("smoke.engine")["model"]), "the smoke run"
     q = d.quantization if d.quantization in ("fp8", "awq", "gptq", "nvfp4", "mxfp4", "int8", "bitsandbytes") else None

@@ -7,6 +7,7 @@ Reads ``config.json`` (the text model's values of a multimodal checkpoint includ
 
 Facts produced (source ``model-folder:<path>``, ``model-config:<file>`` or ``safetensors-index:<file>``):
 
+* ``model.name``: the ``--model`` given to ``run`` when it is not a local folder (a name to look up).
 * ``model.local``: ``{"path", "config": {config.json}, "quantization", "weight_bytes",
   "weight_source", "files"}``. The collector runs when ``--model`` is a local folder; the parsers
   read a ``config.json`` or a safetensors index given to ``analyze``.
@@ -122,8 +123,10 @@ def read_model_folder(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def collect_model(options: RunOptions) -> list[Fact]:
     model = options.model
-    if not model or not os.path.isdir(model):
+    if not model:
         return []
+    if not os.path.isdir(model):
+        return [Fact("model.name", str(model), "--model")]
     try:
         info = read_model_folder(model)
     except (OSError, ModelFolderError) as exc:
@@ -172,9 +175,9 @@ def parse_index(ev: Evidence) -> list[Fact]:
 @hookimpl
 def bwdoctor_collectors() -> list[CollectorSpec]:
     return [CollectorSpec(
-        name="model.local", func=collect_model, provides=["model.local"], timeout=20.0,
-        enabled=lambda o: bool(o.model) and os.path.isdir(str(o.model)),
-        off_reason="--model is not a local folder",
+        name="model.local", func=collect_model, timeout=20.0,
+        provides=["model.local", "model.name"],
+        enabled=lambda o: bool(o.model), off_reason="no --model given",
         doc="The local model folder given as --model: config.json, quantization_config and the weights' exact "
             "bytes from the safetensors headers (no weight data read).")]
 
@@ -193,19 +196,33 @@ def bwdoctor_parsers() -> list[ParserSpec]:
 # ------------------------------------------------------------------------------ bwdoctor fit
 
 
-def _live_gpu(ctx: Any) -> tuple[fc.Gpu | None, str]:
-    """The first live GPU through the NVML collector (in its child process, with its deadline)."""
-    from bwdoctor import RunOptions as Opts
+def _nvml_gpu0() -> dict[str, Any]:
+    """Name, PCI device id and memory of GPU 0 (run in a child process: driver calls can hang)."""
+    import pynvml
+
+    pynvml.nvmlInit()
+    try:
+        h = pynvml.nvmlDeviceGetHandleByIndex(0)
+        name = pynvml.nvmlDeviceGetName(h)
+        mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+        pci = pynvml.nvmlDeviceGetPciInfo(h)
+        return {"name": name.decode() if isinstance(name, bytes) else str(name),
+                "pci_device_id": f"0x{(int(pci.pciDeviceId) >> 16) & 0xFFFF:04x}",
+                "memory_total_mib": int(mem.total) >> 20, "memory_used_mib": int(mem.used) >> 20}
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _live_gpu() -> tuple[fc.Gpu | None, str]:
+    """The first live GPU, read through NVML in a child process with a deadline."""
     from bwdoctor import Snapshot
-    from bwdoctor.manager import PluginManager
-    from bwdoctor.runner import collect
+    from bwdoctor.isolation import call_in_child
     from bwdoctor_checks._lib import fitdeploy as fd
 
-    mgr = PluginManager()
-    reg = mgr.registry()
-    reg.collectors = [c for c in reg.collectors if any(p.startswith("gpu") for p in c.provides)]
-    snap, _ = collect(reg, Opts(level="quick"), Snapshot())
-    gpu, _spec, why = fd.judged_gpu(snap)
+    res = call_in_child(_nvml_gpu0, (), 10.0)
+    if not res.ok or not isinstance(res.value, dict):
+        return None, f"NVML could not be read ({res.error or 'no answer'})"
+    gpu, _spec, why = fd.judged_gpu(Snapshot([Fact("gpu.0", res.value, "nvml")]))
     return gpu, why
 
 
@@ -273,7 +290,7 @@ def _fit_command() -> Any:
             gpu: fc.Gpu | None = fd.gpu_from_spec(spec, "--target")
         else:
             spec = None
-            gpu, why = _live_gpu(click.get_current_context())
+            gpu, why = _live_gpu()
             if gpu is None:
                 raise click.UsageError(f"no GPU to judge ({why}): give --target")
             spec = kbgpu.find_gpu(gpu.name)
