@@ -6,7 +6,7 @@ Each case folder holds evidence files and a ``case.json`` with ``root_cause`` an
 expected one. Negative controls (``-neg-`` in the name or label ``none_env_ok``) are solved when the
 diagnosis is empty.
 
-Usage: ``python benchmarks/score_cases.py CASES_DIR [--json] [--verbose]``. Exit 0 always (it is a
+Usage: ``python benchmarks/score_cases.py CASES_DIR [--json] [--verbose] [--only odd|even]``. Exit 0 always (it is a
 measurement); ``--min-accuracy X`` makes it exit 1 below X or when a negative is blamed.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -69,9 +70,22 @@ def load_cases(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     return cases
 
 
-def score(root: Path, verbose: bool = False) -> dict[str, Any]:
+def _number(name: str) -> int | None:
+    m = re.match(r"(\d+)", name)
+    return int(m.group(1)) if m else None
+
+
+def select(cases: list[tuple[Path, dict[str, Any]]], only: str | None) -> list[tuple[Path, dict[str, Any]]]:
+    """Keep the cases whose folder number is odd or even (``only``), or all of them."""
+    if only not in ("odd", "even"):
+        return cases
+    want = 1 if only == "odd" else 0
+    return [(d, m) for d, m in cases if (_number(d.name) or 0) % 2 == want]
+
+
+def score(root: Path, verbose: bool = False, only: str | None = None) -> dict[str, Any]:
     rows = []
-    for d, meta in load_cases(root):
+    for d, meta in select(load_cases(root), only):
         expected = str(meta.get("root_cause") or "")
         negative = "-neg-" in d.name or expected == "none_env_ok"
         files = [str(d / f) for f in meta.get("evidence_files") or [] if f != "case.json" and (d / f).is_file()]
@@ -148,12 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", "-v", action="store_true", help="show the fail/warn findings of each case")
     ap.add_argument("--min-accuracy", type=float, default=None,
                     help="exit 1 when top-1 accuracy is below this or a negative is blamed")
+    ap.add_argument("--only", choices=("odd", "even"), default=None,
+                    help="score only the cases whose folder number is odd or even (a held-out half)")
     args = ap.parse_args(argv)
     root = Path(args.cases_dir)
     if not root.is_dir():
         print(f"not a folder: {root}", file=sys.stderr)
         return 2
-    res = score(root, verbose=args.verbose)
+    res = score(root, verbose=args.verbose, only=args.only)
     print(json.dumps(res, indent=2) if args.json else render(res, args.verbose))
     if args.min_accuracy is not None:
         acc = res["top1_accuracy"] or 0.0
