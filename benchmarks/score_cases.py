@@ -6,7 +6,8 @@ Each case folder holds evidence files and a ``case.json`` with ``root_cause`` an
 expected one. Negative controls (``-neg-`` in the name or label ``none_env_ok``) are solved when the
 diagnosis is empty.
 
-Usage: ``python benchmarks/score_cases.py CASES_DIR [--json] [--verbose] [--only odd|even]``. Exit 0 always (it is a
+Usage: ``python benchmarks/score_cases.py CASES_DIR [--json] [--verbose] [--only odd|even|NNN,NNN]``
+(``--only`` scores a subset by the case folder's leading number: a held-out half, or a list). Exit 0 always (it is a
 measurement); ``--min-accuracy X`` makes it exit 1 below X or when a negative is blamed.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -70,22 +70,23 @@ def load_cases(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     return cases
 
 
-def _number(name: str) -> int | None:
-    m = re.match(r"(\d+)", name)
-    return int(m.group(1)) if m else None
-
-
-def select(cases: list[tuple[Path, dict[str, Any]]], only: str | None) -> list[tuple[Path, dict[str, Any]]]:
-    """Keep the cases whose folder number is odd or even (``only``), or all of them."""
-    if only not in ("odd", "even"):
-        return cases
-    want = 1 if only == "odd" else 0
-    return [(d, m) for d, m in cases if (_number(d.name) or 0) % 2 == want]
+def _selected(name: str, only: str | None) -> bool:
+    """``only``: ``odd``/``even`` (by the folder's leading number) or a comma list of numbers."""
+    if not only:
+        return True
+    num = name.split("-", 1)[0]
+    if not num.isdigit():
+        return False
+    if only in ("odd", "even"):
+        return int(num) % 2 == (1 if only == "odd" else 0)
+    return int(num) in {int(x) for x in only.split(",") if x.strip().isdigit()}
 
 
 def score(root: Path, verbose: bool = False, only: str | None = None) -> dict[str, Any]:
     rows = []
-    for d, meta in select(load_cases(root), only):
+    for d, meta in load_cases(root):
+        if not _selected(d.name, only):
+            continue
         expected = str(meta.get("root_cause") or "")
         negative = "-neg-" in d.name or expected == "none_env_ok"
         files = [str(d / f) for f in meta.get("evidence_files") or [] if f != "case.json" and (d / f).is_file()]
@@ -162,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", "-v", action="store_true", help="show the fail/warn findings of each case")
     ap.add_argument("--min-accuracy", type=float, default=None,
                     help="exit 1 when top-1 accuracy is below this or a negative is blamed")
-    ap.add_argument("--only", choices=("odd", "even"), default=None,
-                    help="score only the cases whose folder number is odd or even (a held-out half)")
+    ap.add_argument("--only", default=None, metavar="odd|even|N,N",
+                    help="score only the cases whose folder number is odd, even, or in the list")
     args = ap.parse_args(argv)
     root = Path(args.cases_dir)
     if not root.is_dir():
