@@ -296,8 +296,9 @@ def bwdoctor_checks() -> list[CheckSpec]:
                 "with vLLM's own page and block arithmetic (full and sliding-window layer groups, MLA latents, FP8). "
                 "Passes when max_num_seqs sequences of max_model_len fit, warns when fewer do, fails when not one "
                 "does or the weights alone do not fit. The finding lists the smallest single changes that fit, as "
-                "vLLM flags (--kv-cache-dtype fp8, --max-model-len, --tensor-parallel-size, a quantized checkpoint); "
-                "they are advice, not an automatic remedy, because each trades quality, context or GPUs."),
+                "vLLM flags (--kv-cache-dtype fp8, --max-model-len, --tensor-parallel-size, a quantized checkpoint). "
+                "No automatic remedy: each of those trades quality, context length or GPUs, so the choice is the "
+                "user's."),
         CheckSpec(
             id="BWD-FIT-002", title="A MIG slice the configuration plans holds the model", func=_check_mig,
             needs=["config.env"], tags=["fit", "memory", "mig"], root_cause="mig", confidence=0.9,
