@@ -235,16 +235,20 @@ def cli(ctx: click.Context, plugin_dirs: tuple[str, ...], disable: tuple[str, ..
               "random-weight Llama built locally).")
 @click.option("--quantization", default=None, help="Pass --quantization to the smoke generation (e.g. fp8).")
 @click.option("--endpoint", default=None, metavar="URL", help="Smoke-test a running OpenAI-compatible vLLM server.")
+@click.option("--endpoint-key-over-http", is_flag=True, help="Send the API key ($VLLM_API_KEY, $OPENAI_API_KEY) to a "
+              "--endpoint that is neither HTTPS nor this machine (by default it is sent only over HTTPS or to "
+              "loopback).")
 @_apply(_common_output)
 @click.pass_context
 def run(ctx: click.Context, from_report: str | None, level: str, select: tuple[str, ...], skip: tuple[str, ...],
         target: str | None, smoke: bool, model: str | None, quantization: str | None, endpoint: str | None,
-        fmt: str, output: str | None, fail_on: str, verbose: int) -> None:
+        endpoint_key_over_http: bool, fmt: str, output: str | None, fail_on: str, verbose: int) -> None:
     """Check this machine (or, with --from, an earlier report's facts) and report."""
     report = build_report(ctx, "live", from_report=from_report, level=level, select=select, skip=skip,
                           target=target, fail_on=fail_on,
                           options_extra={"smoke": smoke, "model": model, "quantization": quantization,
-                                         "endpoint": endpoint, "verbose": verbose})
+                                         "endpoint": endpoint, "verbose": verbose,
+                                         "endpoint_key_over_http": endpoint_key_over_http})
     finish(ctx, report, fmt, output, verbose, fail_on)
 
 
@@ -485,12 +489,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         vars(exc)["message"] = escape_controls(redact_text(exc.message))  # an option or a path may hold a secret
         exc.show()
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, KeyboardInterrupt):  # click turns Ctrl-C and the ending signals into Abort
+            from bwdoctor.isolation import kill_children
+
+            kill_children()
+            click.echo("interrupted" if getattr(cause, "signum", 2) == 2 else f"terminated ({cause})", err=True)
+            return int(getattr(cause, "exit_code", 130))
         click.echo("aborted", err=True)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C 130, SIGTERM 143, SIGHUP 129 (child processes already ended)
+        from bwdoctor.isolation import kill_children
+
+        kill_children()
+        click.echo("interrupted" if getattr(exc, "signum", 2) == 2 else f"terminated ({exc})", err=True)
+        return int(getattr(exc, "exit_code", 130))
     except BrokenPipeError:
         _quiet_broken_pipe()
         return EXIT_OK

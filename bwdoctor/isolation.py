@@ -8,8 +8,10 @@ killed when the deadline passes, and a crash (segfault) is reported, not inherit
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing as mp
+import os
 import signal
 import threading
 import time
@@ -20,19 +22,150 @@ from typing import Any
 
 _interrupted = threading.Event()
 _handler_installed = threading.Event()
+_children: dict[int, bool] = {}  # pid -> whether it leads its own process group
+_children_lock = threading.Lock()
+
+
+class Terminated(KeyboardInterrupt):
+    """The run was ended by a signal (SIGTERM, SIGHUP, SIGINT); ``exit_code`` is 128 + its number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+def register_child(pid: int, group: bool = True) -> None:
+    """Remember a child process (and, with ``group``, the process group it leads) so that a
+    signal ending bwdoctor ends it too."""
+    with _children_lock:
+        _children[pid] = group
+
+
+def unregister_child(pid: int) -> None:
+    with _children_lock:
+        _children.pop(pid, None)
+
+
+def kill_child(pid: int, group: bool = True) -> None:
+    """SIGKILL a child and, when it leads a process group, every process of that group."""
+    if group:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def kill_children() -> None:
+    """End every registered child with its descendants (at a signal and at exit)."""
+    with _children_lock:
+        items = list(_children.items())
+        _children.clear()
+    for pid, group in items:
+        kill_child(pid, group)
 
 
 def install_interrupt_handler() -> None:
     """Make Ctrl-C distinguishable from a plugin raising ``KeyboardInterrupt`` itself: the
-    handler records the signal before raising. Only the main thread may install it."""
+    handler records the signal before raising. SIGTERM and SIGHUP end the run the same way
+    (exit 143 and 129); every child process is killed with its process group first. Only the
+    main thread may install it."""
 
     def handler(signum: int, frame: Any) -> None:
         _interrupted.set()
-        raise KeyboardInterrupt
+        kill_children()
+        raise Terminated(signum)
 
     with contextlib.suppress(ValueError, OSError):  # not the main thread, or no SIGINT here
-        signal.signal(signal.SIGINT, handler)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup and background jobs keep theirs
+                signal.signal(sig, handler)
         _handler_installed.set()
+        atexit.register(kill_children)
+
+
+def describe_exit(returncode: int | None) -> str:
+    """``killed by signal 11 (SIGSEGV)`` / ``exit status 3`` / ``no exit status``."""
+    if returncode is None:
+        return "no exit status"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown signal"
+        return f"killed by signal {-returncode} ({name})"
+    return f"exit status {returncode}"
+
+
+@dataclass
+class CappedRun:
+    returncode: int | None
+    output: str
+    timed_out: bool = False
+    truncated: bool = False
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out and not self.error
+
+
+def run_capped(argv: list[str], timeout: float = 5.0, cap: int = 1 << 20, env: dict[str, str] | None = None,
+               cwd: str | None = None) -> CappedRun:
+    """Run ``argv`` (no shell) in its own process group, standard output and error together,
+    keeping at most ``cap`` bytes (the rest is read and dropped, so a flooding child neither
+    blocks nor fills memory), decoded with ``errors="replace"``. At ``timeout`` the whole group
+    (grandchildren included) is killed; it is killed after the child exits too, so that nothing
+    it started outlives it."""
+    import selectors
+    import subprocess
+
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, cwd=cwd, start_new_session=True)
+    except (OSError, ValueError) as exc:
+        return CappedRun(None, "", error=f"could not run {argv[0] if argv else '?'}: {getattr(exc, 'strerror', None) or exc}")
+    register_child(proc.pid, True)
+    chunks: list[bytes] = []
+    kept = 0
+    truncated = timed_out = False
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            if not sel.select(min(left, 0.5)):
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            if kept < cap:
+                part = data[: cap - kept]
+                chunks.append(part)
+                kept += len(part)
+                truncated = truncated or len(part) < len(data)
+            else:
+                truncated = True
+        if timed_out:
+            kill_child(proc.pid, True)
+        try:
+            rc: int | None = proc.wait(timeout=max(0.1, deadline - time.monotonic()) if not timed_out else 5.0)
+        except subprocess.TimeoutExpired:  # the output closed but the child lives on
+            timed_out = True
+            kill_child(proc.pid, True)
+            rc = proc.wait(timeout=5.0)
+    finally:
+        sel.close()
+        proc.stdout.close()
+        kill_child(proc.pid, True)  # descendants that outlived it
+        unregister_child(proc.pid)
+    return CappedRun(rc, b"".join(chunks).decode("utf-8", errors="replace"), timed_out, truncated)
 
 
 def user_interrupted(exc: BaseException) -> bool:
@@ -95,6 +228,11 @@ def call_with_deadline(func: Callable[..., Any], args: tuple = (), timeout: floa
 
 
 def _child_main(conn: Any, func: Callable[..., Any], args: tuple) -> None:
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)  # its own process group: at the deadline it dies with whatever it started
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, signal.SIG_DFL)
     try:
         value = func(*args)
         if hasattr(value, "__iter__") and not isinstance(value, (str, bytes, dict, list, tuple)):
@@ -125,6 +263,10 @@ class ChildCall:
         self.proc = ctx.Process(target=_child_main, args=(send, func, args), daemon=True)
         self.proc.start()
         send.close()
+        if self.proc.pid is not None:
+            with contextlib.suppress(OSError):
+                os.setpgid(self.proc.pid, self.proc.pid)  # (also done by the child: no race either way)
+            register_child(self.proc.pid, True)
 
     def result(self) -> CallResult:
         deadline = self.start + self.timeout
@@ -152,11 +294,10 @@ class ChildCall:
                                   timed_out=True, duration_s=dur)
             self.proc.join(0.1)
             code = self.proc.exitcode
-            what = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-            return CallResult(False, error=f"child process died with {what} before answering", duration_s=dur)
-        self.proc.join(1.0)
-        if self.proc.is_alive():
             self._kill()
+            return CallResult(False, error=f"child process {describe_exit(code)} before answering", duration_s=dur)
+        self.proc.join(1.0)
+        self._kill()  # also whatever it started
         kind, value, trace = msg
         if kind == "ok":
             return CallResult(True, value=value, duration_s=dur)
@@ -166,6 +307,10 @@ class ChildCall:
         return CallResult(False, error=str(value), trace=trace, duration_s=dur)
 
     def _kill(self) -> None:
+        pid = self.proc.pid
+        if pid is not None:
+            kill_child(pid, True)
+            unregister_child(pid)
         with contextlib.suppress(Exception):
             self.proc.kill()
             self.proc.join(1.0)

@@ -60,6 +60,8 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
     The child is started in a new session so that at the deadline (or after it exits) every
     process it started, such as vLLM's engine core and workers, is killed with it.
     """
+    from bwdoctor.isolation import describe_exit, register_child, unregister_child  # parent side only
+
     os.makedirs(workdir, exist_ok=True)
     script = os.path.join(workdir, CHILD_SCRIPT)
     shutil.copyfile(script_source or os.path.abspath(__file__), script)
@@ -87,6 +89,7 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
             return ChildRun(None, False, {"ok": False, "stage": "start",
                                           "error": f"could not start {python}: {exc.strerror or exc}"},
                             "", time.perf_counter() - start, cmd)
+        register_child(proc.pid, True)
         try:
             rc = proc.wait(timeout=max(timeout, 0.1))
         except subprocess.TimeoutExpired:
@@ -98,6 +101,7 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
                 rc = None
         finally:
             _kill_group(proc.pid)  # leftovers (engine core, workers) die with the run
+            unregister_child(proc.pid)
     duration = time.perf_counter() - start
     result: dict[str, Any] = {}
     try:
@@ -107,6 +111,13 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
             result = loaded
     except (OSError, ValueError):
         result = {}
+    if not timed_out and (rc != 0 or not result.get("finished")):
+        # a crash (segfault, os._exit, the OOM killer) during a stage: the result file says how far
+        # it got, never what it was about to find
+        result["ok"] = False
+        result["crashed"] = (f"the child process {describe_exit(rc)} during stage '{result.get('stage', 'start')}'"
+                             " without finishing")
+        result.setdefault("error", result["crashed"])
     return ChildRun(rc, timed_out, result, read_tail(log_path), duration, cmd)
 
 

@@ -24,6 +24,7 @@ _WHY = {
     "dns": "the host name does not resolve",
     "connection_error": "the connection failed",
     "unauthorized": "the server was started with --api-key: set VLLM_API_KEY",
+    "server_error": "the server answered with a server error: its engine failed or cannot serve; see its log",
 }
 
 
@@ -49,6 +50,8 @@ def _check_models(snap: Snapshot) -> Any:
     models = snap.mapping("smoke.endpoint.models")
     served = models.get("served") or []
     ev = ["smoke.endpoint.models"]
+    if models.get("error"):
+        return failed(f"the model list could not be read: {models['error']}", evidence=ev + ["smoke.endpoint.error"])
     if models.get("requested") is None:
         return passed(f"the server serves {', '.join(served) or 'nothing'}", evidence=ev)
     if models.get("ok"):

@@ -32,6 +32,12 @@ def _check_kernel(snap: Snapshot) -> Any:
     kl = snap.mapping("probe.kernel_launch")
     ev = ["probe.kernel_launch"]
     out = []
+    if kl.get("crashed") and not kl.get("devices"):
+        # a crash names no CUDA error to classify: the install of torch (or a library it loads) is
+        # broken in a way the exit status alone cannot pin down further
+        return failed(f"torch {kl.get('torch') or ''} cannot be used: {kl.get('init_error')}".replace("  ", " "),
+                      evidence=ev, root_cause="python_dependency_broken", confidence=0.5,
+                      details={"error_kind": "crash", "stage": kl.get("stage")})
     if kl.get("init_error") and not kl.get("devices"):
         kind = kl.get("init_error_kind") or classify_cuda_error(kl.get("init_error"))
         causes = kind_causes()

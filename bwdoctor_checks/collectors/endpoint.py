@@ -62,6 +62,23 @@ def clean_url(url: str) -> str:
     return urlunsplit((parts.scheme or "http", netloc, path, "", ""))
 
 
+def key_may_go_to(base: str, allow_plain_http: bool = False) -> bool:
+    """Whether an API key may be sent to ``base``: over HTTPS, to this machine (loopback), or
+    when the user allowed plain HTTP explicitly."""
+    import ipaddress
+
+    parts = urlsplit(base)
+    if parts.scheme == "https" or allow_plain_http:
+        return True
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 _SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+\S+)?$")
 
 
@@ -151,8 +168,12 @@ class _Probe:
         self.base = base
         self.session = requests.Session()
         key = options.extra.get("api_key") or os.environ.get("VLLM_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        self.key_withheld = False
         if key:
-            self.session.headers["Authorization"] = f"Bearer {key}"
+            if key_may_go_to(base, bool(options.extra.get("endpoint_key_over_http"))):
+                self.session.headers["Authorization"] = f"Bearer {key}"
+            else:  # a key in clear text to another machine is readable by anyone on the path
+                self.key_withheld = True
         self.start = time.perf_counter()
         self.deadline = float(options.extra.get("endpoint_timeout") or DEADLINE)
         self.facts: list[Fact] = []
@@ -162,6 +183,12 @@ class _Probe:
 
     def timeout(self) -> tuple[float, float]:
         return (min(CONNECT_TIMEOUT, self.left()), min(READ_TIMEOUT, self.left()))
+
+    def _unauthorized(self) -> str:
+        if self.key_withheld:
+            return ("the server wants an API key (HTTP 401); the key in the environment was not sent because "
+                    f"{self.base} is neither HTTPS nor this machine (use https, or --endpoint-key-over-http)")
+        return "the server wants an API key (HTTP 401): set VLLM_API_KEY"
 
     def add(self, key: str, value: Any, path: str) -> None:
         self.facts.append(Fact(key, value, f"{SOURCE}:{path}"))
@@ -185,7 +212,9 @@ class _Probe:
         self.add("smoke.endpoint.health", {"url": self.base, "status": r.status_code, "ok": r.status_code == 200,
                                            "seconds": round(time.perf_counter() - t, 3)}, "/health")
         if r.status_code == 401:
-            return self.error("health", "unauthorized", "the server wants an API key (HTTP 401): set VLLM_API_KEY",
+            return self.error("health", "unauthorized", self._unauthorized(), "/health")
+        if r.status_code >= 500:
+            return self.error("health", "server_error", f"GET /health answered HTTP {r.status_code}: {r.text[:200]}",
                               "/health")
         # 2. models
         try:
@@ -193,9 +222,12 @@ class _Probe:
         except requests.RequestException as exc:
             return self.error("models", _error_kind(exc), _short(exc), "/v1/models")
         if r.status_code != 200:
-            kind = "unauthorized" if r.status_code == 401 else "http_error"
-            return self.error("models", kind, f"GET /v1/models answered HTTP {r.status_code}: {r.text[:200]}",
-                              "/v1/models")
+            kind = "unauthorized" if r.status_code == 401 else "server_error" if r.status_code >= 500 else "http_error"
+            message = (self._unauthorized() if kind == "unauthorized"
+                       else f"GET /v1/models answered HTTP {r.status_code}: {r.text[:200]}")
+            self.add("smoke.endpoint.models", {"served": [], "requested": model, "ok": False, "status": r.status_code,
+                                               "error": message}, "/v1/models")
+            return self.error("models", kind, message, "/v1/models")
         try:
             data = r.json()
             served = [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)]

@@ -88,6 +88,12 @@ def kernel_facts(res: dict[str, Any], timed_out: bool, python: str) -> list[Fact
             "init_error": f"the kernel launch did not finish within {KERNEL_TIMEOUT:g} s (stage "
                           f"'{res.get('stage')}'): a hung driver call or CUDA initialisation",
             "init_error_kind": "hang"}, src)]
+    if res.get("crashed") and not res.get("devices"):
+        what = "importing torch" if res.get("stage") in (None, "start", "import") else "the kernel launch"
+        err = f"{what} crashed: {res['crashed']}"
+        return [Fact("probe.kernel_launch", {"ok": False, "crashed": True, "torch": res.get("torch"),
+                                             "cuda": res.get("cuda"), "stage": res.get("stage"), "devices": [],
+                                             "init_error": err, "init_error_kind": "other"}, src)]
     if res.get("import_failed"):
         err = str(res.get("error", ""))
         if "No module named 'torch'" in err:
@@ -176,6 +182,8 @@ def collect_probes(options: RunOptions) -> list[Fact]:
             run = run_child(python, "probes", args, max(10.0, PROBE_TIMEOUT - MARGIN - waited), workdir,
                             env=_child_env(), progress_fd=terminal_progress_fd())
     res = run.result or {}
+    if res.get("crashed") and not res.get("gpus"):
+        raise RuntimeError(f"the GPU probes crashed: {res['crashed']}")
     if res.get("import_failed"):
         raise Unavailable(f"PyTorch could not be imported in {python}: {res.get('error')}")
     if res.get("no_gpu"):

@@ -179,6 +179,9 @@ def facts_from_run(run: Any, python: str, options: RunOptions) -> list[Fact]:
     if run.timed_out:
         error = (f"the smoke generation did not finish within {options.extra.get('smoke_timeout') or SMOKE_TIMEOUT:g} s "
                  f"(stopped during stage '{res.get('stage', 'start')}')")
+    elif res.get("crashed"):
+        error = res["crashed"] + (f" (last error: {res['error']})" if res.get("error") and res["error"] != res["crashed"]
+                                  else "")
     elif not ok and not error:
         error = (f"the child process ended with exit code {run.returncode} during stage "
                  f"'{res.get('stage', 'start')}' without a result")

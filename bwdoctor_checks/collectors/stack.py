@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from bwdoctor import (
     Unavailable,
     hookimpl,
 )
+from bwdoctor.isolation import run_capped
 from bwdoctor_checks._lib.nccl import nccl_version_from_library
 from bwdoctor_checks._lib.versions import base_version, parse_version
 
@@ -131,11 +131,13 @@ def read_torch_version_py(path: Path) -> dict[str, str | None]:
 
 
 def _run_version(argv: list[str], timeout: float = 5.0) -> str | None:
-    try:
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.SubprocessError):
+    """The ``release X.Y`` a CUDA tool prints. It runs in its own process group (killed with
+    anything it started at the deadline), its output is capped at 64 KiB and decoded leniently;
+    a tool that crashes or exits non-zero tells nothing."""
+    res = run_capped(argv, timeout=timeout, cap=64 * 1024)
+    if not res.ok:
         return None
-    m = re.search(r"release (\d+\.\d+)", res.stdout + res.stderr)
+    m = re.search(r"release (\d+\.\d+)", res.output)
     return m.group(1) if m else None
 
 
