@@ -473,8 +473,25 @@ def _quiet_broken_pipe() -> None:
         os.close(devnull)
 
 
+def _no_imports_from_cwd() -> None:
+    """``python -m bwdoctor`` puts the current folder first on ``sys.path``: plugin packages
+    (``./bwdoctor_checks/``) and entry points (``./*.dist-info``) would then be loaded from
+    wherever the user happens to stand. The folder is dropped unless bwdoctor itself was
+    loaded from it (a source checkout)."""
+    try:
+        cwd = os.path.realpath(os.getcwd())
+    except OSError:
+        cwd = None
+    home = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if cwd is None or cwd == home:
+        sys.path[:] = [p for p in sys.path if p != ""]
+        return
+    sys.path[:] = [p for p in sys.path if p not in ("", ".") and os.path.realpath(p) != cwd]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: never lets a traceback reach the user (exit 3 with a message instead)."""
+    _no_imports_from_cwd()
     from bwdoctor.isolation import install_interrupt_handler
 
     install_interrupt_handler()

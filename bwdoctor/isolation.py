@@ -295,7 +295,8 @@ class ChildCall:
             self.proc.join(0.1)
             code = self.proc.exitcode
             self._kill()
-            return CallResult(False, error=f"child process {describe_exit(code)} before answering", duration_s=dur)
+            what = describe_exit(code).replace("killed by ", "").replace("exit status", "exit code")
+            return CallResult(False, error=f"child process died with {what} before answering", duration_s=dur)
         self.proc.join(1.0)
         self._kill()  # also whatever it started
         kind, value, trace = msg

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import stat
 import sys
 import traceback
 from collections.abc import Iterable
@@ -144,7 +145,9 @@ class PluginManager:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.disabled = set(disabled) | set(_split_env(DISABLE_ENV))
-        self.plugin_dirs = [str(d) for d in plugin_dirs]
+        # a folder named on the command line is the user's own words: made absolute here; entries of
+        # BWDOCTOR_PLUGIN_PATH must be absolute (a relative one would depend on where bwdoctor runs)
+        self.plugin_dirs = [os.path.abspath(str(d)) for d in plugin_dirs]
         env_path = os.environ.get(PLUGIN_PATH_ENV, "")
         self.plugin_dirs += [d for d in env_path.split(os.pathsep) if d]
         self.infos: dict[str, PluginInfo] = {}
@@ -297,14 +300,27 @@ class PluginManager:
             self.register_module(res.value, ep.name, "entry-point", dist_name, dist_ver)
 
     def _load_dir(self, directory: str) -> None:
+        if not os.path.isabs(directory):
+            self._problem("import", directory, "", f"plugin folder {directory!r} ({PLUGIN_PATH_ENV}) is not an absolute "
+                          "path: ignored (a relative one would load whatever the current folder holds)")
+            return
         path = Path(directory)
         if not path.is_dir():
             self._problem("import", str(path), "", f"plugin folder {directory!r} does not exist")
             return
-        for file in sorted(path.glob("*.py")):
-            if file.name.startswith("_"):
+        real = Path(os.path.realpath(path))
+        problem = untrusted_path(real, is_dir=True)
+        if problem:
+            self._problem("trust", str(path), "", f"plugin folder {directory!r} is not loaded: {problem}")
+            return
+        for file in sorted(real.glob("*.py")):
+            if file.name.startswith(("_", ".")):  # private and hidden files are not plugins
                 continue
             name = file.stem
+            problem = untrusted_file(file)
+            if problem:
+                self._problem("trust", name, f"file {file}", f"plugin file {str(file)!r} is not loaded: {problem}")
+                continue
             info = PluginInfo(name, "plugin-dir", f"file {file}", "", str(file))
             if name in self.disabled:
                 info.status = "disabled"
@@ -320,6 +336,52 @@ class PluginManager:
                               f"plugin {name!r} ({file}) failed to import: {_import_error(res)}", res.trace)
                 continue
             self.register_module(res.value, name, "plugin-dir", f"file {file}", "")
+
+
+def _trusted_owner(uid: int) -> bool:
+    return uid in (0, os.geteuid())
+
+
+def untrusted_path(path: Path, is_dir: bool = True) -> str:
+    """Why code at ``path`` (already resolved) may have been planted by someone else, or ''.
+
+    Trusted: owned by this user or root and writable by nobody else; every folder above it
+    likewise, except that a folder others may write to is fine when it has the sticky bit
+    (``/tmp``: others cannot rename or replace what is not theirs)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return f"cannot be checked ({exc.strerror or exc})"
+    if not _trusted_owner(st.st_uid):
+        return f"it belongs to user id {st.st_uid}, neither you nor root"
+    if st.st_mode & 0o022:
+        return f"others may write to it (mode {stat.S_IMODE(st.st_mode):04o})"
+    for parent in path.parents:
+        try:
+            pst = parent.stat()
+        except OSError:
+            continue
+        if not _trusted_owner(pst.st_uid):
+            return f"the folder {str(parent)!r} above it belongs to user id {pst.st_uid}, who may replace it"
+        if pst.st_mode & 0o022 and not pst.st_mode & stat.S_ISVTX:
+            return f"others may write to the folder {str(parent)!r} above it (mode {stat.S_IMODE(pst.st_mode):04o})"
+    return ""
+
+
+def untrusted_file(file: Path) -> str:
+    """Why a plugin file may not be loaded ('' when it may): not a regular file, or not trusted."""
+    try:
+        lst = file.lstat()
+    except OSError as exc:
+        return f"cannot be checked ({exc.strerror or exc})"
+    target = Path(os.path.realpath(file)) if stat.S_ISLNK(lst.st_mode) else file
+    try:
+        st = target.stat()
+    except OSError as exc:
+        return f"cannot be checked ({exc.strerror or exc})"
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    return untrusted_path(target, is_dir=False)
 
 
 def _exec_file(modname: str, file: Path) -> ModuleType:
