@@ -45,6 +45,7 @@ ROOT_CAUSES = (
     "mig",
     "fabric_manager_missing",
     "gpu_health",
+    "python_dependency_broken",
     "none_env_ok",
 )
 
