@@ -92,6 +92,15 @@ ROLE_HOOKS: dict[str, str] = {
     "commands": "bwdoctor_cli_commands",
 }
 ROLES: tuple[str, ...] = tuple(ROLE_HOOKS)
+# built-ins that implement the hooks of further roles besides their own (a meta-test keeps this true)
+ALSO_IMPLEMENTS: dict[str, tuple[str, ...]] = {
+    "collectors.model": ("parsers", "commands"),
+}
+
+
+def plugin_roles(name: str) -> tuple[str, ...]:
+    """The roles of the built-in plugin ``name``: the one its name starts with, and any further ones."""
+    return (name.split(".", 1)[0], *ALSO_IMPLEMENTS.get(name, ()))
 
 
 @dataclass
@@ -476,7 +485,7 @@ def builtin_modules(roles: Iterable[str] | None = None) -> list[tuple[str, str]]
     (nothing is imported here)."""
     wanted = None if roles is None else set(roles)
     return [(builtin_module(name), name) for name in DEFAULT_PLUGINS
-            if wanted is None or name.split(".", 1)[0] in wanted]
+            if wanted is None or wanted.intersection(plugin_roles(name))]
 
 
 def _own_version() -> str:
