@@ -228,7 +228,8 @@ def _build(manager: PluginManager, request: Request) -> Report:
 
 
 def redacted(report: Report) -> Report:
-    """The report with secrets removed: what every reporter and the fix script receive."""
-    from bwdoctor.redact import redact_report_dict
+    """The report with secrets removed and terminal control characters (ESC, NUL, an OSC 52
+    clipboard write) shown as escapes: what every reporter and the fix script receive."""
+    from bwdoctor.redact import redact_report_dict, scrub
 
-    return Report.from_dict(redact_report_dict(report.to_dict()))
+    return Report.from_dict(scrub(redact_report_dict(report.to_dict())))
