@@ -459,9 +459,11 @@ def fix(ctx: click.Context, paths: tuple[str, ...], from_report: str | None, lev
     def shown(text: str) -> str:  # the plans run with the real values; what is printed is redacted
         return escape_controls(redact_text(text))
 
+    verify = fixscript.reparser(_manager(ctx, ["parsers"]).registry().parsers, report.snapshot.meta.get("evidence", []),
+                                report.snapshot.value("config.errors") or [])
     result = fixscript.apply_plans(report.plans, yes=yes, dry_run=dry_run,
                                    confirm=lambda q: click.confirm(shown(q), default=False),
-                                   echo=lambda text: click.echo(shown(text)))
+                                   echo=lambda text: click.echo(shown(text)), roots=list(paths), verify=verify)
     if dry_run:
         ctx.exit(EXIT_OK)
     after = build_report(ctx, mode, from_report=None, paths=paths, level=level, select=select, skip=skip,

@@ -28,6 +28,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
@@ -66,7 +67,38 @@ def _join(argv: Sequence[str]) -> str:
 
 def _say(text: str) -> str:
     """A ``printf`` line that prints ``text`` literally (no option or escape interpretation)."""
-    return f"printf '%s\\n' {_q(_one_line(text))}"
+    return f"printf '%s\\n' {_q(_one_line(text, 1 << 20))}"  # printed whole: advice is never cut
+
+
+def files_only(plans: Sequence[FixPlan]) -> list[FixPlan]:
+    """Plans for a configuration given as files: they edit those files and nothing else. A
+    command (installing packages, changing the driver) would run on the machine running
+    bwdoctor, which is not the one the files describe: it becomes advice for that environment."""
+    from dataclasses import replace
+
+    out = []
+    for plan in plans:
+        steps = []
+        for step in plan.steps:
+            if step_kind(step) == "command":
+                step = replace(step, advisory=True, check=None,
+                               description=f"In the image or environment these files describe (not on this machine): "
+                                           f"{step.description}")
+            steps.append(step)
+        out.append(replace(plan, steps=steps))
+    return out
+
+
+def step_identity(step: FixStep) -> tuple[str, ...]:
+    """What makes two steps the same: the file and diff of a patch, the words of a command,
+    the text of advice."""
+    kind = step_kind(step)
+    if kind == "patch" and step.patch is not None:
+        return (kind, str(step.patch.get("path")), str(step.patch.get("diff")))
+    if kind == "command":
+        return (kind, str(step.description), *[str(a) for a in _command_words(step)], "check:",
+                *[str(a) for a in (step.check or [])], str(step.needs_root))
+    return (kind, str(step.description), *[str(a) for a in (step.argv or [])])
 
 
 def step_kind(step: FixStep) -> str:
@@ -346,6 +378,7 @@ def render_script(plans: Sequence[FixPlan], findings: Sequence[Finding], version
         lines += _AS_ROOT.splitlines() + [""]
     if not plans:
         lines.append(_say("bwdoctor: nothing to fix."))
+    seen: dict[tuple[str, ...], str] = {}
     for pi, plan in enumerate(plans, 1):
         lines.append(f"# === Plan {pi}: {_one_line(plan.title)}")
         lines.append(f"#     remedy {_one_line(plan.remedy_id, 80)}; findings: "
@@ -354,7 +387,13 @@ def render_script(plans: Sequence[FixPlan], findings: Sequence[Finding], version
             for note in str(plan.notes).splitlines()[:20]:
                 lines.append(f"#     {_one_line(note)}")
         for si, step in enumerate(plan.steps, 1):
-            lines += _render_step(step, f"{pi}.{si}")
+            label = f"{pi}.{si}"
+            key = step_identity(step)
+            if key in seen:  # several findings share one remedy (one combined edit of a file): shown once
+                lines.append(f"# Step {label}: the same as step {seen[key]} above")
+                continue
+            seen[key] = label
+            lines += _render_step(step, label)
         lines.append("")
     lines.append(_say("bwdoctor: fix script finished. Re-run bwdoctor to confirm the findings are resolved."))
     return "\n".join(lines) + "\n"
@@ -443,16 +482,88 @@ def _read_exact(path: str) -> str:
         return fh.read()
 
 
+def writable_problem(path: str, roots: Sequence[str] | None = None) -> str:
+    """Why ``path`` may not be edited in place ('' when it may): it must be a regular file (not a
+    symbolic link, a device or a file with several hard links), inside one of ``roots`` once every
+    link is resolved, writable, and its owner must be kept (only root can give a file back to
+    another user)."""
+    try:
+        lst = os.lstat(path)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if stat.S_ISLNK(lst.st_mode):
+        return f"{path} is a symbolic link: bwdoctor edits only regular files"
+    if not stat.S_ISREG(lst.st_mode):
+        return f"{path} is not a regular file"
+    if lst.st_nlink > 1:
+        return f"{path} has {lst.st_nlink} hard links: replacing it would separate them"
+    real = os.path.realpath(path)
+    if roots is not None:
+        inside = False
+        for root in roots:
+            rroot = os.path.realpath(root)
+            if os.path.isfile(rroot):
+                inside = inside or real == rroot
+            elif real.startswith(rroot.rstrip(os.sep) + os.sep):
+                inside = True
+        if not inside:
+            return (f"{path} resolves to {real}, outside the folders given" if roots
+                    else f"{path} is not in a folder given on the command line")
+    if not lst.st_mode & 0o222:
+        return f"{path} is read-only"
+    euid = os.geteuid() if hasattr(os, "geteuid") else -1
+    if euid not in (0, lst.st_uid):
+        return f"{path} belongs to another user"
+    if not os.access(os.path.dirname(real) or ".", os.W_OK):
+        return f"the folder of {path} is not writable"
+    return ""
+
+
+def reparser(parsers: Sequence[Any], evidence: Sequence[dict[str, Any]],
+             known_errors: Sequence[Any] = ()) -> Callable[[str, str, str], str]:
+    """A ``verify`` for :func:`apply_plans`: the evidence parsers that recognised ``path`` when
+    the plan was made read it again; '' when each still recognises it and reports no new error
+    (``config.errors``)."""
+    used = {os.path.realpath(str(e.get("path"))): list(e.get("parsers") or []) for e in evidence if isinstance(e, dict)}
+    before = {str(e.get("file")) for e in known_errors if isinstance(e, dict)}
+
+    def verify(path: str, kind: str, text: str) -> str:
+        from pathlib import Path
+
+        from bwdoctor.runner import load_evidence
+
+        names = used.get(os.path.realpath(path)) or []
+        ev = load_evidence(Path(path))
+        for spec in parsers:
+            if spec.name not in names:
+                continue
+            if not spec.detect(ev):
+                return f"the {spec.name} parser no longer recognises it"
+            for fact in list(spec.func(ev) or []):
+                if getattr(fact, "key", "") == "config.errors" and path not in before and os.path.abspath(path) not in before:
+                    errs = fact.value if isinstance(fact.value, list) else []
+                    first = errs[0].get("error") if errs and isinstance(errs[0], dict) else "an error"
+                    return f"the {spec.name} parser reports {first}"
+        return ""
+
+    return verify
+
+
 def _write_atomic(path: str, text: str) -> None:
+    """Replace ``path`` by ``text`` through a temporary file in its folder, keeping its mode,
+    owner and group."""
     real = os.path.realpath(path)
     folder = os.path.dirname(real) or "."
-    mode = os.stat(real).st_mode & 0o7777
+    st = os.stat(real)
+    mode = st.st_mode & 0o7777
     fd, tmp = tempfile.mkstemp(prefix=".bwdoctor-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        if hasattr(os, "chown") and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+            os.chown(tmp, st.st_uid, st.st_gid)  # raises when it cannot be given back: nothing is replaced
         os.chmod(tmp, mode)
         os.replace(tmp, real)
     except BaseException:
@@ -480,21 +591,33 @@ def _patch_state(path: str, diff: str) -> tuple[str, str | None, str]:
 def apply_plans(plans: Sequence[FixPlan], *, yes: bool = False, dry_run: bool = False,
                 confirm: Callable[[str], bool] | None = None, echo: Callable[[str], None] = print,
                 step_timeout: float | None = None, check_timeout: float = 60.0,
-                capture: bool = False) -> ApplyResult:
+                capture: bool = False, roots: Sequence[str] | None = None,
+                verify: Callable[[str, str, str], str] | None = None) -> ApplyResult:
     """Apply fix plans in order; see the module docstring.
 
     ``yes`` skips confirmation; otherwise ``confirm(prompt)`` is asked before every step that
     changes something, and a "no" skips the rest of that plan (later plans still run).
     ``dry_run`` executes nothing (not even the checks) and reports what would run. The first
     failed step stops everything (``result.stopped_at``).
+
+    Patches edit only regular files inside ``roots`` (when given; no symbolic link is followed
+    out of them), keep mode and owner, and refuse a file they could not write back as it was.
+    After writing, ``verify(path, kind, text)`` (when given) re-reads the file the way the
+    evidence parser does; a problem restores the original and fails the step.
     """
     result = ApplyResult()
     if confirm is None:
         confirm = (lambda _prompt: False) if not yes else (lambda _prompt: True)
+    done: set[tuple[str, ...]] = set()
     for plan in plans:
         echo(f"== {plan.title} ({plan.remedy_id})")
         declined = False
         for i, step in enumerate(plan.steps, 1):
+            identity = step_identity(step)
+            if identity in done:
+                result.steps.append(StepResult(plan.remedy_id, i, step.description, "skipped", "the same step ran above"))
+                continue
+            done.add(identity)
             def record(status: str, detail: str = "", rc: int | None = None,
                        _i: int = i, _s: FixStep = step, _p: FixPlan = plan) -> StepResult:
                 r = StepResult(_p.remedy_id, _i, _s.description, status, detail, rc)
@@ -528,6 +651,11 @@ def apply_plans(plans: Sequence[FixPlan], *, yes: bool = False, dry_run: bool = 
                     echo(f"  FAILED: {_one_line(step.description)}: {detail}")
                     result.stopped_at = record("failed", detail)
                     return result
+                refusal = writable_problem(path, roots)
+                if refusal:
+                    echo(f"  FAILED: {_one_line(step.description)}: {refusal}")
+                    result.stopped_at = record("failed", refusal)
+                    return result
                 if dry_run:
                     echo(f"  would patch {path}:\n{diff}")
                     record("planned", "dry run")
@@ -539,9 +667,25 @@ def apply_plans(plans: Sequence[FixPlan], *, yes: bool = False, dry_run: bool = 
                     continue
                 try:
                     assert new_text is not None
+                    original = _read_exact(path)
                     _write_atomic(path, new_text)
                 except OSError as exc:
-                    detail = f"could not write {path}: {exc}"
+                    detail = f"could not write {path}: {exc.strerror or exc}"
+                    echo(f"  FAILED: {detail}")
+                    result.stopped_at = record("failed", detail)
+                    return result
+                problem = ""
+                if verify is not None:
+                    try:
+                        problem = verify(path, str(step.patch.get("kind") or ""), _read_exact(path))
+                    except Exception as exc:  # noqa: BLE001 - a verifier that breaks is a reason to restore
+                        problem = f"it could not be re-read ({type(exc).__name__}: {exc})"
+                if problem:
+                    try:
+                        _write_atomic(path, original)
+                        detail = f"{path} was restored: after the change {problem}"
+                    except OSError as exc:
+                        detail = f"after the change {problem}, and restoring {path} failed: {exc.strerror or exc}"
                     echo(f"  FAILED: {detail}")
                     result.stopped_at = record("failed", detail)
                     return result

@@ -218,6 +218,10 @@ def _build(manager: PluginManager, request: Request) -> Report:
         level = options.level if mode != "analyze" else "full"
         findings += judge(registry, snap, level, request.select, request.skip)
         plans, broken = remedy(registry, findings, snap)
+        if mode == "analyze":
+            from bwdoctor.fixscript import files_only
+
+            plans = files_only(plans)  # a fix built from files edits only those files
         findings += broken
         diagnosis = diagnose(findings)
     return Report(mode=mode, snapshot=snap, findings=findings, plans=plans, diagnosis=diagnosis,

@@ -16,7 +16,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from bwdoctor import Finding, FixPlan, FixStep, Snapshot, fixscript, known, resolve
-from bwdoctor.redact import redact_text
+from bwdoctor.redact import escape_controls, redact_text
 
 MAX_PATCH_BYTES = 1024 * 1024
 
@@ -449,19 +449,35 @@ def unified_diff(old: str, new: str, name: str) -> str:
     return fixscript.unified_diff(old, new, os.path.basename(name) or "file")
 
 
-def patch_step(path: str, old: str, new: str, description: str) -> FixStep | None:
+def patch_step(path: str, old: str, new: str, description: str, kind: str | None = None) -> FixStep | None:
     """A patch step turning ``old`` into ``new`` in ``path``; None when nothing changes.
 
-    A diff whose lines (changed or context) hold a secret would carry it into the report and the
-    script, where it is redacted and the patch no longer applies: such an edit is given as advice
-    to make by hand instead."""
+    Given as advice to make by hand instead (never a patch that could break the file):
+
+    * a diff whose lines (changed or context) hold a secret: it would carry it into the report
+      and the script, where it is redacted and the patch no longer applies;
+    * a diff with terminal control characters (they are escaped in the script);
+    * a change to a construct that spans several lines (a compose block scalar ``>``/``|`` or a
+      quoted scalar over several lines, a Dockerfile ``\\`` continuation or heredoc, a ``.env``
+      value quoted over several lines): line edits inside it would break it;
+    * a result that no longer parses as ``kind`` (``compose``, ``dockerfile``, ``dotenv``) with
+      the library the evidence parser uses, or that changes a value the edit did not mean to."""
     if old == new:
         return None
     diff = unified_diff(old, new, path)
     if any(redact_text(line) != line for line in diff.splitlines()):
         return advice(f"{description} (edit the file by hand: the lines around the change hold a secret, which "
                       f"bwdoctor never writes into a script)")
-    return FixStep(description=description, patch={"path": os.path.abspath(path), "diff": diff},
+    if escape_controls(diff) != diff:
+        return advice(f"{description} (edit the file by hand: the lines around the change hold terminal control "
+                      f"characters)")
+    if kind:
+        from bwdoctor_remedies import _fileparse
+
+        problem = _fileparse.multiline_change(old, new, kind) or _fileparse.reparse_problem(old, new, kind)
+        if problem:
+            return advice(f"{description} (edit the file by hand: {problem})")
+    return FixStep(description=description, patch={"path": os.path.abspath(path), "diff": diff, "kind": kind or ""},
                    undo=f"reverse the diff: patch -R {os.path.abspath(path)} (or restore the file from version control)")
 
 

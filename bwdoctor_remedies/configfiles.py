@@ -358,6 +358,37 @@ def _image_cuda(image: str, tag: str | None) -> Version | None:
     return c.vparse(m.group(1)) if m else None
 
 
+def _tag_version(kbv: Any, image: str, tag: str | None) -> str | None:
+    if kbv is None:
+        return None
+    try:
+        return kbv.image_tag_version(image, tag)  # type: ignore[no-any-return]
+    except Exception:  # noqa: BLE001 - an unknown image has no version
+        return None
+
+
+def _refresh_comment(lines: list[str], i: int, old_versions: list[str], now: str) -> None:
+    """A comment right above line ``i`` that names a version the edit replaced would now be
+    wrong: it is rewritten to say what the line holds now."""
+    j = i - 1
+    while j >= 0 and not lines[j].strip():
+        j -= 1
+    if j < 0 or not lines[j].lstrip().startswith("#"):
+        return
+    comment = lines[j]
+    names = set()
+    for v in old_versions:
+        names.add(v)
+        parts = v.split(".")
+        if len(parts) > 2:
+            names.add(".".join(parts[:2]))  # "CUDA 12.4+" for 12.4.1
+    if not any(re.search(rf"(?<![\d.]){re.escape(n)}(?![\d])", comment) for n in names if n):
+        return
+    indent = comment[: len(comment) - len(comment.lstrip())]
+    eol = "\r\n" if comment.endswith("\r\n") else "\n"
+    lines[j] = f"{indent}# {now} (updated by bwdoctor; the comment named the replaced version){eol}"
+
+
 def fix_dockerfile(text: str, snap: Snapshot) -> tuple[str, list[str]]:
     """Point an old base image at the official vLLM image of the recommended release and pin
     ``vllm==`` to it when the pinned release has no kernels for the GPU."""
@@ -396,6 +427,8 @@ def fix_dockerfile(text: str, snap: Snapshot) -> tuple[str, list[str]]:
             lines[i] = f"{m.group('indent')}FROM {m.group('flags')}vllm/vllm-openai:v{rec}{m.group('rest')}{m.group('eol')}"
             changes.append(f"base image {image}:{tag or 'latest'} -> vllm/vllm-openai:v{rec} ({old})")
             new_base = True
+            stale = [str(v) for v in (cuda, _tag_version(kbv, image, tag)) if v is not None]
+            _refresh_comment(lines, i, stale, f"vLLM {rec} (official image" + (f", CUDA {rec_cuda})" if rec_cuda else ")"))
     for i, line in enumerate(lines):
         if line.lstrip().startswith("#"):
             continue
@@ -410,6 +443,7 @@ def fix_dockerfile(text: str, snap: Snapshot) -> tuple[str, list[str]]:
             lines[i] = line[:m.start("op")] + "==" + rec + line[m.end("ver"):]
             why = f"vLLM {pinned} has no kernels for this GPU" if too_old else "match the base image"
             changes.append(f"vllm=={pinned} -> vllm=={rec} ({why})")
+            _refresh_comment(lines, i, [str(pinned), m.group("ver")], f"vLLM {rec}")
     if rec_cuda is not None and changes:
         changes.append(f"vLLM {rec} is built with CUDA {rec_cuda}")
     return "".join(lines), changes
@@ -459,7 +493,7 @@ def _file_plan(remedy_id: str, title: str, finding: Finding, snap: Snapshot, kin
             continue
         new, changes, flags = fixed_text(path, kind, text, snap)
         leftover_flags = merge_flags(leftover_flags, flags)
-        step = c.patch_step(path, text, new, f"Edit {path}: " + "; ".join(changes))
+        step = c.patch_step(path, text, new, f"Edit {path}: " + "; ".join(changes), kind=kind)
         if step is not None:
             steps.append(step)
     if leftover_flags:

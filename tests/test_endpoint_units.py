@@ -177,9 +177,9 @@ def test_http_error_on_completion(server):
     assert res["BWD-EP-003"].status == "fail" and "HTTP 500" in res["BWD-EP-003"].message
 
 
-def test_unhealthy_server_warns(server):
+def test_unhealthy_server_fails(server):
     _, res = _run(server("health500"))
-    assert res["BWD-EP-001"].status == "warn"
+    assert res["BWD-EP-001"].status == "fail" and "500" in res["BWD-EP-001"].message
 
 
 def test_saturated_server_warns(server):
