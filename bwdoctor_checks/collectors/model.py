@@ -226,7 +226,8 @@ def _live_gpu() -> tuple[fc.Gpu | None, str]:
     return gpu, why
 
 
-def _fit_command() -> Any:
+def fit_command() -> Any:
+    """The ``bwdoctor fit`` command (declared by the ``commands.fit`` plugin, built when it runs)."""
     import click
 
     from bwdoctor.kb import resolve_target
@@ -361,8 +362,3 @@ def _fit_command() -> Any:
             raise click.exceptions.Exit(1)
 
     return fit
-
-
-@hookimpl
-def bwdoctor_cli_commands() -> list[Any]:
-    return [_fit_command()]
