@@ -60,6 +60,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "parsers.env",
     "parsers.config",
     "parsers.log",
+    "parsers.model",
     "checks.pkg",
     "checks.gpu",
     "checks.stack",
@@ -93,9 +94,7 @@ ROLE_HOOKS: dict[str, str] = {
 }
 ROLES: tuple[str, ...] = tuple(ROLE_HOOKS)
 # built-ins that implement the hooks of further roles besides their own (a meta-test keeps this true)
-ALSO_IMPLEMENTS: dict[str, tuple[str, ...]] = {
-    "collectors.model": ("parsers",),
-}
+ALSO_IMPLEMENTS: dict[str, tuple[str, ...]] = {}
 
 
 def plugin_roles(name: str) -> tuple[str, ...]:
