@@ -53,6 +53,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "checks.gpu",
     "checks.stack",
     "checks.cfg",
+    "checks.fp8v",
     "checks.log",
     "checks.probe",
     "checks.smoke",
