@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import multiprocessing as mp
 import os
 import signal
 import threading
@@ -248,6 +247,8 @@ def _child_main(conn: Any, func: Callable[..., Any], args: tuple) -> None:
 
 
 def _context() -> Any:
+    import multiprocessing as mp  # only when a child is started: importing it costs start-up time
+
     methods = mp.get_all_start_methods()
     return mp.get_context("fork" if "fork" in methods else "spawn")
 
