@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -148,6 +149,27 @@ def tail_lines(text: str, n: int) -> str:
     return "\n".join(lines[-n:])
 
 
+def open_private_lock(path: str) -> Any:
+    """Open (creating, mode 0600) a lock file in a shared folder such as ``$TMPDIR`` without
+    following a symbolic link another user planted there, and only when the file is a regular
+    file of this user: None otherwise (the caller then runs without the lock)."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
+            os.close(fd)
+            return None
+        return os.fdopen(fd, "r+")
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        return None
+
+
 class gpu_lock:
     """An advisory file lock so that the smoke generation and the GPU probes (collectors that
     run concurrently) never load the GPU at the same time and spoil each other's figures.
@@ -168,9 +190,8 @@ class gpu_lock:
         except ImportError:  # not POSIX
             return 0.0
         start = time.perf_counter()
-        try:
-            self.fh = open(self.path, "a+")
-        except OSError:
+        self.fh = open_private_lock(self.path)
+        if self.fh is None:
             return 0.0
         while True:
             try:

@@ -116,6 +116,12 @@ def check_nvml_status(snap: Snapshot) -> Outcome:
     msg = str(st.get("message") or err)
     if err == "NVMLError_NoPermission":
         return failed(msg, ["nvml.status"], root_cause="container_runtime", remedies=["container.toolkit"])
+    if err == "NVMLError_LibraryNotFound":  # device nodes or the kernel driver show a GPU NVML cannot reach
+        if known(snap.value("host.container")):
+            return failed(msg, ["nvml.status", "host.container"], root_cause="container_runtime",
+                          remedies=["container.toolkit"], confidence=0.8)
+        return failed(msg, ["nvml.status"], root_cause="driver_library_mismatch", remedies=["driver.reload"],
+                      confidence=0.6)
     return failed(msg, ["nvml.status"], root_cause="driver_library_mismatch", remedies=["driver.reload"],
                   confidence=1.0 if err == "NVMLError_LibRmVersionMismatch" else 0.8)
 

@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -653,6 +654,9 @@ def build_facts(q: Any, source: str = SOURCE) -> list[Any]:
     try:
         q.init()
     except NvmlCallError as err:
+        if err.name == "NVMLError_LibraryNotFound" and isinstance(q, LiveQuery):
+            kind, message = driver_library_problem()  # nvidia-ml-py says "not found" for a broken file too
+            return no_nvml_facts(kind or "broken", message or err.message, gpu_device_evidence(), source)
         if err.name == "NVMLError_LibraryNotFound":
             raise Unavailable("no NVIDIA driver: libnvidia-ml.so.1 not found") from None
         msg = INIT_ERROR_MESSAGES.get(err.name, f"NVML could not initialise: {err.name}")
@@ -709,20 +713,60 @@ def build_facts(q: Any, source: str = SOURCE) -> list[Any]:
 # ------------------------------------------------------------------------------------ collector
 
 
-def _driver_library_loads() -> bool:
-    """Whether the driver's NVML library can be loaded (the name nvidia-ml-py loads on Linux)."""
+NVML_LIBRARY = "libnvidia-ml.so.1"
+
+
+def driver_library_problem(name: str = NVML_LIBRARY) -> tuple[str, str]:
+    """``("", "")`` when the driver's NVML library loads; ``("absent", loader message)`` when the
+    loader finds no such file; ``("broken", loader message)`` when a file is there but does not
+    load (empty, truncated, wrong architecture, a missing dependency)."""
     try:
-        ctypes.CDLL("libnvidia-ml.so.1")
-    except OSError:
-        return False
-    return True
+        ctypes.CDLL(name)
+    except OSError as exc:
+        msg = str(exc)
+        absent = "cannot open shared object file: No such file or directory" in msg
+        return ("absent" if absent else "broken"), msg
+    return "", ""
+
+
+def gpu_device_evidence(root: str = "/") -> list[str]:
+    """What shows an NVIDIA GPU and driver without NVML: /dev/nvidia* device nodes and
+    /proc/driver/nvidia."""
+    found = []
+    with contextlib.suppress(OSError):
+        names = sorted(n for n in os.listdir(os.path.join(root, "dev")) if re.fullmatch(r"nvidia(\d+|ctl)", n))
+        found += [f"/dev/{n}" for n in names[:8]]
+    if os.path.isdir(os.path.join(root, "proc/driver/nvidia")):
+        found.append("/proc/driver/nvidia")
+    return found
+
+
+def no_nvml_facts(kind: str, loader_message: str, devices: list[str], source: str = SOURCE) -> list[Any]:
+    """What to record when NVML cannot be loaded: nothing to judge when there is no library and
+    nothing shows a GPU (``Unavailable``); a failure when the library is there but broken, or when
+    device nodes or the kernel driver show a GPU that NVML cannot reach."""
+    if kind == "absent" and not devices:
+        raise Unavailable(f"no NVIDIA driver: {NVML_LIBRARY} not found")
+    if kind == "broken":
+        message = (f"NVML: {NVML_LIBRARY} is present but cannot be loaded: {loader_message} (a damaged or "
+                   "half-installed driver: reinstall the driver's user-space libraries)")
+        error = "NVMLError_LibraryLoad"
+    else:
+        message = (f"NVML: {', '.join(devices)} show an NVIDIA GPU and driver, but {NVML_LIBRARY} is not found "
+                   f"({loader_message}): the driver's user-space libraries are missing (in a container: the NVIDIA "
+                   "container toolkit did not mount them)")
+        error = "NVMLError_LibraryNotFound"
+    return [Fact("nvml.status", {"ok": False, "error": error, "message": message, "devices": devices}, source),
+            Missing("gpu.*", message)]
 
 
 def collect_nvml(options: RunOptions) -> list[Any]:
     """The collector: runs in a child process (driver calls can hang)."""
-    if sys.platform.startswith("linux") and not _driver_library_loads():
-        # what NVML's own init would say, without importing nvidia-ml-py (~0.1 s) to learn it
-        raise Unavailable("no NVIDIA driver: libnvidia-ml.so.1 not found")
+    if sys.platform.startswith("linux"):
+        kind, message = driver_library_problem()
+        if kind:
+            # what NVML's own init would say, without importing nvidia-ml-py (~0.1 s) to learn it
+            return no_nvml_facts(kind, message, gpu_device_evidence())
     query: Any = LiveQuery()
     record = os.environ.get("BWDOCTOR_NVML_RECORD")
     if record:
