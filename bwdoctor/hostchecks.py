@@ -31,6 +31,9 @@ CORE_CHECKS: dict[str, tuple[str, str]] = {
     "BWD-CORE-006": ("Evidence recognised", "No parser recognised an evidence file given to analyze, so nothing "
                      "was learnt from it. Give the raw output (collect_env, nvidia-smi, pip list, a vLLM log, "
                      "Dockerfile, compose or .env). No automatic remedy."),
+    "BWD-CORE-007": ("Evidence within bounds", "The facts describe more GPUs than one machine has (more than 256, "
+                     "as a crafted or merged report may): the first 256 are judged and the rest are left out of the "
+                     "report, so that the time a run takes stays bounded. No automatic remedy."),
 }
 
 

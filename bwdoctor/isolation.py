@@ -84,7 +84,7 @@ def install_interrupt_handler() -> None:
 
 
 def describe_exit(returncode: int | None) -> str:
-    """``killed by signal 11 (SIGSEGV)`` / ``exit status 3`` / ``no exit status``."""
+    """``killed by signal 11 (SIGSEGV)`` / ``exit code 3`` / ``no exit status``."""
     if returncode is None:
         return "no exit status"
     if returncode < 0:
@@ -93,7 +93,7 @@ def describe_exit(returncode: int | None) -> str:
         except ValueError:
             name = "unknown signal"
         return f"killed by signal {-returncode} ({name})"
-    return f"exit status {returncode}"
+    return f"exit code {returncode}"
 
 
 @dataclass
@@ -296,7 +296,7 @@ class ChildCall:
             self.proc.join(0.1)
             code = self.proc.exitcode
             self._kill()
-            what = describe_exit(code).replace("killed by ", "").replace("exit status", "exit code")
+            what = describe_exit(code).replace("killed by ", "")
             return CallResult(False, error=f"child process died with {what} before answering", duration_s=dur)
         self.proc.join(1.0)
         self._kill()  # also whatever it started

@@ -210,6 +210,10 @@ def _build(manager: PluginManager, request: Request) -> Report:
         slow = options.level != "quick" or options.smoke or bool(options.endpoint)
         snap, found = collect(registry, options, show_progress=slow and request.show_progress)
         findings += found
+    from bwdoctor.runner import bound_gpus
+
+    snap, bounded = bound_gpus(snap)
+    findings += bounded
     apply_target(snap, options.target, target)
     plans: list[FixPlan] = []
     diagnosis: list[Diagnosis] = []

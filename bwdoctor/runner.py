@@ -48,6 +48,26 @@ def _core_finding(cid: str, status: str, message: str, subject: str | None = Non
                    subject=subject, plugin=plugin, details=details or {})
 
 
+MAX_GPUS = 256  # more than any one machine has (an NVL72 rack is 72): past it a report is crafted or merged
+
+
+def bound_gpus(snap: Snapshot, limit: int = MAX_GPUS) -> tuple[Snapshot, list[Finding]]:
+    """At most ``limit`` ``gpu.<i>`` facts (the lowest indices) go on to the checks, so that the
+    work a report costs stays linear in its size; one finding says how many were left out."""
+    gpu_keys = [k for k in snap.keys("gpu.") if k[4:].isdigit()]
+    if len(gpu_keys) <= limit:
+        return snap, []
+    keep = set(sorted(gpu_keys, key=lambda k: int(k[4:]))[:limit])
+    bounded = Snapshot(meta=snap.meta, missing=snap.missing)
+    for key, fact in snap.facts.items():
+        if key in keep or not (key.startswith("gpu.") and key[4:].isdigit()) and key != "gpu.topology":
+            bounded.facts[key] = fact
+    bounded.meta["gpus_left_out"] = len(gpu_keys) - limit
+    return bounded, [_core_finding("BWD-CORE-007", "warn", f"the facts list {len(gpu_keys)} GPUs, more than one "
+                                   f"machine has: the first {limit} are judged, {len(gpu_keys) - limit} are left out",
+                                   subject="gpu")]
+
+
 def plugin_findings(manager: PluginManager) -> list[Finding]:
     out = []
     manager.registry()

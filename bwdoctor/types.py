@@ -8,6 +8,7 @@ so that it is never mistaken for zero.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import re
@@ -209,14 +210,28 @@ class Snapshot:
         v = self.value(key)
         return v if isinstance(v, dict) else {}
 
+    def _sorted_keys(self) -> list[str]:
+        """The fact keys in order, kept between calls while no key is added (facts are never
+        removed), so that prefix look-ups cost a bisection instead of a scan of every fact."""
+        cache = self.__dict__.get("_keys_cache")
+        if cache is None or cache[0] != len(self.facts):
+            cache = (len(self.facts), sorted(self.facts))
+            self.__dict__["_keys_cache"] = cache
+        return cache[1]
+
     def keys(self, prefix: str = "") -> list[str]:
-        return sorted(k for k in self.facts if k.startswith(prefix))
+        ordered = self._sorted_keys()
+        if not prefix:
+            return list(ordered)
+        start = bisect.bisect_left(ordered, prefix)
+        end = bisect.bisect_left(ordered, prefix[:-1] + chr(ord(prefix[-1]) + 1)) if prefix[-1] != "\U0010ffff" \
+            else len(ordered)
+        return ordered[start:end]
 
     def has(self, key: str) -> bool:
         """True when the key (or, for ``name.*``, any key under ``name.``) is present."""
         if key.endswith(".*"):
-            pre = key[:-1]
-            return any(k.startswith(pre) for k in self.facts)
+            return bool(self.keys(key[:-1]))
         return key in self.facts
 
     def why_missing(self, key: str) -> str:
@@ -263,9 +278,10 @@ class Snapshot:
     def gpus(self) -> list[tuple[int, dict[str, Any]]]:
         """``[(index, gpu dict), ...]`` for the ``gpu.<i>`` facts, in index order."""
         out = []
-        for k, f in self.facts.items():
+        for k in self.keys("gpu."):
             parts = k.split(".")
-            if len(parts) == 2 and parts[0] == "gpu" and parts[1].isdigit() and isinstance(f.value, dict):
+            f = self.facts[k]
+            if len(parts) == 2 and parts[1].isdigit() and isinstance(f.value, dict):
                 out.append((int(parts[1]), f.value))
         return sorted(out, key=lambda t: t[0])
 

@@ -62,7 +62,7 @@ def _cli(args, env_extra=None, timeout=120):
 
 @pytest.mark.parametrize("body,named", [
     ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n", "SIGSEGV"),
-    ("import os\nos._exit(7)\n", "exit status 7"),
+    ("import os\nos._exit(7)\n", "exit code 7"),
     ("import os, signal\nos.kill(os.getpid(), signal.SIGABRT)\n", "SIGABRT"),
 ])
 def test_torch_that_crashes_on_import_is_a_failure_naming_it(tmp_path, body, named):
@@ -78,8 +78,8 @@ def test_torch_that_crashes_on_import_is_a_failure_naming_it(tmp_path, body, nam
 
 def test_describe_exit():
     assert describe_exit(-11) == "killed by signal 11 (SIGSEGV)"
-    assert describe_exit(3) == "exit status 3"
-    assert describe_exit(0) == "exit status 0"
+    assert describe_exit(3) == "exit code 3"
+    assert describe_exit(0) == "exit code 0"
 
 
 def _crash_in_child() -> None:

@@ -116,8 +116,8 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
         # a crash (segfault, os._exit, the OOM killer) during a stage: the result file says how far
         # it got, never what it was about to find
         result["ok"] = False
-        result["crashed"] = (f"the child process {describe_exit(rc)} during stage '{result.get('stage', 'start')}'"
-                             " without finishing")
+        result["crashed"] = (f"the child process ended ({describe_exit(rc)}) during stage "
+                             f"'{result.get('stage', 'start')}' without finishing")
         result.setdefault("error", result["crashed"])
     return ChildRun(rc, timed_out, result, read_tail(log_path), duration, cmd)
 

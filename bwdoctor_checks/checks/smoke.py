@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bwdoctor import (
@@ -106,6 +107,9 @@ def _check_roofline(snap: Snapshot) -> Any:
     return passed(msg, evidence=ev, details=details)
 
 
+QUANT_CAUSES = {"fp8_unsupported_on_gpu", "fp4_kernel_arch_mismatch", "dtype_unsupported_on_gpu"}
+
+
 def _check_quantization(snap: Snapshot) -> Any:
     eng = snap.mapping("smoke.engine")
     res = snap.mapping("smoke.result")
@@ -129,8 +133,19 @@ def _check_quantization(snap: Snapshot) -> Any:
         return failed(f"quantization={want} failed: the FP4 kernels in this vLLM build do not run on this GPU",
                       evidence=ev, root_cause="fp4_kernel_arch_mismatch", remedies=["vllm.install-supported"],
                       confidence=0.6)
-    return failed(f"quantization={want} could not be proven: the smoke generation failed ({res.get('error')})",
-                  evidence=ev, root_cause=None, remedies=[])
+    # a failure with a cause of its own (a missing module, memory, the driver) says nothing about the
+    # quantization: it is reported by that cause, never blamed on the quantization
+    lines = res.get("lines") or []
+    text = "\n".join([str(res.get("error") or "")] + [str(ln.get("text", "")) for ln in lines if isinstance(ln, dict)])
+    cause, remedies = classify_failure(text)
+    missing = re.search(r"No module named '([^']+)'", text)
+    why = f"the module '{missing.group(1)}' is missing" if missing else str(res.get("error"))
+    if cause and cause not in QUANT_CAUSES:
+        return failed(f"quantization={want} could not be tested: the smoke generation failed for another reason "
+                      f"({cause}: {why})", evidence=ev, root_cause=cause, remedies=remedies, confidence=0.6,
+                      details={"module": missing.group(1) if missing else None})
+    return skipped(f"quantization={want} could not be tested: the smoke generation failed ({why}); see BWD-SMOKE-001",
+                   evidence=ev)
 
 
 @hookimpl
