@@ -70,6 +70,35 @@ def _say(text: str) -> str:
     return f"printf '%s\\n' {_q(_one_line(text, 1 << 20))}"  # printed whole: advice is never cut
 
 
+def fix_command(report: Any) -> str:
+    """The ``bwdoctor fix`` command that builds the fixes of ``report`` from the same input with
+    the same options (the folder or files given to analyze, --from, --target, --level,
+    --select, --skip)."""
+    words = ["bwdoctor", "fix"]
+    inputs = [str(i) for i in (getattr(report, "inputs", None) or [])]
+    mode = getattr(report, "mode", "")
+    if mode == "from" and inputs:
+        words += ["--from", inputs[0]]
+    elif mode == "analyze" and inputs:
+        if len(inputs) > 1:
+            try:
+                common = os.path.commonpath(inputs)
+            except ValueError:
+                common = ""
+            words += [common] if common and os.path.isdir(common) else inputs
+        else:
+            words += inputs
+    opts = getattr(report, "options", None) or {}
+    if opts.get("target"):
+        words += ["--target", str(opts["target"])]
+    if opts.get("level") and opts.get("level") != "quick" and mode != "analyze":
+        words += ["--level", str(opts["level"])]
+    for name in ("select", "skip"):
+        for value in opts.get(name) or []:
+            words += [f"--{name}", str(value)]
+    return _one_line(_join(words), 2000)
+
+
 def files_only(plans: Sequence[FixPlan]) -> list[FixPlan]:
     """Plans for a configuration given as files: they edit those files and nothing else. A
     command (installing packages, changing the driver) would run on the machine running

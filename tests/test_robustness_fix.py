@@ -189,3 +189,11 @@ def test_steps_shared_by_plans_render_once():
     script = fixscript.render_script(plans, [], "test")
     assert script.count("--- a/.env") == 2 and script.count("ADVICE") == 2  # (header + one step)
     assert script.count("the same as step 1.1") == 3
+
+
+def test_fix_hint_repeats_the_users_input_and_options(tmp_path):
+    d = tmp_path / "seed"
+    shutil.copytree(SEED, d)
+    code, out, err = run_cli(["analyze", str(d), "--target", "rtx-pro-6000"], env=_env())
+    flat = " ".join(out.split())
+    assert f"fix plan(s) available: run bwdoctor fix {d} --target rtx-pro-6000 to see" in flat

@@ -77,7 +77,10 @@ def render(report: Report, verbose: int = 0, color: bool = False, width: int | N
             con.print(f"  {i}. [bold]{escape(str(d.get('root_cause')))}[/bold] "
                       f"({float(d.get('confidence') or 0):.2f}) — {escape(str(d.get('summary', '')))}", overflow="fold")
     if report.plans:
-        con.print(f"\n{len(report.plans)} fix plan(s) available: run [bold]bwdoctor fix[/bold] to see the script.")
+        from bwdoctor.fixscript import fix_command
+
+        con.print(f"\n{len(report.plans)} fix plan(s) available: run [bold]{escape(fix_command(report))}[/bold] to see "
+                  "the script.", overflow="fold")
     con.print(f"\n[bold]Summary:[/bold] {summary_line(report)}  ({report.duration_s:.2f} s)")
     if not verbose and any(f.status in ("fail", "warn") for f in report.findings):
         con.print("[dim]Run with -v for the evidence behind each finding, or 'bwdoctor explain ID'.[/dim]")
