@@ -472,6 +472,9 @@ def plan_remedies(registry: Registry, findings: Sequence[Finding], snap: Snapsho
     plans: list[FixPlan] = []
     errors: list[Finding] = []
     seen: dict[str, FixPlan] = {}
+    # what the findings of this run ask for: a remedy that edits a file once for several of them
+    # (one combined diff) makes only these changes, so that --select limits what is applied
+    snap.meta["remedies_wanted"] = sorted({r for f in findings if f.status in ("fail", "warn") for r in f.remedies})
     for f in findings:
         if f.status not in ("fail", "warn"):
             continue

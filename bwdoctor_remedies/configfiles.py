@@ -457,21 +457,27 @@ def fix_dockerfile(text: str, snap: Snapshot) -> tuple[str, list[str]]:
 def fixed_text(path: str, kind: str, text: str, snap: Snapshot) -> tuple[str, list[str], list[str]]:
     """Every correction bwdoctor knows for one file: (new text, what changed, flags to add)."""
     version = _vllm_release(snap)
+    wanted = snap.meta.get("remedies_wanted")
+
+    def want(*ids: str) -> bool:  # without the list (a remedy called on its own) every correction applies
+        return not isinstance(wanted, list) or any(i in wanted for i in ids)
+
     changes: list[str] = []
-    new, found = fix_env_vars(text, kind, version)
+    new, found = fix_env_vars(text, kind, version) if want("config.replace-vllm-env") else (text, [])
     for name, fl, _value in found:
         changes.append(f"{name}: not read by vLLM" + (f"; use {shlex.join(fl)}" if fl else ""))
     model, flags = serve_flags(found, version)
     if model:
         flags = ["--model", model] + flags
     if kind == "compose":
-        new, ch = fix_compose_shm(new)  # ipc first: its insertion keeps the service a mapping
-        changes += ch
+        if want("compose.ipc-host", "compose.shm-size"):
+            new, ch = fix_compose_shm(new)  # ipc first: its insertion keeps the service a mapping
+            changes += ch
         with_flags = add_compose_flags(new, flags)
         if with_flags != new:
             changes.append("flags added to command: " + shlex.join(flags))
             new, flags = with_flags, []
-    elif kind == "dockerfile":
+    elif kind == "dockerfile" and want("dockerfile.base-image", "dockerfile.vllm-pin"):
         new, ch = fix_dockerfile(new, snap)
         changes += ch
     return new, changes, flags

@@ -197,3 +197,17 @@ def test_fix_hint_repeats_the_users_input_and_options(tmp_path):
     code, out, err = run_cli(["analyze", str(d), "--target", "rtx-pro-6000"], env=_env())
     flat = " ".join(out.split())
     assert f"fix plan(s) available: run bwdoctor fix {d} --target rtx-pro-6000 to see" in flat
+
+
+def test_select_limits_what_is_applied(tmp_path):
+    d = tmp_path / "seed"
+    shutil.copytree(SEED, d)
+    for f in [d, *d.iterdir()]:
+        f.chmod(0o755 if f.is_dir() else 0o644)
+    before = (d / "docker-compose.vllm.yml").read_text()
+    code, out, err = run_cli(["fix", str(d), "--target", "rtx-pro-6000", "--select", "BWD-CFG-006", "--apply", "--yes"],
+                             env=_env())
+    after = (d / "docker-compose.vllm.yml").read_text()
+    assert "ipc: host" in after
+    assert [ln for ln in before.splitlines() if "VLLM_" in ln] == [ln for ln in after.splitlines() if "VLLM_" in ln]
+    assert (d / "Dockerfile").read_text() == (SEED / "Dockerfile").read_text()
