@@ -99,6 +99,27 @@ def fix_command(report: Any) -> str:
     return _one_line(_join(words), 2000)
 
 
+def use_interpreter(plans: Sequence[FixPlan], python: str | None) -> list[FixPlan]:
+    """Steps that call ``python3`` (pip installs and their checks) call ``python`` instead: the
+    interpreter of the environment the report inspected, not whichever is first on PATH."""
+    if not python or python == "python3":
+        return list(plans)
+    from dataclasses import replace
+
+    def swap(words: Sequence[str] | None) -> list[str] | None:
+        if not words:
+            return list(words) if words is not None else None
+        return [python if i == 0 and w == "python3" else w for i, w in enumerate(words)]
+
+    out = []
+    for plan in plans:
+        steps = [replace(s, argv=swap(s.argv), check=swap(s.check),
+                         undo=s.undo.replace("python3 -m pip", f"{shlex.quote(python)} -m pip") if s.undo else s.undo)
+                 for s in plan.steps]
+        out.append(replace(plan, steps=steps))
+    return out
+
+
 def files_only(plans: Sequence[FixPlan]) -> list[FixPlan]:
     """Plans for a configuration given as files: they edit those files and nothing else. A
     command (installing packages, changing the driver) would run on the machine running

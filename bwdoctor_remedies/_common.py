@@ -406,7 +406,7 @@ def patch_step(path: str, old: str, new: str, description: str, kind: str | None
         return advice(f"{description} (edit the file by hand: the lines around the change hold terminal control "
                       f"characters)")
     if kind:
-        from bwdoctor_remedies import _fileparse
+        from . import _fileparse
 
         problem = _fileparse.multiline_change(old, new, kind) or _fileparse.reparse_problem(old, new, kind)
         if problem:
