@@ -29,7 +29,8 @@ def test_start_up_that_stops_in_nccl_set_up_with_no_error_is_a_p2p_stall():
     ready = ENGINE + NCCL_INIT + "INFO 06-01 08:02:00 [launcher.py:30] Application startup complete.\n"
     assert outcome("BWD-ENV-004", snap_from(ready)).status == "skip"
     # one GPU: no collective to stall
-    one = ENGINE.replace("tensor_parallel_size=2", "tensor_parallel_size=1") + NCCL_INIT
+    one = ENGINE.replace("tensor_parallel_size=2", "tensor_parallel_size=1") + "".join(
+        ln + "\n" for ln in NCCL_INIT.splitlines() if "Channel" not in ln)
     assert outcome("BWD-ENV-004", snap_from(one)).status == "skip"
 
 
@@ -77,3 +78,37 @@ def test_several_mig_slices_in_one_process():
 def test_wsl_vmm_failure_by_driver_api_name():
     text = "Running under WSL2\ncuMemSetAccess returned CUDA_ERROR_UNKNOWN in ExpandableSegment::map\n"
     assert outcome("BWD-ENV-001", snap_from(text)).root_cause == "wsl2"
+
+
+def test_stall_counts_gpus_from_nccl_ranks_when_no_engine_config_is_pasted():
+    text = ("box:1:2 [0] NCCL INFO comm 0x1 rank 0 nranks 2 cudaDev 0 busId 1000 - Init COMPLETE\n"
+            "box:2:3 [1] NCCL INFO Channel 00 : 1[1] -> 0[0] via SHM/direct/direct\n"
+            "INFO 02-02 10:00:00 executor.py:50] # GPU blocks: 9000, # CPU blocks: 2000\n"
+            "Processed prompts:   0%|          | 0/8 [00:00<?, ?it/s]\n")
+    out = outcome("BWD-ENV-004", snap_from(text))
+    assert out.status == "fail" and out.root_cause == "nccl_p2p" and "SHM" in out.message
+
+
+def test_nccl_saying_its_build_is_too_old_is_a_version_mismatch():
+    text = ("NCCL version 2.18.1+cuda11.0\nNCCL WARN NCCL cannot be captured in a graph if either it wasn't built "
+            "with CUDA runtime >= 11.3 or if the installed CUDA driver < R465.\n")
+    out = outcome("BWD-ENV-003", snap_from(text))
+    assert out.status == "fail" and out.root_cause == "nccl_version_mismatch" and "2.18.1" in out.message
+
+
+def test_nccl_system_error_with_several_gpus_in_a_container_is_shm_unless_nccl_variables_are_set():
+    text = ("We start it with docker compose, --tensor-parallel-size 4\n"
+            "RuntimeError: NCCLerror: unhandled system error (run with NCCL_DEBUG=INFO for details)\n")
+    out = outcome("BWD-ENV-006", snap_from(text))
+    assert out.status == "fail" and out.root_cause == "shm_too_small"
+    tuned = "NCCL INFO NCCL_BUFFSIZE set by environment to 1073741824\n" + text
+    assert outcome("BWD-ENV-006", snap_from(tuned)).status == "skip"
+    assert outcome("BWD-ENV-005", snap_from(tuned)).root_cause == "nccl_env_misconfig"
+    one = text.replace("--tensor-parallel-size 4", "--tensor-parallel-size 1")
+    assert outcome("BWD-ENV-006", snap_from(one)).status == "skip"
+
+
+def test_mig_uuid_given_as_a_device_index():
+    text = "ValueError: invalid literal for int() with base 10: 'MIG-9f8e7d6c-aaaa-bbbb-cccc-ddddeeeeffff'\n"
+    out = outcome("BWD-ENV-002", snap_from(text))
+    assert out.root_cause == "mig" and out.confidence >= 0.8

@@ -123,7 +123,10 @@ def _gpu_count(snap: Snapshot) -> int:
         n = int(snap.value("gpu.count") or 0)
     except (TypeError, ValueError):
         n = 0
-    return max(n, len(snap.gpus()))
+    ranks = snap.mapping("log.nccl").get("ranks")
+    hint = snap.value("log.parallel_hint")
+    extra = [v for v in (ranks, hint) if isinstance(v, int)]
+    return max([n, len(snap.gpus())] + extra)
 
 
 def _quant(snap: Snapshot) -> str:
@@ -756,6 +759,12 @@ def _mig_markers(snap: Snapshot) -> list[str]:
 
 
 def check_mig(snap: Snapshot) -> Outcome | None:
+    uuid = _errors(snap, "mig_uuid_as_index")
+    if uuid:
+        return _out("fail", f"A MIG instance is addressed by its UUID where an integer device index is expected "
+                            f"({_first(uuid)}): expose exactly one MIG slice to the process (container device "
+                            f"isolation) so that it appears as device 0", ["log.errors", "log.mig", "host.env"], 0.85,
+                    remedies=["gpu.mig-guidance"])
     marks = _mig_markers(snap)
     if not marks:
         return None
@@ -770,6 +779,15 @@ def check_mig(snap: Snapshot) -> Outcome | None:
 
 
 def check_nccl_version(snap: Snapshot) -> Outcome | None:
+    built = _errors(snap, "nccl_build_too_old")
+    if built:
+        ver0 = snap.value("nccl.version")
+        nccl0 = snap.mapping("log.nccl")
+        what = f"NCCL {ver0}" + (f" (built for CUDA {nccl0.get('cuda')})" if nccl0.get("cuda") else "") if ver0 \
+            else "The NCCL in use"
+        return _out("fail", f"{what} is too old for the CUDA runtime or driver in use: NCCL says so itself "
+                            f"({_first(built)}); an old system NCCL or a wheel of another CUDA was picked up",
+                    ["log.errors", "nccl.version", "log.nccl"], 0.8, remedies=["nccl.upgrade"])
     ver = snap.value("nccl.version")
     nccl = snap.value("log.nccl") if isinstance(snap.value("log.nccl"), dict) else {}
     vt = version_tuple(str(ver)) if ver else None
@@ -861,12 +879,33 @@ def check_nccl_env(snap: Snapshot) -> Outcome | None:
     return None
 
 
+def _in_container(snap: Snapshot) -> bool:
+    return bool(snap.value("log.container_hint") or snap.value("host.container") or snap.has("config.docker_run")
+                or snap.has("config.compose"))
+
+
+def _shm_from_container(snap: Snapshot) -> Outcome | None:
+    """NCCL's 'unhandled system error' with several GPUs inside a container and no NCCL_* tuning in the evidence:
+    the container's /dev/shm (Docker's 64 MiB default) is the usual cause."""
+    sys_errs = [e for e in _errors(snap, "nccl_error") if "system error" in str(e.get("text", "")).lower()
+                or "system_error" in str(e.get("text", "")).lower()]
+    if not sys_errs or not _in_container(snap) or (_gpu_count(snap) < 2 and _tp(snap) < 2):
+        return None
+    env = dict(snap.mapping("host.env"))
+    env.update(snap.mapping("log.nccl").get("env") or {})
+    if any(str(k).startswith("NCCL_") and k not in ("NCCL_DEBUG", "NCCL_DEBUG_SUBSYS") for k in env):
+        return None  # NCCL_* variables are set: BWD-ENV-005 judges them first
+    return _out("fail", f"NCCL fails with a system error ({_first(sys_errs)}) while several GPUs run inside a "
+                        f"container: NCCL's shared-memory transport needs more than Docker's default 64 MiB /dev/shm "
+                        f"(--ipc=host or --shm-size)", ["log.errors", "host.container", "log.container_hint"], 0.55)
+
+
 def check_shm(snap: Snapshot) -> Outcome | None:
     size = snap.value("host.shm_bytes")
     errs = _errors(snap, "shm_error")
     small = isinstance(size, int) and size < (1 << 30)
     if not small and not errs:
-        return None
+        return _shm_from_container(snap)
     multi = _gpu_count(snap) > 1 or _tp(snap) > 1
     if small and (errs or multi):
         return _out("fail", f"/dev/shm is {size >> 20} MiB, too small for NCCL/vLLM shared-memory IPC"
@@ -875,12 +914,15 @@ def check_shm(snap: Snapshot) -> Outcome | None:
     if errs:
         return _out("fail", f"A shared-memory segment could not be created ({_first(errs)}): /dev/shm is too small",
                     ["log.errors"], 0.65)
+    if not small:
+        return None
     return _out("warn", f"/dev/shm is {size >> 20} MiB (Docker's default 64 MiB); vLLM and NCCL need more",
                 ["host.shm_bytes"], 0.5)
 
 
 def check_container(snap: Snapshot) -> Outcome | None:
     weights = {"container_no_gpu_driver": 0.85, "container_unknown_runtime": 0.85, "container_cli_error": 0.6,
+               "container_gpu_missing": 0.6,
                "nvml_unknown_error": 0.6, "no_nvidia_driver": 0.55, "no_cuda_device": 0.4}
     errs = _errors(snap, *weights)
     if not errs:
@@ -1061,8 +1103,9 @@ def bwdoctor_checks() -> list[CheckSpec]:
               "nccl_version_mismatch", ["nccl.upgrade"],
               "Compares the NCCL version in the evidence (NCCL banner, libnccl package version, nvidia-nccl wheel) "
               "with the minimum for each GPU's architecture (knowledge base) and NCCL's CUDA build with the runtime's "
-              "CUDA major. Fails when NCCL also errors in the log. Fix: upgrade NCCL / use the wheel's NCCL.", 0.8,
-              needs=["nccl.version"]),
+              "CUDA major. Fails when NCCL also errors in the log, or when NCCL itself says its build is too old for the "
+              "CUDA runtime/driver. Fix: upgrade NCCL / use the wheel's NCCL.", 0.8,
+              needs=[], needs_any=["nccl.version", "log.errors"]),
         _spec("BWD-ENV-004", "GPU peer-to-peer works for NCCL", check_nccl_p2p, "nccl_p2p", ["nccl.p2p-disable"],
               "Peer access errors, or NCCL collectives that hang on GPUs linked only through PCIe (nvidia-smi topo "
               "PHB/NODE/SYS, no NVLink): IOMMU/ACS or platform P2P problems. Fix: NCCL_P2P_DISABLE=1 and "

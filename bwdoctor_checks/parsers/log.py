@@ -21,9 +21,11 @@ Facts produced (all with ``vllm-log:line N`` provenance):
   environment class the message names, or ``null`` for failures that are not environment problems.
 * ``log.nccl``: ``{"version", "cuda", "p2p_disabled_or_unsupported", "env" (NCCL_* variables NCCL reports it read),
   "transports" (P2P/IPC, P2P/CUMEM, SHM, NET from NCCL_DEBUG=INFO channel lines), "driver_cuda", "last_info_line",
-  "custom_allreduce_line"}``; ``nccl.version``.
+  "custom_allreduce_line", "ranks"}``; ``nccl.version``.
 * ``log.throughput``: ``{"generation_tps_max", "samples", "running_max"}`` from the periodic metrics lines taken
   while requests were running.
+* ``log.parallel_hint``: the largest GPU count a command line in the text asks for (--tensor-parallel-size,
+  --tp, --n-gpu, ...); ``log.container_hint``: the text mentions running in a container.
 * ``log.progress``: ``{"ready_line", "last_line", "errors"}``: whether and where the engine finished starting.
 * ``log.mig``: MIG markers seen; ``host.wsl``: true when WSL markers appear; ``host.shm_bytes`` from
   Ray's "/dev/shm has only N bytes available" warning.
@@ -106,8 +108,13 @@ NCCL_VERSION_RE = re.compile(r"NCCL version (\d+\.\d+\.\d+)(?:\+cuda(\d+\.\d+))?
                              r"|\b(2\.\d{1,2}\.\d{1,2})-\d+\+cuda(\d+\.\d+)\b")
 # NCCL_DEBUG=INFO lines: variables NCCL read from the environment, the transport of each channel, the driver
 NCCL_ENV_RE = re.compile(r"NCCL INFO (NCCL_[A-Z0-9_]+) set by environment to (\S*)")
-NCCL_TRANSPORT_RE = re.compile(r"NCCL INFO Channel \d+/\d+ : [^\n]*? via (P2P/[\w]+|SHM(?:/\w+)*|NET/[\w]+|"
+NCCL_TRANSPORT_RE = re.compile(r"NCCL INFO Channel \d+(?:/\d+)? : [^\n]*? via (P2P/[\w]+|SHM(?:/\w+)*|NET/[\w]+|"
                                r"P2P|IPC|CollNet\w*)")
+NCCL_RANKS_RE = re.compile(r"\bnranks (\d+)|\b(\d+)\[\d+\] -> (\d+)\[\d+\]")
+# GPU counts asked for on a command line (vLLM, SGLang, Xinference, Ray flags) and container hints
+PARALLEL_FLAG_RE = re.compile(r"--(?:tensor[-_]parallel[-_]size|tp(?:[-_]size)?|n[-_]gpus?|num[-_]gpus|"
+                              r"pipeline[-_]parallel[-_]size)[ =]+(\d+)")
+CONTAINER_HINT_RE = re.compile(r"\b(?:docker|podman|kubernetes|k8s|container)\b", re.I)
 NCCL_DRIVER_RE = re.compile(r"NCCL INFO cudaDriverVersion (\d{4,5})")
 NCCL_P2P_LEVEL_RE = re.compile(r"NCCL INFO (?:P2P is disabled|Peer access not supported|P2P/IPC is not supported|"
                                r"Check P2P Type isAllDirectP2p 0)", re.I)
@@ -504,6 +511,10 @@ class _LogScan:
                 t = m.group(1).split("/")[0] if not m.group(1).startswith("P2P") else m.group(1)
                 if t not in kinds and len(kinds) < 10:
                     kinds.append(t)
+            m = NCCL_RANKS_RE.search(line)
+            if m:
+                ranks = int(m.group(1)) if m.group(1) else max(int(m.group(2)), int(m.group(3))) + 1
+                self.nccl["ranks"] = max(int(self.nccl.get("ranks") or 0), ranks)
             m = NCCL_DRIVER_RE.search(line)
             if m:
                 self.nccl["driver_cuda"] = cuda_from_driver_int(m.group(1))
@@ -511,6 +522,14 @@ class _LogScan:
             self.nccl["custom_allreduce_line"] = n
         if not self.ready and READY_RE.search(line):
             self.ready = n
+        if "--" in line and ("parallel" in low or "gpu" in low or "--tp" in low):
+            for m in PARALLEL_FLAG_RE.finditer(line):
+                prev = self.facts.get("log.parallel_hint", (0, n))[0]
+                if int(m.group(1)) > prev:
+                    self.put("log.parallel_hint", int(m.group(1)), n)
+        if "log.container_hint" not in self.facts and ("docker" in low or "podman" in low or "container" in low
+                                                       or "kubernetes" in low) and CONTAINER_HINT_RE.search(line):
+            self.put("log.container_hint", True, n)
         if "PCIe-only" in line and PCIE_ONLY_RE.search(line) and "host.gpu_topology" not in self.facts:
             self.put("host.gpu_topology", {"nvlink": False, "source": "vLLM custom all-reduce notice"}, n)
         if "generation throughput" in line:
