@@ -188,9 +188,10 @@ def parse_collect_env(ev: Evidence) -> Iterator[Fact]:
             if v:
                 yield Fact("host.python", v, where)
         elif key == "python platform":
-            km = re.search(r"Linux-([\w.+-]+?)-(?:x86_64|aarch64)", val)
+            km = re.search(r"Linux-([\w.+-]+?)-(x86_64|aarch64)", val)
             if km:
                 yield Fact("host.kernel", km.group(1), where)
+                yield Fact("host.arch", km.group(2), where)
             if re.search(r"microsoft|WSL", val, re.I):
                 yield Fact("host.wsl", True, where)
         elif key == "cuda runtime version":
