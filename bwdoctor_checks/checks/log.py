@@ -779,14 +779,14 @@ def check_mig(snap: Snapshot) -> Outcome | None:
 
 
 def check_nccl_version(snap: Snapshot) -> Outcome | None:
-    built = _errors(snap, "nccl_build_too_old")
-    if built:
+    too_old = _errors(snap, "nccl_build_too_old")
+    if too_old:
         ver0 = snap.value("nccl.version")
         nccl0 = snap.mapping("log.nccl")
         what = f"NCCL {ver0}" + (f" (built for CUDA {nccl0.get('cuda')})" if nccl0.get("cuda") else "") if ver0 \
             else "The NCCL in use"
         return _out("fail", f"{what} is too old for the CUDA runtime or driver in use: NCCL says so itself "
-                            f"({_first(built)}); an old system NCCL or a wheel of another CUDA was picked up",
+                            f"({_first(too_old)}); an old system NCCL or a wheel of another CUDA was picked up",
                     ["log.errors", "nccl.version", "log.nccl"], 0.8, remedies=["nccl.upgrade"])
     ver = snap.value("nccl.version")
     nccl = snap.value("log.nccl") if isinstance(snap.value("log.nccl"), dict) else {}
