@@ -139,7 +139,9 @@ FP4_FORMAT_RE = re.compile(r"\b(nvfp4|mxfp4|modelopt_fp4|w4a4(?:_nvfp4)?|fp4)\b|
 # description of it, and the FP4/MoE backend or kernel it selected
 FP4_MARLIN_RE = re.compile(r"does not have native support for FP4|(?:fall(?:s|ing|en)?|fell) ?back to (?:the )?"
                            r"(?:weight-only )?(?:FP4 )?Marlin|Weight-only FP4 compression", re.I)
-FP4_BACKEND_RE = re.compile(r"\bUsing ([A-Za-z][\w -]{0,60}?) (?:backend|kernels?)\b", re.I)
+FP4_BACKEND_RE = re.compile(r"\bUsing ([A-Za-z][\w -]{0,60}?) (?:backend|kernels?)\b|\bUsing ([A-Za-z][\w.]{1,60}) "
+                            r"for [^\n]{0,30}?(?:nv|mx)?fp4|\bSelected (\w+) for (\w*fp4\w*)|"
+                            r"(?:NvFp4|NVFP4|MXFP4|Mxfp4)\w* (?:MoE |GEMM |linear )?backend[:=]? '?([\w.]+)", re.I)
 FP4_FILE_RE = re.compile(r"\[(?:mxfp4|modelopt|marlin_utils_fp4|compressed_tensors_moe|nvfp4\w*|fp4\w*)\.py:\d+\]", re.I)
 MIG_RE = re.compile(r"\bMIG-[0-9a-f]{8}-[0-9a-f-]{8,}|\bMIG-GPU-|MIG \d+g\.\d+gb|\b\d+g\.\d+gb\b|Multi-Instance GPU|"
                     r"MIG (?:mode|M\.)\s*[:|]?\s*Enabled|\bMIG (?:slice|instance|device|partition)s?\b", re.I)
@@ -593,7 +595,8 @@ class _LogScan:
             return
         m = FP4_BACKEND_RE.search(line)
         if m and (FP4_FILE_RE.search(line) or FP4_FORMAT_RE.search(line)):
-            self.fp4.append({"kind": "backend", "backend": m.group(1).strip(), "format": fmt_name, "line": n,
+            backend = next(g for g in (m.group(1), m.group(2), m.group(3), m.group(5)) if g)
+            self.fp4.append({"kind": "backend", "backend": backend.strip().strip("'\""), "format": fmt_name, "line": n,
                              "text": clip(line, 300)})
 
     # ---------------------------------------------------------------- results
