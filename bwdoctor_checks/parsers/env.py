@@ -210,10 +210,10 @@ def parse_collect_env(ev: Evidence) -> Iterator[Fact]:
                 yield Fact("driver.version", val.split()[0], where)
         elif key == "vllm version":
             if val and "could not" not in val.lower() and val.lower() != "n/a":
-                info: dict[str, Any] = {"version": val.split()[0]}
+                vinfo: dict[str, Any] = {"version": val.split()[0]}
                 if re.search(r"\.dev|\+g[0-9a-f]{6,}|\(git sha", val):
-                    info["source_build"] = True
-                yield Fact("vllm", info, where)
+                    vinfo["source_build"] = True
+                yield Fact("vllm", vinfo, where)
         elif key == "vllm build flags":
             pending_archs = True
             am = re.search(r"CUDA Archs:\s*([^;]*)", val)
