@@ -20,15 +20,19 @@ Facts produced:
   "weights_source", "kv_cache_token_count", "kv_cache_gib", "max_concurrency"}``
 * ``smoke.generation``: ``{"prompt", "requested_token_count", "generated_token_count", "text", "finish_reason"}``
 * ``smoke.log_tail``: the last lines of the engine's log.
+* With ``$BWDOCTOR_SMOKE_LOG`` (or ``options.extra["smoke_log"]``) set to a path, the whole engine
+  log is copied there.
 * ``evidence.smoke-engine-log``: on failure, the log's last 2000 lines, which the host feeds to the
   evidence parsers (the vLLM log parser turns its failure signatures into ``log.*`` facts).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
+import shutil
 import sys
 import tempfile
 from typing import Any
@@ -222,6 +226,15 @@ def facts_from_run(run: Any, python: str, options: RunOptions) -> list[Fact]:
     return facts
 
 
+def keep_log(path: str, options: RunOptions) -> None:
+    """Copy the whole engine log to ``options.extra["smoke_log"]`` or ``$BWDOCTOR_SMOKE_LOG`` when asked."""
+    dest = options.extra.get("smoke_log") or os.environ.get("BWDOCTOR_SMOKE_LOG")
+    if not dest:
+        return
+    with contextlib.suppress(OSError):
+        shutil.copyfile(path, os.path.expanduser(str(dest)))
+
+
 def collect_smoke(options: RunOptions) -> list[Fact]:
     python = vllm_python(options)
     if python == sys.executable:
@@ -237,6 +250,7 @@ def collect_smoke(options: RunOptions) -> list[Fact]:
         with gpu_lock(min(120.0, timeout / 4)) as waited:
             run = run_child(python, "smoke", child_args(options), max(1.0, timeout - waited), workdir,
                             env=child_env(options), progress_fd=progress_fd)
+        keep_log(os.path.join(workdir, "child.log"), options)
     res = run.result or {}
     if res.get("import_failed") and "vllm" in str(res.get("error", "")):
         where = "" if python == sys.executable else f" in {python}"
