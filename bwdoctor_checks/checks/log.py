@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, passed, warned
+from bwdoctor.kb import signatures as sigtable
 from bwdoctor_checks._lib.textutil import (
     arch_requirements,
     cc_tuple,
@@ -226,12 +227,58 @@ def check_torch_arch(snap: Snapshot) -> Outcome | None:
     return _out("fail", msg, ev, conf, remedies=["torch.reinstall-cuda-variant"])
 
 
+# NVLink link counts that only SXM datacenter boards have (nvidia-smi topo -m "NV12"/"NV18"): A100 SXM has 12
+# NVLink 3 links; H100/H200 SXM 18 NVLink 4 links; B200/B300 18 NVLink 5 links (NVIDIA product briefs).
+TOPOLOGY_CCS = {"NV12": ((8, 0),), "NV18": ((9, 0), (10, 0), (10, 3))}
+
+
+def _possible_ccs(snap: Snapshot) -> tuple[list[tuple[int, int]], str]:
+    """The GPUs' compute capabilities, or the ones the NVLink topology allows, with where they come from."""
+    ccs = _gpu_ccs(snap)
+    if ccs:
+        return ccs, "the GPU"
+    topo = snap.value("host.gpu_topology")
+    kinds = topo.get("kinds") if isinstance(topo, dict) else None
+    for kind in kinds or []:
+        if str(kind) in TOPOLOGY_CCS:
+            return list(TOPOLOGY_CCS[str(kind)]), f"the {kind} NVLink topology (an SXM datacenter board)"
+    return [], ""
+
+
+def _stack_covers(snap: Snapshot) -> str | None:
+    """Why the installed torch and vLLM both carry kernels for every GPU the evidence allows, or None when that is
+    not shown (a GPU, torch's CUDA variant and the vLLM version are all needed)."""
+    ccs, origin = _possible_ccs(snap)
+    torch = snap.value("torch")
+    variant = str(torch.get("variant") or "") if isinstance(torch, dict) else ""
+    vver = _vllm_version(snap)
+    if not ccs or not variant.startswith("cu") or not vver:
+        return None
+    for cc in ccs:
+        req = arch_requirements(f"{cc[0]}.{cc[1]}")
+        if req is None or variant not in tuple(getattr(req, "torch_cuda_variants", ()) or ()):
+            return None
+        vmin = version_tuple(getattr(req, "vllm_min", None))
+        if vmin is None or vver < vmin:
+            return None
+    shown = ", ".join(f"{a}.{b}" for a, b in ccs)
+    return (f"{origin} (compute capability {shown}), torch {torch.get('version') or variant} ({variant}) and vLLM "
+            f"{'.'.join(map(str, vver))} all cover this architecture")
+
+
 def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
     out: list[Outcome] = []
     nki = _errors(snap, "no_kernel_image")
     ccs = _gpu_ccs(snap)
     vver = _vllm_version(snap)
-    if nki and _torch_arch_gap(snap) is None:
+    covered = _stack_covers(snap) if nki and _torch_arch_gap(snap) is None else None
+    if covered:
+        # the environment contradicts the text: a kernel built for the wrong arch inside a release, not a missing arch
+        out.append(_out("warn", f"'no kernel image is available' ({_first(nki)}), but {covered}: likely a kernel bug "
+                                f"(a kernel compiled for the wrong arch variant) in vLLM or a kernel library, not the "
+                                f"environment", ["log.errors", "torch", "vllm"] + _gpu_evidence(snap), 0.3,
+                        cause="none_env_ok", remedies=[]))
+    elif nki and _torch_arch_gap(snap) is None:
         conf = 0.55
         why = "no torch arch gap is shown, so the missing kernel is most likely in vLLM's compiled extensions"
         for cc in ccs:
@@ -333,6 +380,12 @@ def check_fabric_manager(snap: Snapshot) -> Outcome | None:
 def check_abi(snap: Snapshot) -> Outcome | None:
     libs = _errors(snap, "cuda_library_missing")
     syms = _errors(snap, "undefined_symbol")
+    noext = _errors(snap, "vllm_c_missing")
+    if noext and not libs and not syms:
+        return _out("fail", f"vLLM's compiled extension does not load ({_first(noext)}): the installed vLLM has no "
+                            f"build for this platform/torch (a source tree without a build, or a wheel for another "
+                            f"torch/CUDA)", ["log.errors", "torch", "vllm"], 0.6,
+                    remedies=["vllm.rebuild-for-torch", "vllm.install-supported"])
     if libs:
         e = libs[0]
         tc = _torch_cuda(snap)
@@ -401,6 +454,13 @@ def check_flashinfer_jit(snap: Snapshot) -> Outcome | None:
     errs = _errors(snap, *weights)
     if not errs:
         return None
+    tk = snap.value("toolkit.nvcc")
+    if all(e["signature"] == "nvcc_missing" for e in errs) and isinstance(tk, dict) and tk.get("version") \
+            and _toolkit_too_old(snap) is None:
+        return _out("warn", f"The JIT build reports nvcc missing ({_first(errs)}), but nvcc {tk.get('version')} is "
+                            f"installed and runs in the same evidence: the library's toolkit discovery failed (a bug "
+                            f"of that release), not a missing toolkit", ["log.errors", "toolkit.nvcc"], 0.3,
+                    cause="none_env_ok", remedies=[])
     conf = max(weights[e["signature"]] for e in errs)
     old = _toolkit_too_old(snap)
     msg = f"A JIT kernel build (FlashInfer or similar) cannot compile or load ({_first(errs)})"
@@ -521,6 +581,100 @@ def check_other_failures(snap: Snapshot) -> Outcome | None:
     names = sorted({str(e.get("signature")) for e in errs})
     return _out("warn", f"The log shows a failure whose message names no environment problem ({_first(errs)}); "
                         f"signatures: {', '.join(names)}", ["log.errors"], 0.2, cause="none_env_ok", remedies=[])
+
+
+# --------------------------------------------------------------------------- Python dependencies
+
+# Packages whose frames in a traceback mean the failing import happened inside the serving stack.
+STACK_FRAMES = {"vllm", "flashinfer", "xgrammar", "tvm_ffi", "transformers", "torch", "triton", "sglang", "outlines",
+                "outlines_core", "xformers", "mistral_common", "compressed_tensors", "lmcache", "ray", "tokenizers",
+                "huggingface_hub", "llguidance", "lm_format_enforcer"}
+PYDEP_SIGNATURES = ("module_missing", "import_name_missing", "module_attribute_missing", "pip_conflict",
+                    "package_version_required", "api_type_error")
+
+
+def _pins(snap: Snapshot, dist: str | None) -> str | None:
+    """The requirement on ``dist`` that the evidence shows: pip's resolver line or vLLM's own metadata."""
+    if not dist:
+        return None
+    key = dist.lower().replace("_", "-")
+    for e in _errors(snap, "pip_conflict", "package_version_required"):
+        if str(e.get("package", "")).lower().replace("_", "-") == key and e.get("requirement"):
+            return str(e["requirement"])
+    pk = snap.value("packages")
+    vinfo = pk.get("vllm") if isinstance(pk, dict) else None
+    reqs = vinfo.get("requires") if isinstance(vinfo, dict) else None
+    for raw in reqs or []:
+        m = re.match(r"^\s*([A-Za-z0-9_.-]+)\s*(\[[^\]]*\])?\s*([<>=!~][^;]*)?", str(raw))
+        if m and m.group(1).lower().replace("_", "-") == key and "extra ==" not in str(raw):
+            return f"{m.group(1)}{(m.group(3) or '').strip()}"
+    return None
+
+
+def _installed(snap: Snapshot, dist: str | None) -> str | None:
+    pk = snap.value("packages")
+    if not dist or not isinstance(pk, dict):
+        return None
+    for name, info in pk.items():
+        if str(name).lower().replace("_", "-") == dist.lower().replace("_", "-") and isinstance(info, dict):
+            return str(info.get("version") or "") or None
+    return None
+
+
+def check_python_deps(snap: Snapshot) -> Outcome | None:
+    errs = _errors(snap, *PYDEP_SIGNATURES)
+    if not errs:
+        return None
+    best: tuple[float, dict[str, Any], str | None, str] | None = None
+    for e in errs:
+        sig = e.get("signature")
+        module = str(e.get("module") or e.get("package") or "")
+        if sig == "module_missing" and (module.startswith("vllm._") or module.endswith("_C")):
+            continue  # a compiled extension that does not load is an ABI/build question (BWD-LOG-005)
+        ctx = {str(c) for c in e.get("context") or []}
+        dist = sigtable.python_package(module) if sig in ("module_missing", "import_name_missing",
+                                                          "module_attribute_missing") else (module or None)
+        in_stack = bool(ctx & STACK_FRAMES)
+        if sig == "module_missing":
+            conf, why = (0.8, "a module the serving stack imports is not installed") if dist or in_stack else \
+                (0.45, "a module is not installed")
+        elif sig == "import_name_missing":
+            importer = next((c for c in reversed(list(e.get("context") or [])) if c in STACK_FRAMES), None)
+            same = importer and module.split(".")[0] == importer
+            conf, why = (0.45, "one part of a package imports a name another part lacks (a partial upgrade)") if same \
+                else (0.75, f"{importer or 'the code'} imports a name the installed {module} does not have: the two are at "
+                            f"incompatible versions")
+        elif sig == "module_attribute_missing":
+            conf, why = (0.7 if dist or in_stack else 0.4,
+                         f"code calls {module}.{e.get('attribute')}, which the installed {module} does not have")
+        elif sig == "api_type_error":
+            pkgs = [c for c in e.get("context") or [] if c in STACK_FRAMES]
+            if len(set(pkgs[-2:])) < 2:
+                continue  # a call inside one package: a bug there, not a version mismatch
+            conf, why = 0.55, f"{pkgs[-2]} calls {pkgs[-1]} with arguments its installed version does not take"
+            dist = sigtable.python_package(pkgs[-1]) or pkgs[-1]
+        elif sig == "pip_conflict":
+            conf, why = 0.5, f"pip reports {e.get('required_by')} needs {e.get('requirement') or e.get('package')}"
+        else:
+            conf, why = 0.6, f"a package needs {e.get('requirement')}"
+        if best is None or conf > best[0]:
+            best = (conf, e, dist, why)
+    if best is None:
+        return None
+    conf, e, dist, why = best
+    pin = _pins(snap, dist)
+    have = _installed(snap, dist)
+    others = [x for x in _errors(snap) if x.get("env_class") and x.get("signature") not in PYDEP_SIGNATURES
+              and x.get("env_class") not in ("pydep", "pydep_api")]
+    if others:
+        conf = min(conf, 0.5)  # an environment failure of another class is in the same evidence
+    msg = f"A Python dependency is missing or at an incompatible version ({_first([e])}): {why}"
+    if dist:
+        msg += f"; package {dist}" + (f" (installed {have})" if have else "")
+    if pin:
+        msg += f"; install {pin}, the version the evidence pins"
+    return _out("fail", msg, ["log.errors", "packages", "vllm"], conf,
+                remedies=["python.install-dependency"], package=dist, requirement=pin, installed=have)
 
 
 # --------------------------------------------------------------------------- environment classes
@@ -806,6 +960,14 @@ def bwdoctor_checks() -> list[CheckSpec]:
               "Reports failures whose messages name no environment class (a Python exception inside vLLM or the "
               "model, structured-output errors, illegal memory access): they do not blame the machine. No automatic "
               "remedy: the cause is in application code.", 0.2),
+        _spec("BWD-LOG-015", "The Python packages the stack imports are installed at compatible versions",
+              check_python_deps, "python_dependency_broken", ["python.install-dependency"],
+              "ModuleNotFoundError/ImportError for a module vLLM or a kernel library it loads imports (the knowledge "
+              "base maps import names to distributions: tvm_ffi is apache-tvm-ffi), 'cannot import name' across "
+              "packages, AttributeError on a module's missing API, a TypeError where one package calls another, pip "
+              "resolver conflicts and version checks at import. Names the package and, where vLLM's metadata or "
+              "pip's resolver pins it, the version to install. A compiled extension that does not load is "
+              "BWD-LOG-005's (ABI), not this. Fix: pip install the pinned version.", 0.75),
         _spec("BWD-ENV-001", "WSL2 limits do not cause the failure", check_wsl, "wsl2", ["wsl.guidance"],
               "Under WSL2 (markers: microsoft-standard-WSL kernel, /usr/lib/wsl/lib, Docker Desktop), 'device not "
               "ready', pinned-memory and CUDA VMM/expandable-segments failures come from WSL2's GPU "
