@@ -48,17 +48,27 @@ class ChildRun:
     log: str
     duration_s: float
     command: list[str] = field(default_factory=list)
+    stages: list[dict[str, Any]] = field(default_factory=list)  # [{"stage", "seconds"}] with a StagePlan
+    stuck_stage: str | None = None  # the stage that outlived its deadline
+    stuck_in: list[dict[str, Any]] = field(default_factory=list)  # stagewatch.stuck_frames of that run
+    stuck_deadline_s: float | None = None  # the deadline it outlived: the stage's own, or the whole run's
+    stuck_scope: str | None = None  # "stage" or "run"
 
 
 def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, workdir: str,
               env: dict[str, str] | None = None, progress_fd: int | None = None,
-              script_source: str | None = None) -> ChildRun:
+              script_source: str | None = None, stages: Any = None, line_fd: int | None = None) -> ChildRun:
     """Run MODE of this file (or of ``script_source``, another child script with the same
     ``MODE ARGS.json RESULT.json`` calling convention) in ``python`` inside ``workdir``; kill its
     process group at ``timeout``.
 
     The child is started in a new session so that at the deadline (or after it exits) every
     process it started, such as vLLM's engine core and workers, is killed with it.
+
+    With ``stages`` (a :class:`~bwdoctor_checks._lib.stagewatch.StagePlan`) the run is followed
+    stage by stage: progress on ``progress_fd`` (a terminal: the child gets no descriptor then) or one
+    line per stage on ``line_fd``, and a stage that outlives its own deadline ends the run after every
+    process of the group printed its Python stacks into the log (``ChildRun.stuck_stage``/``stuck_in``).
     """
     os.makedirs(workdir, exist_ok=True)
     script = os.path.join(workdir, CHILD_SCRIPT)
@@ -72,6 +82,13 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
     cmd = [python, script, mode, args_path, result_path]
     child_env = dict(os.environ if env is None else env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
+    watch = None
+    if stages is not None:
+        from bwdoctor_checks._lib.stagewatch import StageWatch
+
+        watch = StageWatch(stages, log_path, result_path, progress_fd=progress_fd, line_fd=line_fd)
+        child_env["PYTHONFAULTHANDLER"] = "1"  # a stuck run's processes print their stacks on SIGABRT
+        progress_fd = None  # the parent draws the progress
     pass_fds: tuple[int, ...] = ()
     if progress_fd is not None:
         child_env["BWDOCTOR_PROGRESS_FD"] = str(progress_fd)
@@ -88,9 +105,19 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
                                           "error": f"could not start {python}: {exc.strerror or exc}"},
                             "", time.perf_counter() - start, cmd)
         try:
-            rc = proc.wait(timeout=max(timeout, 0.1))
+            if watch is None:
+                rc = proc.wait(timeout=max(timeout, 0.1))
+            else:
+                rc = _follow(proc, watch, start, timeout)
+                timed_out = rc is None
+            if timed_out:
+                raise subprocess.TimeoutExpired(cmd, timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
+            if watch is not None:
+                from bwdoctor_checks._lib.stagewatch import dump_stacks
+
+                dump_stacks(proc.pid)
             _kill_group(proc.pid)
             try:
                 rc = proc.wait(timeout=10)
@@ -107,7 +134,36 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
             result = loaded
     except (OSError, ValueError):
         result = {}
-    return ChildRun(rc, timed_out, result, read_tail(log_path), duration, cmd)
+    run = ChildRun(rc, timed_out, result, read_tail(log_path), duration, cmd)
+    if watch is not None:
+        from bwdoctor_checks._lib.stagewatch import stuck_frames
+
+        watch.finish(time.perf_counter(), bool(result.get("ok")) and not timed_out)
+        run.stages = watch.stages
+        run.stuck_stage = watch.stuck
+        run.stuck_deadline_s = watch.stuck_deadline
+        run.stuck_scope = watch.scope if watch.stuck else None
+        if timed_out:
+            run.stuck_in = stuck_frames(run.log)
+    return run
+
+
+def _follow(proc: subprocess.Popen[bytes], watch: Any, start: float, timeout: float) -> int | None:
+    """Wait for ``proc`` while ``watch`` follows its stages; None when a stage or the whole run
+    outlived its deadline (the caller then dumps the stacks and kills the group)."""
+    watch.start(start)
+    while True:
+        try:
+            return proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.perf_counter()
+        if watch.poll(now):
+            watch.scope = "stage"
+            return None
+        if now - start >= timeout:
+            watch.stuck, watch.scope, watch.stuck_deadline = watch.stage, "run", timeout
+            return None
 
 
 def _kill_group(pid: int) -> None:
@@ -219,6 +275,7 @@ class _Writer:
 
     def stage(self, name: str) -> None:
         self.data["stage"] = name
+        self.data.setdefault("stage_at", {})[name] = time.time()  # wall clock: the parent places the stage
         self.flush()
         print(f"[bwdoctor] stage: {name}", flush=True)
 
@@ -638,6 +695,26 @@ def _engine_config(llm: Any) -> dict[str, Any]:
     return out
 
 
+def _build_tiny(out: str) -> str:
+    """Build the tiny model in a fresh interpreter, never in this process.
+
+    Building runs torch's CPU kernels, which start an OpenMP thread pool; vLLM then forks its engine
+    core from this process, and a forked child of a process whose OpenMP pool has run hangs in its
+    first parallel CPU operation (seen on an H200: the engine core stuck for good in the CPU
+    ``torch.zeros`` of ``InputBatch.__init__``, right after the sampler was chosen)."""
+    import subprocess
+
+    code = "import sys, bwdoctor_tinymodel; print(bwdoctor_tinymodel.build(sys.argv[1]))"
+    res = subprocess.run([sys.executable, "-c", code, out], cwd=os.getcwd(), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, check=False)
+    if res.stdout:
+        print(res.stdout, end="", flush=True)
+    if res.returncode != 0:
+        lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+        raise RuntimeError(lines[-1] if lines else f"the build exited with code {res.returncode}")
+    return out
+
+
 def child_smoke(args: dict[str, Any], w: _Writer) -> None:
     """Load a model with vLLM's LLM API and greedily generate a fixed number of tokens."""
     t_start = _now()
@@ -659,9 +736,7 @@ def child_smoke(args: dict[str, Any], w: _Writer) -> None:
         w.stage("build")
         t = _now()
         try:
-            import bwdoctor_tinymodel
-
-            model = bwdoctor_tinymodel.build(os.path.join(os.getcwd(), "tiny-llama"))
+            model = _build_tiny(os.path.join(os.getcwd(), "tiny-llama"))
         except BaseException as exc:  # noqa: BLE001
             _fail(w, exc, "could not build the tiny test model: ")
             return
@@ -733,6 +808,7 @@ def child_smoke(args: dict[str, Any], w: _Writer) -> None:
                 cap = torch.cuda.get_device_capability(0)
                 engine["compute_capability"] = f"{cap[0]}.{cap[1]}"
     timings["total_s"] = round(_now() - t_start, 3)
+    w.data.setdefault("stage_at", {})["done"] = time.time()
     w.data["stage"] = "done"
     w.data["ok"] = produced > 0
     if not produced:
@@ -753,6 +829,11 @@ def child_entry(argv: list[str]) -> int:
     w.data["mode"] = mode
     w.data["python"] = sys.version.split()[0]
     w.flush()
+    with contextlib.suppress(Exception):
+        import resource
+
+        # a stuck run is ended with SIGABRT (stack dumps): no core files from it or its engine processes
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     try:
         MODES[mode](args, w)
     except BaseException as exc:  # noqa: BLE001 - whatever happens, say it in the result
