@@ -71,6 +71,7 @@ STAGE_DEADLINES = {"import": 240.0, "build": 180.0, "load": 300.0, "compile": 60
 # the engine log line that ends the weight load: what follows inside LLM(...) is the profile run,
 # torch.compile, CUDA-graph capture, KV-cache allocation and kernel JIT
 COMPILE_MARKS = (("Model loading took", "compile"), ("Loading weights took", "compile"))
+ABORT_MARK = "Fatal Python error: Aborted"  # faulthandler's header when a stuck run is aborted for its stacks
 
 
 # ------------------------------------------------------------------------------ log reading
@@ -196,6 +197,9 @@ def facts_from_run(run: Any, python: str, options: RunOptions) -> list[Fact]:
     src = f"smoke:{os.path.basename(python)}"
     log = run.log or ""
     tail = tail_lines(log, LOG_TAIL_LINES)
+    if run.timed_out and ABORT_MARK in log:
+        # what the engine logged after bwdoctor aborted it for its stacks is bwdoctor's doing, not a cause
+        log = log[:log.index(ABORT_MARK)]
     logged = parse_engine_log(log)
     ok = bool(res.get("ok")) and not run.timed_out
     error = res.get("error")

@@ -3,9 +3,9 @@ it marks stages in RESULT.json as the smoke child does, logs the line vLLM logs 
 weights, then spins in ``spin_forever`` (mode ``stuck``) or finishes (mode ``ok``)."""
 
 import json
+import os
 import sys
 import time
-
 
 STAMPS = {}
 
@@ -14,8 +14,6 @@ def mark(path, stage, **extra):
     STAMPS[stage] = time.time()
     with open(path + ".tmp", "w") as fh:
         json.dump({"stage": stage, "ok": False, "stage_at": STAMPS, **extra}, fh)
-    import os
-
     os.replace(path + ".tmp", path)
     print(f"[bwdoctor] stage: {stage}", flush=True)
 
