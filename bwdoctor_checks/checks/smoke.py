@@ -9,14 +9,15 @@ from bwdoctor import (
     Snapshot,
     failed,
     hookimpl,
+    kb,
     known,
     passed,
+    resolve,
     skipped,
     warned,
 )
 from bwdoctor_checks._lib.classify import failure_detail
 from bwdoctor_checks._lib.rooflines import ROOFLINE_MIN_STEP_MS, ROOFLINE_WARN_PCT, decode_roofline, weight_read_ms
-from bwdoctor_checks._lib.torchprobe import kb_gpu
 
 # ------------------------------------------------------------------------------ checks
 
@@ -89,11 +90,11 @@ def _bandwidth(snap: Snapshot) -> tuple[float | None, str, str | None]:
     if measured:
         value, key, name = min(measured)
         return value, f"measured on {name or key} (device-to-device copy)", key
-    gpus = snap.gpus()
-    spec = kb_gpu(gpus[0][1] if gpus else None, snap.value("target"))
+    judged = resolve.judged_gpus(snap, usable_only=False, need_cc=False)
+    spec = judged[0].spec if judged else None
     eng = snap.mapping("smoke.engine")
     if spec is None and eng.get("gpu_name"):
-        spec = kb_gpu({"name": eng.get("gpu_name")})
+        spec = resolve.gpu_spec(name=eng.get("gpu_name"))
     if spec is None or not getattr(spec, "memory_bandwidth_gbs", None):
         return None, "the GPU is not in the knowledge base, so its memory bandwidth is unknown", None
     return float(spec.memory_bandwidth_gbs), f"{spec.name} datasheet", None
@@ -136,9 +137,6 @@ def _check_roofline(snap: Snapshot) -> Any:
     return passed(msg, evidence=ev, details=details)
 
 
-_FP4 = ("nvfp4", "mxfp4", "modelopt_fp4", "fp4")
-
-
 def _check_quantization(snap: Snapshot) -> Any:
     eng = snap.mapping("smoke.engine")
     res = snap.mapping("smoke.result")
@@ -152,16 +150,6 @@ def _check_quantization(snap: Snapshot) -> Any:
             return passed(f"generated with quantization={used} on {eng.get('gpu_name') or eng.get('device')}: "
                           f"{want} works on this stack", evidence=ev)
         return warned(f"asked for quantization={want}, the engine reports {used!r}", evidence=ev)
-    ccs = [g.get("compute_capability") for _, g in snap.gpus() if isinstance(g.get("compute_capability"), str)]
-    low = str(want).lower()
-    if "fp8" in low and any(_cc(c) < (8, 9) for c in ccs):
-        return failed(f"quantization={want} failed and the GPU (compute capability {', '.join(ccs)}) has no FP8 "
-                      f"tensor cores (8.9+)", evidence=ev + ["gpu.*"], root_cause="fp8_unsupported_on_gpu",
-                      remedies=["vllm.fp8-fallback"], confidence=0.9)
-    if any(k in low for k in _FP4):
-        return failed(f"quantization={want} failed: the FP4 kernels in this vLLM build do not run on this GPU",
-                      evidence=ev, root_cause="fp4_kernel_arch_mismatch", remedies=["vllm.install-supported"],
-                      confidence=0.6)
     detail = failure_detail(_failure_text(res))
     cause = detail.get("root_cause")
     if cause and cause not in _QUANT_CAUSES:
@@ -169,6 +157,16 @@ def _check_quantization(snap: Snapshot) -> Any:
         return failed(f"quantization={want} could not be proven, for a reason that is not about {want}: "
                       f"{_cause_text(detail)} (see BWD-SMOKE-001)", evidence=ev, root_cause=cause,
                       remedies=detail.get("remedies") or [], confidence=0.6, details=_detail_fields(detail))
+    ccs = [j.cc for j in resolve.judged_gpus(snap) if not j.is_target and j.cc]
+    kind = kb.quant_kind(want)
+    if kind == "fp8" and any(kb.native_fp8(c) is False for c in ccs):
+        return failed(f"quantization={want} failed and the GPU (compute capability {', '.join(ccs)}) has no FP8 "
+                      f"tensor cores (8.9+)", evidence=ev + ["gpu.*"], root_cause="fp8_unsupported_on_gpu",
+                      remedies=["vllm.fp8-fallback"], confidence=0.9)
+    if kind == "fp4":
+        return failed(f"quantization={want} failed: the FP4 kernels in this vLLM build do not run on this GPU",
+                      evidence=ev, root_cause="fp4_kernel_arch_mismatch", remedies=["vllm.install-supported"],
+                      confidence=0.6)
     if cause:
         return failed(f"quantization={want} failed: {detail.get('meaning')} ({res.get('error')})", evidence=ev,
                       root_cause=cause, remedies=detail.get("remedies") or [], confidence=0.6)
@@ -199,14 +197,6 @@ def _cause_text(detail: dict[str, Any]) -> str:
 
 def _detail_fields(detail: dict[str, Any]) -> dict[str, Any]:
     return {k: detail[k] for k in ("signature", "module", "package") if detail.get(k)}
-
-
-def _cc(text: str) -> tuple[int, int]:
-    try:
-        major, minor = text.split(".")[:2]
-        return int(major), int(minor)
-    except (ValueError, AttributeError):
-        return (99, 0)
 
 
 @hookimpl
