@@ -264,7 +264,7 @@ def stuck_frames(log: str, limit: int = 3) -> list[dict[str, Any]]:
             blocks.append(block)
         else:
             i += 1
-    out = []
+    out: list[dict[str, Any]] = []
     for block in blocks:
         threads: list[tuple[bool, list[dict[str, Any]]]] = []
         for line in block:
@@ -283,7 +283,7 @@ def stuck_frames(log: str, limit: int = 3) -> list[dict[str, Any]]:
         top = frames[0]
         waiting = bool(_WAITING.search(top["file"])) or top["function"] in _WAIT_FUNCS
         out.append({"frames": frames[:12], "waiting": waiting, "where": describe(frames)})
-    out.sort(key=lambda b: b["waiting"])
+    out.sort(key=lambda b: bool(b["waiting"]))
     return out[:limit]
 
 

@@ -715,7 +715,7 @@ def child_smoke(args: dict[str, Any], w: _Writer) -> None:
     t_start = _now()
     timings: dict[str, Any] = {}
     w.data["timings"] = timings
-    model = args.get("model")
+    model = str(args.get("model") or "")
     builder = None
     if not model:
         try:
