@@ -53,6 +53,11 @@ def _manager(ctx: click.Context) -> Any:
         with _stdout_to_stderr():
             mgr = PluginManager(disabled=obj.get("disable", ()), plugin_dirs=obj.get("plugin_dirs", ()))
             mgr.registry()
+        known = {p.get("name") for p in mgr.plugin_list()}
+        unknown = [n for n in obj.get("disable", ()) if n not in known]
+        if unknown:
+            raise click.BadParameter(f"no plugin named {', '.join(repr(n) for n in unknown)} (see 'bwdoctor plugins')",
+                                     param_hint="--disable")
         obj["manager"] = mgr
     return obj["manager"]
 
@@ -296,9 +301,8 @@ def build_report(ctx: click.Context, mode: str, *, from_report: str | None = Non
 
 
 def _check_select(registry: Any, select: Sequence[str]) -> None:
-    """A ``--select`` token that matches no check gets a warning on standard error (the run
-    goes on: the check may belong to a plugin disabled on purpose), so that a typo in a CI gate
-    does not pass unnoticed."""
+    """A ``--select`` token that matches no check is a usage error (exit 2), so that a typo in a CI
+    gate does not pass unnoticed."""
     from bwdoctor.runner import CORE_CHECKS, matches
 
     unknown = []
@@ -307,8 +311,9 @@ def _check_select(registry: Any, select: Sequence[str]) -> None:
         core = bool(up) and any(cid == up or cid.startswith(up) or cid.startswith("BWD-" + up) for cid in CORE_CHECKS)
         if not core and not any(matches(c, token) for c in registry.checks):
             unknown.append(token)
-    for token in unknown:
-        click.echo(f"bwdoctor: warning: --select {token!r} matches no check (see 'bwdoctor list')", err=True)
+    if unknown:
+        raise click.BadParameter(f"{', '.join(repr(t) for t in unknown)} matches no check (see 'bwdoctor list')",
+                                 param_hint="--select")
 
 
 def _build_report(ctx: click.Context, mode: str, *, from_report: str | None, paths: Sequence[str], level: str,
@@ -323,6 +328,7 @@ def _build_report(ctx: click.Context, mode: str, *, from_report: str | None, pat
     manager = _manager(ctx)
     registry = manager.registry()
     extra = dict(options_extra or {})
+    python = extra.pop("python", None)
     options = RunOptions(level=level, target=target, model=extra.pop("model", None),
                          quantization=extra.pop("quantization", None), endpoint=extra.pop("endpoint", None),
                          smoke=bool(extra.pop("smoke", False)), verbose=int(extra.pop("verbose", 0)), extra=extra)
@@ -337,12 +343,20 @@ def _build_report(ctx: click.Context, mode: str, *, from_report: str | None, pat
         mode = "from"
     elif mode == "analyze":
         snap = Snapshot()
-        snap, pf = runner.parse(registry, list(paths), snap)
+        try:
+            snap, pf = runner.parse(registry, list(paths), snap)
+        except runner.MixedMachines as exc:
+            raise InputError(str(exc)) from None
         findings += pf
         inputs = [i["path"] for i in snap.meta.get("evidence", [])]
     else:
         from bwdoctor.progress import live_progress
+        from bwdoctor.pyenv import PythonEnvError, resolve
 
+        try:
+            resolve(python).apply(options.extra)
+        except PythonEnvError as exc:
+            raise click.BadParameter(str(exc), param_hint="--python") from None
         slow = options.level != "quick" or options.smoke or bool(options.endpoint)
         with live_progress(slow and _stderr_is_terminal(), "bwdoctor: collecting facts"):
             snap, cf = runner.collect(registry, options)
@@ -353,7 +367,9 @@ def _build_report(ctx: click.Context, mode: str, *, from_report: str | None, pat
     judged = snap.judged_view()
     checks = runner.select_checks(registry.checks, level if mode != "analyze" else "full", select, skip)
     if run_checks:
-        findings += runner.run_checks(checks, judged)
+        from bwdoctor.verdict import enforce_requests
+
+        findings += enforce_requests(runner.run_checks(checks, judged), select, options.smoke, options.endpoint)
     plans, perr = runner.plan_remedies(registry, findings, judged) if run_checks else ([], [])
     findings += perr
     diagnosis: list[dict[str, Any]] = []
@@ -366,6 +382,8 @@ def _build_report(ctx: click.Context, mode: str, *, from_report: str | None, pat
             diagnosis = []
     opts = {"level": level, "select": list(select), "skip": list(skip), "target": target, "fail_on": fail_on}
     opts.update({k: v for k, v in (options_extra or {}).items() if k != "verbose" and v not in (None, False)})
+    if python and mode != "analyze":
+        opts["python"] = python
     return Report(mode=mode, snapshot=snap, findings=findings, plans=plans, diagnosis=diagnosis,
                   tool_version=__version__,
                   created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -411,6 +429,13 @@ def _apply(options: list[Any]) -> Any:
             f = opt(f)
         return f
     return deco
+
+
+def _python_option() -> Any:
+    return click.option("--python", "python", default=None, metavar="PATH", envvar="BWDOCTOR_PYTHON",
+                        help="Inspect this Python environment: a venv or conda folder, or an interpreter (also "
+                        "BWDOCTOR_PYTHON). Default: this interpreter, or the one behind the 'vllm' command on PATH "
+                        "when this one has no vLLM.")
 
 
 def _level_option() -> Any:
@@ -469,32 +494,36 @@ def cli(ctx: click.Context, plugin_dirs: tuple[str, ...], disable: tuple[str, ..
               "random-weight Llama built locally).")
 @click.option("--quantization", default=None, help="Pass --quantization to the smoke generation (e.g. fp8).")
 @click.option("--endpoint", default=None, metavar="URL", help="Smoke-test a running OpenAI-compatible vLLM server.")
+@_python_option()
 @_apply(_common_output)
 @click.pass_context
 def run(ctx: click.Context, from_report: str | None, level: str, select: tuple[str, ...], skip: tuple[str, ...],
         target: str | None, smoke: bool, model: str | None, quantization: str | None, endpoint: str | None,
-        fmt: str, output: str | None, fail_on: str, verbose: int) -> None:
+        python: str | None, fmt: str, output: str | None, fail_on: str, verbose: int) -> None:
     """Check this machine (or, with --from, an earlier report's facts) and report."""
     report = build_report(ctx, "live", from_report=from_report, level=level, select=select, skip=skip,
                           target=target, fail_on=fail_on,
                           options_extra={"smoke": smoke, "model": model, "quantization": quantization,
-                                         "endpoint": endpoint, "verbose": verbose})
+                                         "endpoint": endpoint, "verbose": verbose, "python": python})
     finish(ctx, report, fmt, output, verbose, fail_on)
 
 
 @cli.command(epilog=EPILOG)
 @_level_option()
 @click.option("--target", default=None, metavar="GPU|SM", help="Record a target GPU in the facts.")
+@_python_option()
 @click.option("--format", "fmt", type=click.Choice(["json", "console"]), default="json", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write to FILE atomically.")
 @click.pass_context
-def snapshot(ctx: click.Context, level: str, target: str | None, fmt: str, output: str | None) -> None:
+def snapshot(ctx: click.Context, level: str, target: str | None, python: str | None, fmt: str,
+             output: str | None) -> None:
     """Collect the facts of this machine only (no checks), redacted."""
     import json
 
     from bwdoctor.redact import redact
 
-    report = build_report(ctx, "snapshot", level=level, target=target, run_checks=False)
+    report = build_report(ctx, "snapshot", level=level, target=target, run_checks=False,
+                          options_extra={"python": python})
     data = redact(report.snapshot.to_dict())
     if fmt == "json":
         emit(json.dumps(data, indent=2, ensure_ascii=False) + "\n", output)
@@ -637,11 +666,12 @@ def plugins(ctx: click.Context, fmt: str) -> None:
 @click.option("--apply", "do_apply", is_flag=True, help="Run the steps, asking before each one.")
 @click.option("--yes", "-y", is_flag=True, help="With --apply: do not ask (for CI).")
 @click.option("--dry-run", is_flag=True, help="With --apply: print what would run, run nothing.")
+@_python_option()
 @click.option("-v", "--verbose", count=True)
 @click.pass_context
 def fix(ctx: click.Context, paths: tuple[str, ...], from_report: str | None, level: str, select: tuple[str, ...],
         skip: tuple[str, ...], target: str | None, output: str | None, do_apply: bool, yes: bool, dry_run: bool,
-        verbose: int) -> None:
+        python: str | None, verbose: int) -> None:
     """Render the fixes for the failing findings as a reviewable bash script, or apply them.
 
     Inputs as for 'run' (live, or --from REPORT) and 'analyze' (evidence PATHS)."""
@@ -649,7 +679,7 @@ def fix(ctx: click.Context, paths: tuple[str, ...], from_report: str | None, lev
 
     mode = "analyze" if paths else "live"
     report = build_report(ctx, mode, from_report=from_report, paths=paths, level=level, select=select, skip=skip,
-                          target=target, options_extra={"verbose": verbose})
+                          target=target, options_extra={"verbose": verbose, "python": python})
     safe = redacted(report)
     from bwdoctor import __version__
 
@@ -668,7 +698,7 @@ def fix(ctx: click.Context, paths: tuple[str, ...], from_report: str | None, lev
     if dry_run:
         ctx.exit(EXIT_OK)
     after = build_report(ctx, mode, from_report=None, paths=paths, level=level, select=select, skip=skip,
-                         target=target, options_extra={"verbose": verbose})
+                         target=target, options_extra={"verbose": verbose, "python": python})
     before_bad = {f.key for f in report.findings if f.status in ("fail", "warn")}
     after_bad = {f.key for f in after.findings if f.status in ("fail", "warn")}
     for key in sorted(before_bad - after_bad):

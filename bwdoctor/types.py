@@ -412,6 +412,10 @@ class ParserSpec:
     timeout: float = 30.0
     doc: str = ""
     plugin: str = ""
+    guesses: bool = False
+    """True for a parser that reads prose (issue text) rather than machine output: its facts are
+    marked as guessed in reports, and a fact that machine output in the evidence also gives is
+    taken from the machine output."""
 
 
 @dataclass
@@ -650,12 +654,26 @@ class Report:
             counts[f.status] = counts.get(f.status, 0) + 1
         return counts
 
+    def verdict(self) -> dict[str, Any]:
+        """``{"status": "ready" | "not ready" | "could not tell", "reason", "findings"}``
+        (see :mod:`bwdoctor.verdict`)."""
+        from bwdoctor.verdict import compute
+
+        return compute(self.findings, self.diagnosis, self.mode, self.options)
+
+    def inspected(self) -> dict[str, Any]:
+        """What this report judged: the Python environment (live runs) and the input files."""
+        env = self.snapshot.value("host.python_env")
+        return {"python": to_jsonable(env) if isinstance(env, dict) else None, "inputs": list(self.inputs)}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": REPORT_SCHEMA_VERSION,
             "tool": {"name": "bwdoctor", "version": self.tool_version},
             "created": self.created,
             "mode": self.mode,
+            "verdict": self.verdict(),
+            "inspected": self.inspected(),
             "options": to_jsonable(self.options),
             "inputs": list(self.inputs),
             "summary": self.summary(),

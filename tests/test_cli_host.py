@@ -24,9 +24,13 @@ def clean_env(**extra):
     return env
 
 
-def test_run_without_gpu_reports_and_exits_zero():
-    code, out, err = run_cli(["run"], env=clean_env())
-    assert code == 0, out + err
+def test_run_in_an_environment_without_vllm_is_not_ready():
+    # this test environment has neither vLLM nor torch: it cannot serve, whatever else is fine
+    code, out, err = run_cli(["run"], env=clean_env(PATH="/usr/bin:/bin"))
+    assert code == 1, out + err
+    first = out.splitlines()[0]
+    assert first.startswith("NOT READY: vLLM is not installed in the inspected environment " + sys.executable)
+    assert f"Inspected: Python {sys.version.split()[0]} at {sys.executable}" in out
     assert "Summary:" in out
     assert "Traceback" not in out + err
 
@@ -34,12 +38,15 @@ def test_run_without_gpu_reports_and_exits_zero():
 def test_run_json_validates_and_from_gives_the_same_findings(tmp_path: Path):
     out_file = tmp_path / "report.json"
     code, out, err = run_cli(["run", "--format", "json", "--output", str(out_file)], env=clean_env())
-    assert code == 0, err
+    assert code == 1, err
     report = json.loads(out_file.read_text())
     validate(report)
+    assert report["verdict"]["status"] == "not ready"
+    assert report["inspected"]["python"]["executable"] == sys.executable
     code, out, err = run_cli(["run", "--from", str(out_file), "--format", "json"], env=clean_env())
-    assert code == 0, err
+    assert code == 1, err
     again = json.loads(out)
+    assert again["verdict"] == report["verdict"]
     validate(again)
     assert again["mode"] == "from"
     strip = lambda r: sorted((f["id"], f["subject"] or "", f["status"], f["message"]) for f in r["findings"])  # noqa: E731

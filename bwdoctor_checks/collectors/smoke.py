@@ -47,7 +47,8 @@ SMOKE_TIMEOUT = float(os.environ.get("BWDOCTOR_SMOKE_TIMEOUT") or 600)
 SMOKE_MARGIN = 20.0  # the collector's own deadline is this much later than the child's
 LOG_TAIL_LINES = 200
 DEFAULT_TOKENS = 64
-NOT_INSTALLED = "vLLM is not installed (pip install 'bwdoctor[vllm]')"
+NOT_INSTALLED = ("vLLM is not installed in the inspected environment (install it there, or name the environment "
+                 "that has it with --python)")
 
 
 # ------------------------------------------------------------------------------ log reading
