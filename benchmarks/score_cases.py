@@ -2,11 +2,12 @@
 
 Each case folder holds evidence files and a ``case.json`` with ``root_cause`` and
 ``evidence_files``. The evidence files (never ``case.json``) go through ``bwdoctor analyze
---format json`` in-process; the first ``diagnosis`` entry's ``root_cause`` is compared with the
+--format json`` in-process (the host pipeline); the first ``diagnosis`` entry's ``root_cause`` is compared with the
 expected one. Negative controls (``-neg-`` in the name or label ``none_env_ok``) are solved when the
 diagnosis is empty.
 
-Usage: ``python benchmarks/score_cases.py CASES_DIR [--json] [--verbose]``. Exit 0 always (it is a
+Usage: ``python benchmarks/score_cases.py CASES_DIR [--json] [--verbose] [--only odd|even|NNN,NNN]``
+(``--only`` scores a subset by the case folder's leading number: a held-out half, or a list). Exit 0 always (it is a
 measurement); ``--min-accuracy X`` makes it exit 1 below X or when a negative is blamed.
 """
 
@@ -19,40 +20,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-def _analyze_cli(files: list[str]) -> dict[str, Any]:
-    from click.testing import CliRunner
-
-    from bwdoctor.cli import cli
-
-    runner = CliRunner()
-    result = runner.invoke(cli, ["analyze", *files, "--format", "json", "--fail-on", "never"], catch_exceptions=True)
-    out = result.stdout if hasattr(result, "stdout") else result.output
-    start = out.find("{")
-    if start < 0:
-        raise RuntimeError(f"analyze printed no JSON (exit {result.exit_code}): {out[-500:]}")
-    return json.loads(out[start:])
-
-
-def _analyze_direct(files: list[str]) -> dict[str, Any]:
-    """Fallback without the CLI: parsers → checks → diagnosis through the host API."""
-    from bwdoctor import runner
-    from bwdoctor.diagnosis import diagnose
-    from bwdoctor.manager import PluginManager
-
-    reg = PluginManager().registry()
-    snap, findings = runner.parse(reg, files)
-    findings += runner.run_checks(runner.select_checks(reg.checks, "full"), snap)
-    return {"diagnosis": diagnose(findings), "findings": [f.to_dict() for f in findings],
-            "snapshot": snap.to_dict()}
+_MANAGER: Any = None
 
 
 def analyze(files: list[str]) -> dict[str, Any]:
-    try:
-        import bwdoctor.cli  # noqa: F401
-    except ImportError:
-        return _analyze_direct(files)
-    return _analyze_cli(files)
+    """``bwdoctor analyze FILES`` through the host pipeline (parse, judge, remedy, diagnose), redacted."""
+    from bwdoctor import pipeline
+    from bwdoctor.manager import PluginManager
+
+    global _MANAGER
+    if _MANAGER is None:
+        _MANAGER = PluginManager()
+    request = pipeline.Request(mode="analyze", paths=tuple(files), fail_on="never")
+    report = pipeline.redacted(pipeline.build_report(_MANAGER, request))
+    return report.to_dict()
 
 
 def load_cases(root: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -69,9 +50,23 @@ def load_cases(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     return cases
 
 
-def score(root: Path, verbose: bool = False) -> dict[str, Any]:
+def _selected(name: str, only: str | None) -> bool:
+    """``only``: ``odd``/``even`` (by the folder's leading number) or a comma list of numbers."""
+    if not only:
+        return True
+    num = name.split("-", 1)[0]
+    if not num.isdigit():
+        return False
+    if only in ("odd", "even"):
+        return int(num) % 2 == (1 if only == "odd" else 0)
+    return int(num) in {int(x) for x in only.split(",") if x.strip().isdigit()}
+
+
+def score(root: Path, verbose: bool = False, only: str | None = None) -> dict[str, Any]:
     rows = []
     for d, meta in load_cases(root):
+        if not _selected(d.name, only):
+            continue
         expected = str(meta.get("root_cause") or "")
         negative = "-neg-" in d.name or expected == "none_env_ok"
         files = [str(d / f) for f in meta.get("evidence_files") or [] if f != "case.json" and (d / f).is_file()]
@@ -148,12 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", "-v", action="store_true", help="show the fail/warn findings of each case")
     ap.add_argument("--min-accuracy", type=float, default=None,
                     help="exit 1 when top-1 accuracy is below this or a negative is blamed")
+    ap.add_argument("--only", default=None, metavar="odd|even|N,N",
+                    help="score only the cases whose folder number is odd, even, or in the list")
     args = ap.parse_args(argv)
     root = Path(args.cases_dir)
     if not root.is_dir():
         print(f"not a folder: {root}", file=sys.stderr)
         return 2
-    res = score(root, verbose=args.verbose)
+    res = score(root, verbose=args.verbose, only=args.only)
     print(json.dumps(res, indent=2) if args.json else render(res, args.verbose))
     if args.min_accuracy is not None:
         acc = res["top1_accuracy"] or 0.0

@@ -441,14 +441,14 @@ def _parse_into(registry: Registry, paths: Sequence[str], snap: Snapshot, spool:
     if len(groups) > 1:
         raise MixedMachines(groups)
     origins: dict[str, list[str]] = snap.meta.setdefault("origins", {})
-    for item, path in machine:
+    for item, origin in machine:
         _add(snap, item)
-        if isinstance(item, Fact) and path not in origins.setdefault(item.key, []):
-            origins[item.key].append(path)
+        if isinstance(item, Fact) and origin not in origins.setdefault(item.key, []):
+            origins[item.key].append(origin)
     # Prose ("we run an RTX PRO 6000") fills in only what machine output does not give.
     has_gpu = any(k == "gpu.count" or (k.startswith("gpu.") and k[4:].isdigit()) for k in snap.facts)
     guessed: dict[str, str] = snap.meta.setdefault("guessed", {})
-    for item, path in prose:
+    for item, origin in prose:
         if isinstance(item, Missing):
             _add(snap, item)
             continue
@@ -457,8 +457,8 @@ def _parse_into(registry: Registry, paths: Sequence[str], snap: Snapshot, spool:
             continue
         _add(snap, item)
         guessed[item.key] = snap.facts[item.key].source
-        if path not in origins.setdefault(item.key, []):
-            origins[item.key].append(path)
+        if origin not in origins.setdefault(item.key, []):
+            origins[item.key].append(origin)
     if not guessed:
         snap.meta.pop("guessed", None)
     snap.meta.setdefault("evidence", []).extend(inputs)

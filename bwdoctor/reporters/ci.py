@@ -43,11 +43,11 @@ def junit(report: Report, verbose: int = 0) -> str:
     fail_on = str(report.options.get("fail_on") or "fail")
     root = ET.Element("testsuites", name="bwdoctor", time=f"{report.duration_s:.3f}")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    v = report.verdict()
+    verdict = report.verdict()
     vsuite = ET.SubElement(root, "testsuite", name="bwdoctor.verdict")
     props = ET.SubElement(vsuite, "properties")
-    ET.SubElement(props, "property", name="verdict", value=_x(v["status"]))
-    ET.SubElement(props, "property", name="reason", value=_x(v["reason"]))
+    ET.SubElement(props, "property", name="verdict", value=_x(verdict["status"]))
+    ET.SubElement(props, "property", name="reason", value=_x(verdict["reason"]))
     ET.SubElement(props, "property", name="inspected", value=_x(inspected_line(report)))
     ET.SubElement(vsuite, "system-out").text = _x(headline(report))
     for k in totals:
@@ -114,13 +114,13 @@ def _locations(f: Finding, report: Report) -> list[dict]:
     files = _evidence_files(report)
     origins = report.snapshot.meta.get("origins") or {}
     locs: list[dict] = []
-    seen = set()
-    for path in files:  # "Dockerfile:5" quoted in the message is the most exact place
-        for m in re.finditer(re.escape(path) + r":(\d+)\b", f.message):
-            if (path, int(m.group(1))) not in seen:
-                seen.add((path, int(m.group(1))))
-                locs.append({"physicalLocation": {"artifactLocation": {"uri": path},
-                                                  "region": {"startLine": max(1, int(m.group(1)))}}})
+    seen: set[tuple[str, int | None]] = set()
+    for quoted in list(files):  # "Dockerfile:5" quoted in the message is the most exact place
+        for q in re.finditer(re.escape(quoted) + r":(\d+)\b", f.message):
+            if (quoted, int(q.group(1))) not in seen:
+                seen.add((quoted, int(q.group(1))))
+                locs.append({"physicalLocation": {"artifactLocation": {"uri": quoted},
+                                                  "region": {"startLine": max(1, int(q.group(1)))}}})
     exact = {p for p, _ in seen}
     for e in f.evidence:
         for part in e.source.split("; "):
