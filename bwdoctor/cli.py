@@ -28,12 +28,53 @@ EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 FORMATS = ("console", "json", "markdown", "junit", "sarif")
 
 EPILOG = """\b
+Every report starts with a verdict: READY, NOT READY or COULD NOT TELL, and why.
+\b
 Exit codes:
-  0  nothing at or above the --fail-on threshold
-  1  findings at or above it (error findings count as fail)
-  2  usage error, or an input file that cannot be read or is invalid
-  3  internal error / could not run
+  0    nothing at or above --fail-on: ready, or could not tell (the
+       reason says what was missing, e.g. no GPU and no --target)
+  1    not ready: findings at or above --fail-on (error findings count as
+       fail). 'run' fails when the inspected environment has no vLLM or a
+       CPU-only torch, and when a check asked for (--select ID, --smoke,
+       --endpoint) could not run
+  2    usage error: a bad option, a --select/--disable that matches
+       nothing, an input that cannot be read or that no parser recognises,
+       evidence from different machines
+  3    internal error / could not run (e.g. the output cannot be written)
+  130  interrupted (Ctrl-C)
+\b
+Environment: BWDOCTOR_PYTHON (--python), BWDOCTOR_PLUGIN_PATH (--plugin-dir),
+BWDOCTOR_DISABLE (--disable, a,b), BWDOCTOR_PLUGIN_TIMEOUT (s per plugin
+call), BWDOCTOR_VLLM_PYTHON / BWDOCTOR_TORCH_PYTHON (interpreter for the
+smoke generation / probes), BWDOCTOR_SMOKE_TIMEOUT (s), BWDOCTOR_NVML_RECORD
+(FILE: record NVML answers), BWDOCTOR_DEBUG (tracebacks), NO_COLOR, COLUMNS.
+\b
+Shell completion (bash; zsh/fish alike):
+  eval "$(_BWDOCTOR_COMPLETE=bash_source bwdoctor)"
 """
+
+_ENV_EPILOG = """\b
+Environment: BWDOCTOR_PYTHON (--python), BWDOCTOR_PLUGIN_PATH (--plugin-dir),
+BWDOCTOR_DISABLE (--disable, a,b), BWDOCTOR_PLUGIN_TIMEOUT (s per plugin
+call), BWDOCTOR_VLLM_PYTHON / BWDOCTOR_TORCH_PYTHON (interpreter for the
+smoke generation / probes), BWDOCTOR_SMOKE_TIMEOUT (s), BWDOCTOR_NVML_RECORD
+(FILE: record NVML answers), BWDOCTOR_DEBUG (tracebacks), NO_COLOR, COLUMNS.
+\b
+Shell completion (bash; zsh/fish alike):
+  eval "$(_BWDOCTOR_COMPLETE=bash_source bwdoctor)"
+"""
+
+SNAPSHOT_EPILOG = """\b
+Exit codes: 0 the facts were written; 2 usage error (a bad option or --python);
+3 could not run (e.g. the output cannot be written); 130 interrupted.
+""" + _ENV_EPILOG
+
+FIX_EPILOG = """\b
+Exit codes: 0 the script was written (or, with --apply, every step ran and
+the findings it fixes are resolved); 1 with --apply, a step failed or a
+finding is still failing; 2 usage error or an unusable input; 3 could not run;
+130 interrupted.
+""" + _ENV_EPILOG
 
 
 class InputError(click.ClickException):
@@ -80,10 +121,13 @@ def _render(report: Any, fmt: str, verbose: int, manager: Any, output: str | Non
     from bwdoctor.reporters import BUILTIN
 
     if fmt == "console":
+        from bwdoctor import term
         from bwdoctor.reporters.console import render
 
-        color = (output in (None, "-")) and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        return render(report, verbose, color=color)
+        to_terminal = output in (None, "-") and term.is_terminal()
+        color = to_terminal and term.color_ok()
+        return render(report, verbose, color=color, width=term.width() if to_terminal else None, wrap=to_terminal,
+                      unicode=to_terminal and term.unicode_ok())
     if fmt in BUILTIN:
         return BUILTIN[fmt](report, verbose)
     for spec in manager.registry().reporters:
@@ -128,6 +172,16 @@ def _input_errors() -> Iterator[None]:
         raise click.BadParameter(str(exc), param_hint=exc.option) from None
 
 
+def _python_source(ctx: click.Context) -> str:
+    from click.core import ParameterSource
+
+    try:
+        src = ctx.get_parameter_source("python")
+    except Exception:  # noqa: BLE001 - a command without --python
+        return "--python"
+    return "BWDOCTOR_PYTHON" if src == ParameterSource.ENVIRONMENT else "--python"
+
+
 def build_report(ctx: click.Context, mode: str, *, from_report: str | None = None, paths: Sequence[str] = (),
                  level: str = "quick", select: Sequence[str] = (), skip: Sequence[str] = (),
                  target: str | None = None, options_extra: dict[str, Any] | None = None,
@@ -142,7 +196,8 @@ def build_report(ctx: click.Context, mode: str, *, from_report: str | None = Non
                          smoke=bool(extra.pop("smoke", False)), verbose=int(extra.pop("verbose", 0)), extra=extra)
     request = pipeline.Request(mode=mode, options=options, paths=tuple(paths), from_report=from_report,
                                select=tuple(select), skip=tuple(skip), fail_on=fail_on, run_checks=run_checks,
-                               show_progress=_stderr_is_terminal(), python=python)
+                               show_progress=_stderr_is_terminal(), python=python,
+                               python_source=_python_source(ctx))
     manager = _manager(ctx)
     with plugin_output_to_stderr():
         unknown = pipeline.unknown_selections(manager.registry(), select)
@@ -153,18 +208,43 @@ def build_report(ctx: click.Context, mode: str, *, from_report: str | None = Non
         return pipeline.build_report(manager, request)
 
 
-def finish(ctx: click.Context, report: Report, fmt: str, output: str | None, verbose: int, fail_on: str) -> None:
+_EXTENSION_FORMATS = ((".sarif.json", "sarif"), (".sarif", "sarif"), (".json", "json"), (".md", "markdown"),
+                      (".markdown", "markdown"), (".xml", "junit"), (".junit", "junit"), (".txt", "console"),
+                      (".log", "console"))
+
+
+def format_for(fmt: str | None, output: str | None) -> str:
+    """The --format given, else the one the --output file's extension names (r.json → json), else console."""
+    if fmt:
+        return fmt
+    name = (output or "").lower()
+    if name and name != "-":
+        for ext, guessed in _EXTENSION_FORMATS:
+            if name.endswith(ext):
+                return guessed
+    return "console"
+
+
+def finish(ctx: click.Context, report: Report, fmt: str | None, output: str | None, verbose: int,
+           fail_on: str) -> None:
+    from bwdoctor.reporters import headline, summary_line
+
+    fmt = format_for(fmt, output)
     safe = pipeline.redacted(report)
     text = _render(safe, fmt, verbose, _manager(ctx), output)
     emit(text, output)
-    ctx.exit(exit_code(safe.findings, fail_on))
+    code = exit_code(safe.findings, fail_on)
+    if output and output != "-":  # the file holds the report; the terminal gets the gist
+        click.echo(f"{headline(safe)} [{summary_line(safe)}; wrote {fmt} to {output}]", err=True)
+    ctx.exit(code)
 
 
 # ----------------------------------------------------------------------------- options
 
 _common_output = [
-    click.option("--format", "fmt", default="console", show_default=True, metavar="FORMAT",
-                 help="console, json, markdown, junit, sarif (or a plugin's format)."),
+    click.option("--format", "fmt", default=None, metavar="FORMAT",
+                 help="console, json, markdown, junit, sarif (or a plugin's format). Default: the --output "
+                 "file's extension (.json, .md, .xml, .sarif), else console."),
     click.option("--output", "-o", type=click.Path(dir_okay=False, writable=False), default=None,
                  help="Write the report to FILE (atomically) instead of standard output."),
     click.option("--fail-on", type=click.Choice(["warn", "fail", "never"]), default="fail", show_default=True,
@@ -264,7 +344,7 @@ def run(ctx: click.Context, from_report: str | None, level: str, select: tuple[s
     finish(ctx, report, fmt, output, verbose, fail_on)
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=SNAPSHOT_EPILOG)
 @_level_option()
 @click.option("--target", default=None, metavar="GPU|SM", help="Record a target GPU in the facts.")
 @_python_option()
@@ -324,8 +404,11 @@ def _catalogue(ctx: click.Context) -> list[dict[str, Any]]:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.pass_context
 def list_(ctx: click.Context, fmt: str) -> None:
-    """The check catalogue."""
+    """The check catalogue (a table on a terminal or with COLUMNS set; piped, one tab-separated line
+    per check)."""
     import json
+
+    from bwdoctor import term
 
     rows = _catalogue(ctx)
     if fmt == "json":
@@ -337,14 +420,26 @@ def list_(ctx: click.Context, fmt: str) -> None:
                     f"*Area* {r['area']} · *level* {r['level']} · *root cause* {r['root_cause'] or '—'} · "
                     f"*remedies* {', '.join(r['remedies']) or '—'} · *plugin* {r['plugin']}", "", r["doc"].strip(), ""]
         click.echo("\n".join(out))
+    elif term.width() is None:  # piped, no COLUMNS: one check per line, tab-separated (grep, cut)
+        for r in rows:
+            click.echo("\t".join((r["id"], r["level"], r["title"], r["root_cause"] or "-",
+                                  ", ".join(r["remedies"]) or "-")))
     else:
-        from rich.console import Console
         from rich.table import Table
 
-        table = Table("id", "level", "title", "root cause", "remedies", show_lines=False)
+        from rich.table import Column
+
+        full = (term.width() or 0) >= 120  # narrower: the columns that fit, ids never cut
+        cols = [Column("id", no_wrap=True), Column("level", no_wrap=True), Column("title", ratio=3)]
+        if full:
+            cols += [Column("root cause"), Column("remedies", ratio=2)]
+        table = Table(*cols, show_lines=False, expand=False)
         for r in rows:
-            table.add_row(r["id"], r["level"], r["title"], r["root_cause"] or "", ", ".join(r["remedies"]))
-        Console(width=160).print(table)
+            cells = [r["id"], r["level"], r["title"]]
+            table.add_row(*(cells + [r["root_cause"] or "", ", ".join(r["remedies"])] if full else cells))
+        click.echo(term.render(table), nl=False)
+        if not full:
+            click.echo("(root causes, remedies: 'bwdoctor explain ID')")
 
 
 @cli.command()
@@ -397,21 +492,20 @@ def plugins(ctx: click.Context, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps({"plugins": rows, "problems": problems}, indent=2))
         return
-    from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+
+    from bwdoctor import term
 
     table = Table("plugin", "origin", "distribution", "status", "provides")
     for r in rows:
         table.add_row(r["name"], r["origin"], f"{r['distribution']} {r['version']}".strip(), r["status"],
                       ", ".join(f"{v} {k}" for k, v in r["provides"].items()))
-    con = Console(width=160)
-    con.print(table)
+    click.echo(term.render(table), nl=False)
     for p in problems:
-        con.print(f"[red]problem[/red] ({p['kind']}) {escape(p['message'])}")
+        click.echo(f"problem ({p['kind']}) {p['message']}")
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=FIX_EPILOG)
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @click.option("--from", "from_report", type=click.Path(dir_okay=False), default=None,
               help="Build the fixes for an earlier JSON report's facts.")
@@ -483,11 +577,25 @@ def _quiet_broken_pipe() -> None:
         os.close(devnull)
 
 
+def _stdout_gone() -> bool:
+    """True when the reader of standard output went away: click wrapped it after EPIPE, or rich
+    pointed it at /dev/null."""
+    if type(sys.stdout).__name__.endswith("PacifyFlushWrapper"):
+        return True
+    try:
+        st, null = os.fstat(sys.stdout.fileno()), os.stat(os.devnull)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (null.st_dev, null.st_ino) or st.st_rdev == null.st_rdev != 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: never lets a traceback reach the user (exit 3 with a message instead)."""
     from bwdoctor.isolation import install_interrupt_handler
+    from bwdoctor.term import install_stdio_fallback
 
     install_interrupt_handler()
+    install_stdio_fallback()
     try:
         rv = cli.main(args=list(argv) if argv is not None else None, prog_name="bwdoctor", standalone_mode=False)
         return int(rv or 0)
@@ -496,7 +604,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("interrupted", err=True)
+            return 130
         click.echo("aborted", err=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -505,7 +616,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_broken_pipe()
         return EXIT_OK
-    except SystemExit as exc:  # plugin code calling sys.exit outside a guarded call
+    except SystemExit as exc:
+        if os.environ.get("_BWDOCTOR_COMPLETE"):  # shell completion answers and exits this way
+            return exc.code if isinstance(exc.code, int) else EXIT_OK
+        if _stdout_gone():  # rich met a closed pipe: it pointed stdout at /dev/null and exited
+            return EXIT_OK
+        # plugin code calling sys.exit outside a guarded call
         click.echo(f"bwdoctor: internal error: SystemExit({exc.code!r}) raised by plugin code", err=True)
         return EXIT_INTERNAL
     except BaseException as exc:  # noqa: BLE001 - the contract: no traceback, exit 3

@@ -65,6 +65,8 @@ class Request:
     python: str | None = None
     """The Python environment to inspect (``--python``: a venv or conda folder, or an interpreter);
     None: this interpreter, or the one behind ``vllm`` on PATH when this one has no vLLM."""
+    python_source: str = "--python"
+    """Where ``python`` came from (``--python`` or ``BWDOCTOR_PYTHON``), as the report says it."""
 
     def recorded_options(self) -> dict[str, Any]:
         """The options a report records (``report.options``)."""
@@ -181,13 +183,10 @@ def diagnose(findings: Sequence[Finding]) -> list[Diagnosis]:
 def inspect_environment(request: Request) -> None:
     """Point the collectors at the Python environment to inspect (see :mod:`bwdoctor.pyenv`);
     :class:`BadOption` when ``--python`` names no usable interpreter."""
-    from bwdoctor.pyenv import PYTHON_ENV, PythonEnvError, resolve
+    from bwdoctor.pyenv import PythonEnvError, resolve
 
-    source = "--python"
-    if request.python and request.python == os.environ.get(PYTHON_ENV) and "--python" not in sys.argv:
-        source = PYTHON_ENV
     try:
-        resolve(request.python, source).apply(request.options.extra)
+        resolve(request.python, request.python_source).apply(request.options.extra)
     except PythonEnvError as exc:
         raise BadOption(str(exc), "--python") from None
 

@@ -521,11 +521,11 @@ def run_check(spec: CheckSpec, snap: Snapshot) -> list[Finding]:
     for key in spec.needs:
         if not snap.has(key):
             return [Finding(id=spec.id, title=spec.title, area=spec.area, status="skip",
-                            message=snap.why_missing(key),
-                            plugin=spec.plugin)]
+                            message=snap.why_missing(key), plugin=spec.plugin, details={"missing": key})]
     if spec.needs_any and not any(snap.has(k) for k in spec.needs_any):
         reason = snap.why_missing(spec.needs_any[0])
-        return [Finding(id=spec.id, title=spec.title, area=spec.area, status="skip", message=reason, plugin=spec.plugin)]
+        return [Finding(id=spec.id, title=spec.title, area=spec.area, status="skip", message=reason, plugin=spec.plugin,
+                        details={"missing": list(spec.needs_any)})]
     res = call_with_deadline(spec.func, (snap,), spec.timeout)
     if not res.ok:
         return [Finding(id=spec.id, title=spec.title, area=spec.area, status="error", severity="high",

@@ -239,7 +239,7 @@ class Snapshot:
             pre = ".".join(parts[:i])
             if pre in self.missing:
                 return self.missing[pre]
-        return f"fact '{key}' was not collected"
+        return f"{plain_fact_name(key)} is not known from what was given"
 
     def judged_view(self) -> Snapshot:
         """The snapshot the checks judge. When the ``target`` fact replaces the GPUs (set from
@@ -309,6 +309,23 @@ class Snapshot:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Snapshot) and self.to_dict() == other.to_dict()
+
+
+_PLAIN_FACTS = {
+    "gpu": "the GPU", "driver": "the NVIDIA driver", "torch": "the installed PyTorch", "vllm": "the installed vLLM",
+    "toolkit": "the CUDA toolkit", "nccl": "NCCL", "config": "the serving configuration", "log": "a vLLM log",
+    "smoke": "the smoke generation", "probe": "the GPU probes", "host": "the host", "packages": "the installed packages",
+    "target": "the --target GPU", "flashinfer": "FlashInfer", "triton": "Triton", "cudabin": "the CUDA binaries",
+}
+
+
+def plain_fact_name(key: str) -> str:
+    """Words for a fact key in a message (``config.base_image`` → "the serving configuration
+    (base image)"); the key itself is for ``-v``."""
+    head, _, rest = key.partition(".")
+    base = _PLAIN_FACTS.get(head, head.replace("_", " "))
+    rest = rest.rstrip(".*").replace("_", " ").replace(".", " ")
+    return f"{base} ({rest})" if rest and not rest.isdigit() else base
 
 
 class Unavailable(Exception):

@@ -54,10 +54,11 @@ def normalize_id(token: str) -> str | None:
 
 def enforce_requests(findings: Iterable[Any], select: Sequence[str] = (), smoke: bool = False,
                      endpoint: str | None = None) -> list[Any]:
-    """The findings with a check the user asked for that could not run (only ``skip`` results)
-    turned into a ``fail`` that says so (``details.requested_by``): a check named with ``--select``,
-    the smoke generation with ``--smoke``, the endpoint checks with ``--endpoint``. A check that
-    judged some subjects and skipped others did run."""
+    """The findings with a check the user asked for that could not run (skipped for lack of the
+    facts it needs, ``details.missing``) turned into a ``fail`` that says so
+    (``details.requested_by``): a check named with ``--select``, the smoke generation with
+    ``--smoke``, the endpoint checks with ``--endpoint``. A check that ran and found nothing to
+    judge ("neither torchvision nor torchaudio is installed") did run."""
     asked: dict[str, str] = {}
     for token in select:
         cid = normalize_id(token)
@@ -73,7 +74,8 @@ def enforce_requests(findings: Iterable[Any], select: Sequence[str] = (), smoke:
     judged = {str(_get(f, "id")) for f in out if _get(f, "status") != "skip"}
     for f in out:
         by = asked.get(str(_get(f, "id")))
-        if by and _get(f, "status") == "skip" and str(_get(f, "id")) not in judged:
+        missing = (_get(f, "details") or {}).get("missing")
+        if by and _get(f, "status") == "skip" and str(_get(f, "id")) not in judged and missing:
             f.details = {**(f.details or {}), "requested_by": by, "skip_reason": f.message}
             f.message = f"asked for with {by}, but it could not run: {f.message}"
             f.status = "fail"

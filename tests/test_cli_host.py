@@ -151,7 +151,8 @@ def test_example_plugin_installs_and_is_discovered_through_its_entry_point(tmp_p
     assert finding["id"] == "BWD-EXAMPLE-001" and finding["status"] in ("pass", "warn")
     assert finding["evidence"][0]["source"] == "getrlimit(RLIMIT_NOFILE)"
     code, out, err = run_cli(["--disable", "example", "run", "--select", "BWD-EXAMPLE-001", "--format", "json"], env=env)
-    assert json.loads(out)["findings"] == []
+    # the check left with its plugin: selecting it is a usage error, not a silent pass
+    assert code == 2 and "'BWD-EXAMPLE-001' matches no check" in err and out == ""
 
 
 def test_list_explain_and_plugins_commands():

@@ -649,7 +649,7 @@ def bwdoctor_checks() -> list[CheckSpec]:
                 "the one behind the `vllm` command on PATH) must hold vLLM and a CUDA build of torch: without "
                 "them the other stack checks have nothing to judge, and the environment cannot serve on an NVIDIA "
                 "GPU. A CPU or ROCm build of torch or vLLM fails too. Skipped for evidence files. A CPU or ROCm "
-                "build is fixed by the torch/vLLM reinstall remedies; a missing vLLM has no automatic remedy: which "
+                "build is fixed by the torch/vLLM reinstall remedies. No automatic remedy for a missing vLLM: which "
                 "release to install depends on the GPU (BWD-STACK-002 names one once vLLM is there), or bwdoctor "
                 "was pointed at the wrong environment (--python)."),
         CheckSpec(
