@@ -29,6 +29,7 @@ FORMATS = ("console", "json", "markdown", "junit", "sarif")
 
 EPILOG = """\b
 Every report starts with a verdict: READY, NOT READY or COULD NOT TELL, and why.
+
 \b
 Exit codes:
   0    nothing at or above --fail-on: ready, or could not tell (the
@@ -42,23 +43,27 @@ Exit codes:
        evidence from different machines
   3    internal error / could not run (e.g. the output cannot be written)
   130  interrupted (Ctrl-C)
+
 \b
 Environment: BWDOCTOR_PYTHON (--python), BWDOCTOR_PLUGIN_PATH (--plugin-dir),
 BWDOCTOR_DISABLE (--disable, a,b), BWDOCTOR_PLUGIN_TIMEOUT (s per plugin
 call), BWDOCTOR_VLLM_PYTHON / BWDOCTOR_TORCH_PYTHON (interpreter for the
 smoke generation / probes), BWDOCTOR_SMOKE_TIMEOUT (s), BWDOCTOR_NVML_RECORD
 (FILE: record NVML answers), BWDOCTOR_DEBUG (tracebacks), NO_COLOR, COLUMNS.
+
 \b
 Shell completion (bash; zsh/fish alike):
   eval "$(_BWDOCTOR_COMPLETE=bash_source bwdoctor)"
 """
 
-_ENV_EPILOG = """\b
+_ENV_EPILOG = """
+\b
 Environment: BWDOCTOR_PYTHON (--python), BWDOCTOR_PLUGIN_PATH (--plugin-dir),
 BWDOCTOR_DISABLE (--disable, a,b), BWDOCTOR_PLUGIN_TIMEOUT (s per plugin
 call), BWDOCTOR_VLLM_PYTHON / BWDOCTOR_TORCH_PYTHON (interpreter for the
 smoke generation / probes), BWDOCTOR_SMOKE_TIMEOUT (s), BWDOCTOR_NVML_RECORD
 (FILE: record NVML answers), BWDOCTOR_DEBUG (tracebacks), NO_COLOR, COLUMNS.
+
 \b
 Shell completion (bash; zsh/fish alike):
   eval "$(_BWDOCTOR_COMPLETE=bash_source bwdoctor)"
@@ -425,9 +430,7 @@ def list_(ctx: click.Context, fmt: str) -> None:
             click.echo("\t".join((r["id"], r["level"], r["title"], r["root_cause"] or "-",
                                   ", ".join(r["remedies"]) or "-")))
     else:
-        from rich.table import Table
-
-        from rich.table import Column
+        from rich.table import Column, Table
 
         full = (term.width() or 0) >= 120  # narrower: the columns that fit, ids never cut
         cols = [Column("id", no_wrap=True), Column("level", no_wrap=True), Column("title", ratio=3)]

@@ -169,7 +169,8 @@ def test_list_explain_and_plugins_commands():
 def test_help_documents_exit_codes():
     code, out, _ = run_cli(["--help"], env=clean_env())
     assert code == 0
-    for line in ("0  nothing at or above", "1  findings at or above", "2  usage error", "3  internal error"):
+    for line in ("0    nothing at or above", "1    not ready: findings at or above", "2    usage error",
+                 "3    internal error", "130  interrupted"):
         assert line in out
     code, out, _ = run_cli(["run", "--help"], env=clean_env())
     assert "--fail-on" in out and "3  internal error" in out
