@@ -220,7 +220,7 @@ _EXTENSION_FORMATS = ((".sarif.json", "sarif"), (".sarif", "sarif"), (".json", "
 
 def format_for(fmt: str | None, output: str | None) -> str:
     """The --format given, else the one the --output file's extension names (r.json → json), else console."""
-    if fmt:
+    if fmt is not None:
         return fmt
     name = (output or "").lower()
     if name and name != "-":

@@ -173,7 +173,10 @@ def test_help_documents_exit_codes():
                  "3    internal error", "130  interrupted"):
         assert line in out
     code, out, _ = run_cli(["run", "--help"], env=clean_env())
-    assert "--fail-on" in out and "3  internal error" in out
+    assert "--fail-on" in out and "3    internal error" in out
+    for command in ("snapshot", "fix"):  # neither has --fail-on: their help does not speak of it
+        code, out, _ = run_cli([command, "--help"], env=clean_env())
+        assert code == 0 and "fail-on" not in out and "Exit codes" in out
 
 
 def test_snapshot_command_prints_facts_only():
