@@ -22,7 +22,7 @@ import re
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
 
-from bwdoctor import Finding, FixPlan, FixStep, RemedySpec, Snapshot, hookimpl
+from bwdoctor import Finding, FixPlan, FixStep, RemedySpec, Snapshot, hookimpl, kb
 
 from . import _common as c
 
@@ -46,7 +46,7 @@ def choose_variant(snap: Snapshot, torch_base: str) -> str | None:
     SASS for every GPU (kb torch_cuda_variants), runnable on the installed driver; the newest
     such, or the PyPI default when the driver is unknown."""
     minor = c.minor_of(torch_base)
-    published = list(c.TORCH_INDEX_VARIANTS.get(minor or "", ()))
+    published = list(kb.torch_index_variants().get(minor or "", ()))
     arch_ok = c.common_variants(snap)
     cands = [v for v in published if not arch_ok or v in arch_ok]
     if not cands:
@@ -55,7 +55,7 @@ def choose_variant(snap: Snapshot, torch_base: str) -> str | None:
     if not allowed:
         return None
     if c.driver_version(snap) is None:
-        default = c.TORCH_PYPI_VARIANT.get(minor or "")
+        default = kb.torch_pypi_variant(minor) if minor else None
         if default in allowed:
             return default
     return max(allowed, key=lambda v: c.vparse(c.variant_cuda(v)) or Version("0"))

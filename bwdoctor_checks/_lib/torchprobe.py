@@ -5,7 +5,7 @@ This file has two lives:
 * imported by ``bwdoctor_checks.smoke`` / ``bwdoctor_checks.probes`` (parent side): it gives
   :func:`run_child` (start an interpreter with a deadline, capture its log, kill its whole
   process group at the deadline), :func:`gpu_lock` (the smoke and the probes never measure the
-  GPU at the same time) and :func:`kb_gpu` (the knowledge-base row of a ``gpu.<i>`` fact);
+  GPU at the same time);
 * copied into a temporary folder and run as a script by an interpreter that has torch (and, for
   the smoke, vLLM): ``python bwdoctor_child.py MODE ARGS.json RESULT.json``. Only the standard
   library is imported at module level, so the same file imports cleanly on both sides; torch and
@@ -176,34 +176,6 @@ class gpu_lock:
         if self.fh is not None:
             with contextlib.suppress(OSError):
                 self.fh.close()  # closing releases the lock
-
-
-def kb_gpu(gpu: dict[str, Any] | None, target: dict[str, Any] | None = None) -> Any:
-    """The knowledge-base GpuSpec for a ``gpu.<i>`` fact (by PCI device id, then name), or for
-    the ``target`` fact; None when the knowledge base or the GPU is unknown."""
-    try:
-        from bwdoctor import kb
-    except Exception:
-        return None
-    try:
-        if isinstance(gpu, dict):
-            pci = gpu.get("pci_device_id")
-            name = gpu.get("name")
-            spec = kb.find_gpu(pci_device_id=pci) if isinstance(pci, str) and pci else None
-            if spec is None and isinstance(name, str) and name:
-                spec = kb.find_gpu(name=name)
-            if spec is not None:
-                return spec
-        if isinstance(target, dict):
-            key = target.get("gpu") or target.get("name")
-            if isinstance(key, str) and key:
-                return kb.find_gpu(name=key)
-    except Exception:
-        return None
-    return None
-
-
-# =============================================================================== child side
 
 
 def _now() -> float:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, kb, known, passed, skipped, warned
+from bwdoctor.resolve import base_version
 from bwdoctor_checks._lib.rooflines import ALLREDUCE_WARN_PCT, PEER_WARN_PCT, pcie_theoretical_gbs
-from bwdoctor_checks._lib.versions import base_version
 
 # all-reduce sizes below this are latency-bound: their bus bandwidth says nothing about the link
 ALLREDUCE_JUDGED_MIN_BYTES = 256 << 20

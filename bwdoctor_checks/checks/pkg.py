@@ -6,25 +6,20 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
-from bwdoctor import CheckSpec, Snapshot, failed, hookimpl, passed, skipped, warned
+from bwdoctor import CheckSpec, Snapshot, failed, hookimpl, passed, resolve, skipped, warned
 
 # ----------------------------------------------------------------------------- checks
 
 
 def _base(version: str) -> Version | None:
-    try:
-        return Version(Version(version).base_version)
-    except InvalidVersion:
-        return None
+    return resolve.base_version(version)
 
 
 def _local(version: str) -> str | None:
-    try:
-        return Version(version).local
-    except InvalidVersion:
-        return None
+    v = resolve.parse_version(version)
+    return v.local if v is not None else None
 
 
 COMPANIONS = ("torchvision", "torchaudio")

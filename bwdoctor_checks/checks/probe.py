@@ -11,6 +11,7 @@ from bwdoctor import (
     hookimpl,
     known,
     passed,
+    resolve,
     skipped,
     warned,
 )
@@ -23,7 +24,6 @@ from bwdoctor_checks._lib.rooflines import (
     PCIE_WARN_PCT,
     pcie_theoretical_gbs,
 )
-from bwdoctor_checks._lib.torchprobe import kb_gpu
 
 # ------------------------------------------------------------------------------ checks
 
@@ -70,9 +70,9 @@ def _probe_gpus(snap: Snapshot) -> list[tuple[int, dict[str, Any]]]:
 
 def _spec_for(snap: Snapshot, idx: int, probe: dict[str, Any]) -> Any:
     gpu = snap.value(f"gpu.{idx}")
-    spec = kb_gpu(gpu if isinstance(gpu, dict) else None)
+    spec = resolve.gpu_cc(gpu)[1] if isinstance(gpu, dict) else None
     if spec is None:
-        spec = kb_gpu({"name": probe.get("name")})
+        spec = resolve.gpu_spec(name=probe.get("name"))
     return spec
 
 

@@ -45,8 +45,8 @@ from bwdoctor import (
     Unavailable,
     hookimpl,
 )
+from bwdoctor.resolve import base_version, parse_version
 from bwdoctor_checks._lib.nccl import nccl_version_from_library
-from bwdoctor_checks._lib.versions import base_version, parse_version
 
 # ----------------------------------------------------------------------------- metadata helpers
 

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from bwdoctor import Evidence, Fact, ParserSpec, hookimpl
+from bwdoctor_checks._lib.gpuutil import SMI_CLOCK_REASON_LABELS
 from bwdoctor_checks._lib.textutil import (
     canonical_name,
     cc_from_sm,
@@ -587,12 +588,7 @@ def _parse_smi_q(lines: list[tuple[int, str]]) -> Iterator[Fact]:
         yield Fact("gpu.count", len(gpus), src)
 
 
-_SMI_REASONS = {"idle": ("gpu_idle", 0x1), "applications clocks setting": ("applications_clocks_setting", 0x2),
-                "sw power cap": ("sw_power_cap", 0x4), "hw slowdown": ("hw_slowdown", 0x8),
-                "sync boost": ("sync_boost", 0x10), "sw thermal slowdown": ("sw_thermal_slowdown", 0x20),
-                "hw thermal slowdown": ("hw_thermal_slowdown", 0x40),
-                "hw power brake slowdown": ("hw_power_brake_slowdown", 0x80),
-                "display clock setting": ("display_clock_setting", 0x100)}
+_SMI_REASONS = SMI_CLOCK_REASON_LABELS  # nvidia-smi -q label -> (name, bit): bwdoctor/kb/nvml.json
 _RECOVERY = {"none": "none", "gpu reset": "gpu_reset", "reset": "gpu_reset", "node reboot": "node_reboot",
              "reboot": "node_reboot", "drain p2p": "drain_p2p", "drain and reset": "drain_and_reset"}
 _COMPUTE = {"default": "default", "exclusive_process": "exclusive_process", "exclusive process": "exclusive_process",
