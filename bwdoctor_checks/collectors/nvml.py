@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import json
 import os
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -708,8 +709,20 @@ def build_facts(q: Any, source: str = SOURCE) -> list[Any]:
 # ------------------------------------------------------------------------------------ collector
 
 
+def _driver_library_loads() -> bool:
+    """Whether the driver's NVML library can be loaded (the name nvidia-ml-py loads on Linux)."""
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
+
+
 def collect_nvml(options: RunOptions) -> list[Any]:
     """The collector: runs in a child process (driver calls can hang)."""
+    if sys.platform.startswith("linux") and not _driver_library_loads():
+        # what NVML's own init would say, without importing nvidia-ml-py (~0.1 s) to learn it
+        raise Unavailable("no NVIDIA driver: libnvidia-ml.so.1 not found")
     query: Any = LiveQuery()
     record = os.environ.get("BWDOCTOR_NVML_RECORD")
     if record:
