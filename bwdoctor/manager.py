@@ -1,8 +1,12 @@
 """Plugin discovery and registration (pluggy).
 
-Failures never escape: a plugin that fails to import, raises in a hook or declares an id
-that another plugin already declared is recorded in :attr:`PluginManager.problems` and
-becomes an ``error`` finding in the report (``BWD-CORE-001`` / ``BWD-CORE-002``).
+Hooks are called through pluggy: :meth:`PluginManager.registry` walks each hook's
+implementations (``pm.hook.<name>.get_hookimpls()``) and calls each plugin's once, isolated.
+Failures never escape: a plugin that fails to import, raises in a hook, returns the wrong type,
+implements a hook that does not exist (pluggy's ``check_pending``), defines a hook function
+without ``@hookimpl`` or declares an id that another plugin already declared is recorded in
+:attr:`PluginManager.problems` and becomes an ``error`` finding in the report
+(``BWD-CORE-001`` / ``BWD-CORE-002``).
 """
 
 from __future__ import annotations

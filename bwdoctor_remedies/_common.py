@@ -258,7 +258,7 @@ def recommended_vllm(snap: Snapshot) -> tuple[str | None, str]:
     if kbv is None:
         return None, "the vLLM knowledge base is unavailable"
     try:
-        versions = [v for v in kbv.known_versions() if vparse(v) and not vparse(v).is_prerelease]
+        versions = [v for v in kbv.known_versions() if (pv := vparse(v)) is not None and not pv.is_prerelease]
     except Exception:
         return None, "the vLLM knowledge base is unavailable"
     first, last, unsupported = vllm_bounds(snap)
@@ -270,6 +270,8 @@ def recommended_vllm(snap: Snapshot) -> tuple[str | None, str]:
     best = None
     for v in versions:
         pv = vparse(v)
+        if pv is None:
+            continue
         if lo and pv < lo:
             continue
         if hi and pv > hi:

@@ -50,7 +50,8 @@ def _needed_cuda(snap: Snapshot, finding: Finding) -> str | None:
             cands.append(str(bc))
     best = None
     for cu in cands:
-        if c.vparse(cu) and (best is None or c.vparse(cu) > c.vparse(best)):
+        pv, pbest = c.vparse(cu), c.vparse(best)
+        if pv and (best is None or (pbest is not None and pv > pbest)):
             best = cu
     return best
 
@@ -62,7 +63,8 @@ def required_driver(snap: Snapshot, finding: Finding) -> tuple[str | None, list[
 
     def consider(ver: str | None, why: str) -> None:
         nonlocal best
-        if ver and c.vparse(ver) and (best is None or c.vparse(ver) > c.vparse(best)):
+        pv, pbest = c.vparse(ver), c.vparse(best)
+        if ver and pv and (best is None or (pbest is not None and pv > pbest)):
             best = ver
         if ver:
             reasons.append(f"{why} needs driver >= {ver}")

@@ -13,7 +13,7 @@ import pytest
 from bwdoctor import kb
 from bwdoctor.kb import _schema
 
-FILES = ("gpus", "arch", "drivers", "families", "quantization", "torch", "flashinfer", "nvml")
+FILES = ("gpus", "arch", "drivers", "families", "quantization", "torch", "flashinfer", "nvml", "vllm_config", "vllm_env")
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -29,7 +29,9 @@ def _row(data, name):
     return {"gpus": lambda: data["gpus"][0], "arch": lambda: data["architectures"][0],
             "drivers": lambda: data["known_gaps"]["rows"][0], "families": lambda: data["families"][0],
             "quantization": lambda: data["fp8"], "torch": lambda: data["pypi_default"][0],
-            "flashinfer": lambda: data["vllm_pins"][0], "nvml": lambda: data["clock_event_reasons"][0]}[name]()
+            "flashinfer": lambda: data["vllm_pins"][0], "nvml": lambda: data["clock_event_reasons"][0],
+            "vllm_config": lambda: data["deprecated_env"]["VLLM_ATTENTION_BACKEND"],
+            "vllm_env": lambda: data["variables"]["CUDA_HOME"]}[name]()
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -67,8 +69,10 @@ def test_every_row_keeps_its_sources():
         assert "sources" in sch["drivers"]["properties"][part]["properties"]["rows"]["items"]["required"]
     for kind in ("fp8", "fp4"):
         assert "sources" in sch["quantization"]["properties"][kind]["required"]
-    for name in ("families", "torch", "flashinfer", "nvml"):
+    for name in ("families", "torch", "flashinfer", "nvml", "vllm_env"):
         assert "sources" in sch[name]["required"]
+    for part in ("attention_backends", "build_cuda"):
+        assert "sources" in sch["vllm_config"]["properties"][part]["required"]
     for a in kb.architectures():
         assert a.sources and all(r.sources for r in a.vllm.values())
 

@@ -43,9 +43,21 @@ __all__ = [
     "nvml_enums",
 ]
 
-# vLLM's CUDA builds need compute capability 7.0 or newer (vLLM GPU installation docs; every PyPI wheel's
-# lowest SASS is sm_70, sm_75 from 0.20).
-VLLM_MIN_COMPUTE_CAPABILITY = "7.0"
+
+def __getattr__(name: str) -> Any:
+    if name == "VLLM_MIN_COMPUTE_CAPABILITY":
+        return _vllm_min_cc()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@cache
+def _vllm_min_cc() -> str:
+    """The lowest compute capability some vLLM release has kernels for (arch.json ``vllm`` ranges:
+    7.0, every PyPI wheel's lowest SASS being sm_70 up to 0.19.1)."""
+    from bwdoctor.resolve import cc_key
+
+    have = [a.compute_capability for a in _archs() if a.vllm_supported]
+    return min(have, key=cc_key)
 
 
 
@@ -415,7 +427,7 @@ def vllm_supports(cc: Any) -> bool | None:
     norm = normalize_cc(cc)
     if norm is None:
         return None
-    if version_tuple(norm) < version_tuple(VLLM_MIN_COMPUTE_CAPABILITY):
+    if version_tuple(norm) < version_tuple(_vllm_min_cc()):
         return False
     req = arch_requirements(norm)
     return None if req is None else req.vllm_supported

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import json
 import re
 from collections.abc import Iterable
 from functools import cache
@@ -112,8 +111,10 @@ def read_envs_py(path: str | Path) -> set[str]:
 
 @cache
 def _load(name: str) -> dict[str, Any]:
-    with open(_HERE / name, encoding="utf-8") as fh:
-        return json.load(fh)
+    """``<name>`` (``vllm_env.json``, ``vllm_config.json``) checked strictly against its JSON Schema."""
+    from bwdoctor.kb import _schema
+
+    return _schema.load(name.removesuffix(".json"))
 
 
 def _env_table() -> dict[str, Any]:

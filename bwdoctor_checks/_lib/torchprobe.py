@@ -432,7 +432,7 @@ def child_probes(args: dict[str, Any], w: _Writer) -> None:
     copy_bytes = int(args.get("copy_bytes") or (1 << 30))
     host_bytes = int(args.get("host_bytes") or (512 << 20))
     n = int(args.get("matmul_n") or 8192)
-    results = []
+    results: list[dict[str, Any]] = []
     w.data["gpus"] = results
     for i in indices:
         dev = torch.device("cuda", int(i))
@@ -445,7 +445,7 @@ def child_probes(args: dict[str, Any], w: _Writer) -> None:
         free, total = torch.cuda.mem_get_info(dev)
         r["memory_free_bytes"] = int(free)
         budget = max(64 << 20, int(free * 0.4))
-        steps = [
+        steps: list[tuple[str, Any]] = [
             ("memory_bandwidth", lambda dev=dev, budget=budget: probe_copy(
                 torch, dev, max(64 << 20, min(copy_bytes, budget // 2)))),
             ("bf16_gemm", lambda dev=dev: probe_matmul_bf16(torch, dev, n)),

@@ -103,7 +103,8 @@ def env_names_for(snap: Snapshot, version: str | None) -> tuple[set[str], str]:
     installed = snap.value("vllm.env_vars")
     if isinstance(installed, dict) and isinstance(installed.get("names"), list):
         iv = _v(installed.get("version"))
-        if version is None or (iv is not None and _v(version) is not None and iv.base_version == _v(version).base_version):
+        wanted = _v(version)
+        if version is None or (iv is not None and wanted is not None and iv.base_version == wanted.base_version):
             return set(installed["names"]), f"the installed vLLM {installed.get('version')}'s envs.py"
     rel, how = kbv.resolve_version(version)
     names = kbv.vllm_env_vars(rel)
@@ -210,7 +211,8 @@ def check_unread_env(snap: Snapshot) -> list[Outcome]:
             continue
         if hist:
             first = hist[0][0]
-            if _v(version) is not None and _v(version) < Version(first):
+            given = _v(version)
+            if given is not None and given < Version(first):
                 msg = (f"{name}{where} is first read by vLLM {first}; {ver_txt} ignores it. Upgrade vLLM or remove "
                        f"the variable.")
             else:
@@ -284,7 +286,8 @@ def check_base_image_cuda(snap: Snapshot) -> list[Outcome] | None:
                     f"{ref} ships CUDA {cuda}, but CUDA {int(max_major) + 1} and later dropped compute capability "
                     f"{g['cc']} ({g['label']}); use a CUDA {max_major}.x base image.",
                     evidence=[key, g["key"]], subject=subject, details=d))
-        if isinstance(drv_cuda, str) and _v(drv_cuda) is not None and Version(cuda) > _v(drv_cuda):
+        dcv = _v(drv_cuda) if isinstance(drv_cuda, str) else None
+        if isinstance(drv_cuda, str) and dcv is not None and Version(cuda) > dcv:
             if int(cuda.split(".")[0]) > int(drv_cuda.split(".")[0]):
                 out.append(failed(
                     f"{ref} ships CUDA {cuda}, newer than the host driver supports (CUDA {drv_cuda}); the container "

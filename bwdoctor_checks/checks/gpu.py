@@ -352,7 +352,7 @@ def check_pcie(snap: Snapshot) -> list[Outcome] | Outcome:
         spec = _spec_for(g)
         gc, gm, ggm = p.get("gen_current"), p.get("gen_max"), p.get("gen_gpu_max")
         wc, wm = p.get("width_current"), p.get("width_max")
-        if not all(isinstance(x, int) for x in (gc, gm, wc, wm)):
+        if not (isinstance(gc, int) and isinstance(gm, int) and isinstance(wc, int) and isinstance(wm, int)):
             out.append(skipped(f"{label}: PCIe link not reported", _ev(i), subject=_subject(i)))
             continue
         problems, notes = [], []
@@ -453,8 +453,8 @@ def check_nvlink(snap: Snapshot) -> list[Outcome] | Outcome:
 def check_clock_reasons(snap: Snapshot) -> list[Outcome] | Outcome:
     out = []
     for i, g in _live_gpus(snap):
-        cer = g.get("clock_event_reasons")
-        active = cer.get("active") if isinstance(cer, dict) else None
+        cer: dict[str, Any] = g["clock_event_reasons"] if isinstance(g.get("clock_event_reasons"), dict) else {}
+        active = cer.get("active")
         label = _gpu_label(i, g)
         if not isinstance(active, int) or isinstance(active, bool):
             out.append(skipped(f"{label}: clock event reasons not reported", _ev(i), subject=_subject(i)))
@@ -462,9 +462,9 @@ def check_clock_reasons(snap: Snapshot) -> list[Outcome] | Outcome:
         names = decode_clock_reasons(active)
         costly = [(b, CLOCK_EVENT_REASONS[b]) for b in sorted(CLOCK_EVENT_REASONS)
                   if active & b and CLOCK_EVENT_REASONS[b][2]]
-        temp = g.get("temperature") if isinstance(g.get("temperature"), dict) else {}
+        temp: dict[str, Any] = g["temperature"] if isinstance(g.get("temperature"), dict) else {}
         tinfo = f" at {temp.get('gpu_c')} C" if isinstance(temp.get("gpu_c"), int) else ""
-        power = g.get("power") if isinstance(g.get("power"), dict) else {}
+        power: dict[str, Any] = g["power"] if isinstance(g.get("power"), dict) else {}
         pinfo = (f", {power.get('draw_w')} W of {power.get('enforced_limit_w')} W"
                  if isinstance(power.get("draw_w"), (int, float)) and isinstance(power.get("enforced_limit_w"),
                                                                                   (int, float)) else "")
@@ -614,7 +614,7 @@ def check_memory_contention(snap: Snapshot) -> list[Outcome] | Outcome:
     for i, g in _live_gpus(snap):
         label = _gpu_label(i, g)
         used, total = g.get("memory_used_mib"), g.get("memory_total_mib")
-        procs = g.get("processes") if isinstance(g.get("processes"), list) else []
+        procs: list[Any] = g["processes"] if isinstance(g.get("processes"), list) else []
         if not isinstance(used, int) or not isinstance(total, int) or total <= 0:
             out.append(skipped(f"{label}: memory use not reported", _ev(i), subject=_subject(i)))
             continue

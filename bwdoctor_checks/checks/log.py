@@ -315,9 +315,9 @@ def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
         if _fp4_context(snap, e):
             continue
         cap = e.get("capability")
-        cc = (int(cap) // 10, int(cap) % 10) if isinstance(cap, int) else None
-        if cc is None:
+        if not isinstance(cap, int):
             continue
+        cc = (cap // 10, cap % 10)
         if _built_for(snap, cc, vver):
             # vLLM is built for this arch: a dispatch gap inside vLLM, not the environment
             out.append(_out("warn", f"vLLM has no '{e.get('kernel')}' kernel for capability {cap} although its wheels "

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from bwdoctor import CheckSpec, Snapshot, failed, hookimpl, passed, resolve, skipped, warned
+from bwdoctor import CheckResult, CheckSpec, Snapshot, failed, hookimpl, passed, resolve, skipped, warned
 
 # ----------------------------------------------------------------------------- checks
 
@@ -25,7 +23,7 @@ def _local(version: str) -> str | None:
 COMPANIONS = ("torchvision", "torchaudio")
 
 
-def check_companions(snap: Snapshot) -> Any:
+def check_companions(snap: Snapshot) -> CheckResult:
     pkgs = snap.mapping("packages")
     present = [c for c in COMPANIONS if c in pkgs]
     if not present:

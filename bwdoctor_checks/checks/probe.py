@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bwdoctor import (
+    CheckResult,
     CheckSpec,
     Snapshot,
     failed,
@@ -28,7 +29,7 @@ from bwdoctor_checks._lib.rooflines import (
 # ------------------------------------------------------------------------------ checks
 
 
-def _check_kernel(snap: Snapshot) -> Any:
+def _check_kernel(snap: Snapshot) -> CheckResult:
     kl = snap.mapping("probe.kernel_launch")
     ev = ["probe.kernel_launch"]
     out = []
@@ -77,7 +78,7 @@ def _spec_for(snap: Snapshot, idx: int, probe: dict[str, Any]) -> Any:
 
 
 def _ratio_check(field: str, spec_field: str, unit: str, label: str, threshold: float):
-    def check(snap: Snapshot) -> Any:
+    def check(snap: Snapshot) -> CheckResult:
         out = []
         for idx, probe in _probe_gpus(snap):
             subject = f"gpu{idx}"
@@ -109,7 +110,7 @@ def _ratio_check(field: str, spec_field: str, unit: str, label: str, threshold: 
     return check
 
 
-def _check_pcie(snap: Snapshot) -> Any:
+def _check_pcie(snap: Snapshot) -> CheckResult:
     out = []
     for idx, probe in _probe_gpus(snap):
         subject = f"gpu{idx}"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bwdoctor import (
+    CheckResult,
     CheckSpec,
     Snapshot,
     failed,
@@ -22,7 +21,7 @@ from bwdoctor_checks._lib.rooflines import ROOFLINE_MIN_WEIGHTS_GIB, ROOFLINE_WA
 # ------------------------------------------------------------------------------ checks
 
 
-def _check_runs(snap: Snapshot) -> Any:
+def _check_runs(snap: Snapshot) -> CheckResult:
     res = snap.mapping("smoke.result")
     eng = snap.mapping("smoke.engine")
     gen = snap.mapping("smoke.generation")
@@ -50,7 +49,7 @@ def _check_runs(snap: Snapshot) -> Any:
                   confidence=0.6 if cause else None, details={"log_lines": lines})
 
 
-def _check_tokens(snap: Snapshot) -> Any:
+def _check_tokens(snap: Snapshot) -> CheckResult:
     gen = snap.mapping("smoke.generation")
     want, got = gen.get("requested_token_count"), gen.get("generated_token_count")
     if not isinstance(want, int) or not isinstance(got, int):
@@ -68,12 +67,13 @@ def _bandwidth(snap: Snapshot) -> tuple[float | None, str]:
     eng = snap.mapping("smoke.engine")
     if spec is None and eng.get("gpu_name"):
         spec = resolve.gpu_spec(name=eng.get("gpu_name"))
-    if spec is None or not getattr(spec, "memory_bandwidth_gbs", None):
+    bandwidth = getattr(spec, "memory_bandwidth_gbs", None) if spec is not None else None
+    if spec is None or not bandwidth:
         return None, "the GPU is not in the knowledge base, so its memory bandwidth is unknown"
-    return float(spec.memory_bandwidth_gbs), str(spec.name)
+    return float(bandwidth), str(spec.name)
 
 
-def _check_roofline(snap: Snapshot) -> Any:
+def _check_roofline(snap: Snapshot) -> CheckResult:
     eng = snap.mapping("smoke.engine")
     tim = snap.mapping("smoke.timings")
     mem = snap.mapping("smoke.memory")
@@ -105,7 +105,7 @@ def _check_roofline(snap: Snapshot) -> Any:
     return passed(msg, evidence=ev, details=details)
 
 
-def _check_quantization(snap: Snapshot) -> Any:
+def _check_quantization(snap: Snapshot) -> CheckResult:
     eng = snap.mapping("smoke.engine")
     res = snap.mapping("smoke.result")
     want = (eng.get("requested") or {}).get("quantization")

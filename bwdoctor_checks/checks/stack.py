@@ -11,6 +11,7 @@ from packaging.version import InvalidVersion, Version
 
 import bwdoctor_checks._lib.compat as _compat
 from bwdoctor import (
+    CheckResult,
     CheckSpec,
     Snapshot,
     failed,
@@ -71,7 +72,7 @@ def _req(cc: str) -> Any:
 # ----------------------------------------------------------------------------- checks
 
 
-def check_torch_arch(snap: Snapshot) -> Any:
+def check_torch_arch(snap: Snapshot) -> CheckResult:
     torch = snap.mapping("torch")
     tgts = _dedupe(targets(snap))
     if not tgts:
@@ -89,7 +90,7 @@ def check_torch_arch(snap: Snapshot) -> Any:
         if isinstance(binfo, dict) and binfo.get("files"):
             v = _compat.verdict(binfo.get("sass", []), binfo.get("ptx", []), cc)
             line = _compat.explain(f"torch {version} ({variant})", binfo.get("sass", []), binfo.get("ptx", []), cc)
-            details = {"verdict": v.verdict, "cc": cc}
+            details: dict[str, Any] = {"verdict": v.verdict, "cc": cc}
             if v.verdict == _compat.NATIVE:
                 out.append(passed(line, evidence=["torch", "cudabin.torch"], subject=subject, details=details))
             elif v.verdict == _compat.PTX_JIT:
@@ -134,7 +135,7 @@ def _vllm_unsupported_arch(version: Any, cc: str, label: str, subject: str, binf
                   details=details, severity="critical", confidence=1.0 if binfo is not None else 0.7)
 
 
-def check_vllm_arch(snap: Snapshot) -> Any:
+def check_vllm_arch(snap: Snapshot) -> CheckResult:
     vllm = snap.mapping("vllm")
     tgts = _dedupe(targets(snap))
     if not tgts:
@@ -159,7 +160,7 @@ def check_vllm_arch(snap: Snapshot) -> Any:
         if scanned:
             v = _compat.verdict(binfo["sass"], binfo["ptx"], cc)
             line = _compat.explain(f"vLLM {version}", binfo["sass"], binfo["ptx"], cc)
-            details = {"verdict": v.verdict, "cc": cc}
+            details: dict[str, Any] = {"verdict": v.verdict, "cc": cc}
             missing = [r["path"] for r in binfo["files"]
                        if _compat.verdict(r["sass"], r["ptx"], cc).verdict == _compat.NO_KERNEL]
             if missing and v.verdict != _compat.NO_KERNEL:
@@ -200,7 +201,7 @@ def check_vllm_arch(snap: Snapshot) -> Any:
     return out
 
 
-def check_vllm_torch(snap: Snapshot) -> Any:
+def check_vllm_torch(snap: Snapshot) -> CheckResult:
     vllm = snap.mapping("vllm")
     torch = snap.mapping("torch")
     spec = vllm.get("torch_requirement")
@@ -222,7 +223,7 @@ def check_vllm_torch(snap: Snapshot) -> Any:
                   evidence=["vllm", "torch"], severity="critical", confidence=0.95)
 
 
-def check_cuda_majors(snap: Snapshot) -> Any:
+def check_cuda_majors(snap: Snapshot) -> CheckResult:
     vllm = snap.mapping("vllm")
     torch = snap.mapping("torch")
     tm, vm = torch.get("cuda_major"), vllm.get("cuda_major")
@@ -236,7 +237,7 @@ def check_cuda_majors(snap: Snapshot) -> Any:
                   evidence=["torch", "vllm"], severity="critical", confidence=1.0)
 
 
-def check_runtime_mix(snap: Snapshot) -> Any:
+def check_runtime_mix(snap: Snapshot) -> CheckResult:
     rt = snap.mapping("toolkit.cuda_runtimes")
     majors = rt.get("majors") or []
     if len(majors) <= 1:
@@ -257,7 +258,7 @@ def _fi_base(v: Any) -> Version | None:
     return base_version(v)
 
 
-def check_flashinfer(snap: Snapshot) -> Any:
+def check_flashinfer(snap: Snapshot) -> CheckResult:
     fi = snap.mapping("flashinfer")
     pkgs = fi.get("packages") or {}
     out = []
@@ -295,7 +296,7 @@ def check_flashinfer(snap: Snapshot) -> Any:
     return out
 
 
-def check_toolkit(snap: Snapshot) -> Any:
+def check_toolkit(snap: Snapshot) -> CheckResult:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
@@ -333,7 +334,7 @@ def check_toolkit(snap: Snapshot) -> Any:
     return out
 
 
-def check_triton(snap: Snapshot) -> Any:
+def check_triton(snap: Snapshot) -> CheckResult:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
@@ -361,7 +362,7 @@ def check_triton(snap: Snapshot) -> Any:
     return out
 
 
-def check_nccl(snap: Snapshot) -> Any:
+def check_nccl(snap: Snapshot) -> CheckResult:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
@@ -387,7 +388,7 @@ def check_nccl(snap: Snapshot) -> Any:
 NVIDIA_OWN = ("nvidia-", "cuda-")
 
 
-def check_other_libs(snap: Snapshot) -> Any:
+def check_other_libs(snap: Snapshot) -> CheckResult:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
@@ -433,7 +434,7 @@ def _vllm_native(snap: Snapshot, cc: str) -> bool | None:
     return None
 
 
-def check_fp8(snap: Snapshot) -> Any:
+def check_fp8(snap: Snapshot) -> CheckResult:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
@@ -478,7 +479,7 @@ def check_fp8(snap: Snapshot) -> Any:
     return out
 
 
-def check_fp4(snap: Snapshot) -> Any:
+def check_fp4(snap: Snapshot) -> CheckResult:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()

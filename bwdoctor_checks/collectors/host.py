@@ -23,7 +23,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from bwdoctor import CollectorSpec, Fact, hookimpl
+from bwdoctor import CollectorSpec, Fact, RunOptions, hookimpl
 
 ENV_PREFIXES = ("CUDA", "NVIDIA_", "VLLM_", "NCCL_", "TORCH", "PYTORCH_", "HF_", "HUGGING_FACE", "TRITON_",
                 "FLASHINFER", "TRANSFORMERS_", "OMP_", "LD_LIBRARY_PATH", "LD_PRELOAD", "CUBLAS_", "CUDNN_",
@@ -94,7 +94,7 @@ def site_paths(options: Any) -> list[str]:
     return [str(p) for p in paths] if paths else list(sys.path)
 
 
-def collect_host(options: Any) -> Iterator[Fact]:
+def collect_host(options: RunOptions | None) -> Iterator[Fact]:
     src = "host"
     osr = _os_release()
     yield Fact("host.os", {"id": osr.get("ID"), "version": osr.get("VERSION_ID"), "pretty": osr.get("PRETTY_NAME"),
@@ -167,7 +167,7 @@ def _requires(dist_info: str) -> list[str]:
     return out
 
 
-def collect_packages(options: Any) -> Iterator[Fact]:
+def collect_packages(options: RunOptions | None) -> Iterator[Fact]:
     """Installed distributions from their metadata folders; nothing is imported.
 
     Names and versions come from the ``.dist-info`` folder names (parsing every METADATA file

@@ -108,7 +108,7 @@ def acs_control(config: bytes) -> dict[str, bool] | None:
 
 
 def nvidia_gpus(root: Path) -> list[str]:
-    out = []
+    out: list[str] = []
     base = root / "sys" / "bus" / "pci" / "devices"
     try:
         entries = sorted(p.name for p in base.iterdir())

@@ -188,9 +188,10 @@ def parse_collect_env(ev: Evidence) -> Iterator[Fact]:
             if v:
                 yield Fact("host.python", v, where)
         elif key == "python platform":
-            km = re.search(r"Linux-([\w.+-]+?)-(?:x86_64|aarch64)", val)
+            km = re.search(r"Linux-([\w.+-]+?)-(x86_64|aarch64)", val)
             if km:
                 yield Fact("host.kernel", km.group(1), where)
+                yield Fact("host.arch", km.group(2), where)
             if re.search(r"microsoft|WSL", val, re.I):
                 yield Fact("host.wsl", True, where)
         elif key == "cuda runtime version":
@@ -209,10 +210,10 @@ def parse_collect_env(ev: Evidence) -> Iterator[Fact]:
                 yield Fact("driver.version", val.split()[0], where)
         elif key == "vllm version":
             if val and "could not" not in val.lower() and val.lower() != "n/a":
-                info: dict[str, Any] = {"version": val.split()[0]}
+                vinfo: dict[str, Any] = {"version": val.split()[0]}
                 if re.search(r"\.dev|\+g[0-9a-f]{6,}|\(git sha", val):
-                    info["source_build"] = True
-                yield Fact("vllm", info, where)
+                    vinfo["source_build"] = True
+                yield Fact("vllm", vinfo, where)
         elif key == "vllm build flags":
             pending_archs = True
             am = re.search(r"CUDA Archs:\s*([^;]*)", val)
