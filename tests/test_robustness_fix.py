@@ -211,3 +211,14 @@ def test_select_limits_what_is_applied(tmp_path):
     assert "ipc: host" in after
     assert [ln for ln in before.splitlines() if "VLLM_" in ln] == [ln for ln in after.splitlines() if "VLLM_" in ln]
     assert (d / "Dockerfile").read_text() == (SEED / "Dockerfile").read_text()
+
+
+def test_python_steps_use_the_inspected_interpreter():
+    step = FixStep(description="Install vllm", argv=["python3", "-m", "pip", "install", "vllm==0.11.0"],
+                   check=["python3", "-c", "pass", "vllm==0.11.0"], undo="python3 -m pip install vllm==0.6.2")
+    plan = FixPlan(remedy_id="vllm.install", title="t", finding_ids=["X"], steps=[step])
+    out = fixscript.use_interpreter([plan], "/opt/venv/bin/python")[0].steps[0]
+    assert out.argv[0] == "/opt/venv/bin/python" and out.check[0] == "/opt/venv/bin/python"
+    assert out.undo.startswith("/opt/venv/bin/python -m pip")
+    advice = fixscript.files_only([plan])[0].steps[0]
+    assert advice.advisory and "not on this machine" in advice.description
