@@ -778,7 +778,9 @@ def apply_plans(plans: Sequence[FixPlan], *, yes: bool = False, dry_run: bool = 
                 result.stopped_at = record("failed", detail)
                 return result
             if proc.returncode != 0:
-                detail = f"exit status {proc.returncode}"
+                from bwdoctor.isolation import describe_exit
+
+                detail = describe_exit(proc.returncode)
                 if capture and proc.stdout:
                     detail += ": " + _one_line(proc.stdout[-2000:], 2000)
                 echo(f"  FAILED ({detail}): {_one_line(step.description)}")

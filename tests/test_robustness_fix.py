@@ -222,3 +222,11 @@ def test_python_steps_use_the_inspected_interpreter():
     assert out.undo.startswith("/opt/venv/bin/python -m pip")
     advice = fixscript.files_only([plan])[0].steps[0]
     assert advice.advisory and "not on this machine" in advice.description
+
+
+def test_dry_run_without_apply_previews_the_script(tmp_path):
+    d = tmp_path / "seed"
+    shutil.copytree(SEED, d)
+    code, out, err = run_cli(["fix", str(d), "--target", "rtx-pro-6000", "--dry-run"], env=_env())
+    assert code == 0 and out.startswith("#!/usr/bin/env bash"), err
+    assert (d / "Dockerfile").read_text() == (SEED / "Dockerfile").read_text()
