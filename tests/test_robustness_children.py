@@ -173,3 +173,12 @@ def test_signal_ends_the_run_and_every_child(tmp_path, sig, code):
     assert proc.returncode == code, err
     assert "Traceback" not in err
     assert not _wait_gone([child, grandchild]), "a child outlived bwdoctor"
+
+
+def test_torch_that_exits_zero_on_import_is_a_failure(tmp_path):
+    py = _fake_torch(tmp_path, "import os\nos._exit(0)\n")
+    code, out, err = _cli(["run", "--level", "standard", "--select", "BWD-PROBE-001", "--format", "json"],
+                          {"BWDOCTOR_TORCH_PYTHON": py})
+    assert code == 1, err
+    finding = next(f for f in json.loads(out)["findings"] if f["id"] == "BWD-PROBE-001")
+    assert finding["status"] == "fail" and "exit code 0" in finding["message"] and "CPU-only" not in finding["message"]

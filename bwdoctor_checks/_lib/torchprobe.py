@@ -140,7 +140,9 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
             result = loaded
     except (OSError, ValueError):
         result = {}
-    if not timed_out and (rc != 0 or not result.get("finished")):
+    # our own child script always writes "finished" last: without it even exit code 0 (os._exit(0)
+    # while importing torch) is a crash; another script is judged by its exit code alone
+    if not timed_out and (rc != 0 or (script_source is None and not result.get("finished"))):
         # a crash (segfault, os._exit, the OOM killer) during a stage: the result file says how far
         # it got, never what it was about to find
         result["ok"] = False
