@@ -305,3 +305,44 @@ def test_tiny_model_builds(tmp_path):
     out = _tinymodel.build(str(tmp_path / "m"))
     names = set(os.listdir(out))
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
+
+
+def test_quantization_failure_with_its_own_cause_is_not_blamed_on_fp8():
+    # an FP8 smoke on a Hopper GPU that failed because a module vLLM's FP8 path imports is not installed
+    log = "\n".join([
+        "INFO 12-01 10:00:00 [utils.py:278] non-default args: {'quantization': 'fp8', 'model': '/models/m'}",
+        "(EngineCore pid=7) ERROR 12-01 10:00:09 [core.py:1100] EngineCore failed to start.",
+        "(EngineCore pid=7) ERROR 12-01 10:00:09 [core.py:1100]   File \"/venv/vllm/model_executor/layers/"
+        "quantization/humming.py\", line 49, in <module>",
+        "(EngineCore pid=7) ERROR 12-01 10:00:09 [core.py:1100] ModuleNotFoundError: No module named 'humming'",
+        "RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
+    ])
+    lines = smoke_collectors.explain_lines(log)
+    snap = _snap(gpu__0={"name": "NVIDIA H200", "compute_capability": "9.0"},
+                 smoke__result={"ok": False, "stage": "load", "error": "RuntimeError: Engine core initialization "
+                                "failed. See root cause above.", "lines": lines},
+                 smoke__engine={"requested": {"quantization": "fp8"}})
+    out = smoke_checks._check_quantization(snap)
+    assert out.status == "fail" and out.root_cause == "python_dependency_broken"
+    assert out.remedies == ["python.install-dependency"]
+    assert "'humming'" in out.message and "humming-kernels" in out.message and "not about fp8" in out.message
+    runs = smoke_checks._check_runs(snap)
+    assert runs.root_cause == "python_dependency_broken" and "humming-kernels" in runs.message
+    # through the runner the check's own default cannot turn it back into an FP8 problem
+    from bwdoctor.manager import PluginManager
+    from bwdoctor.runner import run_checks
+
+    found = {f.id: f for f in run_checks(PluginManager().registry().checks, snap)}
+    assert found["BWD-SMOKE-004"].root_cause == "python_dependency_broken"
+    assert found["BWD-SMOKE-001"].root_cause == "python_dependency_broken"
+
+
+def test_quantization_failure_without_a_cause_implies_none():
+    snap = _snap(gpu__0={"name": "NVIDIA H200", "compute_capability": "9.0"},
+                 smoke__result={"ok": False, "stage": "load", "error": "RuntimeError: something odd", "lines": []},
+                 smoke__engine={"requested": {"quantization": "fp8"}})
+    from bwdoctor.manager import PluginManager
+    from bwdoctor.runner import run_checks
+
+    f = next(x for x in run_checks(PluginManager().registry().checks, snap) if x.id == "BWD-SMOKE-004")
+    assert f.status == "fail" and f.root_cause is None and f.remedies == []
