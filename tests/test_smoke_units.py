@@ -318,7 +318,7 @@ def test_quantization_failure_with_its_own_cause_is_not_blamed_on_fp8():
         "RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
     ])
     lines = smoke_collectors.explain_lines(log)
-    snap = _snap(gpu__0={"name": "NVIDIA H200", "compute_capability": "9.0"},
+    snap = make_snapshot(gpu__0={"name": "NVIDIA H200", "compute_capability": "9.0"},
                  smoke__result={"ok": False, "stage": "load", "error": "RuntimeError: Engine core initialization "
                                 "failed. See root cause above.", "lines": lines},
                  smoke__engine={"requested": {"quantization": "fp8"}})
@@ -338,7 +338,7 @@ def test_quantization_failure_with_its_own_cause_is_not_blamed_on_fp8():
 
 
 def test_quantization_failure_without_a_cause_implies_none():
-    snap = _snap(gpu__0={"name": "NVIDIA H200", "compute_capability": "9.0"},
+    snap = make_snapshot(gpu__0={"name": "NVIDIA H200", "compute_capability": "9.0"},
                  smoke__result={"ok": False, "stage": "load", "error": "RuntimeError: something odd", "lines": []},
                  smoke__engine={"requested": {"quantization": "fp8"}})
     from bwdoctor.manager import PluginManager
