@@ -63,7 +63,8 @@ SMOKE_TIMEOUT = float(os.environ.get("BWDOCTOR_SMOKE_TIMEOUT") or 600)
 SMOKE_MARGIN = 20.0  # the collector's own deadline is this much later than the child's
 LOG_TAIL_LINES = 200
 DEFAULT_TOKENS = 64
-NOT_INSTALLED = "vLLM is not installed (pip install 'bwdoctor[vllm]')"
+NOT_INSTALLED = ("vLLM is not installed in the inspected environment (install it there, or name the environment "
+                 "that has it with --python)")
 STAGES = ("start", "import", "build", "load", "compile", "generate", "done")
 # seconds each stage may take before the run is called stuck in it ($BWDOCTOR_SMOKE_STAGE_DEADLINES,
 # e.g. "load=900,compile=900", or options.extra["stage_deadlines"] override them)

@@ -995,7 +995,7 @@ def bwdoctor_parsers() -> list[ParserSpec]:
         ParserSpec(name="packages", func=_safe(parse_packages), detect=detect_packages, timeout=60.0,
                    doc="pip list, pip freeze and conda list: the packages fact, plus torch, vllm, triton, "
                        "flashinfer and NCCL versions."),
-        ParserSpec(name="env-text", func=_safe(parse_env_text), detect=detect_env_text, timeout=60.0,
+        ParserSpec(name="env-text", func=_safe(parse_env_text), detect=detect_env_text, timeout=60.0, guesses=True,
                    doc="Environment statements written in issue text (versions of vLLM, torch, driver, CUDA, the "
                        "GPU model), for reports without structured output."),
         ParserSpec(name="env-dump", func=_safe(parse_env_dump), detect=detect_env_dump, timeout=60.0,
