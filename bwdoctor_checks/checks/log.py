@@ -887,9 +887,10 @@ def check_nccl_env(snap: Snapshot) -> Outcome | None:
     if nccl_errs and env:
         set_vars = [f"{k}={env[k]}" for k in env if k in risky]
         if set_vars:
+            names = [k for k in env if k in risky]
             return _out("warn", f"NCCL fails ({_first(nccl_errs)}) with tuning variables set: {', '.join(set_vars)}; "
                                 f"unset them and retry with NCCL's defaults", ["log.errors", "host.env", "log.nccl"],
-                        0.45)
+                        0.45, variables=names, values={k: str(env[k]) for k in names})
     return None
 
 
