@@ -159,7 +159,7 @@ def align_companions(finding: Finding, snap: Snapshot) -> FixPlan | None:
         if not have or name not in want:
             continue
         target = want[name] + (f"+{variant}" if variant else "")
-        if have == target or (not variant and have.split("+")[0] == want[name]):
+        if have == target or (not variant and str(c.vparse(have)) == want[name]):
             continue
         users = _required_by(snap, name)
         if not users:
