@@ -31,12 +31,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from bwdoctor.lazy import lazy_regex
+
 REDACTED = "***REDACTED***"
 
 # ----------------------------------------------------------------------------- names
 
-_PART_SPLIT = re.compile(r"[_\-.\s/]+")
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_PART_SPLIT = lazy_regex(r"[_\-.\s/]+")
+_CAMEL = lazy_regex(r"(?<=[a-z0-9])(?=[A-Z])")
 # A part that makes the name secret wherever it stands (unless a harmless part follows it).
 _STRONG = {"password", "passwd", "passphrase", "secret", "secrets", "credential", "credentials", "apikey",
            "privatekey", "accesskey", "secretkey", "authtoken", "accesstoken", "refreshtoken", "pat"}
@@ -150,22 +152,22 @@ def _token_regex() -> re.Pattern[str]:
 
 # ----------------------------------------------------------------------------- contexts
 
-_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----.*?(?:-----END \1-----|\Z)", re.S)
-_PEM_LINE = re.compile(r"^[ \t\"']*[A-Za-z0-9+/]{60,80}={0,2}[ \t\"',\\]*$", re.M)
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@\"'<>]*):([^@/\s\"'<>]+)@")
+_PEM_BLOCK = lazy_regex(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----.*?(?:-----END \1-----|\Z)", re.S)
+_PEM_LINE = lazy_regex(r"^[ \t\"']*[A-Za-z0-9+/]{60,80}={0,2}[ \t\"',\\]*$", re.M)
+_URL_PASSWORD = lazy_regex(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@\"'<>]*):([^@/\s\"'<>]+)@")
 # a URL cut short after its password (a clipped message): "https://user:pass" at the end
-_URL_CUT = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@\"'<>]+):(?!\d+(?:[/\s)\"'.…]|$))([^@/\s\"'<>);,]+)(?=$|\.\.\.|…|[);,\"'\s])")
-_AUTH_HEADER = re.compile(r"""(?i)\b((?:proxy-)?authori[sz]ation|x-api-key|api-key|x-auth-token|cookie)(["']?\s*[:=]\s*["']?)"""
+_URL_CUT = lazy_regex(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@\"'<>]+):(?!\d+(?:[/\s)\"'.…]|$))([^@/\s\"'<>);,]+)(?=$|\.\.\.|…|[);,\"'\s])")
+_AUTH_HEADER = lazy_regex(r"""(?i)\b((?:proxy-)?authori[sz]ation|x-api-key|api-key|x-auth-token|cookie)(["']?\s*[:=]\s*["']?)"""
                           r"""(?:(basic|bearer|token|digest|negotiate|ntlm|apikey|aws4-hmac-sha256|key)\s+)?([^\s"',;]+)""")
-_SCHEME_CRED = re.compile(r"(?i)\b(basic|bearer|token)(\s+)([A-Za-z0-9_\-.=/+:~]{12,})")
-_FLAG = re.compile(r"""(?P<flag>(?<![\w\-])--?[A-Za-z][A-Za-z0-9_\-.]*)(?P<sep>[ \t]+|=)(?P<q>\\?["']?)""")
-_ASSIGN = re.compile(r"""(?P<name>(?<![\w\-.$])[A-Za-z_][A-Za-z0-9_\-.]*)(?P<q1>\\?["']?)(?P<sep>[ \t]*(?:=|:(?!//))[ \t]*)""")
-_ENV_SPACE = re.compile(r"(?im)^(?P<lead>[ \t]*ENV[ \t]+)(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<sep>[ \t]+)(?=[^=\s])")
+_SCHEME_CRED = lazy_regex(r"(?i)\b(basic|bearer|token)(\s+)([A-Za-z0-9_\-.=/+:~]{12,})")
+_FLAG = lazy_regex(r"""(?P<flag>(?<![\w\-])--?[A-Za-z][A-Za-z0-9_\-.]*)(?P<sep>[ \t]+|=)(?P<q>\\?["']?)""")
+_ASSIGN = lazy_regex(r"""(?P<name>(?<![\w\-.$])[A-Za-z_][A-Za-z0-9_\-.]*)(?P<q1>\\?["']?)(?P<sep>[ \t]*(?:=|:(?!//))[ \t]*)""")
+_ENV_SPACE = lazy_regex(r"(?im)^(?P<lead>[ \t]*ENV[ \t]+)(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<sep>[ \t]+)(?=[^=\s])")
 _SCHEMES = {"basic", "bearer", "token", "digest", "negotiate", "ntlm", "apikey", "key"}
-_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
-_REFERENCE = re.compile(r"^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*(?::?[-=?][^}]*)?\}?|\$\([^)]*\)|null|None|none|true|false|"
+_AWS_SECRET = lazy_regex(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_REFERENCE = lazy_regex(r"^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*(?::?[-=?][^}]*)?\}?|\$\([^)]*\)|null|None|none|true|false|"
                         r"True|False|~|\*+|<[^<>]*>|\[\]|\{\})$")
-_UNQUOTED = re.compile(r"[^\s\"',;&\]\}\)]+(?:&(?![A-Za-z_][\w\-.]*=)[^\s\"',;&\]\}\)]*)*")
+_UNQUOTED = lazy_regex(r"[^\s\"',;&\]\}\)]+(?:&(?![A-Za-z_][\w\-.]*=)[^\s\"',;&\]\}\)]*)*")
 
 
 def _value_end(text: str, pos: int, quote: str) -> int:
@@ -205,7 +207,7 @@ def _redact_list_value(value: str) -> str:
     return value[0] + ", ".join(quoted) + (value[-1] if value.endswith(("]", ")", "}")) else "")
 
 
-def _sub_values(text: str, rx: re.Pattern[str], name_of: Callable[[re.Match[str]], str],
+def _sub_values(text: str, rx: Any, name_of: Callable[[re.Match[str]], str],
                 quote_of: Callable[[re.Match[str]], str]) -> str:
     """Replace the value after each match of ``rx`` whose name is secret."""
     out: list[str] = []
@@ -289,8 +291,8 @@ def _quote_after(m: re.Match[str]) -> str:
 
 # ----------------------------------------------------------------------------- structures
 
-_BLOCK_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY")
-_BLOCK_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY")
+_BLOCK_BEGIN = lazy_regex(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY")
+_BLOCK_END = lazy_regex(r"-----END [A-Z0-9 ]*PRIVATE KEY")
 
 
 def _redact_secret_value(value: Any) -> Any:
@@ -364,7 +366,7 @@ def redact_report_dict(data: dict[str, Any]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- control characters
 
-_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROLS = lazy_regex(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def escape_controls(text: str) -> str:
