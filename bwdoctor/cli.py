@@ -390,11 +390,11 @@ def snapshot(ctx: click.Context, level: str, target: str | None, python: str | N
     """Collect the facts of this machine only (no checks), redacted."""
     import json
 
-    from bwdoctor.redact import redact
+    from bwdoctor.redact import redact, scrub
 
     report = build_report(ctx, "snapshot", level=level, target=target, run_checks=False,
                           options_extra={"python": python})
-    data = redact(report.snapshot.to_dict())
+    data = scrub(redact(report.snapshot.to_dict()))
     if fmt == "json":
         emit(json.dumps(data, indent=2, ensure_ascii=False) + "\n", output)
     else:

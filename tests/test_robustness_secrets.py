@@ -209,3 +209,11 @@ def test_redaction_is_fast_on_a_big_log():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_snapshot_carries_no_secret(planted):
+    _, corpus, environment, _ = planted
+    for fmt in ("json", "console"):
+        code, out, err = run_cli(["snapshot", "--format", fmt], env=clean_env(**environment))
+        assert code == 0, err
+        assert not corpus.leaks(out + err)
