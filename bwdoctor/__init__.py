@@ -5,6 +5,8 @@ This module is the public API for plugins. Importing it imports neither torch no
 
 from bwdoctor.hookspecs import hookimpl
 from bwdoctor.types import (
+    INFERRED,
+    STATED,
     CheckSpec,
     CollectorSpec,
     Evidence,
@@ -33,7 +35,7 @@ from bwdoctor.types import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckSpec", "CollectorSpec", "Evidence", "Fact", "Finding", "FixPlan", "FixStep", "Missing", "Outcome",
+    "INFERRED", "STATED", "CheckSpec", "CollectorSpec", "Evidence", "Fact", "Finding", "FixPlan", "FixStep", "Missing", "Outcome",
     "ParserSpec", "RemedySpec", "Report", "ReporterSpec", "RunOptions", "Snapshot", "Unavailable",
     "Unsupported", "__version__", "failed", "hookimpl", "is_unsupported", "known", "passed", "skipped",
     "warned",

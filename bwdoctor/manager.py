@@ -46,6 +46,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "collectors.endpoint",
     "parsers.env",
     "parsers.config",
+    "parsers.prose",
     "parsers.log",
     "checks.pkg",
     "checks.gpu",

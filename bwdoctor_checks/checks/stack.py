@@ -134,6 +134,13 @@ def _vllm_unsupported_arch(version: Any, cc: str, label: str, subject: str, binf
                   details=details, severity="critical", confidence=1.0 if binfo is not None else 0.7)
 
 
+def _torch_first(snap: Snapshot, cc: str) -> str | None:
+    """Why torch itself cannot run on ``cc`` (then it fails before any vLLM kernel), or None."""
+    req = _req(cc)
+    return _compat.torch_gap(snap.mapping("torch"), snap.mapping("cudabin.torch") or None, cc,
+                             req.torch_cuda_variants if req else [])
+
+
 def check_vllm_arch(snap: Snapshot) -> Any:
     vllm = snap.mapping("vllm")
     tgts = _dedupe(targets(snap))
@@ -184,8 +191,15 @@ def check_vllm_arch(snap: Snapshot) -> Any:
                                   evidence=["vllm", "vllm.cuda_archs"], subject=subject, severity="critical",
                                   confidence=0.95))
         elif req is not None and req.vllm_min and version and at_least(version, req.vllm_min) is False:
-            out.append(failed(f"vLLM {version} predates {req.vllm_min}, the first release with {_sm(cc)} kernels "
-                              f"({label})", evidence=["vllm"], subject=subject, severity="critical", confidence=0.9))
+            gap = _torch_first(snap, cc)
+            if gap:
+                out.append(warned(f"vLLM {version} predates {req.vllm_min}, the first release with {_sm(cc)} kernels "
+                                  f"({label}); but torch fails first: {gap}", evidence=["vllm", "torch"],
+                                  subject=subject, confidence=0.5, details={"secondary_to": "torch"}))
+            else:
+                out.append(failed(f"vLLM {version} predates {req.vllm_min}, the first release with {_sm(cc)} kernels: "
+                                  f"it has no kernels for {label}", evidence=["vllm"], subject=subject,
+                                  severity="critical", confidence=0.9))
         elif req is not None and req.vllm_min and version:
             out.append(passed(f"vLLM {version} >= {req.vllm_min}, the first release with {_sm(cc)} kernels",
                               evidence=["vllm"], subject=subject))
