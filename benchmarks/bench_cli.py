@@ -1,9 +1,15 @@
-"""Wall time of the bwdoctor CLI against the tools people run today for the same question.
+"""Start-up and wall time of the bwdoctor CLI, as ratios to a bare click + rich program.
 
-    python benchmarks/bench_cli.py [--runs N]
+    python benchmarks/bench_cli.py [--runs 7] [--tools]
 
-Prints the best and median wall time of `bwdoctor --help`, `bwdoctor run --level quick`, and, in
-the same run, of `python -m torch.utils.collect_env` and `vllm collect-env` where they are installed.
+Every command runs ``--runs`` times, interleaved (one run of each command, then the next round),
+so that load on the machine hits every command alike. The table gives the median and best wall
+time and the median as a ratio to the floor, ``python -c "import click, rich.console"``, measured
+in the same rounds. Targets: ``--help`` and ``--version`` at most 2x the floor; a GPU-less
+``run --level quick`` and a one-file ``analyze`` at most 3x.
+
+``--tools`` adds, where installed, ``python -m torch.utils.collect_env`` and ``vllm collect-env``
+(the tools people run today for the same question), a few rounds only.
 """
 
 from __future__ import annotations
@@ -14,46 +20,70 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EVIDENCE = ROOT / "tests" / "data" / "evidence" / "h100-collect_env.txt"
+TARGETS = {"--help": 2.0, "--version": 2.0, "list": None, "run --level quick": 3.0, "analyze (one file)": 3.0}
 
 
-def timed(argv: list[str], runs: int) -> tuple[float, float, int] | None:
-    times = []
-    code = 0
-    for _ in range(runs):
-        start = time.perf_counter()
-        try:
-            proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        times.append(time.perf_counter() - start)
-        code = proc.returncode
-    return min(times), statistics.median(times), code
+def once(argv: list[str]) -> tuple[float, int]:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300, cwd=str(ROOT))
+    return time.perf_counter() - start, proc.returncode
+
+
+def cases(py: str, tools: bool) -> list[tuple[str, list[str]]]:
+    bw = [py, "-m", "bwdoctor.cli"]
+    out = [("floor: import click, rich.console", [py, "-c", "import click, rich.console"]),
+           ("--help", [*bw, "--help"]),
+           ("--version", [*bw, "--version"]),
+           ("list", [*bw, "list"]),
+           ("run --level quick", [*bw, "run", "--level", "quick", "--fail-on", "never"]),
+           ("analyze (one file)", [*bw, "analyze", str(EVIDENCE), "--fail-on", "never"])]
+    if tools:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is not None:
+            out.append(("python -m torch.utils.collect_env", [py, "-m", "torch.utils.collect_env"]))
+        if shutil.which("vllm"):
+            out.append(("vllm collect-env", ["vllm", "collect-env"]))
+    return out
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=5)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=7, help="interleaved rounds (default 7)")
+    ap.add_argument("--tools", action="store_true", help="also time torch's and vLLM's collect-env (3 rounds)")
     args = ap.parse_args()
-    py = sys.executable
-    cases = [("bwdoctor --help", [py, "-m", "bwdoctor.cli", "--help"]),
-             ("bwdoctor run --level quick", [py, "-m", "bwdoctor.cli", "run", "--level", "quick"]),
-             ("bwdoctor run --level quick --format json", [py, "-m", "bwdoctor.cli", "run", "--format", "json"])]
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is not None:
-        cases.append(("python -m torch.utils.collect_env", [py, "-m", "torch.utils.collect_env"]))
-    if shutil.which("vllm"):
-        cases.append(("vllm collect-env", ["vllm", "collect-env"]))
-    print(f"{'command':45} {'best s':>8} {'median s':>9} {'exit':>5}")
-    for name, argv in cases:
-        runs = args.runs if "collect" not in name else max(1, min(args.runs, 2))
-        res = timed(argv, runs)
-        if res is None:
-            print(f"{name:45} {'failed':>8}")
+    todo = cases(sys.executable, args.tools)
+    times: dict[str, list[float]] = {name: [] for name, _ in todo}
+    codes: dict[str, int] = {}
+    for _ in range(max(1, args.runs)):
+        for name, argv in todo:
+            if "collect" in name and len(times[name]) >= 3:
+                continue
+            try:
+                took, code = once(argv)
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            times[name].append(took)
+            codes[name] = code
+    floor = statistics.median(times[todo[0][0]])
+    print(f"{'command':36} {'median s':>9} {'best s':>8} {'x floor':>8} {'target':>7} {'exit':>5}")
+    worst = 0
+    for name, _ in todo:
+        if not times[name]:
+            print(f"{name:36} {'failed':>9}")
             continue
-        best, med, code = res
-        print(f"{name:45} {best:8.3f} {med:9.3f} {code:5d}")
-    return 0
+        med = statistics.median(times[name])
+        ratio = med / floor
+        target = TARGETS.get(name)
+        mark = "" if target is None else (f"<={target:g}" + ("" if ratio <= target else " !"))
+        if target is not None and ratio > target:
+            worst = 1
+        print(f"{name:36} {med:9.3f} {min(times[name]):8.3f} {ratio:8.2f} {mark:>7} {codes.get(name, -1):5d}")
+    return worst
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Each case folder holds evidence files and a ``case.json`` with ``root_cause`` and
 ``evidence_files``. The evidence files (never ``case.json``) go through ``bwdoctor analyze
---format json`` in-process; the first ``diagnosis`` entry's ``root_cause`` is compared with the
+--format json`` in-process (the host pipeline); the first ``diagnosis`` entry's ``root_cause`` is compared with the
 expected one. Negative controls (``-neg-`` in the name or label ``none_env_ok``) are solved when the
 diagnosis is empty.
 
@@ -20,40 +20,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-def _analyze_cli(files: list[str]) -> dict[str, Any]:
-    from click.testing import CliRunner
-
-    from bwdoctor.cli import cli
-
-    runner = CliRunner()
-    result = runner.invoke(cli, ["analyze", *files, "--format", "json", "--fail-on", "never"], catch_exceptions=True)
-    out = result.stdout if hasattr(result, "stdout") else result.output
-    start = out.find("{")
-    if start < 0:
-        raise RuntimeError(f"analyze printed no JSON (exit {result.exit_code}): {out[-500:]}")
-    return json.loads(out[start:])
-
-
-def _analyze_direct(files: list[str]) -> dict[str, Any]:
-    """Fallback without the CLI: parsers → checks → diagnosis through the host API."""
-    from bwdoctor import runner
-    from bwdoctor.diagnosis import diagnose
-    from bwdoctor.manager import PluginManager
-
-    reg = PluginManager().registry()
-    snap, findings = runner.parse(reg, files)
-    findings += runner.run_checks(runner.select_checks(reg.checks, "full"), snap)
-    return {"diagnosis": diagnose(findings), "findings": [f.to_dict() for f in findings],
-            "snapshot": snap.to_dict()}
+_MANAGER: Any = None
 
 
 def analyze(files: list[str]) -> dict[str, Any]:
-    try:
-        import bwdoctor.cli  # noqa: F401
-    except ImportError:
-        return _analyze_direct(files)
-    return _analyze_cli(files)
+    """``bwdoctor analyze FILES`` through the host pipeline (parse, judge, remedy, diagnose), redacted."""
+    from bwdoctor import pipeline
+    from bwdoctor.manager import PluginManager
+
+    global _MANAGER
+    if _MANAGER is None:
+        _MANAGER = PluginManager()
+    request = pipeline.Request(mode="analyze", paths=tuple(files), fail_on="never")
+    report = pipeline.redacted(pipeline.build_report(_MANAGER, request))
+    return report.to_dict()
 
 
 def load_cases(root: Path) -> list[tuple[Path, dict[str, Any]]]:

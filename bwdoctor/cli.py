@@ -10,15 +10,19 @@ Exit codes (the CI contract):
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import stat
 import sys
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import click
+
+from bwdoctor import pipeline
+from bwdoctor.files import BadInput, encodable, write_atomic
+from bwdoctor.pipeline import BadOption, plugin_output_to_stderr
+from bwdoctor.types import Report
+
+__all__ = ["cli", "main", "write_atomic"]
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 FORMATS = ("console", "json", "markdown", "junit", "sarif")
@@ -50,75 +54,11 @@ def _manager(ctx: click.Context) -> Any:
     if obj.get("manager") is None:
         from bwdoctor.manager import PluginManager
 
-        with _stdout_to_stderr():
+        with plugin_output_to_stderr():
             mgr = PluginManager(disabled=obj.get("disable", ()), plugin_dirs=obj.get("plugin_dirs", ()))
             mgr.registry()
         obj["manager"] = mgr
     return obj["manager"]
-
-
-def _encodable(text: str) -> str:
-    """Text that encodes as UTF-8: strings from the machine (file names with undecodable bytes,
-    a report with lone surrogates) keep their odd characters as backslash escapes."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def write_atomic(path: str, text: str, mode: int | None = None) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never a partial file.
-
-    A symbolic link is followed (the file it names is replaced, the link stays). An existing
-    target that is not a regular file (``/dev/stdout``, a FIFO, a device) is written to directly,
-    never replaced; a FIFO nobody reads from is an error rather than a hang. An existing file
-    this user may not write is not replaced."""
-    data = _encodable(text).encode("utf-8")
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        st = None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise IsADirectoryError(errno.EISDIR, "is a directory", path)
-    special = os.path.abspath(path).startswith(("/dev/", "/proc/"))  # /dev/stdout, /proc/self/fd/N
-    if st is not None and (special or not stat.S_ISREG(st.st_mode)):
-        _write_stream(path, data)
-        return
-    real = os.path.realpath(path)
-    if st is not None and not os.access(real, os.W_OK):
-        raise PermissionError(errno.EACCES, "the file is read-only", path)
-    directory = os.path.dirname(real) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".bwdoctor-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode if mode is not None else 0o644)
-        os.replace(tmp, real)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _write_stream(path: str, data: bytes) -> None:
-    """Write to a FIFO, a character device or a socket-like path without replacing it."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:
-            raise OSError(errno.ENXIO, "nothing is reading from this FIFO", path) from None
-        raise
-    try:
-        os.set_blocking(fd, True)
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-    finally:
-        os.close(fd)
 
 
 def emit(text: str, output: str | None, mode: int | None = None) -> None:
@@ -128,18 +68,7 @@ def emit(text: str, output: str | None, mode: int | None = None) -> None:
         except OSError as exc:
             raise CouldNotRun(f"cannot write {output}: {exc.strerror or exc}") from None
     else:
-        click.echo(_encodable(text), nl=False)
-
-
-def _resolve_target(query: str | None) -> dict[str, Any] | None:
-    if not query:
-        return None
-    from bwdoctor import kb
-
-    try:
-        return dict(kb.resolve_target(query))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--target") from None
+        click.echo(encodable(text), nl=False)
 
 
 def _render(report: Any, fmt: str, verbose: int, manager: Any, output: str | None) -> str:
@@ -156,7 +85,7 @@ def _render(report: Any, fmt: str, verbose: int, manager: Any, output: str | Non
         if spec.name == fmt:
             from bwdoctor.isolation import call_with_deadline
 
-            with _stdout_to_stderr():
+            with plugin_output_to_stderr():
                 res = call_with_deadline(spec.func, (report, verbose), 30.0)
             if not res.ok:
                 raise CouldNotRun(f"reporter {fmt!r} failed: {res.error}")
@@ -173,107 +102,6 @@ def exit_code(findings: Sequence[Any], fail_on: str) -> int:
     return EXIT_FINDINGS if any(f.status in bad for f in findings) else EXIT_OK
 
 
-MAX_REPORT_BYTES = 256 * 1024 * 1024
-MAX_REPORT_FACTS = 200_000
-FIFO_IDLE_S = 30.0
-
-
-def read_input_file(path: str, limit: int, what: str) -> bytes:
-    """Read a whole input file of at most ``limit`` bytes. Regular files and pipes
-    (``<(cat report.json)``) are read; a FIFO without a writer reads as empty, one whose writer
-    stays silent for 30 s is an error; devices, sockets and folders are refused (exit 2)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise InputError(f"cannot read {path}: it is a directory, not {what}")
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
-            raise InputError(f"cannot read {path}: not a regular file or a pipe")
-        if stat.S_ISREG(st.st_mode) and st.st_size > limit:
-            raise InputError(f"{path} is larger than {limit // (1024 * 1024)} MiB: not {what}")
-        chunks: list[bytes] = []
-        total = 0
-        import select
-
-        while total <= limit:
-            try:  # a FIFO without a writer reads as EOF at once; one with a silent writer blocks
-                chunk = os.read(fd, min(1 << 20, limit + 1 - total))
-            except BlockingIOError:
-                ready, _, _ = select.select([fd], [], [], FIFO_IDLE_S)
-                if not ready:
-                    raise InputError(f"cannot read {path}: nothing arrived through the pipe for {FIFO_IDLE_S:g} s") from None
-                continue
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > limit:
-            raise InputError(f"{path} is larger than {limit // (1024 * 1024)} MiB: not {what}")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-
-
-def load_report(path: str) -> Any:
-    import json
-
-    from bwdoctor.types import Report
-
-    raw = read_input_file(path, MAX_REPORT_BYTES, "a bwdoctor report")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not a JSON bwdoctor report: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not a JSON bwdoctor report: {exc}") from None
-    except RecursionError:
-        raise InputError(f"{path} is not a valid bwdoctor report: its JSON is nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer with thousands of digits
-        raise InputError(f"{path} is not a valid bwdoctor report: {exc}") from None
-    facts = data.get("snapshot", {}).get("facts") if isinstance(data, dict) and isinstance(data.get("snapshot"), dict) else None
-    if isinstance(facts, list) and len(facts) > MAX_REPORT_FACTS:
-        raise InputError(f"{path} is not a valid bwdoctor report: {len(facts)} facts (a report has at most "
-                         f"{MAX_REPORT_FACTS})")
-    try:
-        return Report.from_dict(data)
-    except RecursionError:
-        raise InputError(f"{path} is not a valid bwdoctor report: a value is nested too deeply") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"{path} is not a valid bwdoctor report: {exc}") from None
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Any:
-    """While plugin code runs, whatever it prints (Python ``print``, C libraries, child
-    processes writing to descriptor 1) goes to standard error, so that a report written to
-    standard output (``--format json``) stays parseable."""
-    sys.stdout.flush()
-    saved_py = sys.stdout
-    try:
-        saved_fd = os.dup(1)
-    except OSError:
-        saved_fd = -1
-    try:
-        if saved_fd >= 0:
-            os.dup2(2, 1)
-        sys.stdout = sys.stderr
-        yield
-    finally:
-        with contextlib.suppress(Exception):  # noqa: BLE001
-            sys.stderr.flush()
-        sys.stdout = saved_py
-        if saved_fd >= 0:
-            os.dup2(saved_fd, 1)
-            os.close(saved_fd)
-
-
 # ----------------------------------------------------------------------------- the pipeline
 
 
@@ -284,103 +112,41 @@ def _stderr_is_terminal() -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _input_errors() -> Iterator[None]:
+    """The pipeline's bad-input and bad-option errors as usage errors (exit 2)."""
+    try:
+        yield
+    except BadInput as exc:
+        raise InputError(str(exc)) from None
+    except BadOption as exc:
+        raise click.BadParameter(str(exc), param_hint=exc.option) from None
+
+
 def build_report(ctx: click.Context, mode: str, *, from_report: str | None = None, paths: Sequence[str] = (),
                  level: str = "quick", select: Sequence[str] = (), skip: Sequence[str] = (),
                  target: str | None = None, options_extra: dict[str, Any] | None = None,
-                 fail_on: str = "fail", run_checks: bool = True) -> Any:
-    """evidence/collectors → snapshot → checks → findings → remedies → Report (not yet redacted).
-    Whatever plugin code prints meanwhile goes to standard error."""
-    with _stdout_to_stderr():
-        return _build_report(ctx, mode, from_report=from_report, paths=paths, level=level, select=select, skip=skip,
-                             target=target, options_extra=options_extra, fail_on=fail_on, run_checks=run_checks)
+                 fail_on: str = "fail", run_checks: bool = True) -> Report:
+    """The report of :func:`bwdoctor.pipeline.build_report` for these command-line options."""
+    from bwdoctor.types import RunOptions
 
-
-def _check_select(registry: Any, select: Sequence[str]) -> None:
-    """A ``--select`` token that matches no check gets a warning on standard error (the run
-    goes on: the check may belong to a plugin disabled on purpose), so that a typo in a CI gate
-    does not pass unnoticed."""
-    from bwdoctor.runner import CORE_CHECKS, matches
-
-    unknown = []
-    for token in select:
-        up = token.strip().upper()
-        core = bool(up) and any(cid == up or cid.startswith(up) or cid.startswith("BWD-" + up) for cid in CORE_CHECKS)
-        if not core and not any(matches(c, token) for c in registry.checks):
-            unknown.append(token)
-    for token in unknown:
-        click.echo(f"bwdoctor: warning: --select {token!r} matches no check (see 'bwdoctor list')", err=True)
-
-
-def _build_report(ctx: click.Context, mode: str, *, from_report: str | None, paths: Sequence[str], level: str,
-                  select: Sequence[str], skip: Sequence[str], target: str | None,
-                  options_extra: dict[str, Any] | None, fail_on: str, run_checks: bool) -> Any:
-    import datetime
-
-    from bwdoctor import __version__, runner
-    from bwdoctor.types import Report, RunOptions, Snapshot
-
-    timer = runner.Timer()
-    manager = _manager(ctx)
-    registry = manager.registry()
     extra = dict(options_extra or {})
     options = RunOptions(level=level, target=target, model=extra.pop("model", None),
                          quantization=extra.pop("quantization", None), endpoint=extra.pop("endpoint", None),
                          smoke=bool(extra.pop("smoke", False)), verbose=int(extra.pop("verbose", 0)), extra=extra)
-    _check_select(registry, select)
-    tgt = _resolve_target(target)
-    findings = runner.plugin_findings(manager)
-    inputs: list[Any] = []
-    if from_report:
-        old = load_report(from_report)
-        snap = old.snapshot
-        inputs.append(from_report)
-        mode = "from"
-    elif mode == "analyze":
-        snap = Snapshot()
-        snap, pf = runner.parse(registry, list(paths), snap)
-        findings += pf
-        inputs = [i["path"] for i in snap.meta.get("evidence", [])]
-    else:
-        from bwdoctor.progress import live_progress
-
-        slow = options.level != "quick" or options.smoke or bool(options.endpoint)
-        with live_progress(slow and _stderr_is_terminal(), "bwdoctor: collecting facts"):
-            snap, cf = runner.collect(registry, options)
-        findings += cf
-    if tgt is not None:
-        tgt["replaces_gpus"] = True
-        snap.set("target", tgt, f"--target {target}")
-    judged = snap.judged_view()
-    checks = runner.select_checks(registry.checks, level if mode != "analyze" else "full", select, skip)
-    if run_checks:
-        findings += runner.run_checks(checks, judged)
-    plans, perr = runner.plan_remedies(registry, findings, judged) if run_checks else ([], [])
-    findings += perr
-    diagnosis: list[dict[str, Any]] = []
-    if run_checks:
-        try:
-            from bwdoctor.diagnosis import diagnose
-
-            diagnosis = diagnose(findings)
-        except ImportError:
-            diagnosis = []
-    opts = {"level": level, "select": list(select), "skip": list(skip), "target": target, "fail_on": fail_on}
-    opts.update({k: v for k, v in (options_extra or {}).items() if k != "verbose" and v not in (None, False)})
-    return Report(mode=mode, snapshot=snap, findings=findings, plans=plans, diagnosis=diagnosis,
-                  tool_version=__version__,
-                  created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  options=opts, inputs=inputs, plugins=manager.plugin_list(), duration_s=timer.elapsed())
+    request = pipeline.Request(mode=mode, options=options, paths=tuple(paths), from_report=from_report, select=tuple(select),
+                      skip=tuple(skip), fail_on=fail_on, run_checks=run_checks, show_progress=_stderr_is_terminal())
+    manager = _manager(ctx)
+    with plugin_output_to_stderr():
+        unknown = pipeline.unknown_selections(manager.registry(), select)
+    for token in unknown:
+        click.echo(f"bwdoctor: warning: --select {token!r} matches no check (see 'bwdoctor list')", err=True)
+    with _input_errors():
+        return pipeline.build_report(manager, request)
 
 
-def redacted(report: Any) -> Any:
-    from bwdoctor.redact import redact_report_dict
-    from bwdoctor.types import Report
-
-    return Report.from_dict(redact_report_dict(report.to_dict()))
-
-
-def finish(ctx: click.Context, report: Any, fmt: str, output: str | None, verbose: int, fail_on: str) -> None:
-    safe = redacted(report)
+def finish(ctx: click.Context, report: Report, fmt: str, output: str | None, verbose: int, fail_on: str) -> None:
+    safe = pipeline.redacted(report)
     text = _render(safe, fmt, verbose, _manager(ctx), output)
     emit(text, output)
     ctx.exit(exit_code(safe.findings, fail_on))
@@ -650,7 +416,7 @@ def fix(ctx: click.Context, paths: tuple[str, ...], from_report: str | None, lev
     mode = "analyze" if paths else "live"
     report = build_report(ctx, mode, from_report=from_report, paths=paths, level=level, select=select, skip=skip,
                           target=target, options_extra={"verbose": verbose})
-    safe = redacted(report)
+    safe = pipeline.redacted(report)
     from bwdoctor import __version__
 
     if not do_apply:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from bwdoctor.types import ROOT_CAUSES, Finding
+from bwdoctor.types import ROOT_CAUSES, Diagnosis, Finding
 
 STATUS_WEIGHT = {"fail": 1.0, "warn": 0.6}
 DEFAULT_CONFIDENCE = 0.5
@@ -62,7 +62,7 @@ def _weight(f: Any) -> float:
     return w
 
 
-def diagnose(findings: Iterable[Finding | dict[str, Any]]) -> list[dict[str, Any]]:
+def diagnose(findings: Iterable[Finding | dict[str, Any]]) -> list[Diagnosis]:
     """``[{"root_cause", "confidence", "findings": [ids], "summary"}, ...]``, most likely first."""
     groups: dict[str, list[tuple[float, Any]]] = {}
     for f in findings or []:
@@ -77,7 +77,7 @@ def diagnose(findings: Iterable[Finding | dict[str, Any]]) -> list[dict[str, Any
             groups.setdefault(str(cause), []).append((w, f))
         except Exception:  # a malformed finding must not break the report
             continue
-    out: list[tuple[tuple[float, int, int], dict[str, Any]]] = []
+    out: list[tuple[tuple[float, int, int], Diagnosis]] = []
     for cause, items in groups.items():
         items.sort(key=lambda t: (-t[0], _key(t[1])))
         score = items[0][0]
@@ -97,7 +97,8 @@ def diagnose(findings: Iterable[Finding | dict[str, Any]]) -> list[dict[str, Any
         summary = str(_get(best, "message", "") or _get(best, "title", "") or cause)
         if len(items) > 1:
             summary += f" (+{len(items) - 1} more finding{'s' if len(items) > 2 else ''} agree)"
-        entry = {"root_cause": cause, "confidence": round(score, 2), "findings": ids, "summary": summary[:600]}
+        entry: Diagnosis = {"root_cause": cause, "confidence": round(score, 2), "findings": ids,
+                            "summary": summary[:600]}
         out.append(((round(score, 2), int(env_backed), fails), entry))
     out.sort(key=lambda t: (-t[0][0], -t[0][1], -t[0][2], t[1]["root_cause"]))
     return [entry for _, entry in out]

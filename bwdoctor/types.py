@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any, TypedDict, TypeGuard, cast
 
 SNAPSHOT_SCHEMA_VERSION = 1
 REPORT_SCHEMA_VERSION = 1
@@ -45,6 +45,7 @@ ROOT_CAUSES = (
     "mig",
     "fabric_manager_missing",
     "gpu_health",
+    "python_dependency_broken",
     "none_env_ok",
 )
 
@@ -673,6 +674,15 @@ class Finding:
                    plugin=d.get("plugin", ""))
 
 
+class Diagnosis(TypedDict):
+    """One entry of a report's ``diagnosis``: a root cause the findings point at."""
+
+    root_cause: str
+    confidence: float
+    findings: list[str]
+    summary: str
+
+
 @dataclass
 class Report:
     """Everything one invocation found; every reporter renders this object."""
@@ -681,7 +691,7 @@ class Report:
     snapshot: Snapshot
     findings: list[Finding] = field(default_factory=list)
     plans: list[FixPlan] = field(default_factory=list)
-    diagnosis: list[dict[str, Any]] = field(default_factory=list)
+    diagnosis: list[Diagnosis] = field(default_factory=list)
     tool_version: str = ""
     created: str = ""
     options: dict[str, Any] = field(default_factory=dict)
@@ -729,7 +739,7 @@ class Report:
             mode=str(d.get("mode") or "live"), snapshot=snapshot,
             findings=_items(d, "findings", Finding.from_dict),
             plans=_items(d, "plans", FixPlan.from_dict),
-            diagnosis=_items(d, "diagnosis", lambda x: dict(_mapping(x, "an object"))),
+            diagnosis=_items(d, "diagnosis", lambda x: cast(Diagnosis, dict(_mapping(x, "an object")))),
             tool_version=str(_mapping(tool, "an object", "tool").get("version", "")),
             created=str(d.get("created") or ""),
             options=dict(_mapping(d.get("options") or {}, "an object", "options")),

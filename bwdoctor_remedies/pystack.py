@@ -4,7 +4,7 @@ ptxas and the NCCL wheel.
 
 Remedy ids: ``torch.reinstall-cuda-variant``, ``torch.align-companions``,
 ``vllm.install-supported``, ``vllm.rebuild-for-torch``, ``flashinfer.align``,
-``toolkit.cuda-home``, ``triton.ptxas``, ``nccl.upgrade``.
+``toolkit.cuda-home``, ``triton.ptxas``, ``nccl.upgrade``, ``python.install-dependency``.
 Facts read: ``packages``, ``torch``, ``vllm``, ``flashinfer``, ``toolkit.nvcc``,
 ``toolkit.cuda_home``, ``triton``, ``nccl.version``, ``driver.version``, ``gpu.<i>``, ``target``,
 ``host.os``, ``host.container``.
@@ -379,6 +379,31 @@ def nccl_upgrade(finding: Finding, snap: Snapshot) -> FixPlan | None:
                   f"Blackwell needs NCCL >= {need}." if need else "")
 
 
+def install_dependency(finding: Finding, snap: Snapshot) -> FixPlan | None:
+    details = finding.details if isinstance(finding.details, dict) else {}
+    dist = details.get("package")
+    if not dist or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(dist)):
+        return c.plan("python.install-dependency", "Install the missing Python dependency", finding,
+                      [c.advice("Install the package named in the error into the environment that serves vLLM, at the "
+                                "version vLLM's metadata pins (python3 -m pip show vllm; python3 -m pip check).")])
+    req = str(details.get("requirement") or "")
+    try:
+        parsed = Requirement(req) if req else None
+    except InvalidRequirement:
+        parsed = None
+    if parsed is not None and str(parsed.specifier):
+        spec = f"{parsed.name}{parsed.specifier}"
+        pinned = next((s.version for s in parsed.specifier if s.operator == "=="), None)
+        step = FixStep(f"Install {spec} (the version the evidence pins)", argv=c.pip_install([spec]),
+                       check=c.pip_has([f"{parsed.name}=={pinned}"]) if pinned else None,
+                       undo=f"python3 -m pip install {dist}=={details.get('installed') or '<previous version>'}")
+        return c.plan("python.install-dependency", f"Install {spec}", finding,
+                      [step, c.advice("Then run python3 -m pip check: it lists any other requirement left unmet.")])
+    return c.plan("python.install-dependency", f"Install {dist}", finding,
+                  [c.advice(f"No pin for {dist} is in the evidence: run python3 -m pip show vllm (Requires) or "
+                            f"python3 -m pip check, then python3 -m pip install '{dist}==<the version vLLM pins>'.")])
+
+
 @hookimpl
 def bwdoctor_remedies() -> list[RemedySpec]:
     return [
@@ -404,6 +429,10 @@ def bwdoctor_remedies() -> list[RemedySpec]:
                        "CUDA_HOME."),
         RemedySpec("triton.ptxas", "Point Triton at a new enough ptxas", triton_ptxas,
                    doc="Advises TRITON_PTXAS_PATH=<toolkit>/bin/ptxas when a new enough toolkit exists."),
+        RemedySpec("python.install-dependency", "Install a missing or mismatched Python dependency",
+                   install_dependency,
+                   doc="Installs the package a failure names at the version vLLM's metadata or pip's resolver pins "
+                       "(python3 -m pip install 'pkg==X'), or advises pip check when no pin is in the evidence."),
         RemedySpec("nccl.upgrade", "Upgrade the NCCL wheel", nccl_upgrade,
                    doc="Installs nvidia-nccl-cu12/cu13 at torch's pin (or the first release >= the arch minimum) and "
                        "advises removing LD_PRELOAD/LD_LIBRARY_PATH entries that load another NCCL."),

@@ -2,7 +2,7 @@
 clocks/power/reset (advice only), memory held by other processes and vLLM's memory, attention
 backend and FP8 settings.
 
-Remedy ids: ``nccl.p2p-disable``, ``nccl.env-fix``, ``gpu.persistence-mode``,
+Remedy ids: ``nccl.p2p-disable``, ``nccl.env-fix``, ``nccl.unshadow``, ``gpu.persistence-mode``,
 ``gpu.mig-guidance``, ``gpu.advisory``, ``gpu.free-memory``, ``vllm.memory-settings``,
 ``vllm.attention-backend``, ``vllm.fp8-fallback``.
 Facts read: ``gpu.<i>``, ``host.env``, ``host.container``, ``vllm.config``, ``log.kv_cache``,
@@ -44,6 +44,18 @@ def nccl_env_fix(finding: Finding, snap: Snapshot) -> FixPlan | None:
         steps = [c.advice("Remove hand-set NCCL_* variables and let NCCL auto-detect; set NCCL_DEBUG=INFO to see "
                           "what it chooses.")]
     return c.plan("nccl.env-fix", "Remove harmful NCCL_* settings", finding, steps)
+
+
+def nccl_unshadow(finding: Finding, snap: Snapshot) -> FixPlan | None:
+    lib = c.details(finding)
+    path = str(lib.get("path") or "the older libnccl")
+    folder = path.rsplit("/", 1)[0] if "/" in path else path
+    steps = [c.advice(f"Take {folder} out of {lib.get('origin') or 'LD_LIBRARY_PATH'} where vLLM is started (it holds "
+                      f"NCCL {lib.get('version') or 'of an unknown version'}, older than the NCCL torch was installed "
+                      "with), so that torch loads its own nvidia-nccl wheel"),
+             c.advice("Or upgrade that system NCCL to the wheel's release; check with NCCL_DEBUG=INFO, whose first "
+                      "line names the NCCL version in use")]
+    return c.plan("nccl.unshadow", "Let torch load its own NCCL", finding, steps)
 
 
 def persistence_mode(finding: Finding, snap: Snapshot) -> FixPlan | None:
@@ -157,6 +169,8 @@ def bwdoctor_remedies() -> list[RemedySpec]:
         RemedySpec("nccl.p2p-disable", "Disable NCCL P2P", nccl_p2p_disable,
                    doc="Advice: NCCL_P2P_DISABLE=1 and --disable-custom-all-reduce, or fix ACS/IOMMU."),
         RemedySpec("nccl.env-fix", "Remove harmful NCCL variables", nccl_env_fix, doc="Advice per variable."),
+        RemedySpec("nccl.unshadow", "Stop an older system NCCL from shadowing torch's", nccl_unshadow,
+                   doc="Advice only: which folder to take out of LD_LIBRARY_PATH/LD_PRELOAD."),
         RemedySpec("gpu.persistence-mode", "Enable persistence mode", persistence_mode,
                    doc="nvidia-smi -pm 1 (root), skipped when every GPU already reports Enabled."),
         RemedySpec("gpu.mig-guidance", "MIG guidance", mig_guidance, doc="Advice only (MIG changes reset the GPU)."),

@@ -55,7 +55,7 @@ def test_classify_cuda_error(text, kind):
 def test_every_kind_has_a_known_root_cause_and_remedies():
     from bwdoctor.types import ROOT_CAUSES
 
-    for kind, (cause, remedies, meaning) in classify.KIND_CAUSES.items():
+    for kind, (cause, remedies, meaning) in classify.kind_causes().items():
         assert cause is None or cause in ROOT_CAUSES, kind
         assert meaning
         if cause:

@@ -18,6 +18,9 @@ FP4_WARN_PCT = 40.0
 
 
 PCIE_WARN_PCT = 60.0
+# peer copy between two GPUs, and NCCL all-reduce bus bandwidth, against the link's one-way figure
+PEER_WARN_PCT = 50.0
+ALLREDUCE_WARN_PCT = 40.0
 
 
 # Usable PCIe bandwidth per lane and direction in GB/s, after line encoding (8b/10b for gen 1-2,

@@ -51,15 +51,18 @@ class ChildRun:
 
 
 def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, workdir: str,
-              env: dict[str, str] | None = None, progress_fd: int | None = None) -> ChildRun:
-    """Run MODE of this file in ``python`` inside ``workdir``; kill its process group at ``timeout``.
+              env: dict[str, str] | None = None, progress_fd: int | None = None,
+              script_source: str | None = None) -> ChildRun:
+    """Run MODE of this file (or of ``script_source``, another child script with the same
+    ``MODE ARGS.json RESULT.json`` calling convention) in ``python`` inside ``workdir``; kill its
+    process group at ``timeout``.
 
     The child is started in a new session so that at the deadline (or after it exits) every
     process it started, such as vLLM's engine core and workers, is killed with it.
     """
     os.makedirs(workdir, exist_ok=True)
     script = os.path.join(workdir, CHILD_SCRIPT)
-    shutil.copyfile(os.path.abspath(__file__), script)
+    shutil.copyfile(script_source or os.path.abspath(__file__), script)
     shutil.copyfile(os.path.join(_HERE, "tinymodel.py"), os.path.join(workdir, TINYMODEL_MODULE + ".py"))
     args_path = os.path.join(workdir, "args.json")
     result_path = os.path.join(workdir, "result.json")

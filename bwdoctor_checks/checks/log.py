@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, passed, warned
+from bwdoctor.kb import signatures as sigtable
 from bwdoctor_checks._lib.textutil import (
     arch_requirements,
     cc_tuple,
@@ -333,6 +334,12 @@ def check_fabric_manager(snap: Snapshot) -> Outcome | None:
 def check_abi(snap: Snapshot) -> Outcome | None:
     libs = _errors(snap, "cuda_library_missing")
     syms = _errors(snap, "undefined_symbol")
+    noext = _errors(snap, "vllm_c_missing")
+    if noext and not libs and not syms:
+        return _out("fail", f"vLLM's compiled extension does not load ({_first(noext)}): the installed vLLM has no "
+                            f"build for this platform/torch (a source tree without a build, or a wheel for another "
+                            f"torch/CUDA)", ["log.errors", "torch", "vllm"], 0.6,
+                    remedies=["vllm.rebuild-for-torch", "vllm.install-supported"])
     if libs:
         e = libs[0]
         tc = _torch_cuda(snap)
@@ -521,6 +528,100 @@ def check_other_failures(snap: Snapshot) -> Outcome | None:
     names = sorted({str(e.get("signature")) for e in errs})
     return _out("warn", f"The log shows a failure whose message names no environment problem ({_first(errs)}); "
                         f"signatures: {', '.join(names)}", ["log.errors"], 0.2, cause="none_env_ok", remedies=[])
+
+
+# --------------------------------------------------------------------------- Python dependencies
+
+# Packages whose frames in a traceback mean the failing import happened inside the serving stack.
+STACK_FRAMES = {"vllm", "flashinfer", "xgrammar", "tvm_ffi", "transformers", "torch", "triton", "sglang", "outlines",
+                "outlines_core", "xformers", "mistral_common", "compressed_tensors", "lmcache", "ray", "tokenizers",
+                "huggingface_hub", "llguidance", "lm_format_enforcer"}
+PYDEP_SIGNATURES = ("module_missing", "import_name_missing", "module_attribute_missing", "pip_conflict",
+                    "package_version_required", "api_type_error")
+
+
+def _pins(snap: Snapshot, dist: str | None) -> str | None:
+    """The requirement on ``dist`` that the evidence shows: pip's resolver line or vLLM's own metadata."""
+    if not dist:
+        return None
+    key = dist.lower().replace("_", "-")
+    for e in _errors(snap, "pip_conflict", "package_version_required"):
+        if str(e.get("package", "")).lower().replace("_", "-") == key and e.get("requirement"):
+            return str(e["requirement"])
+    pk = snap.value("packages")
+    vinfo = pk.get("vllm") if isinstance(pk, dict) else None
+    reqs = vinfo.get("requires") if isinstance(vinfo, dict) else None
+    for raw in reqs or []:
+        m = re.match(r"^\s*([A-Za-z0-9_.-]+)\s*(\[[^\]]*\])?\s*([<>=!~][^;]*)?", str(raw))
+        if m and m.group(1).lower().replace("_", "-") == key and "extra ==" not in str(raw):
+            return f"{m.group(1)}{(m.group(3) or '').strip()}"
+    return None
+
+
+def _installed(snap: Snapshot, dist: str | None) -> str | None:
+    pk = snap.value("packages")
+    if not dist or not isinstance(pk, dict):
+        return None
+    for name, info in pk.items():
+        if str(name).lower().replace("_", "-") == dist.lower().replace("_", "-") and isinstance(info, dict):
+            return str(info.get("version") or "") or None
+    return None
+
+
+def check_python_deps(snap: Snapshot) -> Outcome | None:
+    errs = _errors(snap, *PYDEP_SIGNATURES)
+    if not errs:
+        return None
+    best: tuple[float, dict[str, Any], str | None, str] | None = None
+    for e in errs:
+        sig = e.get("signature")
+        module = str(e.get("module") or e.get("package") or "")
+        if sig == "module_missing" and (module.startswith("vllm._") or module.endswith("_C")):
+            continue  # a compiled extension that does not load is an ABI/build question (BWD-LOG-005)
+        ctx = {str(c) for c in e.get("context") or []}
+        dist = sigtable.python_package(module) if sig in ("module_missing", "import_name_missing",
+                                                          "module_attribute_missing") else (module or None)
+        in_stack = bool(ctx & STACK_FRAMES)
+        if sig == "module_missing":
+            conf, why = (0.8, "a module the serving stack imports is not installed") if dist or in_stack else \
+                (0.45, "a module is not installed")
+        elif sig == "import_name_missing":
+            importer = next((c for c in reversed(list(e.get("context") or [])) if c in STACK_FRAMES), None)
+            same = importer and module.split(".")[0] == importer
+            conf, why = (0.45, "one part of a package imports a name another part lacks (a partial upgrade)") if same \
+                else (0.75, f"{importer or 'the code'} imports a name the installed {module} does not have: the two are at "
+                            f"incompatible versions")
+        elif sig == "module_attribute_missing":
+            conf, why = (0.7 if dist or in_stack else 0.4,
+                         f"code calls {module}.{e.get('attribute')}, which the installed {module} does not have")
+        elif sig == "api_type_error":
+            pkgs = [c for c in e.get("context") or [] if c in STACK_FRAMES]
+            if len(set(pkgs[-2:])) < 2:
+                continue  # a call inside one package: a bug there, not a version mismatch
+            conf, why = 0.55, f"{pkgs[-2]} calls {pkgs[-1]} with arguments its installed version does not take"
+            dist = sigtable.python_package(pkgs[-1]) or pkgs[-1]
+        elif sig == "pip_conflict":
+            conf, why = 0.5, f"pip reports {e.get('required_by')} needs {e.get('requirement') or e.get('package')}"
+        else:
+            conf, why = 0.6, f"a package needs {e.get('requirement')}"
+        if best is None or conf > best[0]:
+            best = (conf, e, dist, why)
+    if best is None:
+        return None
+    conf, e, dist, why = best
+    pin = _pins(snap, dist)
+    have = _installed(snap, dist)
+    others = [x for x in _errors(snap) if x.get("env_class") and x.get("signature") not in PYDEP_SIGNATURES
+              and x.get("env_class") not in ("pydep", "pydep_api")]
+    if others:
+        conf = min(conf, 0.5)  # an environment failure of another class is in the same evidence
+    msg = f"A Python dependency is missing or at an incompatible version ({_first([e])}): {why}"
+    if dist:
+        msg += f"; package {dist}" + (f" (installed {have})" if have else "")
+    if pin:
+        msg += f"; install {pin}, the version the evidence pins"
+    return _out("fail", msg, ["log.errors", "packages", "vllm"], conf,
+                remedies=["python.install-dependency"], package=dist, requirement=pin, installed=have)
 
 
 # --------------------------------------------------------------------------- environment classes
@@ -806,6 +907,14 @@ def bwdoctor_checks() -> list[CheckSpec]:
               "Reports failures whose messages name no environment class (a Python exception inside vLLM or the "
               "model, structured-output errors, illegal memory access): they do not blame the machine. No automatic "
               "remedy: the cause is in application code.", 0.2),
+        _spec("BWD-LOG-015", "The Python packages the stack imports are installed at compatible versions",
+              check_python_deps, "python_dependency_broken", ["python.install-dependency"],
+              "ModuleNotFoundError/ImportError for a module vLLM or a kernel library it loads imports (the knowledge "
+              "base maps import names to distributions: tvm_ffi is apache-tvm-ffi), 'cannot import name' across "
+              "packages, AttributeError on a module's missing API, a TypeError where one package calls another, pip "
+              "resolver conflicts and version checks at import. Names the package and, where vLLM's metadata or "
+              "pip's resolver pins it, the version to install. A compiled extension that does not load is "
+              "BWD-LOG-005's (ABI), not this. Fix: pip install the pinned version.", 0.75),
         _spec("BWD-ENV-001", "WSL2 limits do not cause the failure", check_wsl, "wsl2", ["wsl.guidance"],
               "Under WSL2 (markers: microsoft-standard-WSL kernel, /usr/lib/wsl/lib, Docker Desktop), 'device not "
               "ready', pinned-memory and CUDA VMM/expandable-segments failures come from WSL2's GPU "

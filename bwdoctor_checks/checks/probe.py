@@ -14,7 +14,7 @@ from bwdoctor import (
     skipped,
     warned,
 )
-from bwdoctor_checks._lib.classify import KIND_CAUSES, classify_cuda_error
+from bwdoctor_checks._lib.classify import classify_cuda_error, kind_causes
 from bwdoctor_checks._lib.rooflines import (
     BANDWIDTH_WARN_PCT,
     BF16_WARN_PCT,
@@ -34,7 +34,8 @@ def _check_kernel(snap: Snapshot) -> Any:
     out = []
     if kl.get("init_error") and not kl.get("devices"):
         kind = kl.get("init_error_kind") or classify_cuda_error(kl.get("init_error"))
-        cause, remedies, meaning = KIND_CAUSES.get(kind, KIND_CAUSES["other"])
+        causes = kind_causes()
+        cause, remedies, meaning = causes.get(kind, causes["other"])
         return failed(f"CUDA does not start through torch {kl.get('torch') or ''}: {kl.get('init_error')}"
                       + (f" — {meaning}" if kind != "other" else ""), evidence=ev, root_cause=cause,
                       remedies=remedies, confidence=0.95 if cause else None, details={"error_kind": kind})
@@ -46,7 +47,8 @@ def _check_kernel(snap: Snapshot) -> Any:
                               evidence=ev, subject=subject))
             continue
         kind = d.get("error_kind") or classify_cuda_error(d.get("error"))
-        cause, remedies, meaning = KIND_CAUSES.get(kind, KIND_CAUSES["other"])
+        causes = kind_causes()
+        cause, remedies, meaning = causes.get(kind, causes["other"])
         archs = kl.get("arch_list") or []
         extra = f"; torch was built for {', '.join(archs)}" if kind == "no_kernel_image" and archs else ""
         out.append(failed(f"the first CUDA kernel on {name} failed: {d.get('error')} — {meaning}{extra}",

@@ -45,6 +45,7 @@ from bwdoctor import (
     Unavailable,
     hookimpl,
 )
+from bwdoctor_checks._lib.nccl import nccl_version_from_library
 from bwdoctor_checks._lib.versions import base_version, parse_version
 
 # ----------------------------------------------------------------------------- metadata helpers
@@ -283,22 +284,8 @@ def _triton_facts(dists: dict[str, Any]) -> Iterator[Fact]:
                           "ptxas_path": paths.get(chosen), "ptxas": found}, "importlib.metadata; ptxas --version")
 
 
-_NCCL_STRING = re.compile(rb"NCCL version (\d+\.\d+\.\d+)")
 
 
-def nccl_version_from_library(path: Path) -> str | None:
-    """The ``NCCL version X.Y.Z`` string compiled into libnccl.so (read through mmap, no load)."""
-    import mmap
-
-    try:
-        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            pos = mm.find(b"NCCL version ")
-            if pos < 0:
-                return None
-            m = _NCCL_STRING.match(mm[pos:pos + 40])
-            return m.group(1).decode() if m else None
-    except (OSError, ValueError):
-        return None
 
 
 def _nccl_facts(dists: dict[str, Any]) -> Iterator[Fact]:

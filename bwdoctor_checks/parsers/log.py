@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bwdoctor import Evidence, Fact, ParserSpec, hookimpl
+from bwdoctor.kb import signatures as sigtable
 from bwdoctor_checks._lib.textutil import (
     cc_from_sm,
     clip,
@@ -47,133 +48,12 @@ SRC = "vllm-log"
 MAX_ERRORS = 200
 WINDOW = 4  # lines joined to find messages wrapped over several lines
 
-# (name, pattern, env_class). env_class names the environment class the message points at, or a
-# placeholder the checks resolve from the other facts ("arch", "memory", "nccl", "kernel", "quant",
-# "abi", "wsl"), or None (the failure is not an environment problem by itself).
-_SIGNATURES: list[tuple[str, str, str | None]] = [
-    ("torch_arch_unsupported", r"with CUDA capability (sm_\d+)\w*\s+is not compatible\s+with the current PyTorch "
-                               r"installation", "arch_not_in_torch_wheel"),
-    ("no_kernel_image", r"no kernel image is available for execution on the device|cudaErrorNoKernelImageForDevice",
-     "arch"),
-    ("torch_driver_too_old", r"NVIDIA driver on your system is too old\s*\(found version (\d+)\)",
-     "driver_too_old_for_cuda"),
-    ("cuda_driver_insufficient", r"CUDA driver version is insufficient for CUDA runtime version|"
-                                 r"cudaErrorInsufficientDriver", "driver_too_old_for_cuda"),
-    ("container_cuda_requirement", r"unsatisfied condition:\s*cuda\s*>=\s*([\d.]+)", "driver_too_old_for_cuda"),
-    ("cuda_forward_compat", r"Error 804|forward compatibility was attempted on non supported HW|"
-                            r"cudaErrorCompatNotSupportedOnDevice", "driver_too_old_for_cuda"),
-    ("unsupported_ptx_toolchain", r"provided PTX was compiled with an unsupported toolchain|"
-                                  r"cudaErrorUnsupportedPtxVersion|CUDA_ERROR_UNSUPPORTED_PTX_VERSION",
-     "driver_too_old_for_cuda"),
-    ("nvml_driver_mismatch", r"driver/library version mismatch|NVML/RM version mismatch|RM has detected an NVML",
-     "driver_library_mismatch"),
-    ("cuda_driver_mismatch", r"Error 803|unsupported display driver\s*/\s*cuda driver combination|"
-                             r"cudaErrorSystemDriverMismatch", "driver_library_mismatch"),
-    ("cuda_system_not_ready", r"Error 802|system not yet initialized|cudaErrorSystemNotReady",
-     "fabric_manager_missing"),
-    ("container_no_gpu_driver", r"could not select device driver .{0,40}?capabilities:?\s*\[\[gpu\]\]",
-     "container_runtime"),
-    ("container_unknown_runtime", r"unknown or invalid runtime name:?\s*nvidia", "container_runtime"),
-    ("container_cli_error", r"nvidia-container-cli:?\s*(?:initialization|mount|detection|ldcache) error",
-     "container_runtime"),
-    ("nvml_unknown_error", r"Failed to initialize NVML:?\s*Unknown Error", "container_runtime"),
-    ("no_nvidia_driver", r"Found no NVIDIA driver on your system|libcuda\.so\.1: cannot open shared object|"
-                         r"libnvidia-ml\.so\.1: cannot open shared object", "container_runtime"),
-    ("no_cuda_device", r"No CUDA GPUs are available|Failed to infer device type|no CUDA-capable device is detected",
-     "container_runtime"),
-    ("cuda_library_missing", r"lib(?:cudart|cublas\w*|cusparse\w*|cufft\w*|curand|nvrtc\w*|cudnn\w*|nccl|nvJitLink)"
-                             r"\.so\.(\d+)[^:\s]*:\s*cannot open shared object file", "torch_vllm_abi_mismatch"),
-    ("undefined_symbol", r"undefined symbol(?::\s*(\S+)|\s*$)", "abi"),
-    ("cuda_oom", r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory|cudaErrorMemoryAllocation",
-     "memory"),
-    ("kv_no_memory", r"No available memory for the cache blocks", "kv_cache_oom"),
-    ("kv_too_small", r"larger than the maximum number of tokens that can be stored in KV cache|"
-                     r"KV cache is needed, which is larger than the available KV cache memory", "kv_cache_oom"),
-    ("kv_negative", r"reserved for KV Cache is\s*-\d|#\s*(?:cuda|GPU) blocks:\s*0\b", "kv_cache_oom"),
-    ("model_load_oom", r"Failed to load model - not enough GPU memory", "kv_cache_oom"),
-    ("insufficient_free_memory", r"Free memory on device .{0,80}? is less than desired GPU memory utilization|"
-                                 r"Error in memory profiling|not properly cleaned up before initializing the vLLM",
-     "gpu_memory_contention"),
-    ("ptxas_unknown_arch", r"Value '(sm_\d+\w*)' is not defined for option 'gpu-name'", "triton_ptxas_toolchain"),
-    ("ptx_version_target", r"PTX \.version ([\d.]+) does not support \.target (sm_\d+\w*)", "triton_ptxas_toolchain"),
-    ("llvm_unknown_processor", r"'(sm_\d+\w*)' is not a recognized processor for this target",
-     "triton_ptxas_toolchain"),
-    ("flashinfer_no_arch", r"No supported CUDA architectures found for major versions", "flashinfer_jit_toolchain"),
-    ("nvcc_unknown_arch", r"nvcc fatal\s*:\s*Unsupported gpu architecture '(compute_\d+\w*|sm_\d+\w*)'",
-     "flashinfer_jit_toolchain"),
-    ("nvcc_missing", r"nvcc: (?:command )?not found|Could not find nvcc|No such file or directory: '[^']*nvcc'|"
-                     r"CUDA_HOME environment variable is not set|nvcc not found|cannot find nvcc",
-     "flashinfer_jit_toolchain"),
-    ("jit_build_failed", r"Ninja build failed|ninja: build stopped: subcommand failed|Error building extension|"
-                         r"(?:flashinfer|JIT)[^\n]{0,60}?(?:compilation|build) (?:failed|error)",
-     "flashinfer_jit_toolchain"),
-    ("flashinfer_moe_combination", r"Could not construct fused moe op with the requested input combination",
-     "flashinfer_jit_toolchain"),
-    ("fp8_type_unsupported", r"type fp8e4nv not supported in this architecture|fp8e4nv (?:data type )?is not "
-                             r"supported|(?:float8_e4m3fn|fp8e4nv)[^\n]{0,120}?(?:not supported|unsupported) on "
-                             r"(?:Ampere|Turing|Volta|sm_?[5-8]\d\b)|_scaled_mm is only supported on CUDA devices "
-                             r"with compute capability", "fp8_unsupported_on_gpu"),
-    ("quant_min_capability", r"quantization method (\S+) is not supported for the current GPU\.?\s*Minimum "
-                             r"capability:\s*(\d+)\.?\s*Current capability:\s*(\d+)", "quant"),
-    ("bf16_unsupported", r"Bfloat16 is only supported on GPUs with compute capability of at least 8\.0|"
-                         r"bf16 is not supported on|does not support bfloat16", "dtype_unsupported_on_gpu"),
-    ("no_compiled_kernel", r"No compiled (\w+)[^\n]{0,160}?capability:?\s*(\d+)", "kernel"),
-    ("fp4_unsupported", r"(?:nvfp4|mxfp4|(?:\b|_)fp4\b)[^\n]{0,80}?(?:not supported|unsupported|does not support|"
-                        r"requires (?:sm|compute))|(?:arch|architecture|capability|sm_?\d+)[^\n]{0,20}? "
-                        r"(?:unsupported|not supported) (?:for|by) [^\n]{0,30}?\bFP4\b",
-     "fp4_kernel_arch_mismatch"),
-    ("attention_softcap", r"does not support attention logits soft capping", "attention_backend_unsupported"),
-    ("flash_attn_arch", r"FlashAttention only supports Ampere GPUs or newer|FlashAttention(?:-2)? (?:is )?not "
-                        r"supported on (?:Turing|Volta)", "attention_backend_unsupported"),
-    ("no_attention_backend", r"No valid attention backend found|Selected backend \S+ is not valid for this "
-                             r"configuration|attention backend[^\n]{0,40}? (?:is not supported|unsupported)",
-     "attention_backend_unsupported"),
-    ("shm_error", r"ncclShmOpen|Error while creating shared memory segment|/dev/shm[^\n]{0,80}?(?:No space left|"
-                  r"too small)|Unexpected bus error encountered in worker|Bus error \(core dumped\)",
-     "shm_too_small"),
-    ("nccl_env_invalid", r"NCCL WARN Invalid (?:value for )?NCCL_|Bootstrap\s*:\s*no socket interface found|"
-                         r"NET/Socket\s*:\s*no interface found|NCCL_SOCKET_IFNAME[^\n]{0,60}?(?:not found|no "
-                         r"interface)|ncclSocketInit[^\n]{0,80}?neither AF_INET", "nccl_env_misconfig"),
-    ("p2p_unsupported", r"peer access is not supported between these two devices|cudaErrorPeerAccessUnsupported|"
-                        r"P2P access[^\n]{0,40}?(?:not supported|failed)", "nccl_p2p"),
-    ("collective_hang", r"Watchdog caught collective operation timeout|(?:NCCL|collective|all_reduce|allreduce|"
-                        r"all-reduce)[^\n]{0,80}?\b(?:hang|hangs|hung|stuck|timed out)\b|\b(?:hang|hangs|hung|"
-                        r"stuck)\b[^\n]{0,80}?(?:NCCL|collective|all_reduce|allreduce|all-reduce)", "nccl_hang"),
-    ("engine_stall", r"Waiting for output from MQLLMEngine|No available shared memory broadcast block found in "
-                     r"\d+ second", "nccl_hang"),
-    ("nccl_error", r"NCCL error|ncclUnhandledCudaError|ncclSystemError|ncclInternalError|NCCL WARN|"
-                   r"unhandled cuda error", "nccl"),
-    ("device_not_ready", r"device not ready|cudaErrorNotReady|CUDA_ERROR_NOT_READY", "wsl"),
-    ("pinned_memory_error", r"(?:pinned memory|pin_memory(?!=False'? as WSL)|cudaHostAlloc|cudaHostRegister)[^\n]{0,80}?(?:error|"
-                            r"fail|out of memory)|\bUVA is not available", "wsl"),
-    ("vmm_unsupported", r"expandable_segments not supported|cuMem(?:Create|Map|AddressReserve)[^\n]{0,60}?"
-                        r"(?:fail|error|not supported)", "wsl"),
-    ("xid", r"\bXid\b\s*(?:\([^)]{0,40}\))?\s*:?\s*(\d{1,3})\b|\bXid (?:error|event)s?\s*[:=]?\s*(\d{1,3})\b", "xid"),
-    ("gpu_lost", r"fallen off the bus|GPU is lost|GPU requires reset|Unable to determine the device handle for "
-                 r"GPU[^\n]{0,60}?Unknown Error|uncorrectable ECC error", "gpu_health"),
-    ("mig_error", r"\bMIG\b[^\n]{0,60}?(?:not supported|invalid|error)|invalid device ordinal[^\n]{0,40}?MIG",
-     "mig"),
-    ("illegal_memory_access", r"an illegal memory access was encountered", None),
-    ("structured_output_error", r"xgrammar[^\n]{0,80}?(?:Error|error|failed)|guided decoding[^\n]{0,60}?(?:error|"
-                                r"failed)", None),
-    ("python_exception", r"^\s*(?:\[rank\d+\]:\s*)?(?:[A-Za-z_][\w.]*\.)?(?:[A-Z]\w*Error|[A-Z]\w*Exception|"
-                         r"NotImplementedError)\b(?::|\(|$)", None),
-]
-SIGNATURES = [(n, re.compile(p, re.I if n != "python_exception" else 0), c) for n, p, c in _SIGNATURES]
-
-# Cheap pre-filter: a line is matched against the signatures only when its lower-cased text contains
-# one of these (plain substring tests: a big case-insensitive regex alternation costs ~100 us a line).
-TRIGGER_WORDS = (
-    "error", "exception", "fail", "capability", "pytorch install", "kernel image", "too old", "found version",
-    "insufficient", "unsatisfied", "804", "803", "802", "compatib", "ptx", "mismatch", "not yet initialized",
-    "device driver", "runtime name", "nvidia-container", "nvml", "nvidia driver", "cannot open shared object",
-    "cuda gpus", "device type", "cuda-capable", "undefined symbol", "memory", "cache blocks", "kv cache", "blocks:",
-    "gpu-name", "processor", "architectures", "nvcc", "cuda_home", "ninja", "extension", "compil", "fused moe",
-    "fp8", "float8", "quantization", "uva", "scaled_mm", "bfloat16", "bf16", "no compiled", "fp4", "soft capping", "flashattention",
-    "backend", "shm", "bus error", "nccl", "socket", "peer access", "p2p", "hang", "hung", "stuck", "timed out",
-    "watchdog", "waiting for output", "broadcast block", "not ready", "pinned", "pin_memory", "cudahost", "expandable", "cumem", "xid", "fallen off",
-    "gpu is lost", "requires reset", "device handle", "ecc", "mig", "xgrammar", "guided",
-)
+# The failure signatures (pattern -> signature -> env class -> root cause -> remedies) are data:
+# bwdoctor/kb/signatures.json, compiled once on first use. env_class names the environment class the
+# message points at, a placeholder the checks resolve from the other facts ("arch", "memory", "nccl",
+# "kernel", "quant", "abi", "wsl", "pydep", ...), or None (the failure is not an environment problem by
+# itself). A line is matched against the signatures only when its lower-cased text contains one of the
+# table's trigger words (plain substring tests: a big case-insensitive alternation costs ~100 us a line).
 
 
 # Steady-state serving lines: per-request logs (which quote the user's prompt: text in a prompt is
@@ -183,8 +63,8 @@ NOISE_RE = re.compile(r"\b(?:Received|Added|Finished|Aborted) request\b|Avg prom
                       r"\"(?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS) /\S* HTTP/\d")
 
 
-def _triggered(low: str) -> bool:
-    for w in TRIGGER_WORDS:
+def _triggered(low: str, words: tuple[str, ...]) -> bool:
+    for w in words:
         if w in low:
             return True
     return False
@@ -355,6 +235,8 @@ class _LogScan:
         self.mig: list[str] = []
         self.lines = 0
         self.vllm_lines = 0
+        self.table = sigtable.compiled()
+        self.triggers = sigtable.trigger_words()
 
     def put(self, key: str, value: Any, line: int) -> None:
         self.facts[key] = (value, line)
@@ -382,7 +264,7 @@ class _LogScan:
         if NOISE_RE.search(line):
             self.window.append("")
             return
-        if _triggered(low):
+        if _triggered(low, self.triggers):
             self._signatures(line, n)
         self.window.append(line.strip())
 
@@ -391,7 +273,8 @@ class _LogScan:
         joined = (prev + " " + line.strip()) if prev else line.strip()
         offset = len(joined) - len(line.strip())
         seen_here: set[str] = set()
-        for name, rx, env_class in SIGNATURES:
+        for sig, rx in self.table:
+            name = sig.id
             text = line if name == "python_exception" else joined
             m = rx.search(text)
             if not m:
@@ -403,12 +286,18 @@ class _LogScan:
             if name in seen_here:
                 continue
             seen_here.add(name)
-            self._on_signature(name, env_class, m, line, n)
+            self._on_signature(sig, m, line, n)
 
-    def _on_signature(self, name: str, env_class: str | None, m: re.Match[str], line: str, n: int) -> None:
+    def _on_signature(self, sig: sigtable.Signature, m: re.Match[str], line: str, n: int) -> None:
+        name, env_class = sig.id, sig.env_class
+        caps = sigtable.captures(sig, m)
+
+        def c(i: int) -> str | None:
+            return caps[i] if i < len(caps) else None
+
         extra: dict[str, Any] = {}
         if name == "torch_arch_unsupported":
-            sm = m.group(1)
+            sm = c(0) or ""
             cc = cc_from_sm(sm)
             extra["sm"] = sm
             extra["compute_capability"] = cc
@@ -420,43 +309,57 @@ class _LogScan:
             self.put("gpu.0", gpu_entry(name_txt, "torch-warning", compute_capability=cc), n)
             extra["gpu_name"] = name_txt
         elif name == "torch_driver_too_old":
-            cuda = cuda_from_driver_int(m.group(1))
+            cuda = cuda_from_driver_int(c(0))
             extra["driver_cuda"] = cuda
             if cuda:
                 self.put("driver.cuda_version", cuda, n)
         elif name == "container_cuda_requirement":
-            extra["required_cuda"] = m.group(1)
+            extra["required_cuda"] = c(0)
         elif name == "cuda_library_missing":
-            extra["cuda_major"] = to_int(m.group(1))
+            extra["cuda_major"] = to_int(c(0))
             extra["library"] = m.group(0).split(":")[0]
         elif name == "undefined_symbol":
-            sym = m.group(1) or ""
+            sym = c(0) or ""
             extra["symbol"] = sym or None
             extra["owner"] = _undefined_symbol_owner(sym) if sym else "unknown"
             lib = re.search(r"([\w.-]+\.so)\b[^\n]*undefined symbol", line)
             extra["library"] = lib.group(1) if lib else None
         elif name in ("ptxas_unknown_arch", "llvm_unknown_processor"):
-            extra["target"] = m.group(1)
+            extra["target"] = c(0)
             extra["triton"] = bool(re.search(r"triton", " ".join(self.window) + line, re.I))
         elif name == "ptx_version_target":
-            extra["ptx_version"] = m.group(1)
-            extra["target"] = m.group(2)
+            extra["ptx_version"] = c(0)
+            extra["target"] = c(1)
         elif name == "quant_min_capability":
-            extra["method"] = m.group(1).strip("'\".,")
-            extra["min_capability"] = to_int(m.group(2))
-            extra["current_capability"] = to_int(m.group(3))
+            extra["method"] = (c(0) or "").strip("'\".,")
+            extra["min_capability"] = to_int(c(1))
+            extra["current_capability"] = to_int(c(2))
         elif name == "no_compiled_kernel":
-            extra["kernel"] = m.group(1)
-            extra["capability"] = to_int(m.group(2))
+            extra["kernel"] = c(0)
+            extra["capability"] = to_int(c(1))
             extra["less_than"] = bool(re.search(r"less than", m.group(0), re.I))
         elif name == "xid":
-            xid = to_int(m.group(1) or m.group(2))
+            xid = to_int(c(0))
             extra["xid"] = xid
             env_class = "gpu_health" if xid in HEALTH_XIDS else None
         elif name == "cuda_oom":
             other = re.findall(r"Process (\d+) has ([\d.]+ [GM]iB) memory in use", line)
             if other:
                 extra["other_processes"] = [{"pid": p, "memory": s} for p, s in other[:8]]
+        elif name in ("module_missing", "import_name_missing", "module_attribute_missing"):
+            module = c(0) if name != "import_name_missing" else c(1)
+            extra["module"] = module
+            extra["package"] = (module or "").split(".")[0] or None
+            if name != "module_missing":
+                extra["attribute"] = c(1) if name == "module_attribute_missing" else c(0)
+        elif name == "pip_conflict":
+            extra["package"] = c(1)
+            extra["required_by"] = c(0)
+            extra["requirement"] = f"{c(1)}{c(2) or ''}" if c(2) else None
+            extra["installed"] = c(4)
+        elif name == "package_version_required":
+            extra["package"] = c(0)
+            extra["requirement"] = f"{c(0)}{c(1)}{c(2)}"
         self.error(name, env_class, n, line, **extra)
 
     def _facts_line(self, line: str, n: int, low: str) -> None:
@@ -636,7 +539,7 @@ def detect(ev: Evidence) -> bool:
         head = ev.head or ""
         if LOGLINE_RE.search(head) or _DETECT_RE.search(head):
             return True
-        return bool(any(rx.search(head) for _, rx, _c in SIGNATURES[:-1]))
+        return bool(any(rx.search(head) for sig, rx in sigtable.compiled() if sig.id != "python_exception"))
     except Exception:
         return False
 
