@@ -231,10 +231,18 @@ def check_vllm_torch(snap: Snapshot) -> Any:
                   evidence=["vllm", "torch"], severity="critical", confidence=0.95)
 
 
+def _torch_cuda_major(torch: dict[str, Any]) -> int | None:
+    """torch's CUDA major: collected, or from its CUDA version (``12.9`` → 12) in a report."""
+    if isinstance(torch.get("cuda_major"), int):
+        return int(torch["cuda_major"])
+    v = parse_version(torch.get("cuda"))
+    return v.release[0] if v is not None else None
+
+
 def check_cuda_majors(snap: Snapshot) -> Any:
     vllm = snap.mapping("vllm")
     torch = snap.mapping("torch")
-    tm, vm = torch.get("cuda_major"), vllm.get("cuda_major")
+    tm, vm = _torch_cuda_major(torch), vllm.get("cuda_major")
     if tm is None or vm is None:
         return skipped("the CUDA major of torch or of vLLM's extensions is not known", evidence=["torch", "vllm"])
     if tm == vm:
@@ -252,7 +260,7 @@ def check_runtime_mix(snap: Snapshot) -> Any:
         return passed(f"one CUDA runtime major among the nvidia-* wheels: {majors[0] if majors else 'none'}",
                       evidence=["toolkit.cuda_runtimes"])
     torch = snap.mapping("torch")
-    tm = torch.get("cuda_major")
+    tm = _torch_cuda_major(torch)
     ev = rt.get("evidence") or {}
     detail = "; ".join(f"CUDA {k}: {', '.join(v[:4])}" for k, v in sorted(ev.items()))
     strays = [m for m in majors if tm is not None and m != tm]

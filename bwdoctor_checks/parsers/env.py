@@ -37,6 +37,7 @@ from bwdoctor_checks._lib.textutil import (
     to_int,
     torch_fact,
 )
+from bwdoctor_checks._lib.versions import cuda_runtimes
 
 ENV_PREFIXES = ("CUDA", "NVIDIA", "VLLM", "NCCL", "TORCH", "HF_", "HUGGING", "PYTORCH", "TRITON", "FLASHINFER",
                 "LD_LIBRARY_PATH", "OMP_", "TOKENIZERS", "TRANSFORMERS", "NV_", "CUBLAS", "CUDNN", "RAY_")
@@ -297,6 +298,9 @@ def _conda_torch_cuda(info: dict[str, Any]) -> str | None:
 
 def _package_facts(packages: dict[str, dict[str, Any]], where: str, with_torch: bool = True) -> Iterator[Fact]:
     yield Fact("packages", packages, where)
+    rt = cuda_runtimes({k: v.get("version") for k, v in packages.items() if v.get("manager") != "conda"})
+    if rt:
+        yield Fact("toolkit.cuda_runtimes", rt, where)
     torch = packages.get("torch")
     if with_torch and torch:
         cuda = _conda_torch_cuda(torch) if torch.get("manager") == "conda" else None
