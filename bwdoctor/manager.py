@@ -57,6 +57,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "checks.probe",
     "checks.smoke",
     "checks.ep",
+    "checks.evidence",
     "checks.mgpu",
     "remedies.driver",
     "remedies.runtime",

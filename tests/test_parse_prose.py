@@ -152,3 +152,13 @@ def test_image_tag_in_prose_gives_vllm_and_its_cuda(tmp_path):
 def test_garbage_never_raises(tmp_path):
     for text in ("\x00\xff" * 100, "|" * 5000, "vllm " * 3000, "GPU:" + "x" * 10000):
         run(tmp_path, text)
+
+
+def test_evidence_says_what_is_missing_and_what_disagrees(tmp_path):
+    _, findings = analyze(tmp_path, {"a.txt": "vLLM version: 0.10.1\ntorch 2.7.1+cu128\n",
+                                     "b.txt": "Package    Version\n---------- -------\ntorch      2.7.0\nvllm       0.10.1\n"})
+    miss = next(f for f in findings if f.id == "BWD-EVID-001")
+    assert miss.status == "warn" and miss.root_cause is None and "nvidia-smi" in miss.message
+    assert "no GPU model" in miss.details["missing"] and "no vLLM version" not in miss.details["missing"]
+    conf = next(f for f in findings if f.id == "BWD-EVID-002")
+    assert conf.status == "warn" and "torch.version" in conf.message
