@@ -181,3 +181,28 @@ def test_errors_from_several_files_are_combined():
         for f in parse_log.scan_lines(text.splitlines(), name):
             snap.add(f)
     assert outcome("BWD-LOG-003", snap).status == "fail"
+
+
+def test_no_kernel_image_where_gpu_torch_and_vllm_cover_the_arch_is_not_blamed_on_the_environment():
+    from logsig_util import outcome, snap_from
+
+    text = "RuntimeError: CUDA error: no kernel image is available for execution on the device\n"
+    snap = snap_from(text, torch={"version": "2.7.0+cu128", "variant": "cu128", "cuda": "12.8"},
+                     vllm={"version": "0.9.0"}, gpu__0={"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"})
+    out = outcome("BWD-LOG-002", snap)
+    assert out.status == "warn" and out.root_cause == "none_env_ok" and "not the environment" in out.message
+    # the same text on a GPU that vLLM 0.9.0 has no kernels for still blames the wheel
+    snap = snap_from(text, torch={"version": "2.7.0+cu128", "variant": "cu128", "cuda": "12.8"},
+                     vllm={"version": "0.9.0"}, gpu__0={"name": "NVIDIA GeForce RTX 5090", "compute_capability": "12.0"})
+    assert outcome("BWD-LOG-002", snap).root_cause == "arch_not_in_vllm_wheel"
+
+
+def test_nvcc_reported_missing_while_nvcc_runs_is_a_discovery_bug():
+    from logsig_util import outcome, snap_from
+
+    text = ("RuntimeError: Could not find nvcc\n$ nvcc --version\n"
+            "Cuda compilation tools, release 12.9, V12.9.41\n")
+    out = outcome("BWD-LOG-006", snap_from(text))
+    assert out.status == "warn" and out.root_cause == "none_env_ok"
+    out = outcome("BWD-LOG-006", snap_from("RuntimeError: Could not find nvcc\n"))
+    assert out.status == "fail" and out.root_cause == "flashinfer_jit_toolchain"

@@ -227,12 +227,58 @@ def check_torch_arch(snap: Snapshot) -> Outcome | None:
     return _out("fail", msg, ev, conf, remedies=["torch.reinstall-cuda-variant"])
 
 
+# NVLink link counts that only SXM datacenter boards have (nvidia-smi topo -m "NV12"/"NV18"): A100 SXM has 12
+# NVLink 3 links; H100/H200 SXM 18 NVLink 4 links; B200/B300 18 NVLink 5 links (NVIDIA product briefs).
+TOPOLOGY_CCS = {"NV12": ((8, 0),), "NV18": ((9, 0), (10, 0), (10, 3))}
+
+
+def _possible_ccs(snap: Snapshot) -> tuple[list[tuple[int, int]], str]:
+    """The GPUs' compute capabilities, or the ones the NVLink topology allows, with where they come from."""
+    ccs = _gpu_ccs(snap)
+    if ccs:
+        return ccs, "the GPU"
+    topo = snap.value("host.gpu_topology")
+    kinds = topo.get("kinds") if isinstance(topo, dict) else None
+    for kind in kinds or []:
+        if str(kind) in TOPOLOGY_CCS:
+            return list(TOPOLOGY_CCS[str(kind)]), f"the {kind} NVLink topology (an SXM datacenter board)"
+    return [], ""
+
+
+def _stack_covers(snap: Snapshot) -> str | None:
+    """Why the installed torch and vLLM both carry kernels for every GPU the evidence allows, or None when that is
+    not shown (a GPU, torch's CUDA variant and the vLLM version are all needed)."""
+    ccs, origin = _possible_ccs(snap)
+    torch = snap.value("torch")
+    variant = str(torch.get("variant") or "") if isinstance(torch, dict) else ""
+    vver = _vllm_version(snap)
+    if not ccs or not variant.startswith("cu") or not vver:
+        return None
+    for cc in ccs:
+        req = arch_requirements(f"{cc[0]}.{cc[1]}")
+        if req is None or variant not in tuple(getattr(req, "torch_cuda_variants", ()) or ()):
+            return None
+        vmin = version_tuple(getattr(req, "vllm_min", None))
+        if vmin is None or vver < vmin:
+            return None
+    shown = ", ".join(f"{a}.{b}" for a, b in ccs)
+    return (f"{origin} (compute capability {shown}), torch {torch.get('version') or variant} ({variant}) and vLLM "
+            f"{'.'.join(map(str, vver))} all cover this architecture")
+
+
 def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
     out: list[Outcome] = []
     nki = _errors(snap, "no_kernel_image")
     ccs = _gpu_ccs(snap)
     vver = _vllm_version(snap)
-    if nki and _torch_arch_gap(snap) is None:
+    covered = _stack_covers(snap) if nki and _torch_arch_gap(snap) is None else None
+    if covered:
+        # the environment contradicts the text: a kernel built for the wrong arch inside a release, not a missing arch
+        out.append(_out("warn", f"'no kernel image is available' ({_first(nki)}), but {covered}: likely a kernel bug "
+                                f"(a kernel compiled for the wrong arch variant) in vLLM or a kernel library, not the "
+                                f"environment", ["log.errors", "torch", "vllm"] + _gpu_evidence(snap), 0.3,
+                        cause="none_env_ok", remedies=[]))
+    elif nki and _torch_arch_gap(snap) is None:
         conf = 0.55
         why = "no torch arch gap is shown, so the missing kernel is most likely in vLLM's compiled extensions"
         for cc in ccs:
@@ -408,6 +454,13 @@ def check_flashinfer_jit(snap: Snapshot) -> Outcome | None:
     errs = _errors(snap, *weights)
     if not errs:
         return None
+    tk = snap.value("toolkit.nvcc")
+    if all(e["signature"] == "nvcc_missing" for e in errs) and isinstance(tk, dict) and tk.get("version") \
+            and _toolkit_too_old(snap) is None:
+        return _out("warn", f"The JIT build reports nvcc missing ({_first(errs)}), but nvcc {tk.get('version')} is "
+                            f"installed and runs in the same evidence: the library's toolkit discovery failed (a bug "
+                            f"of that release), not a missing toolkit", ["log.errors", "toolkit.nvcc"], 0.3,
+                    cause="none_env_ok", remedies=[])
     conf = max(weights[e["signature"]] for e in errs)
     old = _toolkit_too_old(snap)
     msg = f"A JIT kernel build (FlashInfer or similar) cannot compile or load ({_first(errs)})"

@@ -519,7 +519,9 @@ def check_fp4(snap: Snapshot) -> Any:
         elif not hw:
             out.append(warned(f"quantization={quant} on {label}: FP4 tensor cores exist only on Blackwell (10.x/12.x); "
                               "vLLM runs the checkpoint weight-only via Marlin (W4A16) or fails if no fallback exists",
-                              evidence=ev, subject=subject, confidence=0.8, details={"fp4_path": "marlin-w4a16"}))
+                              evidence=ev, subject=subject, confidence=0.8, details={"fp4_path": "marlin-w4a16"},
+                              # from CC 8.0 the Marlin weight-only path is vLLM's designed behaviour, not a fault
+                              **({"root_cause": "none_env_ok"} if c >= (8, 0) else {})))
         elif native is False:
             out.append(failed(f"quantization={quant} on {label}: the installed vLLM has no {_sm(cc)} kernels, so its "
                               "NVFP4/MXFP4 GEMMs cannot run (they are built per Blackwell family: sm_100 kernels do "

@@ -10,6 +10,9 @@ Facts produced (all with ``vllm-log:line N`` provenance):
 * ``vllm``: ``{"version"}`` when the log shows it.
 * ``log.attention_backend``: ``{"name", "forced", "candidates", "line"}``.
 * ``log.fp8``: list of ``{"kind": "marlin_fallback" | "kv_cache_fp8" | "linear_kernel", "text", "line"}``.
+* ``log.fp4``: list of ``{"kind": "marlin_fallback" | "backend", "format" (mxfp4/nvfp4/...), "backend", "text",
+  "line", "stated"}``: vLLM's weight-only FP4 fallback warning (or a person's words for it) and the FP4/MoE
+  backend the engine picked.
 * ``log.kv_cache``: ``{"tokens", "gib", "max_concurrency", "device", "gpu_blocks", ...}``.
 * ``log.memory_profile``: what the memory-profiling lines say (total, utilization, KV reserve GiB).
 * ``log.cuda_graphs``: ``{"seconds", "gib"}``; ``log.model_load``: ``{"gib", "seconds"}``.
@@ -98,6 +101,7 @@ NCCL_VERSION_RE = re.compile(r"NCCL version (\d+\.\d+\.\d+)(?:\+cuda(\d+\.\d+))?
                              r"|\b(2\.\d{1,2}\.\d{1,2})-\d+\+cuda(\d+\.\d+)\b")
 P2P_OFF_RE = re.compile(r"Custom allreduce is disabled because your platform lacks GPU P2P capability|"
                         r"P2P is disabled|NCCL_P2P_DISABLE=1", re.I)
+NVCC_RELEASE_RE = re.compile(r"Cuda compilation tools, release (\d+\.\d+)")
 PLATFORM_RE = re.compile(r"Automatically detected platform (\w+)")
 MAX_LEN_RE = re.compile(r"Using max model len (\d+)")
 RAY_SHM_RE = re.compile(r"/dev/shm has only (\d+) bytes available")
@@ -107,6 +111,13 @@ WSL_PIN_OFF_RE = re.compile(r"pin_memory=False'? as WSL is detected", re.I)
 WSL_RE = re.compile(r"microsoft-standard-WSL|/usr/lib/wsl/lib|\bWSL ?2\b|WSL is detected|VLLM_WSL2|"
                     r"dxgkio|/dev/dxg\b|Docker Desktop", re.I)
 FP4_RE = re.compile(r"\b(?:nv|mx)?fp4\b|nvfp4|mxfp4|modelopt_fp4|w4a4", re.I)
+FP4_FORMAT_RE = re.compile(r"\b(nvfp4|mxfp4|modelopt_fp4|w4a4(?:_nvfp4)?|fp4)\b|(NvFp4|Mxfp4|MXFP4|NVFP4)", re.I)
+# what the engine did with an FP4 checkpoint: vLLM's weight-only fallback warning (marlin_utils_fp4), a person's
+# description of it, and the FP4/MoE backend or kernel it selected
+FP4_MARLIN_RE = re.compile(r"does not have native support for FP4|(?:fall(?:s|ing|en)?|fell) ?back to (?:the )?"
+                           r"(?:weight-only )?(?:FP4 )?Marlin|Weight-only FP4 compression", re.I)
+FP4_BACKEND_RE = re.compile(r"\bUsing ([A-Za-z][\w -]{0,60}?) (?:backend|kernels?)\b", re.I)
+FP4_FILE_RE = re.compile(r"\[(?:mxfp4|modelopt|marlin_utils_fp4|compressed_tensors_moe|nvfp4\w*|fp4\w*)\.py:\d+\]", re.I)
 MIG_RE = re.compile(r"\bMIG-[0-9a-f]{8}-[0-9a-f-]{8,}|\bMIG-GPU-|MIG \d+g\.\d+gb|\b\d+g\.\d+gb\b|Multi-Instance GPU|"
                     r"MIG (?:mode|M\.)\s*[:|]?\s*Enabled|\bMIG (?:slice|instance|device|partition)s?\b", re.I)
 TORCH_ARCH_LIST_RE = re.compile(r"current PyTorch install\s+supports CUDA capabilities\s+((?:sm_\d+\w*[\s,]*)+)", re.I)
@@ -229,6 +240,7 @@ class _LogScan:
         self.window: deque[str] = deque(maxlen=WINDOW)
         self.frames: deque[str] = deque(maxlen=6)
         self.fp8: list[dict[str, Any]] = []
+        self.fp4: list[dict[str, Any]] = []
         self.kv: dict[str, Any] = {}
         self.mem: dict[str, Any] = {}
         self.nccl: dict[str, Any] = {}
@@ -465,6 +477,10 @@ class _LogScan:
                 self.nccl["p2p_disabled_or_unsupported"] = True
         if "PCIe-only" in line and PCIE_ONLY_RE.search(line) and "host.gpu_topology" not in self.facts:
             self.put("host.gpu_topology", {"nvlink": False, "source": "vLLM custom all-reduce notice"}, n)
+        if "compilation tools" in line:
+            m = NVCC_RELEASE_RE.search(line)
+            if m:
+                self.put("toolkit.nvcc", {"version": m.group(1), "source": "nvcc --version output"}, n)
         if "platform" in line:
             m = PLATFORM_RE.search(line)
             if m:
@@ -478,9 +494,8 @@ class _LogScan:
             if m:
                 self.put("host.shm_bytes", int(m.group(1)), n)
                 self.error("shm_small_warning", "shm_too_small", n, line, shm_bytes=int(m.group(1)))
-        if "fp4" in low or "w4a4" in low:
-            if FP4_RE.search(line):
-                self.facts.setdefault("log.fp4_mentioned", (True, n))
+        if "fp4" in low or "w4a4" in low or "marlin" in low:
+            self._fp4_line(line, n, low)
         if ("wsl" in low or "dxg" in low or "docker desktop" in low) and WSL_RE.search(line):
             self.put("host.wsl", True, n)
             if WSL_PIN_OFF_RE.search(line):
@@ -499,6 +514,24 @@ class _LogScan:
                 if archs:
                     self.put("torch", {"arch_list": archs}, n)
 
+    def _fp4_line(self, line: str, n: int, low: str) -> None:
+        joined = " ".join(self.window) + " " + line
+        fmt = FP4_FORMAT_RE.search(line) or FP4_FORMAT_RE.search(joined)
+        if FP4_RE.search(line):
+            self.facts.setdefault("log.fp4_mentioned", (True, n))
+        if len(self.fp4) >= 20:
+            return
+        fmt_name = (fmt.group(1) or fmt.group(2)).lower() if fmt else None
+        if FP4_MARLIN_RE.search(line) and (fmt or "fp4" in joined.lower()):
+            if not any(e["kind"] == "marlin_fallback" and e["line"] >= n - WINDOW for e in self.fp4):
+                self.fp4.append({"kind": "marlin_fallback", "format": fmt_name, "text": clip(line, 300), "line": n,
+                                 "stated": "does not have native support" not in line and "compression" not in line})
+            return
+        m = FP4_BACKEND_RE.search(line)
+        if m and (FP4_FILE_RE.search(line) or FP4_FORMAT_RE.search(line)):
+            self.fp4.append({"kind": "backend", "backend": m.group(1).strip(), "format": fmt_name, "line": n,
+                             "text": clip(line, 300)})
+
     # ---------------------------------------------------------------- results
     def results(self) -> Iterator[Fact]:
         for key, (value, n) in self.facts.items():
@@ -512,6 +545,8 @@ class _LogScan:
             yield Fact("log.memory_profile", self.mem, SRC)
         if self.fp8:
             yield Fact("log.fp8", self.fp8, f"{SRC}:line {self.fp8[0]['line']}")
+        if self.fp4:
+            yield Fact("log.fp4", self.fp4, f"{SRC}:line {self.fp4[0]['line']}")
         if self.nccl:
             yield Fact("log.nccl", self.nccl, SRC)
         if self.mig:

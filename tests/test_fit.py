@@ -1,0 +1,171 @@
+"""The memory and speed budget (BWD-FIT, `bwdoctor fit`): knowledge base rows, vLLM's KV arithmetic,
+the deployment read from configuration, and the verdicts on the guide's own configuration."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from bwdoctor.cli import cli
+from bwdoctor.kb import models as kbm
+from bwdoctor_checks._lib import fitcalc as fc
+
+ROOT = Path(__file__).resolve().parent.parent
+KB = ROOT / "bwdoctor" / "kb"
+DATA = Path(__file__).parent / "data" / "fit"
+SEED = Path("/work/shared/fixtures/seed-config")
+
+
+def _gpu(key: str) -> fc.Gpu:
+    from bwdoctor import kb
+
+    s = kb.find_gpu(key)
+    return fc.Gpu(s.name, s.memory_gib, s.memory_bandwidth_gbs, s.bf16_dense_tflops, s.fp8_dense_tflops,
+                  s.fp4_dense_tflops, s.fp8)
+
+
+@pytest.mark.parametrize("name", ["models", "fit"])
+def test_kb_files_match_their_schemas(name):
+    jsonschema.validate(json.loads((KB / f"{name}.json").read_text()), json.loads((KB / f"{name}.schema.json").read_text()))
+
+
+def test_every_row_counts_to_its_model_card():
+    """Parameters computed from each row's config.json values agree with the total the model card quotes."""
+    for row in kbm.models():
+        m = fc.from_table(row.names[0])
+        assert m is not None and m.origin == "table", row.key
+        assert abs(m.params_total / 1e9 - row.params_b) / row.params_b < 0.03, (row.key, m.params_total)
+        # cards quote active parameters with or without the embeddings
+        act = m.params_active / 1e9
+        assert min(abs(act - row.active_params_b), abs(act - m.params_embed / 2e9 - row.active_params_b),
+                   abs(act - m.params_embed / 1e9 - row.active_params_b)) / row.active_params_b < 0.05, row.key
+        assert all(s.startswith("https://huggingface.co/") for s in row.sources[:1]), row.key
+
+
+@pytest.mark.parametrize("name,key,quant", [
+    ("neuralmagic/Meta-Llama-3.1-70B-Instruct-FP8", "llama-3.1-70b", "fp8"),
+    ("RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", "llama-3.1-70b", "fp8"),
+    ("Qwen/Qwen2.5-72B-Instruct-AWQ", "qwen2.5-72b", "awq"),
+    ("mistralai/Mixtral-8x7B-Instruct-v0.1", "mixtral-8x7b", None),
+    ("deepseek-ai/DeepSeek-R1", "deepseek-v3", None),
+    ("openai/gpt-oss-120b", "gpt-oss-120b", None),
+])
+def test_names_find_their_rows(name, key, quant):
+    row = kbm.find_model(name)
+    assert row is not None and row.key == key
+    assert kbm.quantization_from_name(name) == quant
+
+
+def test_a_parameter_count_in_the_name_is_an_estimate():
+    m = fc.resolve_model("someorg/NewModel-13B-Chat")
+    assert m is not None and m.estimate and round(m.params_total / 1e9) == 13 and m.layers == 0
+    moe = fc.resolve_model("x/Thing-30B-A3B")
+    assert moe is not None and round(moe.params_active / 1e9) == 3
+    assert fc.resolve_model("x/no-size-here") is None
+
+
+def test_kv_bytes_per_token_follow_vllm_page_sizes():
+    llama70 = fc.from_table("meta-llama/Llama-3.1-70B-Instruct")
+    assert fc.kv_bytes_per_token_layer(llama70) * llama70.layers == 80 * 2 * 8 * 128 * 2
+    assert fc.kv_bytes_per_token_layer(llama70, "fp8") * 2 == fc.kv_bytes_per_token_layer(llama70)
+    assert fc.kv_bytes_per_token_layer(llama70, tp=2) * 2 == fc.kv_bytes_per_token_layer(llama70)
+    ds = fc.from_table("deepseek-ai/DeepSeek-V3")
+    assert ds.mla and fc.kv_bytes_per_token_layer(ds) == (512 + 64) * 2
+    assert fc.kv_bytes_per_token_layer(ds, tp=8) == (512 + 64) * 2  # the latent is not split across ranks
+    assert fc.kv_bytes_per_token_layer(ds, "fp8_ds_mla") == 656
+    g3 = fc.from_table("google/gemma-3-27b-it")
+    assert (g3.layers, g3.sliding_layers, g3.sliding_window) == (62, 52, 1024)
+    oss = fc.from_table("openai/gpt-oss-20b")
+    assert (oss.sliding_layers, oss.full_layers) == (12, 12)
+
+
+def test_hybrid_models_hold_more_tokens_than_full_attention():
+    g3 = fc.from_table("google/gemma-3-27b-it")
+    hyb = fc.kv_capacity(g3, 20 * fc.GiB, 32768)
+    full = fc.kv_capacity(g3, 20 * fc.GiB, 32768, hybrid=False)
+    assert hyb.tokens > 2 * full.tokens  # 10 full + 52 sliding layers, 8192 tokens in flight
+
+
+def test_cpu_log_kv_size_reproduced_exactly():
+    """The vLLM CPU fixture: 1 GiB of KV space, 2 layers x 2 KV heads x 64 x BF16 → 1,048,576 tokens, 4096x at 256."""
+    cfg = json.loads((DATA / "cpu-0.32" / "model" / "config.json").read_text())
+    m = fc.describe(cfg, "tiny", "folder", str(DATA))
+    cap = fc.kv_capacity(m, 1 * fc.GiB, 256)
+    assert cap.tokens == 1_048_576 and cap.concurrency == 4096
+
+
+def _run(args):
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def test_analyze_log_with_model_folder_compares_with_the_logged_kv_size():
+    r = _run(["analyze", str(DATA / "cpu-0.32" / "generate-tiny-llama.log"), str(DATA / "cpu-0.32" / "model"),
+              "--format", "json"])
+    rep = json.loads(r.output)
+    f = next(x for x in rep["findings"] if x["id"] == "BWD-FIT-004")
+    assert f["status"] == "pass", f["message"]
+    assert f["details"]["logged_tokens"] == 1_048_576 and f["details"]["estimated_tokens"] == 1_048_576
+
+
+@pytest.mark.skipif(not SEED.is_dir(), reason="the shared seed-config fixture is not on this machine")
+def test_seed_config_budget_on_rtx_pro_6000():
+    r = _run(["analyze", str(SEED), "--target", "rtx-pro-6000", "--format", "json"])
+    rep = json.loads(r.output)
+    by = {(x["id"]): x for x in rep["findings"] if x["id"].startswith("BWD-FIT")}
+    mem = by["BWD-FIT-001"]
+    assert mem["status"] == "fail"
+    for text in ("weights 67.7", "draft model 15.0", "LoRA", "16,384", "does not fit", "VLLM_MAX_MODEL_LEN"):
+        assert text in mem["message"], text
+    assert mem["details"]["settings"]["max_num_seqs"] == 512
+    assert mem["details"]["settings"]["gpu_memory_utilization"] == 0.95
+    assert any(x["change"] == "--tensor-parallel-size 2" or x["change"].startswith("--tensor-parallel-size 2")
+               for x in mem["details"]["remedies"])
+    mig = by["BWD-FIT-002"]
+    assert mig["status"] == "fail" and "4g.48gb is not a MIG profile" in mig["message"]
+    assert "67.7 GiB of weights" in mig["message"]
+    speed = by["BWD-FIT-003"]
+    assert "24.7 tokens/s" in speed["message"] and "200 tokens/s ≥ 9" in speed["message"]
+
+
+def test_fit_command_verdicts_and_exit_codes():
+    ok = _run(["fit", "meta-llama/Llama-3.1-70B-Instruct-FP8", "--target", "rtx-pro-6000", "--max-model-len", "16384",
+               "--max-num-seqs", "512", "--gpu-memory-utilization", "0.95", "--format", "json"])
+    assert ok.exit_code == 0, ok.output
+    res = json.loads(ok.output)
+    assert res["verdict"] == "fits_partly" and res["kv"]["concurrency"] > 3
+    assert 24 < res["speed"]["decode_bound_tps"] < 26
+    big = _run(["fit", "Qwen/Qwen2.5-72B-Instruct", "--target", "h100"])
+    assert big.exit_code == 1 and "does not fit" in big.output and "--tensor-parallel-size 4" in big.output
+    bad = _run(["fit", "x/no-size-here", "--target", "h100"])
+    assert bad.exit_code == 2
+    tgt = _run(["fit", "meta-llama/Llama-3.1-8B", "--target", "nonsense-gpu"])
+    assert tgt.exit_code == 2
+
+
+def _safetensors(path: Path, tensors: dict[str, tuple[str, list[int], int]]) -> int:
+    header, off = {}, 0
+    for name, (dtype, shape, nbytes) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + nbytes]}
+        off += nbytes
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * off)
+    return off
+
+
+def test_fit_reads_a_model_folder_exactly(tmp_path):
+    cfg = json.loads((DATA / "cpu-0.32" / "model" / "config.json").read_text())
+    cfg["quantization_config"] = {"quant_method": "fp8", "activation_scheme": "dynamic"}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    n = _safetensors(tmp_path / "model.safetensors", {"a": ("F8_E4M3", [256, 256], 65536), "b": ("BF16", [512, 256], 262144)})
+    r = _run(["fit", str(tmp_path), "--target", "h100", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["model"]["origin"] == "folder" and res["model"]["format"] == "fp8"
+    assert res["budget_gib"]["weights"] == round(n / 2**30, 3)
+    (tmp_path / "config.json").write_text("{not json")
+    assert _run(["fit", str(tmp_path), "--target", "h100"]).exit_code == 2
