@@ -194,6 +194,14 @@ class Snapshot:
             return
         rank = max(old.rank, fact.rank)
         if isinstance(old.value, dict) and isinstance(fact.value, dict):
+            ident = next((k for k in self.IDENTITY_FIELDS if old.value.get(k) is not None
+                          and fact.value.get(k) is not None and old.value[k] != fact.value[k]), None)
+            if ident is not None:
+                # another version or product: the other fields describe that one, so they are not mixed
+                self._conflict(f"{fact.key}.{ident}", old, old.value[ident], fact, fact.value[ident])
+                if fact.rank >= old.rank:
+                    self.facts[fact.key] = Fact(fact.key, dict(fact.value), fact.source, rank)
+                return
             merged = dict(old.value)
             for k, v in fact.value.items():
                 if k in merged and merged[k] is not None and v is not None and merged[k] != v:
@@ -212,6 +220,7 @@ class Snapshot:
             self.facts[fact.key] = Fact(fact.key, fact.value, fact.source, rank)
 
     CONFLICT_FIELDS_IGNORED = ("cc_source", "source", "file", "line", "kb_key")
+    IDENTITY_FIELDS = ("version",)
 
     def _conflict(self, key: str, old: Fact, old_value: Any, new: Fact, new_value: Any) -> None:
         if key.rsplit(".", 1)[-1] in self.CONFLICT_FIELDS_IGNORED or isinstance(old_value, (dict, list)):

@@ -526,7 +526,10 @@ def _install_into(acc: _Acc, text: str, lineno: int) -> bool:
     m = _INSTALL_START.search(text)
     if not m:
         return False
-    cmd = text[m.start():].split("```", 1)[0].replace("`", " ")
+    cmd = text[m.start():].split("```", 1)[0]
+    if text[:m.start()].count("`") % 2 == 1:  # inline code: the command ends at the closing tick
+        cmd = cmd.split("`", 1)[0]
+    cmd = cmd.replace("`", " ")
     tokens = _split_shell(cmd)
     if tokens[:1] in (["docker"], ["podman"]):
         if len(tokens) >= 3 and tokens[1] == "pull":
@@ -568,6 +571,8 @@ def _commands_into(acc: _Acc, lines: Iterable[str]) -> int:
             continue
         cmd = text[m.start():]
         cmd = cmd.split("```", 1)[0]
+        if text[:m.start()].count("`") % 2 == 1:  # inline code: the command ends at the closing tick
+            cmd = cmd.split("`", 1)[0]
         tokens = _split_shell(cmd)
         if not tokens:
             continue
