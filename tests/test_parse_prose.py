@@ -23,8 +23,11 @@ def ev_text(tmp_path: Path, text: str, name: str = "paste.txt") -> Evidence:
 def run(tmp_path: Path, text: str) -> dict:
     out: dict = {}
     for f in prose.bwdoctor_parsers()[0].func(ev_text(tmp_path, text)):
-        assert f.rank == STATED
-        out[f.key] = f.value if not isinstance(out.get(f.key), dict) else {**out[f.key], **f.value}
+        assert f.rank in (STATED, INFERRED)
+        if f.rank == INFERRED and isinstance(out.get(f.key), dict):
+            out[f.key] = {**f.value, **out[f.key]}  # fills only what the statements leave open
+        else:
+            out[f.key] = f.value if not isinstance(out.get(f.key), dict) else {**out[f.key], **f.value}
         out.setdefault("_sources", {})[f.key] = f.source
     return out
 
@@ -41,12 +44,8 @@ def analyze(tmp_path: Path, files: dict[str, str]) -> tuple[Snapshot, list]:
     return snap, findings
 
 
-def test_markdown_bullets():
-    f = {}
-    ev = Evidence(path=str(DATA / "issue-report.md"), name="issue-report.md",
-                  head=(DATA / "issue-report.md").read_text(), size=1)
-    for fact in prose.bwdoctor_parsers()[0].func(ev):
-        f[fact.key] = fact.value
+def test_markdown_bullets(tmp_path):
+    f = run(tmp_path, (DATA / "issue-report.md").read_text())
     assert f["gpu.count"] == 2
     assert f["gpu.0"]["name"] == "NVIDIA GeForce RTX 5090" and f["gpu.0"]["compute_capability"] == "12.0"
     assert f["torch"]["variant"] == "cu124"
@@ -162,3 +161,45 @@ def test_evidence_says_what_is_missing_and_what_disagrees(tmp_path):
     assert "no GPU model" in miss.details["missing"] and "no vLLM version" not in miss.details["missing"]
     conf = next(f for f in findings if f.id == "BWD-EVID-002")
     assert conf.status == "warn" and "torch.version" in conf.message
+
+
+def test_torch_release_without_the_architecture_in_any_build(tmp_path):
+    from bwdoctor.diagnosis import diagnose
+
+    _, findings = analyze(tmp_path, {"t.md": "GPU: NVIDIA GeForce RTX 5080\n- PyTorch: 2.6.0\n"})
+    st = next(f for f in findings if f.id == "BWD-STACK-001" and f.status == "fail")
+    assert "2.7.0" in st.message and st.details["basis"] == "stated"
+    assert diagnose(findings)[0]["root_cause"] == "arch_not_in_torch_wheel"
+
+
+def test_old_nccl_on_one_gpu_is_not_blamed(tmp_path):
+    _, findings = analyze(tmp_path, {"n.md": "GPU: NVIDIA GeForce RTX 5090\nNCCL version 2.21.5+cuda12.4\n"})
+    assert not [f for f in findings if f.id == "BWD-STACK-009" and f.status == "fail"]
+    _, findings = analyze(tmp_path, {"n.md": "GPU: 2x NVIDIA GeForce RTX 5090\nNCCL version 2.21.5+cuda12.4\n"})
+    assert [f for f in findings if f.id == "BWD-STACK-009" and f.status == "fail"]
+
+
+def test_architectures_named_by_an_error_are_not_the_gpu(tmp_path):
+    f = run(tmp_path, "RuntimeError: FlashInfer requires GPUs with sm75 or higher\n")
+    assert "gpu.0" not in f
+
+
+def test_nccl_built_for_an_old_cuda_with_tensor_parallelism(tmp_path):
+    from bwdoctor.diagnosis import diagnose
+
+    text = ("Two cards, serving with `vllm serve some/model --tensor-parallel-size 2`.\n"
+            "NCCL INFO NCCL version 2.18.1+cuda11.0\n")
+    _, findings = analyze(tmp_path, {"t.md": text})
+    f = next(f for f in findings if f.id == "BWD-STACK-011")
+    assert f.status == "fail" and "11.0" in f.message
+    assert diagnose(findings)[0]["root_cause"] == "nccl_version_mismatch"
+    _, findings = analyze(tmp_path, {"t.md": "GPU: NVIDIA A10\nNCCL version 2.18.1+cuda11.0\n"})
+    assert next(f for f in findings if f.id == "BWD-STACK-011").status == "pass"
+
+
+def test_a_released_vllm_named_in_prose_gets_its_wheel_cuda_as_an_inference(tmp_path):
+    snap, findings = analyze(tmp_path, {"t.md": "vLLM version: 0.22.1\n",
+                                        "pip.txt": "torch==2.11.0+cu129\nnumpy==2.2.6\ntransformers==5.0.0\n"})
+    assert snap.value("vllm")["cuda_major"] == 13 and "CUDA 13.0" in snap.value("vllm")["cuda_inferred"]
+    f = next(f for f in findings if f.id == "BWD-STACK-004")
+    assert f.status == "fail" and f.details["basis"] in ("stated", "inferred")

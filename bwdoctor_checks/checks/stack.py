@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from bwdoctor import (
     skipped,
     warned,
 )
+from bwdoctor.kb import vllm as kbv
 from bwdoctor_checks._lib.versions import at_least, base_version, parse_version
 
 # ----------------------------------------------------------------------------- metadata helpers
@@ -99,9 +101,14 @@ def check_torch_arch(snap: Snapshot) -> Any:
                 out.append(failed(line, evidence=["torch", "cudabin.torch"], subject=subject, details=details,
                                   severity="critical", confidence=1.0))
             continue
-        # no library scanned (evidence from a report or pip list): judge by the CUDA variant
+        # no library scanned (evidence from a report or pip list): judge by the CUDA variant, else by
+        # the releases that have the architecture in any build
         req = _req(cc)
-        if req is None or not variant or not req.torch_cuda_variants:
+        span = _torch_release_gap(version, req) if req is not None and not variant else None
+        if span:
+            out.append(failed(f"torch {version} has no kernels for {label}: {span}", evidence=["torch"],
+                              subject=subject, severity="critical", confidence=0.85))
+        elif req is None or not variant or not req.torch_cuda_variants:
             out.append(skipped(f"torch {version}: no compiled library scanned and no rule for CC {cc}",
                                evidence=["torch"], subject=subject))
         elif variant in req.torch_cuda_variants:
@@ -112,6 +119,19 @@ def check_torch_arch(snap: Snapshot) -> Any:
                               f"{', '.join(req.torch_cuda_variants)}", evidence=["torch"], subject=subject,
                               severity="critical", confidence=0.9))
     return out
+
+
+def _torch_release_gap(version: Any, req: Any) -> str | None:
+    """Why no build of this torch release has kernels for the architecture (it predates the first
+    release with them, or comes after the last), or None."""
+    base = base_version(version)
+    if base is None:
+        return None
+    if req.torch_min and at_least(str(base), req.torch_min) is False:
+        return f"no torch build before {req.torch_min} carries {req.sm} kernels"
+    if req.torch_max and base > (base_version(req.torch_max) or base):
+        return f"torch builds after {req.torch_max} no longer carry {req.sm} kernels"
+    return None
 
 
 def _vllm_unsupported_arch(version: Any, cc: str, label: str, subject: str, binfo: Any) -> Any:
@@ -213,6 +233,16 @@ def check_vllm_torch(snap: Snapshot) -> Any:
     vllm = snap.mapping("vllm")
     torch = snap.mapping("torch")
     spec = vllm.get("torch_requirement")
+    origin = ""
+    confidence = 0.95
+    if not spec and vllm.get("version") and not vllm.get("source_build"):
+        # a release's wheel pins one torch (Requires-Dist in the knowledge base); a build from source
+        # or a development version is built against whatever torch was there
+        ver = str(vllm["version"])
+        pin = kbv.torch_pin_for(ver) if kbv.resolve_version(ver)[1] == "exact" and not \
+            re.search(r"dev|\+g|\+cu|\+cpu", ver) else None
+        if pin:
+            spec, origin, confidence = f"torch=={pin}", " (the release's pin)", 0.8
     if not spec:
         return skipped("vLLM's torch requirement is not known (no metadata)", evidence=["vllm"])
     try:
@@ -226,9 +256,9 @@ def check_vllm_torch(snap: Snapshot) -> Any:
     if req.specifier.contains(base, prereleases=True) or req.specifier.contains(have, prereleases=True):
         return passed(f"vLLM {vllm.get('version')} requires {spec}; torch {torch.get('version')} is installed",
                       evidence=["vllm", "torch"])
-    return failed(f"vLLM {vllm.get('version')} was built for {spec} but torch {torch.get('version')} is installed: its "
-                  "compiled extensions will fail to load (undefined symbol) or misbehave",
-                  evidence=["vllm", "torch"], severity="critical", confidence=0.95)
+    return failed(f"vLLM {vllm.get('version')} was built for {spec}{origin} but torch {torch.get('version')} is "
+                  "installed: its compiled extensions will fail to load (undefined symbol) or misbehave",
+                  evidence=["vllm", "torch"], severity="critical", confidence=confidence)
 
 
 def _torch_cuda_major(torch: dict[str, Any]) -> int | None:
@@ -378,15 +408,36 @@ def check_triton(snap: Snapshot) -> Any:
     return out
 
 
+def _one_gpu_only(snap: Snapshot) -> bool:
+    """True when the evidence shows one GPU and no parallelism asked for (NCCL then moves nothing)."""
+    count = snap.value("gpu.count")
+    if not isinstance(count, int) or count != 1:
+        return False
+    for key in ("config.requested", "vllm.config"):
+        c = snap.mapping(key)
+        for k in ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"):
+            try:
+                if int(c.get(k) or 1) > 1:
+                    return False
+            except (TypeError, ValueError):
+                return False
+    return True
+
+
 def check_nccl(snap: Snapshot) -> Any:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
     have = snap.value("nccl.version")
     out = []
+    single = _one_gpu_only(snap)
     for subject, cc, label in tgts:
         req = _req(cc)
-        if req is None or not req.nccl_min:
+        if single and req is not None and req.nccl_min and at_least(have, req.nccl_min) is False:
+            out.append(passed(f"NCCL {have} is older than {req.nccl_min}, the first release for {_sm(cc)}, but "
+                              "nothing here runs on more than one GPU, so NCCL carries no traffic",
+                              evidence=["nccl.version"], subject=subject))
+        elif req is None or not req.nccl_min:
             out.append(passed(f"NCCL {have}: no minimum known for CC {cc}", evidence=["nccl.version"],
                               subject=subject))
         elif at_least(have, req.nccl_min) is False:
@@ -396,6 +447,36 @@ def check_nccl(snap: Snapshot) -> Any:
             out.append(passed(f"NCCL {have} >= {req.nccl_min} for {_sm(cc)}", evidence=["nccl.version"],
                               subject=subject))
     return out
+
+
+# NCCL's CUDA-graph support: NCCL built with a CUDA runtime older than this cannot be captured in a
+# CUDA graph ("NCCL cannot be captured in a graph if either it wasn't built with CUDA runtime >= 11.3
+# or if the installed CUDA driver < R465"); vLLM captures its collectives in CUDA graphs.
+NCCL_GRAPH_MIN_CUDA = "11.3"
+
+
+def check_nccl_build(snap: Snapshot) -> Any:
+    cuda = snap.value("nccl.cuda") or snap.mapping("log.nccl").get("cuda")
+    have = snap.value("nccl.version")
+    if not cuda:
+        return skipped("the CUDA that NCCL was built with is not known (NCCL_DEBUG=INFO prints it: 'NCCL version "
+                       "2.x.y+cudaX.Y')", evidence=["nccl.version"])
+    ev = [k for k in ("nccl.version", "nccl.cuda", "log.nccl") if snap.has(k)]
+    if _one_gpu_only(snap):
+        return passed(f"NCCL {have} (built with CUDA {cuda}): one GPU, no collectives to capture", evidence=ev)
+    if at_least(str(cuda), NCCL_GRAPH_MIN_CUDA) is False:
+        return failed(f"NCCL {have} was built with CUDA {cuda}, older than {NCCL_GRAPH_MIN_CUDA}: its collectives "
+                      "cannot be captured in a CUDA graph, which vLLM does for tensor parallelism; install the NCCL "
+                      "built for the CUDA of torch (the nvidia-nccl-cu1x wheel torch requires)", evidence=ev,
+                      confidence=0.85)
+    tcuda = snap.mapping("torch").get("cuda")
+    tmajor = parse_version(tcuda).release[0] if parse_version(tcuda) is not None else None
+    nmajor = parse_version(str(cuda)).release[0] if parse_version(str(cuda)) is not None else None
+    if tmajor is not None and nmajor is not None and tmajor != nmajor:
+        return warned(f"NCCL {have} was built with CUDA {cuda} but torch is a CUDA {tcuda} build: an NCCL from "
+                      "another CUDA major was picked up (a system libnccl ahead of the wheel's?)", evidence=[*ev, "torch"],
+                      confidence=0.6)
+    return passed(f"NCCL {have} was built with CUDA {cuda}", evidence=ev)
 
 
 # NVIDIA's own CUDA libraries are not judged from their fatbins: some keep their kernels outside the
@@ -618,6 +699,16 @@ def bwdoctor_checks() -> list[CheckSpec]:
             root_cause="nccl_version_mismatch", remedies=["nccl.upgrade"], confidence=0.85, tags=["stack", "nccl"],
             doc="NCCL older than the architecture's first supported release (2.26 for Blackwell) has no kernels or "
                 "topology support for it. Reads the nvidia-nccl-cu* wheel's version. Fix: upgrade the NCCL wheel."),
+        CheckSpec(
+            id="BWD-STACK-011", title="NCCL was built for the CUDA in use", func=check_nccl_build,
+            needs=["nccl.version"], root_cause="nccl_version_mismatch", remedies=["nccl.upgrade"], confidence=0.85,
+            tags=["stack", "nccl"],
+            doc="NCCL prints the CUDA it was built with ('NCCL version 2.19.3+cuda11.0'). An NCCL built with a CUDA "
+                "runtime older than 11.3 cannot be captured in a CUDA graph, which vLLM does with tensor "
+                "parallelism; an NCCL of another CUDA major than torch's usually means a system libnccl was loaded "
+                "ahead of the wheel's. Judged only when more than one GPU is (or may be) in use. Fix: install "
+                "the NCCL wheel built for torch's CUDA and make sure no older libnccl comes first on the "
+                "library path."),
         CheckSpec(
             id="BWD-STACK-010", title="Other CUDA libraries have kernels for the GPU", func=check_other_libs,
             needs_any=_TGT, level="standard", root_cause="arch_not_in_torch_wheel",

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from bwdoctor import STATED, Evidence, Fact, ParserSpec, hookimpl
+from bwdoctor import INFERRED, STATED, Evidence, Fact, ParserSpec, hookimpl
 from bwdoctor.kb import vllm as kbv
 from bwdoctor_checks._lib.textutil import cc_from_sm, gpu_entry, gpu_names, short_version, torch_fact
 
@@ -67,6 +67,9 @@ _F_TOOLKIT = re.compile(r"CUDA toolkit[^\S\n]*v?(\d+\.\d+)|nvcc[^\n]{0,30}?(?:re
                         r"(?:CUDA(?:_HOME)?)[^\n]{0,20}?/usr/local/cuda-(\d+\.\d+)", re.I)
 _F_CC = re.compile(r"compute[ _-]?capability[^\S\n]*[:：=]?[^\S\n]*\(?(\d{1,2})[.,][^\S\n]*(\d)\)?"
                    r"|\b(?:sm|SM)[_ ]?(\d{2,3})[af]?\b|\bcompute_(\d{2,3})[af]?\b|\bCC[^\S\n]*(\d{1,2}\.\d)\b")
+# an error message names architectures it wants or lacks, not the GPU the person has
+_ERRORISH = re.compile(r"error|requires?|not (?:compatible|supported)|supports?|expected|minimum|only|failed|"
+                       r"Traceback|Exception|\bat least\b|or (?:higher|newer|later)", re.I)
 _F_WSL = re.compile(r"\bWSL ?2?\b|Windows Subsystem for Linux|Docker Desktop")
 _F_SOURCE_BUILD = re.compile(r"(?:built|installed|compiled|build) (?:vllm |it )?from (?:the )?source|Installation "
                              r"Method\W+[^\n]{0,20}source|pip install -e \.|python setup\.py (?:develop|install)", re.I)
@@ -189,6 +192,19 @@ def _vllm_info(version: str, install: str | None = None) -> dict[str, Any]:
     return info
 
 
+def _vllm_cuda_guess(info: dict[str, Any], line: int) -> Iterator[Fact]:
+    """A released vLLM named without its build: the CUDA of its PyPI wheel and image (what nearly
+    everyone installs), as an inferred fact that fills only what nothing else says."""
+    version = str(info.get("version") or "")
+    if "cuda_major" in info or info.get("source_build") or kbv.resolve_version(version)[1] != "exact":
+        return
+    cuda = kbv.build_cuda_for(version)
+    if cuda:
+        yield Fact("vllm", {"cuda_major": int(cuda.split(".")[0]),
+                            "cuda_inferred": f"vLLM {version}'s PyPI wheel and image are built with CUDA {cuda}"},
+                   f"{SRC}:line {line}", INFERRED)
+
+
 def _torch(version: str, cuda: str | None = None) -> dict[str, Any]:
     return torch_fact(version, cuda)
 
@@ -291,7 +307,7 @@ def parse_env_text(ev: Evidence) -> Iterator[Fact]:
                 pick.offer("nccl.version", short_version(ver, 3), n, MENTION)
         if (m := _F_PATH_NVCC.search(raw)):
             pick.offer("toolkit.nvcc", {"version": m.group(1), "path": None}, n, MENTION)
-        if cc_hint is None and (m := _F_CC.search(line)):
+        if cc_hint is None and not _ERRORISH.search(line) and (m := _F_CC.search(line)):
             cc = _cc_from(m)
             if cc:
                 cc_hint = (cc, n)
@@ -302,6 +318,8 @@ def parse_env_text(ev: Evidence) -> Iterator[Fact]:
     for key, (strength, value, n) in pick.best.items():
         stated.append({"key": key, "value": value, "line": n, "how": "labelled" if strength >= LABEL else "mention"})
         yield Fact(key, value, f"{SRC}:line {n}", STATED)
+    if "vllm" in pick.best and not source_build_line:
+        yield from _vllm_cuda_guess(pick.best["vllm"][1], pick.best["vllm"][2])
     if source_build_line:
         yield Fact("vllm", {"source_build": True}, f"{SRC}:line {source_build_line}", STATED)
     if wsl_line:
