@@ -1,6 +1,8 @@
 """bwdoctor: will this machine or image serve LLMs with vLLM on NVIDIA GPUs, and if not, why?
 
 This module is the public API for plugins. Importing it imports neither torch nor vLLM.
+``bwdoctor.resolve`` (versions, compute capabilities, GPU identity, the GPUs being judged) and
+``bwdoctor.kb`` (the knowledge base) are part of it: ``from bwdoctor import kb, resolve``.
 """
 
 from bwdoctor.hookspecs import hookimpl
@@ -36,7 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "INFERRED", "STATED", "CheckSpec", "CollectorSpec", "Evidence", "Fact", "Finding", "FixPlan", "FixStep", "Missing", "Outcome",
-    "ParserSpec", "RemedySpec", "Report", "ReporterSpec", "RunOptions", "Snapshot", "Unavailable",
+    "ParserSpec", "RemedySpec", "Report", "ReporterSpec", "RunOptions", "Snapshot", "Unavailable", "kb", "resolve",
     "Unsupported", "__version__", "failed", "hookimpl", "is_unsupported", "known", "passed", "skipped",
     "warned",
 ]

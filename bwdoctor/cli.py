@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,10 +22,12 @@ from bwdoctor.files import BadInput, encodable, write_atomic
 from bwdoctor.pipeline import BadOption, plugin_output_to_stderr
 from bwdoctor.types import Report
 
+if TYPE_CHECKING:
+    from bwdoctor.manager import PluginManager
+
 __all__ = ["cli", "main", "write_atomic"]
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-FORMATS = ("console", "json", "markdown", "junit", "sarif")
 
 EPILOG = """\b
 Exit codes:
@@ -49,16 +51,30 @@ class CouldNotRun(click.ClickException):
 # ----------------------------------------------------------------------------- helpers
 
 
-def _manager(ctx: click.Context) -> Any:
-    obj = ctx.find_root().ensure_object(dict)
-    if obj.get("manager") is None:
-        from bwdoctor.manager import PluginManager
+# the roles of built-in plugins each kind of work needs (see bwdoctor.manager.ROLE_HOOKS): a
+# command imports no plugin it does not use
+ROLES_LIVE = ("collectors", "parsers", "checks", "remedies")
+ROLES_ANALYZE = ("parsers", "checks", "remedies")
+ROLES_STORED = ("checks", "remedies")
+ROLES_CATALOGUE = ("checks", "remedies")
 
-        with plugin_output_to_stderr():
-            mgr = PluginManager(disabled=obj.get("disable", ()), plugin_dirs=obj.get("plugin_dirs", ()))
-            mgr.registry()
-        obj["manager"] = mgr
-    return obj["manager"]
+
+def _manager(ctx: click.Context, roles: Sequence[str] | None = None) -> PluginManager:
+    """The plugin manager of this invocation, with the built-in plugins of ``roles`` loaded (all
+    when None). Third-party plugins are loaded the first time, whatever the roles."""
+    from bwdoctor.manager import ROLES, PluginManager
+
+    obj = ctx.find_root().ensure_object(dict)
+    mgr = obj.get("manager")
+    with plugin_output_to_stderr():
+        if mgr is None:
+            mgr = PluginManager(disabled=obj.get("disable", ()), plugin_dirs=obj.get("plugin_dirs", ()),
+                                roles=roles)
+            obj["manager"] = mgr
+        else:
+            mgr.load_roles(ROLES if roles is None else roles)
+        mgr.registry()
+    return mgr
 
 
 def emit(text: str, output: str | None, mode: int | None = None) -> None:
@@ -71,28 +87,29 @@ def emit(text: str, output: str | None, mode: int | None = None) -> None:
         click.echo(encodable(text), nl=False)
 
 
-def _render(report: Any, fmt: str, verbose: int, manager: Any, output: str | None) -> str:
-    from bwdoctor.reporters import BUILTIN
+def _render(report: Report, fmt: str, verbose: int, manager: PluginManager, output: str | None) -> str:
+    """Render through the reporter named ``fmt`` (built-in ones are declared through the same hook
+    as a plugin's); a third-party reporter runs with a deadline, its prints going to stderr."""
+    manager.load_roles(["reporters"])
+    spec = next((r for r in manager.registry().reporters if r.name == fmt), None)
+    if spec is None:
+        known = ", ".join(r.name for r in manager.registry().reporters)
+        raise click.BadParameter(f"unknown format {fmt!r} (known: {known})", param_hint="--format")
+    func = spec.func
+    if spec.color_func is not None and output in (None, "-") and sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        func = spec.color_func
+    info = manager.infos.get(spec.plugin)
+    if info is not None and info.origin == "builtin":
+        return func(report, verbose)
+    from bwdoctor.isolation import call_with_deadline
 
-    if fmt == "console":
-        from bwdoctor.reporters.console import render
-
-        color = (output in (None, "-")) and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        return render(report, verbose, color=color)
-    if fmt in BUILTIN:
-        return BUILTIN[fmt](report, verbose)
-    for spec in manager.registry().reporters:
-        if spec.name == fmt:
-            from bwdoctor.isolation import call_with_deadline
-
-            with plugin_output_to_stderr():
-                res = call_with_deadline(spec.func, (report, verbose), 30.0)
-            if not res.ok:
-                raise CouldNotRun(f"reporter {fmt!r} failed: {res.error}")
-            if not isinstance(res.value, str):
-                raise CouldNotRun(f"reporter {fmt!r} returned {type(res.value).__name__}, expected text")
-            return res.value
-    raise click.BadParameter(f"unknown format {fmt!r}", param_hint="--format")
+    with plugin_output_to_stderr():
+        res = call_with_deadline(func, (report, verbose), 30.0)
+    if not res.ok:
+        raise CouldNotRun(f"reporter {fmt!r} failed: {res.error}")
+    if not isinstance(res.value, str):
+        raise CouldNotRun(f"reporter {fmt!r} returned {type(res.value).__name__}, expected text")
+    return res.value
 
 
 def exit_code(findings: Sequence[Any], fail_on: str) -> int:
@@ -136,7 +153,14 @@ def build_report(ctx: click.Context, mode: str, *, from_report: str | None = Non
                          smoke=bool(extra.pop("smoke", False)), verbose=int(extra.pop("verbose", 0)), extra=extra)
     request = pipeline.Request(mode=mode, options=options, paths=tuple(paths), from_report=from_report, select=tuple(select),
                       skip=tuple(skip), fail_on=fail_on, run_checks=run_checks, show_progress=_stderr_is_terminal())
-    manager = _manager(ctx)
+    roles: Sequence[str]
+    if from_report:
+        roles = ROLES_STORED
+    elif mode == "analyze":
+        roles = ROLES_ANALYZE
+    else:
+        roles = ROLES_LIVE
+    manager = _manager(ctx, roles)
     with plugin_output_to_stderr():
         unknown = pipeline.unknown_selections(manager.registry(), select)
     for token in unknown:
@@ -147,7 +171,7 @@ def build_report(ctx: click.Context, mode: str, *, from_report: str | None = Non
 
 def finish(ctx: click.Context, report: Report, fmt: str, output: str | None, verbose: int, fail_on: str) -> None:
     safe = pipeline.redacted(report)
-    text = _render(safe, fmt, verbose, _manager(ctx), output)
+    text = _render(safe, fmt, verbose, _manager(ctx, ["reporters"]), output)
     emit(text, output)
     ctx.exit(exit_code(safe.findings, fail_on))
 
@@ -193,7 +217,7 @@ class LazyGroup(click.Group):
 
     def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
         try:
-            reg = _manager(ctx).registry()
+            reg = _manager(ctx, ["commands"]).registry()
         except Exception:  # noqa: BLE001 - plugin trouble must not break the CLI
             return {}
         out = {}
@@ -289,11 +313,8 @@ def analyze(ctx: click.Context, paths: tuple[str, ...], select: tuple[str, ...],
 
 
 def _catalogue(ctx: click.Context) -> list[dict[str, Any]]:
-    from bwdoctor.runner import CORE_CHECKS
-
-    reg = _manager(ctx).registry()
-    rows: list[dict[str, Any]] = [{"id": cid, "title": t, "area": "CORE", "level": "quick", "tags": [], "doc": doc, "root_cause": None,
-             "remedies": [], "needs": [], "plugin": "bwdoctor"} for cid, (t, doc) in CORE_CHECKS.items()]
+    reg = _manager(ctx, ROLES_CATALOGUE).registry()
+    rows: list[dict[str, Any]] = []
     for c in reg.checks:
         rows.append({"id": c.id, "title": c.title, "area": c.area, "level": c.level, "tags": list(c.tags),
                      "doc": c.doc, "root_cause": c.root_cause, "remedies": list(c.remedies), "needs": list(c.needs),
@@ -339,7 +360,7 @@ def explain(ctx: click.Context, check_id: str) -> None:
         close = [i for i in rows if i.startswith(check_id.upper())]
         hint = f" Did you mean: {', '.join(close[:8])}?" if close else " Run 'bwdoctor list' for the catalogue."
         raise click.UsageError(f"no check with id {check_id!r}.{hint}")
-    reg = _manager(ctx).registry()
+    reg = _manager(ctx, ROLES_CATALOGUE).registry()
     remedies = {r.id: r for r in reg.remedies}
     click.echo(f"{row['id']} — {row['title']}")
     click.echo(f"area {row['area']}, level {row['level']}, plugin {row['plugin']}")
@@ -442,17 +463,6 @@ def fix(ctx: click.Context, paths: tuple[str, ...], from_report: str | None, lev
     for key in sorted(before_bad & after_bad):
         click.echo(f"still failing: {key}")
     ctx.exit(EXIT_OK if result.ok and not (before_bad & after_bad) else EXIT_FINDINGS)
-
-
-def _register_host_commands() -> None:
-    try:
-        from bwdoctor.kb.cli import kb_command
-    except ImportError:
-        return
-    cli.add_command(kb_command, "kb")
-
-
-_register_host_commands()
 
 
 def _quiet_broken_pipe() -> None:

@@ -8,22 +8,27 @@ becomes an ``error`` finding in the report (``BWD-CORE-001`` / ``BWD-CORE-002``)
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import importlib.util
 import os
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+from pluggy import HookImpl
 
 from bwdoctor import hookspecs
 from bwdoctor.isolation import CallResult, call_with_deadline, user_interrupted
 from bwdoctor.types import CheckSpec, CollectorSpec, ParserSpec, RemedySpec, ReporterSpec
+
+if TYPE_CHECKING:
+    import click
 
 ENTRY_POINT_GROUP = "bwdoctor"
 PLUGIN_PATH_ENV = "BWDOCTOR_PLUGIN_PATH"
@@ -33,10 +38,16 @@ DISABLE_ENV = "BWDOCTOR_DISABLE"
 TIMEOUT_ENV = "BWDOCTOR_PLUGIN_TIMEOUT"
 DEFAULT_PLUGIN_TIMEOUT = 20.0
 # The built-in plugins, in registration order (as pytest's ``default_plugins``): every one is
-# registered through the same public API a third-party plugin uses. "<role>.<area>" is the plugin's
-# name (what --disable takes); the module is ``bwdoctor_checks.<role>.<area>`` or
-# ``bwdoctor_remedies.<area>``.
+# registered through the same public API and hooks a third-party plugin uses, the host's own
+# reporters, commands and checks included. "<role>.<area>" is the plugin's name (what --disable
+# takes); the role says which hook the plugin implements (ROLE_HOOKS), so that a command loads only
+# the roles it needs. Modules: HOST_PLUGINS for the host's, ``bwdoctor_remedies.<area>`` for
+# remedies, ``bwdoctor_checks.<role>.<area>`` for the rest.
 DEFAULT_PLUGINS: tuple[str, ...] = (
+    "checks.host",
+    "reporters.builtin",
+    "commands.kb",
+    "commands.arch",
     "collectors.host",
     "collectors.nvml",
     "collectors.stack",
@@ -67,6 +78,31 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "remedies.pystack",
     "remedies.configfiles",
 )
+# the host's own plugins: its checks (the BWD-CORE findings it emits), reporters and commands
+HOST_PLUGINS: dict[str, str] = {
+    "checks.host": "bwdoctor.hostchecks",
+    "reporters.builtin": "bwdoctor.reporters",
+    "commands.kb": "bwdoctor.kb.cli",
+}
+# the one declaring hook a built-in plugin of each role implements
+ROLE_HOOKS: dict[str, str] = {
+    "collectors": "bwdoctor_collectors",
+    "parsers": "bwdoctor_parsers",
+    "checks": "bwdoctor_checks",
+    "remedies": "bwdoctor_remedies",
+    "reporters": "bwdoctor_reporters",
+    "commands": "bwdoctor_cli_commands",
+}
+ROLES: tuple[str, ...] = tuple(ROLE_HOOKS)
+# built-ins that implement the hooks of further roles besides their own (a meta-test keeps this true)
+ALSO_IMPLEMENTS: dict[str, tuple[str, ...]] = {
+    "collectors.model": ("parsers", "commands"),
+}
+
+
+def plugin_roles(name: str) -> tuple[str, ...]:
+    """The roles of the built-in plugin ``name``: the one its name starts with, and any further ones."""
+    return (name.split(".", 1)[0], *ALSO_IMPLEMENTS.get(name, ()))
 
 
 @dataclass
@@ -89,6 +125,7 @@ class PluginProblem:
     distribution: str
     message: str
     detail: str = ""
+    hook: str = ""
 
 
 @dataclass
@@ -98,7 +135,7 @@ class Registry:
     checks: list[CheckSpec] = field(default_factory=list)
     remedies: list[RemedySpec] = field(default_factory=list)
     reporters: list[ReporterSpec] = field(default_factory=list)
-    commands: list[Any] = field(default_factory=list)
+    commands: list[click.Command] = field(default_factory=list)
 
 
 def _plugin_timeout() -> float:
@@ -109,7 +146,7 @@ def _plugin_timeout() -> float:
     return value if value > 0 else DEFAULT_PLUGIN_TIMEOUT
 
 
-def _guarded(func: Any, args: tuple, third_party: bool) -> CallResult:
+def _guarded(func: Callable[..., Any], args: tuple[Any, ...], third_party: bool) -> CallResult:
     """Call plugin code: third-party code with a deadline in a thread, built-in code inline.
     Every exception (``SystemExit`` and a plugin's own ``KeyboardInterrupt`` included) becomes
     a failed result; only the user's Ctrl-C propagates."""
@@ -124,6 +161,17 @@ def _guarded(func: Any, args: tuple, third_party: bool) -> CallResult:
         raise res.exception
     return res
 
+
+# the declaring hooks, in the order the registry is built: (hook, registry bucket, kind of item)
+_DECLARING: tuple[tuple[str, str, str], ...] = (
+    ("bwdoctor_collectors", "collectors", "collector"),
+    ("bwdoctor_parsers", "parsers", "parser"),
+    ("bwdoctor_checks", "checks", "check"),
+    ("bwdoctor_remedies", "remedies", "remedy"),
+    ("bwdoctor_reporters", "reporters", "reporter"),
+    ("bwdoctor_cli_commands", "commands", "command"),
+)
+HOOK_NAMES: tuple[str, ...] = tuple(h for h, _, _ in _DECLARING)
 
 # what each declaring hook must return items of
 _HOOK_TYPES: dict[str, tuple[type, ...]] = {
@@ -141,8 +189,16 @@ def _split_env(name: str) -> list[str]:
 
 
 class PluginManager:
+    """Finds, registers and calls plugins through pluggy.
+
+    ``roles``: which roles of built-in plugins to load (``None``: all of them); a command asks only
+    for what it needs (``bwdoctor list`` needs checks and remedies, never collectors or parsers) and
+    :meth:`load_roles` adds more later. Third-party plugins (entry points, plugin folders) are always
+    loaded: what they declare is only known once they are imported.
+    """
+
     def __init__(self, disabled: Iterable[str] = (), plugin_dirs: Iterable[str] = (),
-                 builtins: bool = True, entry_points: bool = True) -> None:
+                 builtins: bool = True, entry_points: bool = True, roles: Iterable[str] | None = None) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.disabled = set(disabled) | set(_split_env(DISABLE_ENV))
@@ -150,17 +206,37 @@ class PluginManager:
         env_path = os.environ.get(PLUGIN_PATH_ENV, "")
         self.plugin_dirs += [d for d in env_path.split(os.pathsep) if d]
         self.infos: dict[str, PluginInfo] = {}
-        self.problems: list[PluginProblem] = []
+        self._load_problems: list[PluginProblem] = []
+        self._dup_problems: list[PluginProblem] = []
+        self._declared: dict[tuple[str, str], list[Any]] = {}  # (plugin, hook) -> valid items it declared
         self._registry: Registry | None = None
+        self._builtins = builtins
+        self.roles: set[str] = set()
         if builtins:
-            for modname, name in builtin_modules():
-                self._load_module(modname, PluginInfo(name, "builtin", "bwdoctor", _own_version()))
+            self.load_roles(ROLES if roles is None else roles)
         if entry_points:
             self._load_entry_points()
         for d in self.plugin_dirs:
             self._load_dir(d)
+        self._check_pending()
 
     # ------------------------------------------------------------------ public API
+    @property
+    def problems(self) -> list[PluginProblem]:
+        """Every plugin problem so far: failed imports, unknown or failing hooks, duplicate ids."""
+        self.registry()
+        return self._load_problems + self._dup_problems
+
+    def load_roles(self, roles: Iterable[str]) -> None:
+        """Register the built-in plugins of ``roles`` not registered yet."""
+        new = set(roles) - self.roles
+        if not new or not self._builtins:
+            return
+        self.roles |= new
+        for modname, name in builtin_modules(new):
+            self._load_module(modname, PluginInfo(name, "builtin", "bwdoctor", _own_version()))
+        self._check_pending()
+
     def register_module(self, module: ModuleType | Any, name: str, origin: str = "api",
                         distribution: str = "", version: str = "") -> bool:
         """Register an already-imported plugin module or object under ``name``."""
@@ -174,59 +250,68 @@ class PluginManager:
             return False
         try:
             self.pm.register(module, name=name)
-        except Exception as exc:  # pluggy validation errors
+        except Exception as exc:  # pluggy validation errors (a hook's arguments that its spec lacks)
             info.status = "failed"
             self.infos[name] = info
             self._problem("import", name, distribution, f"plugin {name!r} could not be registered: {exc}")
             return False
         self.infos[name] = info
         self._registry = None
+        if origin != "builtin":
+            self._undecorated(module, name, distribution)
         return True
 
     def registry(self) -> Registry:
-        """Call every declaring hook once per plugin, isolating failures, and drop duplicate ids."""
+        """Call every declaring hook of every plugin once, through pluggy's list of hook
+        implementations, each call isolated; drop duplicate ids (the first declaration wins)."""
         if self._registry is not None:
             return self._registry
         reg = Registry()
+        self._dup_problems = []
         seen: dict[tuple[str, str], str] = {}
-        for plugin_name, plugin in list(self.pm.list_name_plugin()):
-            if plugin_name is None:
-                continue
-            dist = self.infos.get(plugin_name, PluginInfo(plugin_name, "api")).distribution
-            for hook, bucket, kind in (
-                ("bwdoctor_collectors", reg.collectors, "collector"),
-                ("bwdoctor_parsers", reg.parsers, "parser"),
-                ("bwdoctor_checks", reg.checks, "check"),
-                ("bwdoctor_remedies", reg.remedies, "remedy"),
-                ("bwdoctor_reporters", reg.reporters, "reporter"),
-                ("bwdoctor_cli_commands", reg.commands, "command"),
-            ):
-                impl = getattr(plugin, hook, None)
-                if impl is None or not callable(impl):
-                    continue
-                third_party = self.infos.get(plugin_name, PluginInfo(plugin_name, "api")).origin != "builtin"
-                res = _guarded(lambda f=impl: list(f() or []), (), third_party)
-                if not res.ok:
-                    what = "did not return in time" if res.timed_out else f"raised {res.error}"
-                    self._problem("hook", plugin_name, dist, f"{plugin_name}.{hook}() {what}", res.trace)
-                    continue
-                for item in res.value:
-                    if not self._valid_item(hook, item, plugin_name, dist):
-                        continue
+        for hook, bucket_name, kind in _DECLARING:
+            bucket = getattr(reg, bucket_name)
+            for impl in getattr(self.pm.hook, hook).get_hookimpls():
+                for item in self._declarations(hook, impl):
                     ident = getattr(item, "id", None) or getattr(item, "name", None) or repr(item)
                     key = (kind, str(ident))
                     if key in seen:
-                        self._problem("duplicate", plugin_name, dist,
-                                      f"{kind} id {ident!r} declared by plugin {plugin_name!r} is already declared by "
-                                      f"plugin {seen[key]!r}; the second declaration is ignored")
+                        self._dup_problems.append(PluginProblem(
+                            "duplicate", impl.plugin_name, self._dist(impl.plugin_name),
+                            f"{kind} id {ident!r} declared by plugin {impl.plugin_name!r} is already declared by "
+                            f"plugin {seen[key]!r}; the second declaration is ignored", hook=hook))
                         continue
-                    seen[key] = plugin_name
-                    if hasattr(item, "plugin") and not item.plugin:
-                        with contextlib.suppress(Exception):
-                            item.plugin = plugin_name
+                    seen[key] = impl.plugin_name
                     bucket.append(item)
         self._registry = reg
         return reg
+
+    def _declarations(self, hook: str, impl: HookImpl) -> list[Any]:
+        """What one plugin's implementation of a declaring hook returns (called once, isolated)."""
+        name = impl.plugin_name
+        cached = self._declared.get((name, hook))
+        if cached is not None:
+            return cached
+        items: list[Any] = []
+        self._declared[(name, hook)] = items
+        dist = self._dist(name)
+        if impl.hookwrapper or impl.wrapper:
+            self._problem("hook", name, dist, f"{name}.{hook}() is a hook wrapper; bwdoctor's hooks take none, "
+                          f"so it is never called", hook=hook)
+            return items
+        res = _guarded(lambda f=impl.function: list(f() or []), (), self._third_party(name))
+        if not res.ok:
+            what = "did not return in time" if res.timed_out else f"raised {res.error}"
+            self._problem("hook", name, dist, f"{name}.{hook}() {what}", res.trace, hook=hook)
+            return items
+        for item in res.value:
+            if not self._valid_item(hook, item, name, dist):
+                continue
+            if hasattr(item, "plugin") and not item.plugin:
+                with contextlib.suppress(Exception):
+                    item.plugin = name
+            items.append(item)
+        return items
 
     def _valid_item(self, hook: str, item: Any, plugin_name: str, dist: str) -> bool:
         if hook == "bwdoctor_cli_commands":
@@ -239,15 +324,56 @@ class PluginManager:
             expected = _HOOK_TYPES[hook][0].__name__
         if not ok:
             self._problem("hook", plugin_name, dist, f"{plugin_name}.{hook}() returned {type(item).__name__} "
-                          f"{_short(item)}, expected {expected}; ignored")
+                          f"{_short(item)}, expected {expected}; ignored", hook=hook)
         return ok
+
+    def _third_party(self, name: str) -> bool:
+        info = self.infos.get(name)
+        return info is None or info.origin != "builtin"
+
+    def _dist(self, name: str) -> str:
+        info = self.infos.get(name)
+        return info.distribution if info else ""
+
+    def _check_pending(self) -> None:
+        """pluggy's ``check_pending()``: a hook implementation whose name no hook specification
+        has (``bwdoctor_check`` for ``bwdoctor_checks``) is never called. Each such implementation
+        becomes one problem naming the plugin and the hook, instead of passing in silence."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            pass
+        else:
+            return
+        reported = {(p.plugin, p.hook) for p in self._load_problems if p.kind == "hook"}
+        for plugin_name, plugin in self.pm.list_name_plugin():
+            for caller in self.pm.get_hookcallers(plugin) or []:
+                if caller.has_spec() or (plugin_name, caller.name) in reported:
+                    continue
+                if all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin):
+                    continue
+                close = difflib.get_close_matches(caller.name, HOOK_NAMES, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else f" (the hooks: {', '.join(HOOK_NAMES)})"
+                self._problem("hook", plugin_name, self._dist(plugin_name),
+                              f"plugin {plugin_name!r} implements {caller.name}(), which is not a bwdoctor hook"
+                              f"{hint}; it is never called", hook=caller.name)
+
+    def _undecorated(self, module: Any, name: str, dist: str) -> None:
+        """A function named like a hook but without ``@bwdoctor.hookimpl`` is not a hook
+        implementation and is never called: say so."""
+        for hook in HOOK_NAMES:
+            func = getattr(module, hook, None)
+            if func is None or not callable(func) or self.pm.parse_hookimpl_opts(module, hook) is not None:
+                continue
+            self._problem("hook", name, dist, f"plugin {name!r} defines {hook}() without the @bwdoctor.hookimpl "
+                          f"decorator; it is never called", hook=hook)
 
     def plugin_list(self) -> list[dict[str, Any]]:
         return [i.to_dict() for i in sorted(self.infos.values(), key=lambda i: (i.origin != "builtin", i.name))]
 
     # ------------------------------------------------------------------ loading
-    def _problem(self, kind: str, plugin: str, dist: str, message: str, detail: str = "") -> None:
-        self.problems.append(PluginProblem(kind, plugin, dist, message, detail))
+    def _problem(self, kind: str, plugin: str, dist: str, message: str, detail: str = "", hook: str = "") -> None:
+        self._load_problems.append(PluginProblem(kind, plugin, dist, message, detail, hook))
 
     def _load_module(self, modname: str, info: PluginInfo) -> None:
         if info.name in self.disabled:
@@ -348,14 +474,20 @@ def _short(item: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def builtin_modules() -> list[tuple[str, str]]:
-    """``[(import name, plugin name), ...]`` of the built-in plugins (nothing is imported here)."""
-    out = []
-    for name in DEFAULT_PLUGINS:
-        role, area = name.split(".", 1)
-        module = f"bwdoctor_remedies.{area}" if role == "remedies" else f"bwdoctor_checks.{role}.{area}"
-        out.append((module, name))
-    return out
+def builtin_module(name: str) -> str:
+    """The import name of the built-in plugin ``name`` (nothing is imported here)."""
+    if name in HOST_PLUGINS:
+        return HOST_PLUGINS[name]
+    role, area = name.split(".", 1)
+    return f"bwdoctor_remedies.{area}" if role == "remedies" else f"bwdoctor_checks.{role}.{area}"
+
+
+def builtin_modules(roles: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """``[(import name, plugin name), ...]`` of the built-in plugins, of ``roles`` only when given
+    (nothing is imported here)."""
+    wanted = None if roles is None else set(roles)
+    return [(builtin_module(name), name) for name in DEFAULT_PLUGINS
+            if wanted is None or wanted.intersection(plugin_roles(name))]
 
 
 def _own_version() -> str:

@@ -172,15 +172,9 @@ def diagnose(findings: Sequence[Finding]) -> list[Diagnosis]:
 
 def unknown_selections(registry: Registry, select: Sequence[str]) -> list[str]:
     """The ``--select`` tokens that match no check (a typo in a CI gate should not pass unnoticed)."""
-    from bwdoctor.runner import CORE_CHECKS, matches
+    from bwdoctor.runner import matches
 
-    unknown = []
-    for token in select:
-        up = token.strip().upper()
-        core = bool(up) and any(cid == up or cid.startswith(up) or cid.startswith("BWD-" + up) for cid in CORE_CHECKS)
-        if not core and not any(matches(c, token) for c in registry.checks):
-            unknown.append(token)
-    return unknown
+    return [t for t in select if not any(matches(c, t) for c in registry.checks)]
 
 
 # ----------------------------------------------------------------------------- the whole run

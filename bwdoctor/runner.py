@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bwdoctor.hostchecks import CORE_CHECKS, reported_by_host
 from bwdoctor.isolation import CallResult, ChildCall, call_with_deadline
 from bwdoctor.manager import PluginManager, Registry
 from bwdoctor.types import (
@@ -37,26 +38,6 @@ from bwdoctor.types import (
     to_jsonable,
 )
 
-# Findings the host itself emits. Documented here so that `bwdoctor explain` knows them.
-CORE_CHECKS: dict[str, tuple[str, str]] = {
-    "BWD-CORE-001": ("Plugin loads", "A plugin failed to import or one of its hooks raised. The plugin and its "
-                     "distribution are named; its checks did not run. Fix or upgrade the plugin, or disable it with "
-                     "--disable NAME. No automatic remedy: the plugin's code is not bwdoctor's to change."),
-    "BWD-CORE-002": ("Plugin ids are unique", "Two plugins declared the same check, collector, parser, remedy or "
-                     "reporter id; the second declaration was ignored. Rename one of them or disable a plugin. No "
-                     "automatic remedy."),
-    "BWD-CORE-003": ("Collectors finish", "A collector raised or ran past its deadline (a hung driver call, a crash "
-                     "while importing a package). Its facts are missing and checks needing them were skipped. No "
-                     "automatic remedy: the message says what hung."),
-    "BWD-CORE-004": ("Evidence parsers finish", "A parser raised or ran past its deadline on an evidence file. The "
-                     "other parsers and checks still ran. No automatic remedy."),
-    "BWD-CORE-005": ("Remedies build", "A remedy raised or ran past its deadline while building its fix plan. "
-                     "No automatic remedy."),
-    "BWD-CORE-006": ("Evidence recognised", "No parser recognised an evidence file given to analyze, so nothing "
-                     "was learnt from it. Give the raw output (collect_env, nvidia-smi, pip list, a vLLM log, "
-                     "Dockerfile, compose or .env). No automatic remedy."),
-}
-
 MAX_EVIDENCE_FILES = 500
 HEAD_BYTES = 1024 * 1024
 
@@ -75,7 +56,7 @@ def plugin_findings(manager: PluginManager) -> list[Finding]:
     for p in manager.problems:
         cid = "BWD-CORE-002" if p.kind == "duplicate" else "BWD-CORE-001"
         out.append(_core_finding(cid, "error", p.message, subject=p.plugin, plugin=p.plugin,
-                                 details={"distribution": p.distribution, "kind": p.kind,
+                                 details={"distribution": p.distribution, "kind": p.kind, "hook": p.hook,
                                           "traceback": p.detail[-4000:]}))
     return out
 
@@ -387,6 +368,8 @@ def select_checks(checks: Iterable[CheckSpec], level: str, select: Sequence[str]
                   skip: Sequence[str] = ()) -> list[CheckSpec]:
     out = []
     for spec in checks:
+        if spec.func is reported_by_host:  # the host emits these findings itself
+            continue
         if level_rank(spec.level) > level_rank(level):
             continue
         if select and not any(matches(spec, t) for t in select):

@@ -623,12 +623,14 @@ class RemedySpec:
 
 @dataclass
 class ReporterSpec:
-    """A reporter renders a Report as text: ``func(report, verbose) -> str``."""
+    """A reporter renders a Report as text: ``func(report, verbose) -> str``. ``color_func``, when
+    given, renders the same for a colour terminal and is used instead when the report goes to one."""
 
     name: str
     func: Callable[[Report, int], str]
     doc: str = ""
     plugin: str = ""
+    color_func: Callable[[Report, int], str] | None = None
 
 
 # --------------------------------------------------------------------------- findings

@@ -15,7 +15,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from bwdoctor import Finding, FixPlan, FixStep, Snapshot, fixscript, known
+from bwdoctor import Finding, FixPlan, FixStep, Snapshot, fixscript, known, resolve
 from bwdoctor.redact import redact_text
 
 MAX_PATCH_BYTES = 1024 * 1024
@@ -197,38 +197,54 @@ def attr(obj: Any, name: str, default: Any = None) -> Any:
 
 
 def compute_capabilities(snap: Snapshot) -> list[str]:
-    """The GPUs' compute capabilities, else the ``--target``'s."""
-    out = []
-    for _, g in snap.gpus():
-        cc = g.get("compute_capability")
-        if known(cc) and str(cc) not in out:
-            out.append(str(cc))
-    if not out:
-        cc = (snap.value("target") or {}).get("compute_capability") if isinstance(snap.value("target"), dict) else None
-        if cc:
-            out.append(str(cc))
+    """The judged GPUs' compute capabilities (:func:`bwdoctor.resolve.judged_gpus`), else the ``--target``'s."""
+    out: list[str] = []
+    for j in resolve.judged_gpus(snap):
+        if j.cc and j.cc not in out:
+            out.append(j.cc)
     return out
-
-
-def _cc_key(cc: str) -> tuple[int, int]:
-    try:
-        a, _, b = cc.partition(".")
-        return int(a), int(b or 0)
-    except ValueError:
-        return (0, 0)
 
 
 def requirements(snap: Snapshot) -> list[tuple[str, Any]]:
     """``[(cc, ArchRequirements)]`` for every GPU (or the target), newest architecture first."""
-    return [(cc, kb_arch(cc)) for cc in sorted(compute_capabilities(snap), key=_cc_key, reverse=True)]
+    return [(cc, kb_arch(cc)) for cc in sorted(compute_capabilities(snap), key=resolve.cc_key, reverse=True)]
+
+
+def vllm_bounds(snap: Snapshot) -> tuple[str | None, str | None, str | None]:
+    """``(first, last, unsupported cc)``: the vLLM releases (inclusive) with kernels for every judged
+    GPU on its host platform (the knowledge base's ``arch.json`` ranges); ``unsupported`` names a
+    capability no release supports."""
+    lo: str | None = None
+    hi: str | None = None
+    for j in resolve.judged_gpus(snap, distinct_cc=True):
+        try:
+            from bwdoctor import kb
+
+            rng = kb.vllm_range(j.cc, j.platform)
+        except Exception:
+            rng = None
+        if rng is None:
+            continue
+        if rng.first is None:
+            if rng.established:
+                return None, None, j.cc
+            continue
+        if lo is None or resolve.compare(rng.first, lo) == 1:
+            lo = rng.first
+        if rng.last is not None and (hi is None or resolve.compare(rng.last, hi) == -1):
+            hi = rng.last
+    return lo, hi, None
 
 
 def strictest(snap: Snapshot, field: str) -> str | None:
-    """The highest value of a version field of ``ArchRequirements`` over the GPUs."""
+    """The highest value of a version field of ``ArchRequirements`` over the GPUs (``vllm_min``: the
+    platform-aware first vLLM release, :func:`vllm_bounds`)."""
+    if field == "vllm_min":
+        return vllm_bounds(snap)[0]
     best: str | None = None
     for _, req in requirements(snap):
         val = attr(req, field)
-        if val and (best is None or (vparse(val) or Version("0")) > (vparse(best) or Version("0"))):
+        if val and (best is None or resolve.compare(val, best) == 1):
             best = str(val)
     return best
 
@@ -313,14 +329,10 @@ def recommended_vllm(snap: Snapshot) -> tuple[str | None, str]:
         versions = [v for v in kbv.known_versions() if vparse(v) and not vparse(v).is_prerelease]
     except Exception:
         return None, "the vLLM knowledge base is unavailable"
-    lo = vparse(strictest(snap, "vllm_min"))
-    hi = None
-    for _, req in requirements(snap):
-        vmax = vparse(attr(req, "vllm_max"))
-        if vmax and (hi is None or vmax < hi):
-            hi = vmax
-        if req is not None and attr(req, "vllm_supported") is False:
-            return None, f"vLLM does not support compute capability {attr(req, 'compute_capability')}"
+    first, last, unsupported = vllm_bounds(snap)
+    if unsupported:
+        return None, f"vLLM does not support compute capability {unsupported}"
+    lo, hi = vparse(first), vparse(last)
     have = driver_version(snap)
     why = []
     best = None
@@ -328,7 +340,7 @@ def recommended_vllm(snap: Snapshot) -> tuple[str | None, str]:
         pv = vparse(v)
         if lo and pv < lo:
             continue
-        if hi and pv >= hi:
+        if hi and pv > hi:
             continue
         if have is not None:
             try:
@@ -342,7 +354,7 @@ def recommended_vllm(snap: Snapshot) -> tuple[str | None, str]:
     if lo:
         why.append(f"first release with kernels for this GPU: {lo}")
     if hi:
-        why.append(f"last release for it: before {hi}")
+        why.append(f"last release for it: {hi}")
     if have is not None:
         why.append(f"its CUDA build must run on driver {have}")
     return best, "; ".join(why)

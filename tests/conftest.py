@@ -25,6 +25,13 @@ def cli_env(monkeypatch):
     return os.environ
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any BWDOCTOR_* variable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BWDOCTOR_")}
+    env.update(extra)
+    return env
+
+
 def run_cli(args, env=None, input=None, timeout=120):
     """Run the real console entry point in a subprocess: exit code, stdout, stderr."""
     import subprocess

@@ -1,7 +1,6 @@
 """End-to-end CLI tests through the real entry point (subprocess), on this GPU-less machine."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -9,19 +8,13 @@ from pathlib import Path
 
 import jsonschema
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, clean_env, run_cli
 
 SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text())
 
 
 def validate(report: dict) -> None:
     jsonschema.validate(report, SCHEMA, cls=jsonschema.Draft202012Validator)
-
-
-def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BWDOCTOR_")}
-    env.update(extra)
-    return env
 
 
 def test_run_without_gpu_reports_and_exits_zero():

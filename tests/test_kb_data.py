@@ -17,7 +17,7 @@ KB_DIR = Path(kb.__file__).parent
 def test_json_files_are_valid_and_sourced():
     for name in ("gpus.json", "arch.json"):
         data = json.loads((KB_DIR / name).read_text())
-        assert isinstance(data, dict) and data.get("schema") == 1
+        assert isinstance(data, dict) and data.get("schema") == 2
     for g in kb.gpus():
         assert g.sources, g.key
         assert all(s.startswith("https://") for s in g.sources), g.key

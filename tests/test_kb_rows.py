@@ -209,7 +209,8 @@ def test_pci_id_wins_over_a_wrong_name():
 def test_prevolta_requirements_say_no_vllm_release():
     for cc in ("6.0", "6.1", "sm_60", (6, 1)):
         req = kb.arch_requirements(cc)
-        assert req.vllm_supported is False and req.vllm_min is None and req.vllm_max is None
+        assert req.vllm_supported is False and req.vllm_min is None and req.vllm_last is None
+        assert all(r.first is None and r.established for r in req.vllm.values())
         assert kb.vllm_supports(cc) is False
     assert kb.VLLM_MIN_COMPUTE_CAPABILITY == "7.0"
     assert kb.vllm_supports("5.2") is False  # older than any row: still below vLLM's floor

@@ -14,15 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, ROOT, run_cli
+from conftest import DATA, ROOT, clean_env, run_cli
 
 LOG = DATA / "evidence" / "engine-gpu-v0.log"
-
-
-def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BWDOCTOR_")}
-    env.update(extra)
-    return env
 
 
 def cli(args, timeout=60, **kw):

@@ -1,7 +1,9 @@
 """The knowledge base: GPU specifications and software requirements per architecture.
 
-The data lives in JSON files next to this module (``gpus.json``, ``arch.json``); every entry
-carries its ``sources``. Files are read lazily on first use and cached, so importing this module
+The data lives in JSON files next to this module (``gpus.json``, ``arch.json``, ``drivers.json``,
+``families.json``, ...); every entry carries its ``sources``, and every file is checked against its
+JSON Schema in ``schema/`` when it is loaded: an unknown or missing field raises
+:class:`KnowledgeBaseError` instead of being dropped. Files are read lazily on first use and cached, so importing this module
 costs nothing (no heavy imports: only the standard library).
 
 Public API::
@@ -21,62 +23,83 @@ Public API::
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+from types import MappingProxyType
 from typing import Any
+
+from bwdoctor.kb import _schema
+from bwdoctor.kb._schema import KnowledgeBaseError
 
 __all__ = [
     "ArchRequirements", "GpuSpec", "arch_requirements", "architectures", "cuda_compat_min_driver",
     "cuda_min_driver", "find_gpu", "forward_compat_supported", "gpus", "normalize_cc", "resolve_target",
-    "version_tuple", "driver_at_least", "vllm_supports", "VLLM_MIN_COMPUTE_CAPABILITY",
+    "version_tuple", "driver_at_least", "vllm_supports", "VLLM_MIN_COMPUTE_CAPABILITY", "VllmRange", "vllm_range",
+    "family_cc", "driver_lists_gpu", "driver_branches", "recommended_driver_branches", "KnowledgeBaseError",
+    "PLATFORMS",
 ]
 
 # vLLM's CUDA builds need compute capability 7.0 or newer (vLLM GPU installation docs; every PyPI wheel's
 # lowest SASS is sm_70, sm_75 from 0.20).
 VLLM_MIN_COMPUTE_CAPABILITY = "7.0"
 
-_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
 class GpuSpec:
     """One GPU product. ``nvlink`` is False or ``{"links": n|None, "bandwidth_gbs": x, "version": v,
-    "bridge": bool}``. TFLOPS are dense (no sparsity), None when not known."""
+    "bridge": bool}``. TFLOPS are dense (no sparsity), None when not known. ``first_listed_driver`` is
+    the first driver whose README lists the product, not a numeric floor (see
+    :func:`driver_lists_gpu`)."""
 
     key: str
     name: str
     aliases: tuple[str, ...]
     compute_capability: str
     arch: str
+    segment: str
+    form_factor: str
+    host_platform: str | None  # the CPU architecture of every host the GPU comes in; None = several
     memory_type: str
     memory_gib: float
-    memory_bandwidth_gbs: float
+    memory_bandwidth_gbs: float | None
     nvlink: Any
     pcie_gen: int | None
     pcie_lanes: int | None
     power_w: int | None
+    boost_clock_mhz: int | None
+    mig_max_instances: int | None
+    mig_profiles: tuple[str, ...]
     fp8: bool
     fp4: bool
-    mig_max_instances: int | None
     pci_device_ids: tuple[str, ...]
     bf16_dense_tflops: float | None
     fp8_dense_tflops: float | None
     fp4_dense_tflops: float | None
+    first_listed_driver: str | None
+    first_listed_driver_by_pci: Mapping[str, str]
+    ecc: bool | None
+    forward_compat: bool | None
+    nvml_memory_total_mib: int | None
+    confidence: str
+    notes: str
     sources: tuple[str, ...]
     fp16_dense_tflops: float | None = None  # FP16 tensor rate, for GPUs without BF16 (Volta, Turing) or where quoted
-    segment: str = ""  # datacenter | workstation | geforce | embedded
-    form_factor: str = ""
-    boost_clock_mhz: int | None = None
-    mig_profiles: tuple[str, ...] = ()
-    min_driver: str | None = None
-    ecc: bool | None = None
-    forward_compat: bool | None = None
-    nvml_memory_total_mib: int | None = None
-    confidence: str = "high"
-    notes: str = ""
+
+    @property
+    def min_driver(self) -> str | None:
+        """The first driver that lists the product (kept under its old name; not a numeric floor)."""
+        return self.first_listed_driver
+
+    def first_listed_for(self, pci_device_id: Any = None) -> str | None:
+        """The first driver that lists this PCI device id (a variant can be listed later than the
+        product's first id); the product's when the id is unknown."""
+        pid = _norm_pci(pci_device_id) if pci_device_id is not None else None
+        if pid and pid in self.first_listed_driver_by_pci:
+            return self.first_listed_driver_by_pci[pid]
+        return self.first_listed_driver
 
     @property
     def has_nvlink(self) -> bool:
@@ -95,44 +118,103 @@ class GpuSpec:
         out: dict[str, Any] = {}
         for k in self.__dataclass_fields__:
             v = getattr(self, k)
-            out[k] = list(v) if isinstance(v, tuple) else v
+            out[k] = list(v) if isinstance(v, tuple) else (dict(v) if isinstance(v, Mapping) else v)
+        out["min_driver"] = self.first_listed_driver
         return out
+
+
+PLATFORMS = ("x86_64", "aarch64")
+
+
+@dataclass(frozen=True)
+class VllmRange:
+    """The vLLM PyPI releases with kernels for one compute capability on one host platform, both
+    ends INCLUSIVE: ``first`` None = no release (``established``) or not known; ``last`` None = the
+    newest release still has them."""
+
+    platform: str
+    first: str | None
+    last: str | None
+    established: bool
+    note: str
+    sources: tuple[str, ...]
+
+    @property
+    def supported(self) -> bool | None:
+        if self.first is not None:
+            return True
+        return False if self.established else None
+
+    def contains(self, version: Any) -> bool | None:
+        """Whether a vLLM version has kernels here; None when the version or the range is unknown."""
+        if self.first is None:
+            return False if self.established else None
+        from bwdoctor.resolve import in_range
+
+        return in_range(version, self.first, self.last)
 
 
 @dataclass(frozen=True)
 class ArchRequirements:
-    """Software requirements of one compute capability. ``vllm_max``/``torch_max`` are exclusive /
-    inclusive upper bounds (None = none known); ``torch_cuda_variants``: PyTorch CUDA variants whose
-    wheels carry SASS that runs on this architecture."""
+    """Software requirements of one compute capability. ``torch_max`` is inclusive (None = none
+    known); ``vllm`` holds the inclusive vLLM release range per host platform; ``torch_cuda_variants``:
+    PyTorch CUDA variants whose wheels carry SASS that runs on this architecture."""
 
     compute_capability: str
     sm: str
     arch_name: str
+    example_gpus: tuple[str, ...]
     min_driver: str | None
     min_cuda: str | None
+    max_cuda_major: int | None
     torch_min: str | None
+    torch_max: str | None
     torch_cuda_variants: tuple[str, ...]
-    vllm_min: str | None
+    vllm: Mapping[str, VllmRange]
     flashinfer_min: str | None
+    flashinfer_supported: bool
     triton_min: str | None
     nccl_min: str | None
+    fp8: bool
+    fp4: bool
+    bf16: bool
+    notes: str
     sources: tuple[str, ...]
-    max_cuda_major: int | None = None
-    torch_max: str | None = None
-    vllm_max: str | None = None
-    vllm_supported: bool = True
-    flashinfer_supported: bool = True
-    fp8: bool = False
-    fp4: bool = False
-    bf16: bool = True
-    example_gpus: tuple[str, ...] = field(default_factory=tuple)
-    notes: str = ""
+
+    def vllm_range(self, platform: str | None = None) -> VllmRange:
+        """The vLLM range on a host platform (``x86_64`` when None or unknown: its floors are the
+        PyPI wheels' first)."""
+        return self.vllm.get(platform or "x86_64") or self.vllm["x86_64"]
+
+    @property
+    def vllm_min(self) -> str | None:
+        """First vLLM release with kernels for this capability on x86_64 (inclusive)."""
+        return self.vllm_range().first
+
+    @property
+    def vllm_last(self) -> str | None:
+        """Last vLLM release with kernels for this capability on x86_64 (inclusive); None = newest."""
+        return self.vllm_range().last
+
+    @property
+    def vllm_supported(self) -> bool | None:
+        """True when some vLLM release has kernels, False when established that none has, else None."""
+        states = [r.supported for r in self.vllm.values()]
+        if any(s is True for s in states):
+            return True
+        return False if all(s is False for s in states) else None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k in self.__dataclass_fields__:
             v = getattr(self, k)
+            if k == "vllm":
+                out[k] = {p: {"first": r.first, "last": r.last} for p, r in v.items()}
+                first = next(iter(v.values()))
+                out[k].update(established=first.established, note=first.note, sources=list(first.sources))
+                continue
             out[k] = list(v) if isinstance(v, tuple) else v
+        out["vllm_min"], out["vllm_last"], out["vllm_supported"] = self.vllm_min, self.vllm_last, self.vllm_supported
         return out
 
 
@@ -140,45 +222,68 @@ class ArchRequirements:
 
 
 def _load(name: str) -> dict[str, Any]:
-    with open(_DIR / name, encoding="utf-8") as fh:
-        data = json.load(fh)
-    if not isinstance(data, dict):
-        raise ValueError(f"{name}: top level must be an object")
-    return data
-
-
-def _tuple(v: Any) -> tuple:
-    return tuple(v) if isinstance(v, (list, tuple)) else ()
+    """``<name>.json`` checked strictly against ``schema/<name>.schema.json``."""
+    return _schema.load(name.removesuffix(".json"))
 
 
 @cache
 def _gpus() -> tuple[GpuSpec, ...]:
     out = []
-    fields = GpuSpec.__dataclass_fields__
-    for raw in _load("gpus.json")["gpus"]:
-        kw = {k: v for k, v in raw.items() if k in fields}
-        for k in ("aliases", "pci_device_ids", "sources", "mig_profiles"):
-            kw[k] = _tuple(raw.get(k))
-        kw["pci_device_ids"] = tuple(_norm_pci(p) or p for p in kw["pci_device_ids"])
+    for raw in _load("gpus")["gpus"]:
+        kw = dict(raw)
+        for k in ("aliases", "sources", "mig_profiles"):
+            kw[k] = tuple(raw[k])
+        kw["pci_device_ids"] = tuple(_norm_pci(p) or p for p in raw["pci_device_ids"])
+        kw["first_listed_driver_by_pci"] = MappingProxyType(dict(raw["first_listed_driver_by_pci"]))
         out.append(GpuSpec(**kw))
     return tuple(out)
 
 
 @cache
-def _arch_doc() -> dict[str, Any]:
-    return _load("arch.json")
+def _drivers_doc() -> dict[str, Any]:
+    return _load("drivers")
 
 
 @cache
 def _archs() -> tuple[ArchRequirements, ...]:
     out = []
-    fields = ArchRequirements.__dataclass_fields__
-    for raw in _arch_doc()["architectures"]:
-        kw = {k: v for k, v in raw.items() if k in fields}
+    for raw in _load("arch")["architectures"]:
+        kw = dict(raw)
         for k in ("torch_cuda_variants", "sources", "example_gpus"):
-            kw[k] = _tuple(raw.get(k))
+            kw[k] = tuple(raw[k])
+        v = raw["vllm"]
+        kw["vllm"] = MappingProxyType({
+            p: VllmRange(platform=p, first=v[p]["first"], last=v[p]["last"], established=v["established"],
+                         note=v["note"], sources=tuple(v["sources"])) for p in PLATFORMS})
         out.append(ArchRequirements(**kw))
     return tuple(out)
+
+
+@cache
+def _families() -> tuple[tuple[re.Pattern[str], str], ...]:
+    doc = _load("families")
+    return tuple((re.compile(f["pattern"], re.I), f["compute_capability"]) for f in doc["families"])
+
+
+@cache
+def _family_guard() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    doc = _load("families")
+    return re.compile(doc["name_words"], re.I), re.compile(doc["bare_model"])
+
+
+def family_cc(name: str) -> str | None:
+    """Compute capability of an NVIDIA GPU from its product-family name when the GPU table has no
+    entry for it (``"Tesla P100-PCIE-16GB"`` -> ``"6.0"``); None otherwise. Rules: ``families.json``."""
+    if not name:
+        return None
+    text = str(name).replace("_", " ")
+    words, bare = _family_guard()
+    if not words.search(text) and not bare.fullmatch(text):
+        return None
+    for rx, cc in _families():
+        if rx.search(text):
+            return cc
+    return None
 
 
 def gpus() -> list[GpuSpec]:
@@ -196,50 +301,26 @@ def architectures() -> list[ArchRequirements]:
 
 def version_tuple(text: Any) -> tuple[int, ...]:
     """Numeric parts of a dotted version ("580.159.04" -> (580, 159, 4); "2.7.0+cu128" -> (2, 7, 0)).
-    Returns () when there is no leading number."""
-    if text is None:
-        return ()
-    m = re.match(r"\s*v?(\d+(?:\.\d+)*)", str(text))
-    if not m:
-        return ()
-    return tuple(int(p) for p in m.group(1).split("."))
+    Returns () when there is no leading number. (:func:`bwdoctor.resolve.version_tuple`.)"""
+    from bwdoctor.resolve import version_tuple as _vt
+
+    return _vt(text)
 
 
 def driver_at_least(version: Any, minimum: Any) -> bool | None:
-    """Compare driver versions numerically; None when either is unparseable."""
-    a, b = version_tuple(version), version_tuple(minimum)
-    if not a or not b:
-        return None
-    n = max(len(a), len(b))
-    return a + (0,) * (n - len(a)) >= b + (0,) * (n - len(b))
+    """Compare driver versions numerically; None when either is unparseable. A numeric comparison
+    says nothing about whether a driver lists a GPU: see :func:`driver_lists_gpu`."""
+    from bwdoctor.resolve import at_least
 
-
-_SM_RE = re.compile(r"^(?:sm|compute|arch|cc)[_\- ]?(\d{2,3})[afp]?$")
+    return at_least(version, minimum)
 
 
 def normalize_cc(value: Any) -> str | None:
     """A compute capability in the canonical "M.m" form, from 9.0, "9.0", (9, 0), "sm_90a",
-    "compute_120", "120", "12.0" ... or None."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        try:
-            return f"{int(value[0])}.{int(value[1])}"
-        except (TypeError, ValueError):
-            return None
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    if isinstance(value, int):
-        value = str(value)
-    s = str(value).strip().lower()
-    m = re.fullmatch(r"(\d{1,2})\.(\d)", s)
-    if m:
-        return f"{int(m.group(1))}.{int(m.group(2))}"
-    m = _SM_RE.fullmatch(s)
-    digits = m.group(1) if m else (s if re.fullmatch(r"\d{2,3}", s) else None)
-    if digits is None:
-        return None
-    return f"{int(digits[:-1])}.{int(digits[-1])}"
+    "compute_120", "120", "12.0" ... or None. (:func:`bwdoctor.resolve.cc`.)"""
+    from bwdoctor.resolve import cc
+
+    return cc(value)
 
 
 def _norm_name(text: str) -> str:
@@ -327,15 +408,22 @@ def arch_requirements(cc: Any) -> ArchRequirements | None:
 
 def vllm_supports(cc: Any) -> bool | None:
     """Whether any vLLM release supports a compute capability: False below 7.0 (Pascal and older: no
-    vLLM build has their kernels) or where the requirement row says so, True where a row says so,
-    None when the capability is unreadable or unknown and not below 7.0."""
+    vLLM build has their kernels) or where the requirement row establishes it, True where a row
+    names a first release, None when the capability is unreadable or unknown and not below 7.0."""
     norm = normalize_cc(cc)
     if norm is None:
         return None
     if version_tuple(norm) < version_tuple(VLLM_MIN_COMPUTE_CAPABILITY):
         return False
     req = arch_requirements(norm)
-    return None if req is None else bool(req.vllm_supported)
+    return None if req is None else req.vllm_supported
+
+
+def vllm_range(cc: Any, platform: str | None = None) -> VllmRange | None:
+    """The inclusive range of vLLM PyPI releases with kernels for a compute capability on a host
+    platform (``x86_64``/``aarch64``; None: x86_64), or None when the capability is unknown."""
+    req = arch_requirements(cc)
+    return req.vllm_range(platform) if req is not None else None
 
 
 def resolve_target(query: str) -> dict[str, Any]:
@@ -371,7 +459,7 @@ def cuda_min_driver(cuda_version: Any) -> str | None:
     if not want:
         return None
     best: tuple[tuple[int, ...], str] | None = None
-    for ver, drv in _arch_doc()["cuda_toolkit_drivers"]["table"]:
+    for ver, drv in _drivers_doc()["cuda_toolkit_drivers"]["table"]:
         t = _cuda_key(ver)
         if t[0] == want[0] and t <= want and (best is None or t > best[0]):
             best = (t, drv)
@@ -384,7 +472,7 @@ def cuda_compat_min_driver(cuda_version: Any) -> str | None:
     t = version_tuple(cuda_version)
     if not t:
         return None
-    return _arch_doc()["cuda_minor_compat"]["floors"].get(str(t[0]))
+    return _drivers_doc()["cuda_minor_compat"]["floors"].get(str(t[0]))
 
 
 def forward_compat_supported(gpu: GpuSpec | str | None) -> bool | None:
@@ -395,14 +483,52 @@ def forward_compat_supported(gpu: GpuSpec | str | None) -> bool | None:
         return None
     if spec.forward_compat is not None:
         return spec.forward_compat
-    return _arch_doc()["forward_compat"]["segments"].get(spec.segment)
+    return _drivers_doc()["forward_compat"]["segments"].get(spec.segment)
 
 
 def forward_compat_info() -> dict[str, Any]:
     """The forward-compatibility rule with its sources."""
-    return dict(_arch_doc()["forward_compat"])
+    return dict(_drivers_doc()["forward_compat"])
 
 
 def cuda_driver_table() -> list[tuple[str, str]]:
     """``[(cuda_version, min_driver), ...]`` as in the CUDA release notes."""
-    return [(v, d) for v, d in _arch_doc()["cuda_toolkit_drivers"]["table"]]
+    return [(v, d) for v, d in _drivers_doc()["cuda_toolkit_drivers"]["table"]]
+
+
+def driver_branches() -> dict[str, Any]:
+    """The driver branch lifecycle: ``{"branches": {"580": "LTSB, ..."}, "recommended": [580, ...],
+    "sources": [...]}``."""
+    return dict(_drivers_doc()["driver_branches"])
+
+
+def recommended_driver_branches() -> tuple[int, ...]:
+    """The driver branches a fix plan installs, oldest first."""
+    return tuple(_drivers_doc()["driver_branches"]["recommended"])
+
+
+def driver_lists_gpu(driver: Any, gpu: GpuSpec | None, pci_device_id: Any = None) -> tuple[bool | None, str]:
+    """Whether a driver version lists (drives) a GPU, with the reason.
+
+    ``first_listed_driver`` is the first driver whose README lists the product, not a numeric floor:
+    a driver below it does not list the GPU (False); a driver known not to list it although it is
+    numerically later (``drivers.json`` known_gaps) is False too; otherwise a later driver is taken
+    to list it (True). None when the driver or the GPU's first-listed driver is unknown."""
+    from bwdoctor.resolve import at_least, compare
+
+    if gpu is None:
+        return None, "GPU not in the knowledge base"
+    first = gpu.first_listed_for(pci_device_id)
+    if first is None:
+        return None, "no first-listed driver recorded"
+    pid = _norm_pci(pci_device_id) if pci_device_id is not None else None
+    ids = {pid} if pid else set(gpu.pci_device_ids)
+    for row in _drivers_doc()["known_gaps"]["rows"]:
+        if compare(driver, row["driver"]) == 0 and ids and ids <= set(row["pci_device_ids"]):
+            return False, f"driver {row['driver']} does not list it although it is later than {first}: {row['note']}"
+    ok = at_least(driver, first)
+    if ok is None:
+        return None, "driver version unreadable"
+    if not ok:
+        return False, f"first listed in driver {first}"
+    return True, f"first listed in driver {first}"

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from bwdoctor import kb
+from bwdoctor.hookspecs import hookimpl
 
 
 def _nvlink_gbs(g: kb.GpuSpec) -> Any:
@@ -68,7 +69,7 @@ def kb_command(fmt: str, gpu_filter: str | None) -> None:
     console = Console(width=max(Console().width, 160))
     t = Table(title="GPUs", show_lines=False)
     for col in ("GPU", "CC", "Memory", "GB/s", "NVLink", "PCIe", "W", "MIG", "FP8", "FP4", "TFLOPS bf16/fp8/fp4",
-                "PCI id", "driver"):
+                "PCI id", "first listed in driver"):
         t.add_column(col, overflow="fold")
     for g in gpus:
         pcie = f"{g['pcie_gen']} x{g['pcie_lanes']}" if g["pcie_gen"] else "-"
@@ -76,7 +77,7 @@ def kb_command(fmt: str, gpu_filter: str | None) -> None:
         t.add_row(g["key"], g["compute_capability"], f"{_fmt(g['memory_gib'])}G {g['memory_type']}",
                   _fmt(g["memory_bandwidth_gbs"]), _fmt(g["nvlink"]), pcie, _fmt(g["power_w"]),
                   _fmt(g["mig_max_instances"]), _fmt(g["fp8"]), _fmt(g["fp4"]), tf, _fmt(g["pci_device_ids"]),
-                  _fmt(g["min_driver"]))
+                  _fmt(g["first_listed_driver"]))
     console.print(t)
     a = Table(title="Requirements per architecture")
     for col in ("CC", "sm", "arch", "min driver", "CUDA", "torch", "torch CUDA variants", "vLLM", "FlashInfer",
@@ -85,10 +86,24 @@ def kb_command(fmt: str, gpu_filter: str | None) -> None:
     for r in archs:
         cuda = f">= {r['min_cuda']}" + (f", <= {r['max_cuda_major']}.x" if r["max_cuda_major"] else "")
         torch = _fmt(r["torch_min"]) + (f" .. {r['torch_max']}" if r["torch_max"] else "")
-        vllm = "unsupported" if not r["vllm_supported"] else (
-            _fmt(r["vllm_min"]) + (f" .. <{r['vllm_max']}" if r["vllm_max"] else ""))
+        parts = []
+        for plat, rng in r["vllm"].items():
+            if plat not in ("x86_64", "aarch64"):
+                continue
+            if rng["first"] is None:
+                span = "unknown" if not r["vllm"]["established"] else "none"
+            else:
+                span = f"{rng['first']} .. {rng['last'] or 'newest'}"
+            parts.append(f"{plat}: {span}")
+        vllm = "; ".join(parts)
         fi = _fmt(r["flashinfer_min"]) if r["flashinfer_supported"] else "unsupported"
         a.add_row(r["compute_capability"], r["sm"], r["arch_name"], _fmt(r["min_driver"]), cuda, torch,
                   _fmt(r["torch_cuda_variants"]), vllm, fi, _fmt(r["triton_min"]), _fmt(r["nccl_min"]))
     console.print(a)
     console.print("Sources: every entry lists its sources (bwdoctor kb --format json); see docs/knowledge-base.md.")
+
+
+@hookimpl
+def bwdoctor_cli_commands() -> list[click.Command]:
+    """``bwdoctor kb``, declared through the hook every command plugin uses."""
+    return [kb_command]

@@ -24,7 +24,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
+
+from bwdoctor import resolve as _resolve
 
 _HERE = Path(__file__).resolve().parent
 _MAX_ENVS_BYTES = 4 * 1024 * 1024
@@ -124,18 +126,12 @@ def _cfg() -> dict[str, Any]:
 
 
 def parse_version(text: Any) -> Version | None:
-    """A vLLM version from text like ``0.9.0``, ``v0.9.0``, ``0.9.0+cu128``, ``0.10.1.1``;
-    None when it is not a version."""
+    """A vLLM version from text like ``0.9.0``, ``v0.9.0``, ``0.9.0+cu128``, ``0.10.1.1``, without its
+    local part; None when it is not a version (:func:`bwdoctor.resolve.parse_version`)."""
     if not isinstance(text, str):
         return None
-    s = text.strip().lstrip("vV")
-    m = re.match(r"^(\d+(?:\.\d+){0,3}(?:\.?post\d+|rc\d+|\.dev\d+)*)", s)
-    if not m:
-        return None
-    try:
-        return Version(m.group(1))
-    except InvalidVersion:
-        return None
+    v = _resolve.parse_version(text)
+    return Version(v.public) if v is not None else None
 
 
 def known_versions() -> list[str]:
@@ -281,45 +277,27 @@ def flag_info(flag: str, version: Any = None) -> dict[str, Any] | None:
 
 
 def _cc_tuple(cc: Any) -> tuple[int, int] | None:
-    if not isinstance(cc, str):
-        cc = str(cc) if isinstance(cc, (int, float)) else None
-    if not cc:
-        return None
-    m = re.match(r"^\s*(?:sm_?)?(\d+)(?:\.(\d+))?", cc)
-    if not m:
-        return None
-    if m.group(2) is None:
-        digits = m.group(1)
-        if len(digits) >= 2:  # sm_120 / 90
-            return int(digits[:-1]), int(digits[-1])
-        return int(digits), 0
-    return int(m.group(1)), int(m.group(2))
+    return _resolve.cc_tuple(cc)
 
 
-def vllm_min_for_cc(cc: Any) -> str | None:
-    """First vLLM PyPI release with kernels that run on this compute capability (wheel
-    inspection, facts §2c/§2e): 0.9.0 for 10.x, 0.9.2 for 12.x, the oldest scanned release
-    for 7.0–9.0. None for a capability no release supports (< 7.0)."""
-    t = _cc_tuple(cc)
-    if t is None:
-        return None
-    for row in _cfg()["arch_min_vllm"]["rows"]:
-        if t[0] == row["major"] and t[1] >= row.get("minor_min", 0):
-            return row["vllm_min"]
-        if row.get("major_min") is not None and row["major_min"] <= t[0] <= row.get("major_max", 99):
-            return row["vllm_min"]
-    return None
+def vllm_min_for_cc(cc: Any, platform: str | None = None) -> str | None:
+    """First vLLM PyPI release with kernels that run on this compute capability (inclusive; the
+    knowledge base's ``arch.json`` ``vllm`` range, x86_64 unless ``platform`` says otherwise):
+    0.9.0 for 10.x, 0.9.2 for 12.x, the oldest scanned release for 7.0-9.0. None for a capability
+    no release supports (< 7.0) or that the knowledge base does not know."""
+    from bwdoctor import kb
+
+    r = kb.vllm_range(cc, platform)
+    return r.first if r is not None else None
 
 
-def vllm_max_for_cc(cc: Any) -> str | None:
-    """Last vLLM release with kernels for this capability (sm_70 was dropped in 0.20.0), or None."""
-    t = _cc_tuple(cc)
-    if t is None:
-        return None
-    for row in _cfg()["arch_max_vllm"]["rows"]:
-        if any(_cc_tuple(c) == t for c in row["cc"]):
-            return row["vllm_max"]
-    return None
+def vllm_max_for_cc(cc: Any, platform: str | None = None) -> str | None:
+    """Last vLLM release with kernels for this capability (inclusive: 0.19.1 for 7.0, sm_70 was
+    dropped in 0.20.0), or None when the newest release still has them or the capability is unknown."""
+    from bwdoctor import kb
+
+    r = kb.vllm_range(cc, platform)
+    return r.last if r is not None else None
 
 
 def supports_native_fp8(cc: Any) -> bool | None:
@@ -358,8 +336,12 @@ def build_cuda_for(version: Any) -> str | None:
 
 def torch_pin_for(version: Any) -> str | None:
     """The torch version a vLLM release pins (``Requires-Dist: torch==`` in the wheel's METADATA)."""
-    if parse_version(version) is None:
+    v = parse_version(version)
+    if v is None:
         return None
+    pins = _env_table().get("torch_pins", {})
+    if str(v) in pins:  # a release with a known pin whose envs.py was not scanned
+        return pins[str(v)]
     rel, how = resolve_version(version)
     if how == "older-than-known":
         return None

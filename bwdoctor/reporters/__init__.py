@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
-from bwdoctor.types import Report
+from bwdoctor.hookspecs import hookimpl
+from bwdoctor.types import Report, ReporterSpec
 
 STATUS_ORDER = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
 MARKS = {"pass": "✔", "warn": "▲", "fail": "✖", "skip": "○", "error": "‼"}
@@ -47,13 +47,23 @@ def render_sarif(report: Report, verbose: int = 0) -> str:
     return sarif(report, verbose)
 
 
-BUILTIN: dict[str, Callable[[Report, int], str]] = {
-    "console": render_console_plain,
-    "json": render_json,
-    "markdown": render_markdown,
-    "junit": render_junit,
-    "sarif": render_sarif,
-}
+def render_console_color(report: Report, verbose: int = 0) -> str:
+    from bwdoctor.reporters.console import render
+
+    return render(report, verbose, color=True)
+
+
+@hookimpl
+def bwdoctor_reporters() -> list[ReporterSpec]:
+    """The built-in formats, declared through the hook every reporter plugin uses."""
+    return [
+        ReporterSpec("console", render_console_plain, doc="Findings grouped by area, for people (the default).",
+                     color_func=render_console_color),
+        ReporterSpec("json", render_json, doc="The whole report, versioned schema (docs/report.schema.json)."),
+        ReporterSpec("markdown", render_markdown, doc="For pasting into an issue."),
+        ReporterSpec("junit", render_junit, doc="JUnit XML: one test case per finding, for CI."),
+        ReporterSpec("sarif", render_sarif, doc="SARIF 2.1.0, for code-scanning dashboards."),
+    ]
 
 
 def sorted_findings(findings: list[Any]) -> list[Any]:

@@ -155,79 +155,29 @@ def _kb() -> Any:
     return kb
 
 
-@lru_cache(maxsize=512)
 def gpu_lookup(name: str) -> tuple[str | None, str | None]:
-    """``(compute_capability, kb key)`` for a GPU name, or ``(None, None)``.
+    """``(compute_capability, kb key)`` for a GPU name, or ``(None, None)``
+    (:func:`bwdoctor.resolve.gpu_spec`, which also matches names cut short by nvidia-smi, then
+    :func:`bwdoctor.resolve.family_cc`)."""
+    from bwdoctor import resolve
 
-    Names cut short by nvidia-smi (``"NVIDIA RTX PRO 6000 Blac..."``) are matched by prefix
-    against the knowledge base's names and aliases when the exact lookup fails.
-    """
-    kb = _kb()
-    if kb is None or not name:
+    if not name:
         return None, None
-    clean = name.strip().rstrip(".").strip()
     try:
-        spec = kb.find_gpu(name=clean)
+        spec = resolve.gpu_spec(name=name)
+        if spec is not None:
+            return spec.compute_capability, spec.key
+        return resolve.family_cc(name.strip().rstrip(".").strip()), None
     except Exception:
-        spec = None
-    if spec is None and (name.strip().endswith("...") or len(clean) >= 18):
-        try:
-            low = clean.lower()
-            hits = []
-            for g in kb.gpus():
-                for cand in [g.name, *list(getattr(g, "aliases", []) or [])]:
-                    if cand and cand.lower().startswith(low):
-                        hits.append(g)
-                        break
-            ccs = {h.compute_capability for h in hits}
-            if len(ccs) == 1:
-                spec = hits[0]
-        except Exception:
-            spec = None
-    if spec is None:
-        return family_cc(clean), None
-    return getattr(spec, "compute_capability", None), getattr(spec, "key", None)
-
-
-# Compute capability by product family for GPUs the knowledge base has no entry for. Source: NVIDIA's
-# "CUDA GPUs - Compute Capability" table (https://developer.nvidia.com/cuda-gpus) and the CUDA C++
-# Programming Guide's compute-capability appendix. Ordered: the first pattern that matches wins, so
-# the more specific names (RTX PRO 6000 Blackwell, RTX 6000 Ada, Quadro RTX 6000, RTX A6000) come
-# before the generic series patterns.
-_FAMILY_CC: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.I), cc) for p, cc in (
-    (r"\bGB10\b", "12.1"),
-    (r"\bRTX PRO \d{4}\b|\bRTX 50[5-9]0\b|\bBlackwell\b(?!.*\b[BG]B?[23]00\b)", "12.0"),
-    (r"\bG?B300\b", "10.3"),
-    (r"\bG?B200\b", "10.0"),
-    (r"\bG?H(?:100|200|800|20)\b", "9.0"),
-    (r"\bRTX \d{4}(?: SFF)? Ada\b", "8.9"),
-    (r"\bQuadro RTX \d{4}\b|\bTitan RTX\b", "7.5"),
-    (r"\bRTX 40[5-9]0\b|\bL40S?\b|\bL4\b|\bL20\b", "8.9"),
-    (r"\bA(?:100|800|30)\b", "8.0"),
-    (r"\bRTX A\d{4}\b|\bRTX 30[5-9]0\b|\bA(?:10G?|16|2|40)\b", "8.6"),
-    (r"\bJetson AGX Orin\b|\bOrin\b", "8.7"),
-    (r"\bRTX 20[5-8]0\b|\bGTX 16\d0\b|\bT4\b|\bT(?:400|600|1000|1200)\b",
-     "7.5"),
-    (r"\bV100\b|\bTitan V\b|\bGV100\b", "7.0"),
-    (r"\bP100\b|\bGP100\b", "6.0"),
-    (r"\bP(?:40|4|6|10\d)\b|\bGTX 10\d0\b|\bTitan Xp?\b|\bQuadro P\d{3,4}\b", "6.1"),
-))
+        return None, None
 
 
 def family_cc(name: str | None) -> str | None:
     """Compute capability of an NVIDIA GPU from its product name when only the family is known
-    (``"Tesla P100-PCIE-16GB"`` -> ``"6.0"``, ``"NVIDIA H800"`` -> ``"9.0"``); ``None`` otherwise."""
-    if not name:
-        return None
-    text = str(name).replace("_", " ")
-    if "nvidia" not in text.lower() and not re.search(r"\b(?:Tesla|Quadro|GeForce|RTX|GTX|Titan|Jetson)\b", text,
-                                                       re.I) and not re.fullmatch(r"\s*[A-Z]{1,2}\d{2,4}\w*\s*",
-                                                                                  text):
-        return None
-    for rx, cc in _FAMILY_CC:
-        if rx.search(text):
-            return cc
-    return None
+    (``bwdoctor/kb/families.json`` through :func:`bwdoctor.resolve.family_cc`)."""
+    from bwdoctor import resolve
+
+    return resolve.family_cc(name)
 
 
 @lru_cache(maxsize=1)

@@ -21,7 +21,7 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, kb, known, passed, warned
+from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, kb, passed, resolve, warned
 from bwdoctor.kb import vllm as kbv
 from bwdoctor_checks._lib import compat as _compat
 
@@ -38,58 +38,41 @@ def _v(text: Any) -> Version | None:
     return kbv.parse_version(text) if text is not None else None
 
 
-def _cc_of(value: Any) -> str | None:
-    if not known(value):
-        return None
-    try:
-        return kb.normalize_cc(value)
-    except Exception:
-        return None
-
-
 def judged_gpus(snap: Snapshot) -> list[dict[str, Any]]:
-    """The GPUs to judge: every ``gpu.<i>`` with a known compute capability, else ``target``."""
+    """The GPUs to judge (:func:`bwdoctor.resolve.judged_gpus`): every ``gpu.<i>`` with a known
+    compute capability, else ``target``."""
     out = []
-    for i, g in snap.gpus():
-        cc = _cc_of(g.get("compute_capability"))
-        name = g.get("name") if isinstance(g.get("name"), str) else None
-        if cc is None and name:
-            spec = kb.find_gpu(name=name)
-            cc = spec.compute_capability if spec else None
-        if cc:
-            out.append({"label": f"{name or 'GPU'} [GPU {i}]", "subject": f"gpu{i}", "cc": cc, "name": name,
-                        "key": f"gpu.{i}"})
-    if not out:
-        t = snap.value("target")
-        if isinstance(t, dict) and _cc_of(t.get("compute_capability")):
-            name = t.get("name") or t.get("query")
-            out.append({"label": f"{name} [--target]", "subject": "target", "cc": _cc_of(t.get("compute_capability")),
-                        "name": name, "key": "target"})
+    for j in resolve.judged_gpus(snap):
+        label = f"{j.name} [--target]" if j.is_target else f"{j.name or 'GPU'} [GPU {j.index}]"
+        out.append({"label": label, "subject": j.subject, "cc": j.cc, "name": j.name, "key": j.key,
+                    "platform": j.platform})
     return out
 
 
 def _dedupe_cc(gpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[tuple[str, Any], dict[str, Any]] = {}
     for g in gpus:
-        seen.setdefault(g["cc"], g)
+        seen.setdefault((g["cc"], g.get("platform")), g)
     return list(seen.values())
 
 
 def _req(cc: str) -> Any:
-    try:
-        return kb.arch_requirements(cc)
-    except Exception:
-        return None
+    return kb.arch_requirements(cc)
 
 
-def _vllm_min(cc: str) -> str | None:
-    r = _req(cc)
-    return (getattr(r, "vllm_min", None) if r else None) or kbv.vllm_min_for_cc(cc)
+def _vllm_range(g: dict[str, Any]) -> Any:
+    return kb.vllm_range(g["cc"], g.get("platform"))
 
 
-def _vllm_max(cc: str) -> str | None:
-    r = _req(cc)
-    return (getattr(r, "vllm_max", None) if r else None) or kbv.vllm_max_for_cc(cc)
+def _vllm_min(g: dict[str, Any]) -> str | None:
+    r = _vllm_range(g)
+    return r.first if r is not None else None
+
+
+def _vllm_max(g: dict[str, Any]) -> str | None:
+    """The last vLLM release with kernels for the GPU (inclusive), None when the newest has them."""
+    r = _vllm_range(g)
+    return r.last if r is not None else None
 
 
 def _min_cuda(cc: str) -> str | None:
@@ -343,43 +326,53 @@ def check_vllm_pin(snap: Snapshot) -> list[Outcome] | None:
     what = (f"vllm{spec}" if pin.get("origin") == "pip" else f"image {pin.get('image')}") + f" ({where})"
     out: list[Outcome] = []
     for g in gpus:
-        lo, hi = _vllm_min(g["cc"]), _vllm_max(g["cc"])
+        lo, hi = _vllm_min(g), _vllm_max(g)
+        rng = _vllm_range(g)
+        plat = f" on {rng.platform} hosts" if rng is not None and g.get("platform") else ""
         details = {"vllm_version": version, "spec": spec, "origin": pin.get("origin"), "file": pin.get("file"),
                    "line": pin.get("line"), "gpu": g["name"], "compute_capability": g["cc"], "vllm_min": lo,
                    "vllm_max": hi}
         ev = ["config.vllm_pin", g["key"]]
         if lo is None:
-            out.append(failed(f"{g['label']} (compute capability {g['cc']}) is supported by no vLLM release; {what} "
-                              f"cannot run on it.", evidence=ev, subject=g["subject"], details=details))
+            if rng is not None and not rng.established:
+                out.append(warned(f"which vLLM release first has kernels for compute capability {g['cc']} "
+                                  f"({g['label']}) is not known; {what} may not run on it.", evidence=ev,
+                                  subject=g["subject"], details=details, confidence=0.3))
+                continue
+            out.append(failed(f"{g['label']} (compute capability {g['cc']}) is supported by no vLLM release{plat}; "
+                              f"{what} cannot run on it.", evidence=ev, subject=g["subject"], details=details))
             continue
         v = _v(version)
         if v is not None:
-            if v < Version(lo):
+            if resolve.at_least(v, lo) is False:
                 # torch without the architecture fails before any vLLM kernel runs: then this pin is the
                 # second problem of the two (the same newer pin fixes both)
                 gap = _compat.torch_gap(snap.mapping("torch"), snap.mapping("cudabin.torch") or None, g["cc"],
                                         getattr(_req(g["cc"]), "torch_cuda_variants", None) or [])
                 out.append(failed(
-                    f"{what} is older than vLLM {lo}, the first release with kernels for compute capability "
+                    f"{what} is older than vLLM {lo}, the first release{plat} with kernels for compute capability "
                     f"{g['cc']} ({g['label']}): its CUDA kernels have no sm_{g['cc'].replace('.', '')} code and fail "
                     f"with 'no kernel image'. Pin vllm>={lo} (or a vllm/vllm-openai:v{lo}+ image)."
                     + (f" Torch fails first: {gap}." if gap else ""),
                     evidence=ev, subject=g["subject"], details=dict(details, secondary_to="torch") if gap else details,
                     confidence=0.5 if gap else None))
-            elif hi is not None and v > Version(hi):
+            elif hi is not None and resolve.compare(v, hi) == 1:
                 out.append(failed(f"{what} is newer than vLLM {hi}, the last release with kernels for compute "
-                                  f"capability {g['cc']} ({g['label']}). Pin vllm<={hi}.", evidence=ev,
+                                  f"capability {g['cc']} ({g['label']}): later releases dropped "
+                                  f"{resolve.sm(g['cc'])}. Pin vllm<={hi}.", evidence=ev,
                                   subject=g["subject"], details=details))
             else:
-                out.append(passed(f"{what} has kernels for compute capability {g['cc']} ({g['label']}; needs ≥ {lo})",
-                                  evidence=ev, subject=g["subject"]))
+                span = f"{lo} to {hi}" if hi else f"≥ {lo}"
+                out.append(passed(f"{what} has kernels for compute capability {g['cc']} ({g['label']}; needs "
+                                  f"{span})", evidence=ev, subject=g["subject"]))
             continue
         allowed = _spec_allows_any(spec, lo, hi) if spec else True
+        span = f"from {lo} to {hi}" if hi else f"≥ {lo}"
         if allowed is False:
-            out.append(failed(f"{what} allows no vLLM release ≥ {lo}, the first with kernels for compute capability "
+            out.append(failed(f"{what} allows no vLLM release {span}, the releases with kernels for compute capability "
                               f"{g['cc']} ({g['label']}).", evidence=ev, subject=g["subject"], details=details))
         else:
-            out.append(warned(f"{what} does not pin an exact vLLM version; make sure it resolves to ≥ {lo} for "
+            out.append(warned(f"{what} does not pin an exact vLLM version; make sure it resolves to {span} for "
                               f"compute capability {g['cc']} ({g['label']}).", evidence=ev, subject=g["subject"],
                               details=details, confidence=0.3))
     return out
@@ -409,16 +402,14 @@ def check_image_torch(snap: Snapshot) -> list[Outcome] | None:
     file = (torch_pin or vpin or {}).get("file")
     if variants:
         var = variants[-1]
-        m = re.fullmatch(r"cu(\d+)(\d)", var)
-        cuda = f"{m.group(1)}.{m.group(2)}" if m else None
+        cuda = resolve.cuda_of_variant(var)
         origin = f"index {var}"
     else:
         cuda = kbv.torch_pypi_cuda(torch_v)
         origin = "PyPI default build"
         if "+" in str(torch_v):
             local = str(torch_v).split("+", 1)[1]
-            m = re.fullmatch(r"cu(\d+)(\d)", local)
-            cuda = f"{m.group(1)}.{m.group(2)}" if m else None
+            cuda = resolve.cuda_of_variant(local)
             origin = f"local version +{local}"
     if cuda is None:
         return None
@@ -429,9 +420,22 @@ def check_image_torch(snap: Snapshot) -> list[Outcome] | None:
         details = {"torch_version": torch_v, "torch_cuda": cuda, "how": how, "origin": origin, "file": file,
                    "line": line, "gpu": g["name"], "compute_capability": g["cc"], "min_cuda": need}
         ev = [k for k in ("config.pip_pins", "config.pip_indexes") if snap.has(k)] + [g["key"]]
-        if need and Version(cuda) < Version(need):
+        req = _req(g["cc"])
+        variant = resolve.variant_of_cuda(cuda)
+        variants_ok = tuple(getattr(req, "torch_cuda_variants", ()) or ())
+        max_major = getattr(req, "max_cuda_major", None)
+        if max_major is not None and resolve.version_tuple(cuda)[:1] > (int(max_major),):
+            ok = ", ".join(variants_ok) or "none"
+            out.append(failed(
+                f"torch {torch_v} ({how}; {origin}) is a CUDA {cuda} build, and the {variant} wheels carry no kernels "
+                f"for {g['label']} (compute capability {g['cc']}; CUDA {int(max_major) + 1} dropped {resolve.sm(g['cc'])}): "
+                f"use a torch whose CUDA variant is one of {ok}"
+                + (f" (vLLM ≤ {_vllm_max(g)} pins such a torch)" if _vllm_max(g) else "") + ".",
+                evidence=ev, subject=subject, details=dict(details, torch_cuda_variants=list(variants_ok),
+                                                           max_cuda_major=max_major)))
+        elif need and resolve.compare(cuda, need) == -1:
             fix = (f"add --extra-index-url https://download.pytorch.org/whl/cu{need.replace('.', '')}"
-                   if Version(str(torch_v).split("+")[0]) >= Version("2.7.0") else
+                   if resolve.at_least(torch_v, "2.7.0") else
                    f"move to a vLLM release whose torch has a CUDA ≥ {need} build (torch ≥ 2.7 cu128; PyPI default "
                    f"from 2.8)")
             out.append(failed(
@@ -658,7 +662,7 @@ def check_fp8_vs_gpu(snap: Snapshot) -> list[Outcome] | None:
         ev = [k for k in ("config.requested", "vllm.config") if snap.has(k)] + [g["key"]] + vkeys
         details = {"requested": real, "gpu": g["name"], "compute_capability": cc, "native_fp8": native}
         if native is False:
-            marlin = Version(cc) >= Version(facts["marlin_min_cc"])
+            marlin = resolve.cc_key(cc) >= resolve.cc_key(facts["marlin_min_cc"])
             if marlin:
                 out.append(warned(
                     f"FP8 is asked for ({asked}) on {g['label']}, compute capability {cc} < {facts['native_min_cc']}: "
@@ -672,8 +676,8 @@ def check_fp8_vs_gpu(snap: Snapshot) -> list[Outcome] | None:
                     f"{facts['marlin_min_cc']} vLLM has no FP8 path at all (not even Marlin weight-only).",
                     evidence=ev, subject=g["subject"], details=details))
             continue
-        vmin = _vllm_min(cc)
-        if version and vmin and _v(version) is not None and _v(version) < Version(vmin):
+        vmin = _vllm_min(g)
+        if version and vmin and resolve.at_least(version, vmin) is False:
             out.append(failed(
                 f"FP8 is asked for ({asked}) on {g['label']} (compute capability {cc} has FP8 tensor cores), but "
                 f"vLLM {version} predates {vmin}, the first release with kernels for this architecture: its FP8 "

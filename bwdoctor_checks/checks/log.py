@@ -20,21 +20,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, passed, warned
+from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, kb, passed, resolve, warned
 from bwdoctor.kb import signatures as sigtable
+from bwdoctor.kb import vllm as kbv
 from bwdoctor_checks._lib.textutil import (
     arch_requirements,
-    cc_tuple,
     gpu_spec,
     version_tuple,
 )
 
 LOG_NEEDS = ["log.errors"]  # present only when some evidence file shows a recognised failure
 
-# vLLM's PyPI wheels carry SASS for these from their first release with them (facts.md 2e).
-VLLM_FIRST_ARCH = {10: (0, 9, 0), 12: (0, 9, 2)}
-# Architectures every vLLM CUDA wheel since 0.6 was built for (facts.md 2e: sm_70..sm_90).
-VLLM_BASE_CCS = {(7, 0), (7, 5), (8, 0), (8, 6), (8, 9), (9, 0)}
 FP8_METHODS = ("fp8", "fbgemm_fp8", "modelopt", "ptpc_fp8", "compressed-tensors-fp8", "w8a8_fp8")
 FP4_METHODS = ("nvfp4", "modelopt_fp4", "mxfp4", "fp4", "w4a4")
 
@@ -62,22 +58,17 @@ def _first(errs: list[dict[str, Any]]) -> str:
 
 
 def _gpu_ccs(snap: Snapshot) -> list[tuple[int, int]]:
-    out = []
-    for _, g in snap.gpus():
-        cc = cc_tuple(g.get("compute_capability")) if isinstance(g, dict) else None
-        if cc:
-            out.append(cc)
+    """The judged GPUs' capabilities (:func:`bwdoctor.resolve.judged_gpus`); when no ``gpu.<i>`` says,
+    the capability a torch arch warning in the log names comes before the ``--target``."""
+    judged = resolve.judged_gpus(snap, usable_only=False)
+    out = [t for j in judged if not j.is_target and (t := resolve.cc_tuple(j.cc))]
     if not out:
         for e in _errors(snap, "torch_arch_unsupported"):
-            cc = cc_tuple(e.get("compute_capability"))
+            cc = resolve.cc_tuple(e.get("compute_capability"))
             if cc:
                 out.append(cc)
     if not out:
-        tgt = snap.value("target")
-        if isinstance(tgt, dict):
-            cc = cc_tuple(tgt.get("compute_capability"))
-            if cc:
-                out.append(cc)
+        out = [t for j in judged if j.is_target and (t := resolve.cc_tuple(j.cc))]
     return out
 
 
@@ -227,6 +218,21 @@ def check_torch_arch(snap: Snapshot) -> Outcome | None:
     return _out("fail", msg, ev, conf, remedies=["torch.reinstall-cuda-variant"])
 
 
+def _vllm_span(snap: Snapshot, cc: tuple[int, int]) -> Any:
+    """The knowledge base's inclusive vLLM release range for a capability on the judged host."""
+    return kb.vllm_range(cc, resolve.host_platform(snap))
+
+
+def _built_for(snap: Snapshot, cc: tuple[int, int], vver: tuple[int, ...] | None) -> bool:
+    """Whether the vLLM in use (every release when its version is unknown) has kernels for ``cc``."""
+    rng = _vllm_span(snap, cc)
+    if rng is None or rng.first is None:
+        return False
+    if vver:
+        return rng.contains(".".join(map(str, vver))) is True
+    return rng.first == kbv.known_versions()[0] and rng.last is None
+
+
 # NVLink link counts that only SXM datacenter boards have (nvidia-smi topo -m "NV12"/"NV18"): A100 SXM has 12
 # NVLink 3 links; H100/H200 SXM 18 NVLink 4 links; B200/B300 18 NVLink 5 links (NVIDIA product briefs).
 TOPOLOGY_CCS = {"NV12": ((8, 0),), "NV18": ((9, 0), (10, 0), (10, 3))}
@@ -258,8 +264,8 @@ def _stack_covers(snap: Snapshot) -> str | None:
         req = arch_requirements(f"{cc[0]}.{cc[1]}")
         if req is None or variant not in tuple(getattr(req, "torch_cuda_variants", ()) or ()):
             return None
-        vmin = version_tuple(getattr(req, "vllm_min", None))
-        if vmin is None or vver < vmin:
+        rng = _vllm_span(snap, cc)
+        if rng is None or rng.contains(".".join(map(str, vver))) is not True:
             return None
     shown = ", ".join(f"{a}.{b}" for a, b in ccs)
     return (f"{origin} (compute capability {shown}), torch {torch.get('version') or variant} ({variant}) and vLLM "
@@ -282,14 +288,17 @@ def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
         conf = 0.55
         why = "no torch arch gap is shown, so the missing kernel is most likely in vLLM's compiled extensions"
         for cc in ccs:
-            first_ok = VLLM_FIRST_ARCH.get(cc[0])
+            rng = _vllm_span(snap, cc)
+            vtext = ".".join(map(str, vver)) if vver else None
             if cc < (7, 0):
                 conf, why = 0.85, f"compute capability {cc[0]}.{cc[1]} is below what vLLM builds for (7.0)"
-            elif first_ok and vver and vver < first_ok:
+            elif rng is not None and rng.first and vtext and resolve.at_least(vtext, rng.first) is False:
                 conf = 0.85
-                why = (f"vLLM {'.'.join(map(str, vver))} predates the first release with sm_{cc[0]}{cc[1]} kernels "
-                       f"({'.'.join(map(str, first_ok))})")
-            elif first_ok and vver:
+                why = f"vLLM {vtext} predates the first release with sm_{cc[0]}{cc[1]} kernels ({rng.first})"
+            elif rng is not None and rng.last and vtext and resolve.compare(vtext, rng.last) == 1:
+                conf = 0.85
+                why = f"vLLM {vtext} is later than {rng.last}, the last release with sm_{cc[0]}{cc[1]} kernels"
+            elif rng is not None and rng.first and rng.first != kbv.known_versions()[0] and vtext:
                 conf = 0.45
         out.append(_out("fail", f"'no kernel image is available' ({_first(nki)}): {why}",
                         ["log.errors", "vllm"] + _gpu_evidence(snap), conf))
@@ -311,15 +320,16 @@ def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
         cc = (int(cap) // 10, int(cap) % 10) if isinstance(cap, int) else None
         if cc is None:
             continue
-        first_ok = VLLM_FIRST_ARCH.get(cc[0])
-        if cc in VLLM_BASE_CCS or (first_ok and vver and vver >= first_ok):
+        if _built_for(snap, cc, vver):
             # vLLM is built for this arch: a dispatch gap inside vLLM, not the environment
             out.append(_out("warn", f"vLLM has no '{e.get('kernel')}' kernel for capability {cap} although its wheels "
                                     f"are built for sm_{cap}; this is a vLLM dispatch/kernel gap, not an environment "
                                     f"problem ({_first([e])})", ["log.errors"], 0.3, cause="none_env_ok",
                             remedies=[]))
             break
-        conf = 0.8 if (first_ok and vver and vver < first_ok) or cc < (7, 0) else 0.55
+        rng = _vllm_span(snap, cc)
+        outside = bool(vver and rng is not None and rng.first and rng.contains(".".join(map(str, vver))) is False)
+        conf = 0.8 if outside or cc < (7, 0) else 0.55
         out.append(_out("fail", f"vLLM has no compiled '{e.get('kernel')}' for compute capability {cc[0]}.{cc[1]} "
                                 f"({_first([e])})", ["log.errors", "vllm"], conf))
         break

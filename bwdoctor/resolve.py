@@ -1,0 +1,418 @@
+"""One resolution layer: versions, compute capabilities, GPU identity and the GPUs being judged.
+
+Every plugin and remedy asks these questions here instead of parsing text itself, so the same
+input gets the same answer everywhere. Nothing here raises on bad input: a value that cannot be
+read resolves to ``None`` (or an empty tuple/list).
+
+Versions::
+
+    parse_version("v0.9.0"), parse_version("2.7.0+cu128"), parse_version("570.86.16") -> Version | None
+    base_version("2.7.0+cu128") -> Version("2.7.0")
+    local_variant("2.7.0+cu128") -> "cu128"
+    version_tuple("580.159.04") -> (580, 159, 4)
+    compare("0.10.1.1", "0.10.1") -> 1;  at_least("2.8.0+cu128", "2.8") -> True
+    cuda_of_variant("cu128") -> "12.8";  variant_of_cuda("12.8.1") -> "cu128"
+
+Compute capabilities::
+
+    cc("sm_120a") == cc("12.0") == cc("(12, 0)") == cc((12, 0)) == cc("SM120a") == "12.0"
+    cc("compute_90") -> "9.0";  cc_tuple("sm_100f") -> (10, 0);  sm("8.6") -> "sm_86"
+
+GPU identity::
+
+    gpu_spec(name="NVIDIA RTX PRO 6000 Blac...")  -> the knowledge base's GpuSpec (unique prefix)
+    gpu_spec(pci_device_id="0x2BB110DE"), gpu_spec(key="b200")
+    family_cc("Tesla P100-PCIE-16GB") -> "6.0"   (GPU families in bwdoctor/kb/families.json)
+
+The GPUs being judged::
+
+    judged_gpus(snapshot) -> [JudgedGpu, ...]   # live or recorded gpu.<i>, else --target
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from packaging.version import Version
+
+    from bwdoctor.kb import GpuSpec
+    from bwdoctor.types import Snapshot
+
+__all__ = [
+    "JudgedGpu", "at_least", "base_version", "cc", "cc_key", "cc_tuple", "compare", "cuda_of_variant",
+    "family_cc", "find_version", "gpu_cc", "gpu_spec", "host_platform", "in_range", "judged_gpus", "local_variant",
+    "parse_version", "platform_of", "short_version", "sm", "variant_of_cuda", "version_tuple",
+]
+
+
+def _known(value: Any) -> bool:
+    from bwdoctor.types import known
+
+    return known(value)
+
+
+# ----------------------------------------------------------------------------------- versions
+
+# A PEP 440 version at the start of the text, with an optional local part ("+cu128").
+_VERSION_AT_START = re.compile(
+    r"\s*[vV]?(\d+(?:\.\d+)*(?:[-_.]?(?:a|b|rc|alpha|beta|c|pre|preview)\d*)?(?:[-_.]?(?:post|rev|r)\d*)?"
+    r"(?:[-_.]?dev\d*)?)(\+[A-Za-z0-9]+(?:[-_.][A-Za-z0-9]+)*)?")
+_VERSION_ANYWHERE = re.compile(r"\d+(?:\.\d+)+")
+_LOCAL_VARIANT = re.compile(r"^(cu\d{2,3}|cpu|rocm[\d.]*\d|xpu)\b", re.I)
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> Version | None:
+    from packaging.version import InvalidVersion, Version
+
+    m = _VERSION_AT_START.match(text)
+    if not m:
+        return None
+    for candidate in ((m.group(1) + (m.group(2) or "")), m.group(1)):
+        try:
+            return Version(candidate)
+        except InvalidVersion:
+            continue
+    return None
+
+
+def parse_version(text: Any) -> Version | None:
+    """A version from text such as ``0.9.0``, ``v0.9.0``, ``0.10.1.1``, ``2.7.0+cu128``, ``3.5.0rc1``,
+    ``570.86.16`` (a driver) or ``12.8.93`` (nvcc); trailing words are ignored ("2.7.0 (cu128)").
+    The local part (``+cu128``) is kept; None when the text does not start with a version."""
+    from packaging.version import Version
+
+    if isinstance(text, Version):
+        return text
+    if text is None or isinstance(text, bool) or not _known(text):
+        return None
+    if isinstance(text, int):
+        text = str(text)
+    if not isinstance(text, str):
+        text = str(text)
+    return _parse(text.strip()[:200])
+
+
+def base_version(text: Any) -> Version | None:
+    """The public release without local, dev or post parts: ``2.7.0+cu128`` -> ``2.7.0``."""
+    from packaging.version import Version
+
+    v = parse_version(text)
+    return Version(v.base_version) if v is not None else None
+
+
+def local_variant(text: Any) -> str | None:
+    """The build variant in a version's local part: ``2.7.0+cu128`` -> ``cu128``, ``2.5.1+rocm6.2`` ->
+    ``rocm6.2``, ``2.7.0+cpu`` -> ``cpu``; None when there is none."""
+    if text is None or not _known(text):
+        return None
+    s = str(text)
+    if "+" not in s:
+        return None
+    m = _LOCAL_VARIANT.match(s.split("+", 1)[1].strip())
+    return m.group(1).lower() if m else None
+
+
+def version_tuple(text: Any) -> tuple[int, ...]:
+    """The numeric release parts of a version (``"580.159.04"`` -> ``(580, 159, 4)``,
+    ``"2.7.0+cu128"`` -> ``(2, 7, 0)``); ``()`` when the text does not start with a number."""
+    if isinstance(text, (tuple, list)):
+        try:
+            return tuple(int(p) for p in text)
+        except (TypeError, ValueError):
+            return ()
+    v = parse_version(text)
+    if v is not None:
+        return tuple(v.release)
+    m = re.match(r"\s*[vV]?(\d+(?:\.\d+)*)", str(text)) if text is not None else None
+    return tuple(int(p) for p in m.group(1).split(".")) if m else ()
+
+
+def find_version(text: Any) -> str | None:
+    """The first dotted version anywhere in a text (``"CUDA Version: 12.8"`` -> ``"12.8"``)."""
+    if text is None:
+        return None
+    m = _VERSION_ANYWHERE.search(str(text))
+    return m.group(0) if m else None
+
+
+def short_version(text: Any, parts: int = 2) -> str | None:
+    """The first ``parts`` components of the first version in a text (``"12.4.131"`` -> ``"12.4"``)."""
+    found = find_version(text)
+    return ".".join(found.split(".")[:parts]) if found else None
+
+
+def compare(a: Any, b: Any) -> int | None:
+    """-1, 0 or 1 comparing two versions' public releases (``0.9.0+cu128`` equals ``0.9.0``; missing
+    trailing parts count as 0); None when either is unreadable."""
+    va, vb = base_version(a), base_version(b)
+    if va is None or vb is None:
+        return None
+    return (va > vb) - (va < vb)
+
+
+def at_least(have: Any, need: Any) -> bool | None:
+    """Whether version ``have`` is at least ``need`` (public releases compared); None when unreadable."""
+    c = compare(have, need)
+    return None if c is None else c >= 0
+
+
+def in_range(version: Any, first: Any, last: Any) -> bool | None:
+    """Whether a version lies in the inclusive range ``[first, last]`` (``last`` None: no upper end);
+    None when the version or ``first`` is unreadable. Compares public releases."""
+    lo = at_least(version, first)
+    if lo is None:
+        return None
+    if not lo:
+        return False
+    if last is None:
+        return True
+    hi = compare(version, last)
+    return None if hi is None else hi <= 0
+
+
+def cuda_of_variant(variant: Any) -> str | None:
+    """``"cu128"`` -> ``"12.8"``, ``"cu92"`` -> ``"9.2"``; None for ``cpu``, ``rocm6.2`` and the like."""
+    m = re.fullmatch(r"cu(\d+)(\d)", str(variant or "").strip().lower())
+    return f"{int(m.group(1))}.{m.group(2)}" if m else None
+
+
+def variant_of_cuda(cuda: Any) -> str | None:
+    """``"12.8"`` / ``"12.8.1"`` -> ``"cu128"``."""
+    m = re.match(r"^\s*(\d+)\.(\d+)", str(cuda or ""))
+    return f"cu{m.group(1)}{m.group(2)}" if m else None
+
+
+# ----------------------------------------------------------------------------------- compute capability
+
+_CC_PREFIXED = re.compile(r"(?:sm|compute|arch|cc)[_\- ]?(\d{2,3})[afp]?")
+_CC_DOTTED = re.compile(r"(\d{1,2})\.(\d)")
+_CC_PAIR = re.compile(r"\(\s*(\d{1,2})\s*,\s*(\d{1,2})\s*\)")
+
+
+def cc_tuple(value: Any) -> tuple[int, int] | None:
+    """A compute capability as ``(major, minor)`` from ``"12.0"``, ``12.0``, ``(12, 0)``, ``"(12, 0)"``,
+    ``"sm_120a"``, ``"SM120a"``, ``"compute_90"``, ``"sm_100f"``, ``"120"`` or ``90``; None otherwise."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            return None
+        try:
+            return int(value[0]), int(value[1])
+        except (TypeError, ValueError):
+            return None
+    if isinstance(value, float):
+        value = f"{value:.1f}"
+    s = str(value).strip().lower()
+    for rx in (_CC_DOTTED, _CC_PAIR):
+        m = rx.fullmatch(s)
+        if m:
+            return int(m.group(1)), int(m.group(2))
+    m = _CC_PREFIXED.fullmatch(s)
+    digits = m.group(1) if m else (s if re.fullmatch(r"\d{1,3}", s) else None)
+    if digits is None:
+        return None
+    if len(digits) == 1:
+        return int(digits), 0
+    return int(digits[:-1]), int(digits[-1])
+
+
+def cc(value: Any) -> str | None:
+    """A compute capability in the canonical ``"M.m"`` form (see :func:`cc_tuple`), or None."""
+    t = cc_tuple(value)
+    return f"{t[0]}.{t[1]}" if t else None
+
+
+def sm(value: Any) -> str | None:
+    """``"12.0"`` -> ``"sm_120"``; None when the value is not a compute capability."""
+    t = cc_tuple(value)
+    return f"sm_{t[0]}{t[1]}" if t else None
+
+
+def cc_key(value: Any) -> tuple[int, int]:
+    """Sort key for compute capabilities; unreadable ones sort first."""
+    return cc_tuple(value) or (-1, -1)
+
+
+# ----------------------------------------------------------------------------------- GPU identity
+
+
+def _kb() -> Any:
+    from bwdoctor import kb
+
+    return kb
+
+
+def _spec_by_key(key: str) -> GpuSpec | None:
+    for g in _kb().gpus():
+        if g.key == key:
+            return g
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _spec_by_name(name: str) -> GpuSpec | None:
+    kb = _kb()
+    clean = name.strip()
+    truncated = clean.endswith("...") or clean.endswith("\u2026")
+    clean = clean.rstrip(".\u2026").strip()
+    if not clean:
+        return None
+    spec = kb.find_gpu(name=clean)
+    if spec is not None and not truncated:
+        return spec
+    if truncated or len(clean) >= 18:
+        # nvidia-smi cuts long names ("NVIDIA RTX PRO 6000 Blac..."): a prefix of exactly one product.
+        low = clean.lower()
+        hits = [g for g in kb.gpus() if any(c and c.lower().startswith(low) for c in (g.name, *g.aliases))]
+        keys = {h.key for h in hits}
+        if len(keys) == 1:
+            return hits[0]
+        if spec is not None and spec.key in keys:
+            return spec
+        if hits:
+            return None  # ambiguous prefix: several products
+    return spec
+
+
+def gpu_spec(name: Any = None, pci_device_id: Any = None, key: Any = None) -> GpuSpec | None:
+    """The knowledge base's GpuSpec for a key (``"b200"``), a PCI device id (``"0x2bb1"``,
+    ``"0x2BB110DE"``: it wins when known), or a name: an NVML name, a MIG device name, a short name
+    (``"RTX 5090"``) or an nvidia-smi-truncated name (``"NVIDIA RTX PRO 6000 Blac..."``, matched when
+    the prefix names exactly one product). None when unknown."""
+    kb = _kb()
+    if isinstance(key, str) and key:
+        spec = _spec_by_key(key) or kb.find_gpu(name=key)
+        if spec is not None:
+            return spec
+    if pci_device_id is not None and _known(pci_device_id):
+        spec = kb.find_gpu(pci_device_id=pci_device_id)
+        if spec is not None:
+            return spec
+    if isinstance(name, str) and name.strip() and _known(name):
+        return _spec_by_name(name)
+    return None
+
+
+def family_cc(name: Any) -> str | None:
+    """The compute capability of an NVIDIA product family when the knowledge base has no entry for
+    the product (``"Tesla P100-PCIE-16GB"`` -> ``"6.0"``); rules in ``bwdoctor/kb/families.json``."""
+    if not isinstance(name, str) or not name.strip():
+        return None
+    return _kb().family_cc(name)
+
+
+def gpu_cc(gpu: Any) -> tuple[str | None, GpuSpec | None, str | None]:
+    """``(compute capability, GpuSpec, where the capability came from)`` for a ``gpu.<i>`` or
+    ``target`` dict: the dict's own ``compute_capability`` first, else the knowledge base (by key,
+    PCI id, name), else the product family; ``(None, spec-or-None, None)`` when unknown."""
+    if not isinstance(gpu, dict):
+        return None, None, None
+    name = gpu.get("name") if isinstance(gpu.get("name"), str) else None
+    spec = gpu_spec(name=name, pci_device_id=gpu.get("pci_device_id"),
+                    key=gpu.get("gpu") if isinstance(gpu.get("gpu"), str) else gpu.get("kb_key"))
+    own = cc(gpu.get("compute_capability")) if _known(gpu.get("compute_capability")) else None
+    if own:
+        return own, spec, str(gpu.get("cc_source") or "fact")
+    if spec is not None:
+        return spec.compute_capability, spec, "knowledge base"
+    fam = family_cc(name)
+    if fam:
+        return fam, None, "GPU family"
+    return None, None, None
+
+
+# ----------------------------------------------------------------------------------- platform
+
+_PLATFORMS = {"x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64",
+              "sbsa": "aarch64"}
+
+
+def platform_of(text: Any) -> str | None:
+    """``"x86_64"`` or ``"aarch64"`` from a machine name (``arm64``, ``amd64``, ``linux/arm64``); None
+    otherwise."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    s = text.strip().lower().rsplit("/", 1)[-1]
+    return _PLATFORMS.get(s)
+
+
+def host_platform(snap: Snapshot) -> str | None:
+    """The CPU architecture of the host being judged (``host.arch``), normalised; None when unknown."""
+    return platform_of(snap.value("host.arch"))
+
+
+# ----------------------------------------------------------------------------------- judged GPUs
+
+
+@dataclass(frozen=True)
+class JudgedGpu:
+    """One GPU a check judges: a ``gpu.<i>`` fact (live or recorded) or the ``--target``."""
+
+    index: int | None  # None for the --target
+    key: str  # the fact key: "gpu.0" or "target"
+    name: str | None
+    cc: str | None
+    spec: GpuSpec | None
+    origin: str  # "gpu" (a gpu.<i> fact, live or recorded) or "target"
+    cc_source: str | None
+    platform: str | None  # host CPU architecture: "x86_64", "aarch64" or None when unknown
+    fact: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def subject(self) -> str:
+        return "target" if self.index is None else f"gpu{self.index}"
+
+    @property
+    def is_target(self) -> bool:
+        return self.index is None
+
+    @property
+    def sm(self) -> str | None:
+        return sm(self.cc)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or (self.spec.name if self.spec is not None else None) or "unknown GPU"
+
+
+def _gpu_platform(snap: Snapshot, spec: GpuSpec | None) -> str | None:
+    return host_platform(snap) or (spec.host_platform if spec is not None else None)
+
+
+def judged_gpus(snap: Snapshot, *, usable_only: bool = True, need_cc: bool = True,
+                distinct_cc: bool = False) -> list[JudgedGpu]:
+    """The GPUs a check judges: every ``gpu.<i>`` fact (live or recorded), else the ``target``.
+
+    ``usable_only`` leaves out GPUs that are lost or answered with an error; ``need_cc`` leaves out
+    GPUs whose compute capability nothing resolves (then, with none left, the ``target`` is used);
+    ``distinct_cc`` keeps the first GPU of each compute capability (8 identical GPUs: one)."""
+    out: list[JudgedGpu] = []
+    for i, g in snap.gpus():
+        if usable_only and (g.get("lost") or g.get("error")):
+            continue
+        ccv, spec, how = gpu_cc(g)
+        if need_cc and ccv is None:
+            continue
+        name = g.get("name") if isinstance(g.get("name"), str) and _known(g.get("name")) else None
+        out.append(JudgedGpu(index=i, key=f"gpu.{i}", name=name, cc=ccv, spec=spec, origin="gpu", cc_source=how,
+                             platform=_gpu_platform(snap, spec), fact=g))
+    if not out:
+        t = snap.value("target")
+        if isinstance(t, dict):
+            ccv, spec, how = gpu_cc(t)
+            if ccv is not None:
+                name = t.get("name") or t.get("query")
+                out.append(JudgedGpu(index=None, key="target", name=str(name) if name else None, cc=ccv, spec=spec,
+                                     origin="target", cc_source=how, platform=_gpu_platform(snap, spec), fact=t))
+    if distinct_cc:
+        seen: dict[Any, JudgedGpu] = {}
+        for j in out:
+            seen.setdefault((j.cc, j.platform), j)
+        out = list(seen.values())
+    return out

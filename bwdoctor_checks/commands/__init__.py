@@ -1,0 +1,1 @@
+"""Built-in plugins that add commands to the ``bwdoctor`` command line."""
