@@ -203,6 +203,7 @@ class Snapshot:
                     self.facts[fact.key] = Fact(fact.key, dict(fact.value), fact.source, rank)
                 return
             merged = dict(old.value)
+            took = False  # the new fact supplied a field that stays
             for k, v in fact.value.items():
                 if k in merged and merged[k] is not None and v is not None and merged[k] != v:
                     self._conflict(f"{fact.key}.{k}", old, merged[k], fact, v)
@@ -210,7 +211,16 @@ class Snapshot:
                         continue
                 elif k in merged and merged[k] is not None and fact.rank < old.rank:
                     continue
+                took = took or merged.get(k) != v
                 merged[k] = v
+            kept_old = any(k not in fact.value for k in old.value)
+            # the merged value is only as direct as the weakest source that still supplies part of it
+            if took and kept_old:
+                rank = min(old.rank, fact.rank)
+            elif took:
+                rank = fact.rank
+            else:
+                rank = old.rank
             src = old.source if old.source == fact.source else f"{old.source}; {fact.source}"
             self.facts[fact.key] = Fact(fact.key, merged, src, rank)
             return

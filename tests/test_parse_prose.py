@@ -197,9 +197,19 @@ def test_nccl_built_for_an_old_cuda_with_tensor_parallelism(tmp_path):
     assert next(f for f in findings if f.id == "BWD-STACK-011").status == "pass"
 
 
-def test_a_released_vllm_named_in_prose_gets_its_wheel_cuda_as_an_inference(tmp_path):
-    snap, findings = analyze(tmp_path, {"t.md": "vLLM version: 0.22.1\n",
-                                        "pip.txt": "torch==2.11.0+cu129\nnumpy==2.2.6\ntransformers==5.0.0\n"})
-    assert snap.value("vllm")["cuda_major"] == 13 and "CUDA 13.0" in snap.value("vllm")["cuda_inferred"]
-    f = next(f for f in findings if f.id == "BWD-STACK-004")
-    assert f.status == "fail" and f.details["basis"] in ("stated", "inferred")
+def test_a_released_vllm_named_in_prose_does_not_fix_its_wheel_cuda(tmp_path):
+    # releases ship wheels for several CUDA majors: which one was installed shows in torch, not in the version
+    snap, findings = analyze(tmp_path, {"t.md": "vLLM version: 0.12.0\n",
+                                        "pip.txt": "torch==2.9.0+cu130\nnumpy==2.2.6\ntransformers==5.0.0\n"})
+    assert "cuda_major" not in snap.value("vllm")
+    assert next(f for f in findings if f.id == "BWD-STACK-004").status == "skip"
+
+
+def test_a_merged_fact_is_as_direct_as_its_weakest_part():
+    snap = Snapshot()
+    snap.add(Fact("vllm", {"version": "0.9.1"}, "pip list"))
+    snap.add(Fact("vllm", {"version": "0.9.1", "cuda_major": 12, "cuda_inferred": "wheel"}, "install line", INFERRED))
+    assert snap.value("vllm")["cuda_major"] == 12 and snap.get("vllm").rank == INFERRED
+    snap.add(Fact("torch", {"version": "2.7.0"}, "pip list"))
+    snap.add(Fact("torch", {"version": "2.7.0"}, "prose", STATED))
+    assert snap.get("torch").rank == 0

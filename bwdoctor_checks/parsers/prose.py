@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from bwdoctor import INFERRED, STATED, Evidence, Fact, ParserSpec, hookimpl
+from bwdoctor import STATED, Evidence, Fact, ParserSpec, hookimpl
 from bwdoctor.kb import vllm as kbv
 from bwdoctor_checks._lib.textutil import cc_from_sm, gpu_entry, gpu_names, short_version, torch_fact
 
@@ -192,19 +192,6 @@ def _vllm_info(version: str, install: str | None = None) -> dict[str, Any]:
     return info
 
 
-def _vllm_cuda_guess(info: dict[str, Any], line: int) -> Iterator[Fact]:
-    """A released vLLM named without its build: the CUDA of its PyPI wheel and image (what nearly
-    everyone installs), as an inferred fact that fills only what nothing else says."""
-    version = str(info.get("version") or "")
-    if "cuda_major" in info or info.get("source_build") or kbv.resolve_version(version)[1] != "exact":
-        return
-    cuda = kbv.build_cuda_for(version)
-    if cuda:
-        yield Fact("vllm", {"cuda_major": int(cuda.split(".")[0]),
-                            "cuda_inferred": f"vLLM {version}'s PyPI wheel and image are built with CUDA {cuda}"},
-                   f"{SRC}:line {line}", INFERRED)
-
-
 def _torch(version: str, cuda: str | None = None) -> dict[str, Any]:
     return torch_fact(version, cuda)
 
@@ -318,8 +305,6 @@ def parse_env_text(ev: Evidence) -> Iterator[Fact]:
     for key, (strength, value, n) in pick.best.items():
         stated.append({"key": key, "value": value, "line": n, "how": "labelled" if strength >= LABEL else "mention"})
         yield Fact(key, value, f"{SRC}:line {n}", STATED)
-    if "vllm" in pick.best and not source_build_line:
-        yield from _vllm_cuda_guess(pick.best["vllm"][1], pick.best["vllm"][2])
     if source_build_line:
         yield Fact("vllm", {"source_build": True}, f"{SRC}:line {source_build_line}", STATED)
     if wsl_line:
