@@ -213,3 +213,27 @@ def test_a_merged_fact_is_as_direct_as_its_weakest_part():
     snap.add(Fact("torch", {"version": "2.7.0"}, "pip list"))
     snap.add(Fact("torch", {"version": "2.7.0"}, "prose", STATED))
     assert snap.get("torch").rank == 0
+
+
+def test_torch_backend_index_without_versions(tmp_path):
+    from bwdoctor.diagnosis import diagnose
+
+    snap, findings = analyze(tmp_path, {"c.txt": "uv pip install vllm --torch-backend=cu126\nCard: RTX 5070 Ti\n"
+                                                 "nvidia-smi says Driver Version: 575.57.08\n"})
+    assert snap.value("torch")["variant"] == "cu126" and snap.get("torch").rank == INFERRED
+    assert snap.value("driver.version") == "575.57.08"
+    assert diagnose(findings)[0]["root_cause"] == "arch_not_in_torch_wheel"
+
+
+def test_pytorch_image_tag_names_torch_and_its_cuda(tmp_path):
+    snap, _ = analyze(tmp_path, {"Dockerfile": "FROM pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime\n"
+                                               "RUN pip install transformers\n"})
+    assert snap.value("torch") == {"version": "2.6.0+cu124", "cuda": "12.4", "variant": "cu124"}
+
+
+def test_vllm_release_pin_judges_torch_of_the_same_package_list(tmp_path):
+    _, findings = analyze(tmp_path, {"pip.txt": "vllm==0.9.1\ntorch==2.6.0\ntransformers==4.52.0\n"})
+    f = next(f for f in findings if f.id == "BWD-STACK-003")
+    assert f.status == "fail" and "torch==2.7.0" in f.message and f.confidence == 0.8
+    _, findings = analyze(tmp_path, {"pip.txt": "vllm==0.9.1\ntorch==2.7.0\ntransformers==4.52.0\n"})
+    assert next(f for f in findings if f.id == "BWD-STACK-003").status == "pass"

@@ -235,9 +235,12 @@ def check_vllm_torch(snap: Snapshot) -> Any:
     spec = vllm.get("torch_requirement")
     origin = ""
     confidence = 0.95
-    if not spec and vllm.get("version") and not vllm.get("source_build"):
+    pkgs = snap.mapping("packages")
+    same_env = all(isinstance(pkgs.get(n), dict) and pkgs[n].get("version") for n in ("vllm", "torch"))
+    if not spec and same_env and vllm.get("version") and not vllm.get("source_build"):
         # a release's wheel pins one torch (Requires-Dist in the knowledge base); a build from source
-        # or a development version is built against whatever torch was there
+        # or a development version is built against whatever torch was there. Judged only when one
+        # package list shows both (versions from different files may describe different machines).
         ver = str(vllm["version"])
         pin = kbv.torch_pin_for(ver) if kbv.resolve_version(ver)[1] == "exact" and not \
             re.search(r"dev|\+g|\+cu|\+cpu", ver) else None

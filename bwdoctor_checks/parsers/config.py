@@ -463,6 +463,36 @@ def _cuda_of_variant(variant: Any) -> str | None:
     return f"{m.group(1)}.{m.group(2)}" if m else None
 
 
+def _torch_from_image(facts: list[Fact], src: str) -> list[Fact]:
+    """``pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime``: the tag names the torch and its CUDA."""
+    for f in reversed(facts):
+        img = f.value if f.key in ("config.image", "config.base_image") and isinstance(f.value, dict) else None
+        if not img or str(img.get("image", "")).lower().removeprefix("docker.io/") != "pytorch/pytorch":
+            continue
+        m = re.match(r"^(\d+\.\d+\.\d+)-cuda(\d+)\.(\d+)", str(img.get("tag") or ""))
+        if m:
+            var = f"cu{m.group(2)}{m.group(3)}"
+            return [Fact("torch", {"version": f"{m.group(1)}+{var}", "cuda": f"{m.group(2)}.{m.group(3)}",
+                                   "variant": var}, f"{src}:line {img.get('line') or 0}", STATED)]
+    return []
+
+
+def _torch_from_index(facts: list[Fact], src: str) -> list[Fact]:
+    """``pip install vllm --torch-backend=cu126`` / ``pip install torch --index-url .../cu126``
+    without versions: the torch installed is a cu126 build, whatever its version."""
+    pins = next((f.value for f in reversed(facts) if f.key == "config.pip_pins" and isinstance(f.value, dict)), {})
+    idx = next((f.value for f in reversed(facts) if f.key == "config.pip_indexes" and isinstance(f.value, list)), [])
+    variants = [i for i in idx if isinstance(i, dict) and _cuda_of_variant(i.get("variant"))]
+    torch_pin = pins.get("torch") if isinstance(pins.get("torch"), dict) else None
+    if not variants or not (torch_pin or "vllm" in pins) or (torch_pin and torch_pin.get("version")):
+        return []
+    var = str(variants[-1]["variant"])
+    cuda = _cuda_of_variant(var)
+    return [Fact("torch", {"cuda": cuda, "variant": var,
+                           "inferred": f"torch installed from the {var} index ({variants[-1].get('url')})"},
+                 f"{src}:line {variants[-1].get('line') or 0}", INFERRED)]
+
+
 def stack_from_config(facts: list[Fact], src: str) -> list[Fact]:
     """The installed stack a configuration implies, as ``vllm`` / ``torch`` facts of lower rank
     (a tool's own output of the same facts always wins), so that the stack and driver checks judge
@@ -477,7 +507,7 @@ def stack_from_config(facts: list[Fact], src: str) -> list[Fact]:
     """
     pin = next((f.value for f in reversed(facts) if f.key == "config.vllm_pin" and isinstance(f.value, dict)), None)
     if not pin or not pin.get("version"):
-        return []
+        return _torch_from_index(facts, src) or _torch_from_image(facts, src)
     version = str(pin["version"])
     out: list[Fact] = []
     where = f"{src}:line {pin.get('line') or 0}"

@@ -36,7 +36,7 @@ _VER = r"v?(\d+\.\d+(?:\.\d+){0,2}(?:\.?post\d+|rc\d+|\.dev\d+|a\d+)?(?:\+[\w.]+
 _KV = re.compile(r"^\s*([A-Za-z][A-Za-z0-9 ._/()+\-]{0,40}?|[^\x00-\x7f]{0,8}[A-Za-z][\w .]{0,30}?)\s*[:：=]\s*(.+?)\s*$")
 _TABLE_ROW = re.compile(r"^\s*\|?\s*([^|]{1,50}?)\s*\|\s*([^|]{1,200}?)\s*\|?\s*$")
 _SKIP_LINE = re.compile(r"^\s*(?:RUN|FROM|ARG|ENV)\s|(?:pip3?|uv pip|python[\d.]* -m pip)\s+install|--index-url"
-                        r"|docker (?:pull|run)|^\s*\$?\s*(?:nvidia-smi|nvcc|vllm serve)\b", re.I)
+                        r"|docker (?:pull|run)|^\s*\$?\s*(?:nvidia-smi(?:\s+-\S+)*\s*$|nvcc\s+-|vllm serve\b)", re.I)
 _PKG_ROW = re.compile(r"^\s*(?:\[(?:pip\d?|conda)\]\s*)?[\w.-]+\s*(?:==\s*|\s{2,})\d[\w.+!-]*(?:\s+\S+){0,2}\s*$")
 
 # labelled keys (lower-case, after markdown is stripped)
