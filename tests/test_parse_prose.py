@@ -237,3 +237,10 @@ def test_vllm_release_pin_judges_torch_of_the_same_package_list(tmp_path):
     assert f.status == "fail" and "torch==2.7.0" in f.message and f.confidence == 0.8
     _, findings = analyze(tmp_path, {"pip.txt": "vllm==0.9.1\ntorch==2.7.0\ntransformers==4.52.0\n"})
     assert next(f for f in findings if f.id == "BWD-STACK-003").status == "pass"
+
+
+def test_labelled_gpu_names_the_mention_list_lacks(tmp_path):
+    f = run(tmp_path, "OS: CentOS 7, GPU: P40*4\n")
+    assert f["gpu.count"] == 4 and f["gpu.3"]["compute_capability"] == "6.1"
+    f = run(tmp_path, "- GPU: NVIDIA GeForce RTX 3060 Ti (8 GB)\n")
+    assert f["gpu.0"]["compute_capability"] == "8.6"

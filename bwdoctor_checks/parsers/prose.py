@@ -20,6 +20,7 @@ cuda, variant}, ``driver.version``, ``gpu.<i>`` {name, compute_capability, cc_so
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +31,7 @@ from bwdoctor_checks._lib.textutil import cc_from_sm, gpu_entry, gpu_names, shor
 
 SRC = "issue-text"
 MAX_LINES = 20000
+MAX_MENTION_CHARS = 256 * 1024  # GPU models named in passing are looked for in the first 256 KiB
 
 _VER = r"v?(\d+\.\d+(?:\.\d+){0,2}(?:\.?post\d+|rc\d+|\.dev\d+|a\d+)?(?:\+[\w.]+)?)"
 # "Key: value" after markdown is stripped; full-width colons count.
@@ -100,6 +102,27 @@ def _kv(line: str) -> tuple[str, str] | None:
     if m and m.group(2):
         return m.group(1).strip().lower(), m.group(2).strip()
     return None
+
+
+# a line says nothing this parser reads unless it names one of these (substring tests: a big log
+# costs one pass, not twenty regular expressions per line)
+_TRIGGERS = ("vllm", "torch", "driver", "nccl", "flashinfer", "triton", "cuda", "nvcc", "sm", "compute", "cc", "wsl",
+             "docker desktop", "source", "setup.py", "dist-info", "/nix/store", "gpu", "hardware", "device",
+             "accelerator", "card", "image", "container", "cu1", "|")
+_SKIP_HINTS = ("run", "from", "arg", "env", "install", "--index-url", "docker", "nvidia-smi", "nvcc", "vllm serve")
+_SEGMENT = re.compile(r"\s*[,;、，|]\s*(?=[A-Za-z][\w .()/+-]{0,30}?\s*[:：])")
+
+
+def _kvs(line: str) -> list[tuple[str, str]]:
+    """Every "key: value" of a line; several on one line ("OS: CentOS 7, GPU: P40*4") are split."""
+    one = _kv(line)
+    if line.count("|") >= 2:
+        return [one] if one else []
+    parts = _SEGMENT.split(line)
+    if len(parts) < 2:
+        return [one] if one else []
+    out = [kv for part in parts if (kv := _kv(part))]
+    return out or ([one] if one else [])
 
 
 def _gpu_mentions(text: str) -> list[tuple[str, int, int]]:
@@ -203,7 +226,8 @@ def detect_env_text(ev: Evidence) -> bool:
         head = ev.head or ""
         return bool(_F_TORCH.search(head) or _F_VLLM.search(head) or _F_DRIVER.search(head) or _F_CC.search(head)
                     or _F_IMAGE.search(head) or _F_NCCL.search(head) or _F_PATH_PKG.search(head)
-                    or re.search(r"^\s*[-*|]?\s*\**(?:GPU|CUDA)\b", head, re.M | re.I) or _gpu_mentions(head[:200000]))
+                    or re.search(r"^\s*[-*|]?\s*\**(?:GPU|CUDA)\b|\bGPUs?\**\s*[:：=]", head, re.M | re.I)
+                    or _gpu_mentions(head[:200000]))
     except Exception:
         return False
 
@@ -220,13 +244,15 @@ def parse_env_text(ev: Evidence) -> Iterator[Fact]:
     for n, raw in enumerate(lines, 1):
         if len(raw) > 4000:
             raw = raw[:4000]
-        if _SKIP_LINE.search(raw) or _PKG_ROW.match(raw):
+        low = raw.lower()
+        if not any(t in low for t in _TRIGGERS):
+            continue
+        if (any(t in low for t in _SKIP_HINTS) and _SKIP_LINE.search(raw)) or _PKG_ROW.match(raw):
             continue
         line = _clean(raw)
         if not line.strip():
             continue
-        kv = _kv(line)
-        if kv:
+        for kv in _kvs(line) if (":" in line or "|" in line or "=" in line or "：" in line) else ():
             key, val = kv
             key = re.sub(r"\s+", " ", key)
             m: re.Match[str] | None
@@ -245,6 +271,15 @@ def parse_env_text(ev: Evidence) -> Iterator[Fact]:
                 if names and gpu_label is None:
                     name, s, e = names[0]
                     gpu_label = (name, n, _count_near(val, s, e))
+                elif gpu_label is None:
+                    # a name the mention list lacks ("P40*4", "RTX 3060 Ti"): ask the resolver (product
+                    # prefixes, families)
+                    cm = re.search(r"(?:^|\s)(\d{1,2})\s*[x×*]\s*|\s*[x×*]\s*(\d{1,2})\b", val)
+                    bare = re.sub(r"\(.*?\)|(?:^|\s)\d{1,2}\s*[x×*]\s*|\s*[x×*]\s*\d{1,2}\b", " ", val)
+                    bare = re.split(r"[,;]", bare)[0].strip()
+                    if 2 < len(bare) <= 60 and gpu_entry(bare, SRC).get("compute_capability"):
+                        count = int(cm.group(1) or cm.group(2)) if cm else None
+                        gpu_label = (bare, n, count if count and 1 < count <= 16 else None)
             elif _K_CUDA.match(key) and (m := re.match(r"v?(\d+\.\d+)", val)):
                 pick.offer("log.cuda_runtime", m.group(1), n, LABEL)
             elif _K_TOOLKIT.match(key) and (m := re.search(r"(\d+\.\d+)", val)):
@@ -321,12 +356,17 @@ def _gpu_facts(head: str, lines: list[str], label: tuple[str, int, int | None] |
     chosen = label
     if chosen is None:
         found: list[tuple[str, int, int | None]] = []
-        for n, raw in enumerate(lines, 1):
+        text = "\n".join(lines)[:MAX_MENTION_CHARS]
+        starts = [0]
+        for raw in lines:
+            starts.append(starts[-1] + len(raw) + 1)
+        for name, s, e in _gpu_mentions(text):  # one pass over the text, not one per line
+            n = bisect.bisect_right(starts, s)
+            raw = lines[n - 1]
             if _SKIP_LINE.search(raw):
                 continue
-            line = _clean(raw)
-            for name, s, e in _gpu_mentions(line):
-                found.append((name, n, _count_near(line, s, e)))
+            col = s - starts[n - 1]
+            found.append((name, n, _count_near(raw, col, col + (e - s))))
         if len({f[0] for f in found}) == 1:
             counts = [c for _, _, c in found if c]
             chosen = (found[0][0], found[0][1], max(counts) if counts else None)
