@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bwdoctor import pipeline
+from bwdoctor import __version__, pipeline
 from bwdoctor.files import BadInput, encodable, write_atomic
 from bwdoctor.pipeline import BadOption, plugin_output_to_stderr
 from bwdoctor.types import Report
@@ -236,7 +236,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="bwdoctor", prog_name="bwdoctor")
+@click.version_option(__version__, prog_name="bwdoctor")
 @click.option("--plugin-dir", "plugin_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Load plugins (*.py) from this folder (repeatable; also BWDOCTOR_PLUGIN_PATH).")
 @click.option("--disable", multiple=True, metavar="NAME", help="Disable a plugin by name (repeatable; also "

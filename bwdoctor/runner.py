@@ -24,6 +24,7 @@ from bwdoctor.types import (
     INFERRED,
     RANK_FACTOR,
     CheckSpec,
+    CollectorFunc,
     CollectorSpec,
     Evidence,
     Fact,
@@ -31,6 +32,7 @@ from bwdoctor.types import (
     FixPlan,
     Missing,
     Outcome,
+    ParserFunc,
     RunOptions,
     Snapshot,
     Unavailable,
@@ -90,7 +92,7 @@ def _add(snap: Snapshot, item: Fact | Missing) -> None:
         snap.add(item)
 
 
-def _collect_one(func: Any, options: RunOptions) -> list[Fact]:
+def _collect_one(func: CollectorFunc, options: RunOptions) -> list[Fact]:
     return list(func(options) or [])
 
 
@@ -270,7 +272,7 @@ def _spool_pipe(path: Path, directory: str) -> tuple[str, str]:
     return tmp, note
 
 
-def _consume(func: Any, ev: Evidence, out: list[Any]) -> list[Any]:
+def _consume(func: ParserFunc, ev: Evidence, out: list[Any]) -> list[Any]:
     """Run a parser, collecting what it yields as it yields it (kept if it then runs out of time)."""
     for item in func(ev) or []:
         out.append(item)

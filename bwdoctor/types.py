@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, TypeGuard, cast
+from typing import Any, TypedDict, TypeGuard, TypeVar, cast
 
 SNAPSHOT_SCHEMA_VERSION = 1
 REPORT_SCHEMA_VERSION = 1
@@ -88,8 +88,11 @@ def is_unsupported(value: Any) -> bool:
     return isinstance(value, Unsupported)
 
 
-def known(value: Any) -> bool:
-    """True when a value is present and not :class:`Unsupported`."""
+_T = TypeVar("_T")
+
+
+def known(value: _T | Unsupported | None) -> TypeGuard[_T]:
+    """True when a value is present and not :class:`Unsupported` (type checkers then know it is neither)."""
     return value is not None and not isinstance(value, Unsupported)
 
 
@@ -518,6 +521,8 @@ def skipped(message: str, evidence: Sequence[str] = (), **kw: Any) -> Outcome:
     return Outcome("skip", message, evidence, **kw)
 
 
+CheckResult = Outcome | list[Outcome] | None
+"""What a check function returns: one outcome, one per subject (a GPU, a file), or None (not applicable)."""
 CheckFunc = Callable[["Snapshot"], "Outcome | Iterable[Outcome] | None"]
 
 

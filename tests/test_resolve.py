@@ -171,3 +171,31 @@ def test_remedies_recommend_a_vllm_inside_the_inclusive_range():
     assert _common.vllm_bounds(_snap({"target": kb.resolve_target("gb10")}))[:2] == ("0.10.2", None)
     assert _common.vllm_bounds(_snap({"target": kb.resolve_target("rtx-pro-6000")}))[:2] == ("0.9.2", None)
     assert _common.vllm_bounds(_snap({"target": kb.resolve_target("p40")}))[2] == "6.1"
+
+
+def _analyze(tmp_path, version, target):
+    df = tmp_path / "Dockerfile"
+    df.write_text(f"FROM python:3.12\nRUN pip install vllm=={version}\n")
+    _, out, _ = run_cli(["analyze", str(df), "--target", target, "--format", "json"])
+    return {f["id"]: f for f in json.loads(out)["findings"] if f["id"] == "BWD-CFG-004"}["BWD-CFG-004"]
+
+
+def test_aarch64_hosts_have_their_own_vllm_floor(tmp_path):
+    """GB10 / GB200 hosts are aarch64: the first PyPI aarch64 wheel is 0.10.2 (x86 floors stay)."""
+    f = _analyze(tmp_path, "0.10.1", "gb10")
+    assert f["status"] == "fail" and "0.10.2" in f["message"] and "aarch64" in f["message"]
+    assert _analyze(tmp_path, "0.10.2", "gb200")["status"] == "pass"
+    assert _analyze(tmp_path, "0.10.1", "rtx-pro-6000")["status"] == "pass"  # x86_64: 0.9.2 and later
+
+
+def test_collect_env_platform_gives_the_host_arch(tmp_path):
+    from bwdoctor import Evidence
+    from bwdoctor_checks.parsers import env
+
+    text = "Collecting environment information...\nPyTorch version: 2.9.0+cu130\nIs debug build: False\n" \
+           "Python platform: Linux-6.11.0-1016-nvidia-aarch64-with-glibc2.39\n"
+    path = tmp_path / "collect_env.txt"
+    path.write_text(text)
+    ev = Evidence(path=str(path), name=path.name, head=text, size=len(text))
+    facts = {f.key: f.value for f in env.parse_collect_env(ev)}
+    assert facts.get("host.arch") == "aarch64"

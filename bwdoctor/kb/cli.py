@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from bwdoctor import kb
-from bwdoctor.hookspecs import hookimpl
 
 
 def _nvlink_gbs(g: kb.GpuSpec) -> Any:
@@ -101,9 +100,3 @@ def kb_command(fmt: str, gpu_filter: str | None) -> None:
                   _fmt(r["torch_cuda_variants"]), vllm, fi, _fmt(r["triton_min"]), _fmt(r["nccl_min"]))
     console.print(a)
     console.print("Sources: every entry lists its sources (bwdoctor kb --format json); see docs/knowledge-base.md.")
-
-
-@hookimpl
-def bwdoctor_cli_commands() -> list[click.Command]:
-    """``bwdoctor kb``, declared through the hook every command plugin uses."""
-    return [kb_command]

@@ -5,7 +5,7 @@ This file has two lives:
 * imported by ``bwdoctor_checks.smoke`` / ``bwdoctor_checks.probes`` (parent side): it gives
   :func:`run_child` (start an interpreter with a deadline, capture its log, kill its whole
   process group at the deadline), :func:`gpu_lock` (the smoke and the probes never measure the
-  GPU at the same time) and :func:`kb_gpu` (the knowledge-base row of a ``gpu.<i>`` fact);
+  GPU at the same time);
 * copied into a temporary folder and run as a script by an interpreter that has torch (and, for
   the smoke, vLLM): ``python bwdoctor_child.py MODE ARGS.json RESULT.json``. Only the standard
   library is imported at module level, so the same file imports cleanly on both sides; torch and
@@ -176,34 +176,6 @@ class gpu_lock:
         if self.fh is not None:
             with contextlib.suppress(OSError):
                 self.fh.close()  # closing releases the lock
-
-
-def kb_gpu(gpu: dict[str, Any] | None, target: dict[str, Any] | None = None) -> Any:
-    """The knowledge-base GpuSpec for a ``gpu.<i>`` fact (by PCI device id, then name), or for
-    the ``target`` fact; None when the knowledge base or the GPU is unknown."""
-    try:
-        from bwdoctor import kb
-    except Exception:
-        return None
-    try:
-        if isinstance(gpu, dict):
-            pci = gpu.get("pci_device_id")
-            name = gpu.get("name")
-            spec = kb.find_gpu(pci_device_id=pci) if isinstance(pci, str) and pci else None
-            if spec is None and isinstance(name, str) and name:
-                spec = kb.find_gpu(name=name)
-            if spec is not None:
-                return spec
-        if isinstance(target, dict):
-            key = target.get("gpu") or target.get("name")
-            if isinstance(key, str) and key:
-                return kb.find_gpu(name=key)
-    except Exception:
-        return None
-    return None
-
-
-# =============================================================================== child side
 
 
 def _now() -> float:
@@ -460,7 +432,7 @@ def child_probes(args: dict[str, Any], w: _Writer) -> None:
     copy_bytes = int(args.get("copy_bytes") or (1 << 30))
     host_bytes = int(args.get("host_bytes") or (512 << 20))
     n = int(args.get("matmul_n") or 8192)
-    results = []
+    results: list[dict[str, Any]] = []
     w.data["gpus"] = results
     for i in indices:
         dev = torch.device("cuda", int(i))
@@ -473,7 +445,7 @@ def child_probes(args: dict[str, Any], w: _Writer) -> None:
         free, total = torch.cuda.mem_get_info(dev)
         r["memory_free_bytes"] = int(free)
         budget = max(64 << 20, int(free * 0.4))
-        steps = [
+        steps: list[tuple[str, Any]] = [
             ("memory_bandwidth", lambda dev=dev, budget=budget: probe_copy(
                 torch, dev, max(64 << 20, min(copy_bytes, budget // 2)))),
             ("bf16_gemm", lambda dev=dev: probe_matmul_bf16(torch, dev, n)),

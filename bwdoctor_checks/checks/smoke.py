@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bwdoctor import (
+    CheckResult,
     CheckSpec,
     Snapshot,
     failed,
     hookimpl,
+    kb,
     known,
     passed,
+    resolve,
     skipped,
     warned,
 )
 from bwdoctor_checks._lib.classify import classify_failure
 from bwdoctor_checks._lib.rooflines import ROOFLINE_MIN_WEIGHTS_GIB, ROOFLINE_WARN_PCT, decode_roofline
-from bwdoctor_checks._lib.torchprobe import kb_gpu
 
 # ------------------------------------------------------------------------------ checks
 
 
-def _check_runs(snap: Snapshot) -> Any:
+def _check_runs(snap: Snapshot) -> CheckResult:
     res = snap.mapping("smoke.result")
     eng = snap.mapping("smoke.engine")
     gen = snap.mapping("smoke.generation")
@@ -49,7 +49,7 @@ def _check_runs(snap: Snapshot) -> Any:
                   confidence=0.6 if cause else None, details={"log_lines": lines})
 
 
-def _check_tokens(snap: Snapshot) -> Any:
+def _check_tokens(snap: Snapshot) -> CheckResult:
     gen = snap.mapping("smoke.generation")
     want, got = gen.get("requested_token_count"), gen.get("generated_token_count")
     if not isinstance(want, int) or not isinstance(got, int):
@@ -62,17 +62,18 @@ def _check_tokens(snap: Snapshot) -> Any:
 
 
 def _bandwidth(snap: Snapshot) -> tuple[float | None, str]:
-    gpus = snap.gpus()
-    spec = kb_gpu(gpus[0][1] if gpus else None, snap.value("target"))
+    judged = resolve.judged_gpus(snap, usable_only=False, need_cc=False)
+    spec = judged[0].spec if judged else None
     eng = snap.mapping("smoke.engine")
     if spec is None and eng.get("gpu_name"):
-        spec = kb_gpu({"name": eng.get("gpu_name")})
-    if spec is None or not getattr(spec, "memory_bandwidth_gbs", None):
+        spec = resolve.gpu_spec(name=eng.get("gpu_name"))
+    bandwidth = getattr(spec, "memory_bandwidth_gbs", None) if spec is not None else None
+    if spec is None or not bandwidth:
         return None, "the GPU is not in the knowledge base, so its memory bandwidth is unknown"
-    return float(spec.memory_bandwidth_gbs), str(spec.name)
+    return float(bandwidth), str(spec.name)
 
 
-def _check_roofline(snap: Snapshot) -> Any:
+def _check_roofline(snap: Snapshot) -> CheckResult:
     eng = snap.mapping("smoke.engine")
     tim = snap.mapping("smoke.timings")
     mem = snap.mapping("smoke.memory")
@@ -104,10 +105,7 @@ def _check_roofline(snap: Snapshot) -> Any:
     return passed(msg, evidence=ev, details=details)
 
 
-_FP4 = ("nvfp4", "mxfp4", "modelopt_fp4", "fp4")
-
-
-def _check_quantization(snap: Snapshot) -> Any:
+def _check_quantization(snap: Snapshot) -> CheckResult:
     eng = snap.mapping("smoke.engine")
     res = snap.mapping("smoke.result")
     want = (eng.get("requested") or {}).get("quantization")
@@ -120,26 +118,18 @@ def _check_quantization(snap: Snapshot) -> Any:
             return passed(f"generated with quantization={used} on {eng.get('gpu_name') or eng.get('device')}: "
                           f"{want} works on this stack", evidence=ev)
         return warned(f"asked for quantization={want}, the engine reports {used!r}", evidence=ev)
-    ccs = [g.get("compute_capability") for _, g in snap.gpus() if isinstance(g.get("compute_capability"), str)]
-    low = str(want).lower()
-    if "fp8" in low and any(_cc(c) < (8, 9) for c in ccs):
+    ccs = [j.cc for j in resolve.judged_gpus(snap) if not j.is_target and j.cc]
+    kind = kb.quant_kind(want)
+    if kind == "fp8" and any(kb.native_fp8(c) is False for c in ccs):
         return failed(f"quantization={want} failed and the GPU (compute capability {', '.join(ccs)}) has no FP8 "
                       f"tensor cores (8.9+)", evidence=ev + ["gpu.*"], root_cause="fp8_unsupported_on_gpu",
                       remedies=["vllm.fp8-fallback"], confidence=0.9)
-    if any(k in low for k in _FP4):
+    if kind == "fp4":
         return failed(f"quantization={want} failed: the FP4 kernels in this vLLM build do not run on this GPU",
                       evidence=ev, root_cause="fp4_kernel_arch_mismatch", remedies=["vllm.install-supported"],
                       confidence=0.6)
     return failed(f"quantization={want} could not be proven: the smoke generation failed ({res.get('error')})",
                   evidence=ev, root_cause=None, remedies=[])
-
-
-def _cc(text: str) -> tuple[int, int]:
-    try:
-        major, minor = text.split(".")[:2]
-        return int(major), int(minor)
-    except (ValueError, AttributeError):
-        return (99, 0)
 
 
 @hookimpl

@@ -23,7 +23,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from bwdoctor import CollectorSpec, Fact, hookimpl
+from bwdoctor import CollectorSpec, Fact, RunOptions, hookimpl
 
 ENV_PREFIXES = ("CUDA", "NVIDIA_", "VLLM_", "NCCL_", "TORCH", "PYTORCH_", "HF_", "HUGGING_FACE", "TRITON_",
                 "FLASHINFER", "TRANSFORMERS_", "OMP_", "LD_LIBRARY_PATH", "LD_PRELOAD", "CUBLAS_", "CUDNN_",
@@ -69,7 +69,7 @@ def detect_container(environ: dict[str, str], cgroup: str, dockerenv: bool, cont
     return None
 
 
-def collect_host(options: Any) -> Iterator[Fact]:
+def collect_host(options: RunOptions | None) -> Iterator[Fact]:
     src = "host"
     osr = _os_release()
     yield Fact("host.os", {"id": osr.get("ID"), "version": osr.get("VERSION_ID"), "pretty": osr.get("PRETTY_NAME"),
@@ -138,7 +138,7 @@ def _requires(dist_info: str) -> list[str]:
     return out
 
 
-def collect_packages(options: Any) -> Iterator[Fact]:
+def collect_packages(options: RunOptions | None) -> Iterator[Fact]:
     """Installed distributions from their metadata folders; nothing is imported.
 
     Names and versions come from the ``.dist-info`` folder names (parsing every METADATA file

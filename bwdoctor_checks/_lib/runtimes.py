@@ -1,31 +1,12 @@
-"""Version helpers for the stack collectors and checks."""
+"""The CUDA runtime majors an environment's nvidia-* wheels carry (shared by the package collector
+and the pip/conda list parsers)."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
-
-def parse_version(text: Any) -> Version | None:
-    try:
-        return Version(str(text))
-    except (InvalidVersion, TypeError):
-        return None
-
-
-def base_version(text: Any) -> Version | None:
-    v = parse_version(text)
-    return Version(v.base_version) if v else None
-
-
-def at_least(have: Any, need: Any) -> bool | None:
-    h, n = base_version(have), base_version(need)
-    if h is None or n is None:
-        return None
-    return h >= n
-
+from bwdoctor.resolve import base_version
 
 # CUDA runtime libraries proper (nvidia-<lib>-cuNN); DSL and tooling wheels that merely carry a cuNN
 # suffix (nvidia-cutlass-dsl-libs-cu12, pulled in beside CUDA 13 stacks) load no second runtime.

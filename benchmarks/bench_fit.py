@@ -1,0 +1,187 @@
+"""Accuracy of the memory budget's KV-cache estimate against what vLLM itself logs.
+
+For each architecture, a small random-weight model is built locally with transformers (no model hub:
+a byte-level BPE tokenizer trained on a few sentences, the architecture's own config class shrunk
+to a few layers, keeping what decides the KV cache: KV heads, head size, sliding-window layout,
+MLA latents). vLLM loads it in a child interpreter with a fixed KV space (the CPU build's
+VLLM_CPU_KVCACHE_SPACE, 1 GiB) and logs "KV cache size: N tokens"; the budget's arithmetic
+(bwdoctor_checks/_lib/fitcalc.py) computes the tokens for the same bytes, model and settings.
+
+    python benchmarks/bench_fit.py [--python /path/to/vllm/python] [--only llama,gemma2] [--json out.json]
+
+A GPU engine log that holds both "Available KV cache memory: X GiB" and "KV cache size: N tokens"
+for a known architecture can be added with --log PATH --log-model NAME (the table row or a folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bwdoctor_checks._lib import fitcalc as fc  # noqa: E402
+
+KV_GIB = 1
+MAX_LEN = 512
+CPU_BLOCK_SIZE = 128  # vllm/platforms/cpu.py: the CPU backend's default block size
+CPU_BATCHED_TOKENS = 4096  # vllm/engine/arg_utils.py: the CPU LLM-class default max_num_batched_tokens
+
+# model_type -> config fields (the architecture's own config class, shrunk)
+ARCHS: dict[str, dict[str, Any]] = {
+    "llama": dict(model_type="llama", hidden_size=512, intermediate_size=1024, num_hidden_layers=4,
+                  num_attention_heads=8, num_key_value_heads=2, head_dim=64),
+    "qwen2": dict(model_type="qwen2", hidden_size=512, intermediate_size=1024, num_hidden_layers=4,
+                  num_attention_heads=8, num_key_value_heads=2, use_sliding_window=False),
+    "mistral": dict(model_type="mistral", hidden_size=512, intermediate_size=1024, num_hidden_layers=4,
+                    num_attention_heads=4, num_key_value_heads=1, head_dim=128, sliding_window=None),
+    "qwen3": dict(model_type="qwen3", hidden_size=512, intermediate_size=1024, num_hidden_layers=3,
+                  num_attention_heads=8, num_key_value_heads=4, head_dim=128),
+    "phi3": dict(model_type="phi3", hidden_size=512, intermediate_size=1024, num_hidden_layers=4,
+                 num_attention_heads=8, num_key_value_heads=8, pad_token_id=0),
+    "gemma2": dict(model_type="gemma2", hidden_size=512, intermediate_size=1024, num_hidden_layers=4,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=128, sliding_window=128),
+    "gemma3": dict(model_type="gemma3_text", hidden_size=512, intermediate_size=1024, num_hidden_layers=6,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=128, sliding_window=128,
+                   sliding_window_pattern=6),
+    "mixtral": dict(model_type="mixtral", hidden_size=512, intermediate_size=512, num_hidden_layers=2,
+                    num_attention_heads=8, num_key_value_heads=2, head_dim=64, num_local_experts=4,
+                    num_experts_per_tok=2, sliding_window=None),
+}
+
+CHILD = r'''
+import json, os, sys, time
+spec = json.loads(sys.argv[2]); out = sys.argv[1]
+def build():
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tr = trainers.BpeTrainer(vocab_size=512, special_tokens=["<unk>", "<s>", "</s>"],
+                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 50, tr)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    fast.save_pretrained(out)
+    kw = dict(spec); mt = kw.pop("model_type")
+    kw.update(vocab_size=len(fast), bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+              max_position_embeddings=2048, torch_dtype="bfloat16")
+    cfg = AutoConfig.for_model(mt, **kw)
+    torch.manual_seed(0)
+    m = AutoModelForCausalLM.from_config(cfg).to(torch.bfloat16)
+    m.save_pretrained(out, safe_serialization=True)
+def main():
+    build()
+    from vllm import LLM, SamplingParams
+    llm = LLM(model=out, dtype="bfloat16", max_model_len=int(sys.argv[3]), enforce_eager=True)
+    o = llm.generate(["hello world"], SamplingParams(max_tokens=4, temperature=0, ignore_eos=True))
+    print("GENERATED", len(o[0].outputs[0].token_ids), flush=True)
+if __name__ == "__main__":
+    main()
+'''
+
+KV_RE = re.compile(r"KV cache size: ([\d,]+) tokens")
+KV_SPACE_RE = re.compile(r"Explicitly set \(?([\d.]+)(?:/[\d.]+)?\)? GiB for KV cache|Available KV cache memory: ([\d.]+) GiB")
+
+
+def run_one(python: str, name: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"arch": name, "engine": "vLLM CPU", "logged": None, "estimate": None, "error": None}
+    with tempfile.TemporaryDirectory(prefix=f"bwd-fit-{name}-") as tmp:
+        child = os.path.join(tmp, "child.py")
+        Path(child).write_text(CHILD)
+        env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=str(KV_GIB), OMP_NUM_THREADS="1", VLLM_LOGGING_LEVEL="INFO")
+        t0 = time.monotonic()
+        try:
+            p = subprocess.run([python, child, os.path.join(tmp, "model"), json.dumps(spec), str(MAX_LEN)],
+                               capture_output=True, text=True, timeout=timeout, env=env)
+            log = p.stdout + p.stderr
+        except subprocess.TimeoutExpired as exc:
+            log = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else str(exc.stdout or "")
+            row["error"] = f"timed out after {timeout:g} s"
+        row["seconds"] = round(time.monotonic() - t0, 1)
+        m = KV_RE.search(log)
+        if m:
+            row["logged"] = int(m.group(1).replace(",", ""))
+        elif row["error"] is None:
+            tail = [ln for ln in log.splitlines() if "Error" in ln or "error" in ln][-2:]
+            row["error"] = "; ".join(t[:200] for t in tail) or "no KV cache size line"
+        cfg_path = os.path.join(tmp, "model", "config.json")
+        if os.path.isfile(cfg_path):
+            cfg = json.loads(Path(cfg_path).read_text())
+            model = fc.describe(cfg, name, "folder", cfg_path)
+            sp = KV_SPACE_RE.search(log)
+            kv_gib = float(sp.group(1) or sp.group(2)) if sp else float(KV_GIB)
+            cap = fc.kv_capacity(model, kv_gib * fc.GiB, MAX_LEN, block_size=CPU_BLOCK_SIZE,
+                                 max_num_batched_tokens=CPU_BATCHED_TOKENS)
+            row.update(estimate=cap.tokens, kv_gib=kv_gib, layers=model.layers, sliding=model.sliding_layers,
+                       bytes_per_token=cap.bytes_per_token)
+    return row
+
+
+def log_row(path: str, model_name: str) -> dict[str, Any]:
+    """A GPU log's logged KV size against the estimate for the same KV memory and model."""
+    text = Path(path).read_text(errors="replace")
+    row: dict[str, Any] = {"arch": model_name, "engine": f"log {os.path.basename(path)}", "logged": None,
+                           "estimate": None, "error": None}
+    m, sp = KV_RE.search(text), KV_SPACE_RE.search(text)
+    L = re.search(r"Maximum concurrency for ([\d,]+) tokens per request", text)
+    model = fc.resolve_model(model_name)
+    if os.path.isdir(model_name):
+        cfg = json.loads((Path(model_name) / "config.json").read_text())
+        model = fc.describe(cfg, model_name, "folder", model_name)
+    if not (m and sp and L and model and model.layers):
+        row["error"] = "the log lacks the KV lines or the model is not known"
+        return row
+    kv_gib = float(sp.group(1) or sp.group(2))
+    cap = fc.kv_capacity(model, kv_gib * fc.GiB, int(L.group(1).replace(",", "")))
+    row.update(logged=int(m.group(1).replace(",", "")), estimate=cap.tokens, kv_gib=kv_gib)
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--python", default=os.environ.get("BWDOCTOR_VLLM_PYTHON") or "/work/main/.venv-vllm/bin/python")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--log", action="append", default=[])
+    ap.add_argument("--log-model", action="append", default=[])
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    names = [n for n in ARCHS if not a.only or n in a.only.split(",")]
+    rows = []
+    for n in names:
+        r = run_one(a.python, n, ARCHS[n], a.timeout)
+        rows.append(r)
+        print(f"# {n}: logged {r['logged']} estimate {r['estimate']} ({r.get('seconds')} s) {r['error'] or ''}",
+              file=sys.stderr, flush=True)
+    if len(a.log) != len(a.log_model):
+        ap.error("give one --log-model per --log")
+    for path, model in zip(a.log, a.log_model, strict=True):
+        rows.append(log_row(path, model))
+    print(f"{'architecture':14} {'engine':12} {'KV GiB':>7} {'logged tokens':>14} {'estimate':>12} {'error':>8}")
+    for r in rows:
+        if r["logged"] and r["estimate"] is not None:
+            err = 100.0 * (r["estimate"] - r["logged"]) / r["logged"]
+            r["error_pct"] = round(err, 2)
+            print(f"{r['arch']:14} {r['engine']:12} {r.get('kv_gib', 0):7.2f} {r['logged']:14,} {r['estimate']:12,} "
+                  f"{err:+7.2f}%")
+        else:
+            print(f"{r['arch']:14} {r['engine']:12} {'':7} {'-':>14} {str(r['estimate'] or '-'):>12}  {r['error']}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=2))
+    bad = [r for r in rows if "error_pct" in r and abs(r["error_pct"]) > 10]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
