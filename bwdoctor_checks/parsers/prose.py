@@ -402,7 +402,7 @@ def _safe(func: Any) -> Any:
 @hookimpl
 def bwdoctor_parsers() -> list[ParserSpec]:
     return [
-        ParserSpec(name="env-text", func=_safe(parse_env_text), detect=detect_env_text, timeout=60.0,
+        ParserSpec(name="env-text", func=_safe(parse_env_text), detect=detect_env_text, timeout=60.0, guesses=True,
                    doc="Environment statements people write (prose, markdown bullets and tables, printed versions, "
                        "traceback paths): vLLM, torch, driver, CUDA, NCCL, FlashInfer, Triton versions, the GPU "
                        "model, count and compute capability, a vLLM image tag. Ranked below any tool's output of "
