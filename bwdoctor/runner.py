@@ -439,6 +439,7 @@ def _parse_into(registry: Registry, paths: Sequence[str], snap: Snapshot, spool:
             continue
         is_gpu = item.key == "gpu.count" or (item.key.startswith("gpu.") and item.key[4:].isdigit())
         if item.key in snap.facts and item.key not in guessed or (is_gpu and has_gpu and item.key not in guessed):
+            snap.disagree(item)  # not taken, but a different value is kept as a conflict
             continue
         _add(snap, item)
         guessed[item.key] = snap.facts[item.key].source
@@ -493,7 +494,8 @@ def _basis(evidence: list[Fact]) -> tuple[float, dict[str, Any], str]:
     on what the knowledge base infers from it, is weaker evidence than one on a tool's output."""
     # A person naming their GPU or OS is as good as a tool listing it; versions are what people get
     # wrong (the one they meant to install, the one on another machine).
-    weighed = [f for f in evidence if not f.key.startswith(("gpu.", "host."))]
+    weighed = [f for f in evidence if not f.key.startswith(("gpu.", "host."))] or list(evidence)
+    # (a verdict that rests on nothing but a GPU or host a person named is as strong as that statement)
     weakest = min((f.rank for f in weighed), default=0)
     if weakest >= 0:
         return 1.0, {}, ""

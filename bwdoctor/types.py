@@ -232,12 +232,26 @@ class Snapshot:
         if fact.rank >= old.rank:
             self.facts[fact.key] = Fact(fact.key, fact.value, fact.source, rank)
 
+    def disagree(self, fact: Fact) -> None:
+        """Record where ``fact`` (not added) disagrees with the value held for its key."""
+        old = self.facts.get(fact.key)
+        if old is None or old.value is None or fact.value is None:
+            return
+        if isinstance(old.value, dict) and isinstance(fact.value, dict):
+            for k, v in fact.value.items():
+                if old.value.get(k) is not None and v is not None and old.value[k] != v:
+                    self._conflict(f"{fact.key}.{k}", old, old.value[k], Fact(fact.key, v, fact.source, -99), v)
+        elif old.value != fact.value:
+            self._conflict(fact.key, old, old.value, Fact(fact.key, fact.value, fact.source, -99), fact.value)
+
     CONFLICT_FIELDS_IGNORED = ("cc_source", "source", "file", "line", "kb_key")
     IDENTITY_FIELDS = ("version",)
 
     def _conflict(self, key: str, old: Fact, old_value: Any, new: Fact, new_value: Any) -> None:
         if key.rsplit(".", 1)[-1] in self.CONFLICT_FIELDS_IGNORED or isinstance(old_value, (dict, list)):
             return
+        if old.source == new.source or old.source.endswith(new.source) or new.source.endswith(old.source):
+            return  # one source updating what it said (a log's running counters), not two sources disagreeing
         kept_new = new.rank >= old.rank
         rows = self.meta.setdefault("conflicts", [])
         if not isinstance(rows, list) or len(rows) >= 100:

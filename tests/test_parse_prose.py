@@ -244,3 +244,9 @@ def test_labelled_gpu_names_the_mention_list_lacks(tmp_path):
     assert f["gpu.count"] == 4 and f["gpu.3"]["compute_capability"] == "6.1"
     f = run(tmp_path, "- GPU: NVIDIA GeForce RTX 3060 Ti (8 GB)\n")
     assert f["gpu.0"]["compute_capability"] == "8.6"
+
+
+def test_bare_cuda_major_and_the_libnccl_package_form(tmp_path):
+    f = run(tmp_path, "- CUDA: 13\n- Libraries: `2.25.1-1+cuda12.8`\n")
+    assert f["log.cuda_runtime"] == "13"
+    assert f["nccl.version"] == "2.25.1" and f["nccl.cuda"] == "12.8"

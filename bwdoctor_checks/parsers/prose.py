@@ -64,6 +64,7 @@ _F_DRIVER = re.compile(r"(?:driver(?:[^\S\n]*version)?|NVIDIA[^\S\n]+driver)[^\S
 _F_IMAGE = re.compile(r"\b((?:docker\.io/)?vllm/vllm-openai(?:-cpu)?):(v?\d+\.\d+(?:\.\d+){0,2}(?:\.?post\d+)?)\b")
 _F_BASE_IMAGE = re.compile(r"\bnvidia/cuda:(\d+\.\d+(?:\.\d+)?)")
 _F_NCCL = re.compile(r"\bNCCL(?:[^\S\n]*version)?[^\S\n]*[:：=]?[^\S\n]*v?(2\.\d{1,2}\.\d{1,2})(?:\+cuda(\d+\.\d+))?", re.I)
+_F_NCCL_DEB = re.compile(r"\b(2\.\d{1,2}\.\d{1,2})-\d+\+cuda(\d+\.\d+)\b")
 _F_FLASHINFER = re.compile(r"\bflashinfer(?:-python)?[^\S\n]*(?:==|:|\s)[^\S\n]*v?(\d+\.\d+\.\d+(?:\.post\d+)?)", re.I)
 _F_TOOLKIT = re.compile(r"CUDA toolkit[^\S\n]*v?(\d+\.\d+)|nvcc[^\n]{0,30}?(?:release|V)[^\S\n]*(\d+\.\d+)|"
                         r"(?:CUDA(?:_HOME)?)[^\n]{0,20}?/usr/local/cuda-(\d+\.\d+)", re.I)
@@ -106,7 +107,7 @@ def _kv(line: str) -> tuple[str, str] | None:
 
 # a line says nothing this parser reads unless it names one of these (substring tests: a big log
 # costs one pass, not twenty regular expressions per line)
-_TRIGGERS = ("vllm", "torch", "driver", "nccl", "flashinfer", "triton", "cuda", "nvcc", "sm", "compute", "cc", "wsl",
+_TRIGGERS = ("+cuda", "vllm", "torch", "driver", "nccl", "flashinfer", "triton", "cuda", "nvcc", "sm", "compute", "cc", "wsl",
              "docker desktop", "source", "setup.py", "dist-info", "/nix/store", "gpu", "hardware", "device",
              "accelerator", "card", "image", "container", "cu1", "|")
 _SKIP_HINTS = ("run", "from", "arg", "env", "install", "--index-url", "docker", "nvidia-smi", "nvcc", "vllm serve")
@@ -280,7 +281,7 @@ def parse_env_text(ev: Evidence) -> Iterator[Fact]:
                     if 2 < len(bare) <= 60 and gpu_entry(bare, SRC).get("compute_capability"):
                         count = int(cm.group(1) or cm.group(2)) if cm else None
                         gpu_label = (bare, n, count if count and 1 < count <= 16 else None)
-            elif _K_CUDA.match(key) and (m := re.match(r"v?(\d+\.\d+)", val)):
+            elif _K_CUDA.match(key) and (m := re.match(r"v?(\d{1,2}(?:\.\d+)?)(?![\d.])", val)):
                 pick.offer("log.cuda_runtime", m.group(1), n, LABEL)
             elif _K_TOOLKIT.match(key) and (m := re.search(r"(\d+\.\d+)", val)):
                 pick.offer("toolkit.nvcc", {"version": m.group(1), "path": None}, n, LABEL)
@@ -303,6 +304,9 @@ def parse_env_text(ev: Evidence) -> Iterator[Fact]:
             pick.offer("torch", _torch(m.group(1)), n, MENTION)
         if (m := _F_DRIVER.search(line)):
             pick.offer("driver.version", m.group(1), n, MENTION)
+        if (m := _F_NCCL_DEB.search(line)):  # the libnccl2 package form: 2.25.1-1+cuda12.8
+            pick.offer("nccl.version", m.group(1), n, MENTION)
+            pick.offer("nccl.cuda", m.group(2), n, MENTION)
         if (m := _F_NCCL.search(line)):
             pick.offer("nccl.version", m.group(1), n, MENTION)
             if m.group(2):
