@@ -3,14 +3,14 @@ and the pip/conda list parsers)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from bwdoctor import lazy_regex
 from bwdoctor.resolve import base_version
 
 # CUDA runtime libraries proper (nvidia-<lib>-cuNN); DSL and tooling wheels that merely carry a cuNN
 # suffix (nvidia-cutlass-dsl-libs-cu12, pulled in beside CUDA 13 stacks) load no second runtime.
-CU_SUFFIX = re.compile(r"^nvidia-(?:cuda-runtime|cuda-nvrtc|cuda-cupti|cublas|cudnn|cufft|curand|cusolver|cusparse|"
+CU_SUFFIX = lazy_regex(r"^nvidia-(?:cuda-runtime|cuda-nvrtc|cuda-cupti|cublas|cudnn|cufft|curand|cusolver|cusparse|"
                        r"cusparselt|nccl|nvjitlink|nvtx|nvshmem|cufile|npp|nvjpeg)-cu(\d+)$")
 UNSUFFIXED_RUNTIME = ("nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cuda-nvrtc")
 

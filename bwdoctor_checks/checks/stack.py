@@ -6,8 +6,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import InvalidSpecifier
 from packaging.version import InvalidVersion, Version
 
 import bwdoctor_checks._lib.compat as _compat
@@ -254,6 +252,8 @@ def check_vllm_torch(snap: Snapshot) -> CheckResult:
             spec, origin, confidence = f"torch=={pin}", " (the release's pin)", 0.8
     if not spec:
         return skipped("vLLM's torch requirement is not known (no metadata)", evidence=["vllm"])
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         req = Requirement(spec)
     except InvalidRequirement:
@@ -327,6 +327,9 @@ def check_flashinfer(snap: Snapshot) -> CheckResult:
     spec = vllm.get("flashinfer_requirement")
     have = pkgs.get("flashinfer-python")
     if spec and have:
+        from packaging.requirements import InvalidRequirement, Requirement
+        from packaging.specifiers import InvalidSpecifier
+
         try:
             req = Requirement(spec)
             ok = req.specifier.contains(base_version(have) or Version("0"), prereleases=True) or \

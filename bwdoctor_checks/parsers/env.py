@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from bwdoctor import Evidence, Fact, ParserSpec, hookimpl
+from bwdoctor import Evidence, Fact, ParserSpec, hookimpl, lazy_regex
 from bwdoctor_checks._lib.gpuutil import SMI_CLOCK_REASON_LABELS
 from bwdoctor_checks._lib.runtimes import cuda_runtimes
 from bwdoctor_checks._lib.textutil import (
@@ -42,7 +42,7 @@ from bwdoctor_checks._lib.textutil import (
 
 ENV_PREFIXES = ("CUDA", "NVIDIA", "VLLM", "NCCL", "TORCH", "HF_", "HUGGING", "PYTORCH", "TRITON", "FLASHINFER",
                 "LD_LIBRARY_PATH", "OMP_", "TOKENIZERS", "TRANSFORMERS", "NV_", "CUBLAS", "CUDNN", "RAY_")
-_ENV_LINE = re.compile(r"^\s*([A-Z][A-Z0-9_]{1,63})=(.*)$")
+_ENV_LINE = lazy_regex(r"^\s*([A-Z][A-Z0-9_]{1,63})=(.*)$")
 
 
 def _lines(ev: Evidence, limit: int | None = None) -> Iterator[tuple[int, str]]:
@@ -77,11 +77,11 @@ def _head(ev: Evidence) -> str:
 
 # =========================================================================== collect_env
 
-CE_MARKERS = re.compile(r"PyTorch version\s*:|Is debug build\s*:|CUDA used to build PyTorch\s*:|Collecting environment "
+CE_MARKERS = lazy_regex(r"PyTorch version\s*:|Is debug build\s*:|CUDA used to build PyTorch\s*:|Collecting environment "
                         r"information|vLLM Version\s*:|vLLM Build Flags|GPU models and configuration\s*:|Nvidia driver "
                         r"version\s*:|^\[(?:pip3?|conda)\] |Versions of relevant libraries|collect_env", re.M)
-_CE_KV = re.compile(r"^\s*([A-Za-z][A-Za-z0-9 ._/()+-]{1,60}?)\s*:\s?(.*)$")
-_GPU_LINE = re.compile(r"GPU (\d+):\s*(.+?)(?:\s*\(UUID:[^)]*\))?\s*$")
+_CE_KV = lazy_regex(r"^\s*([A-Za-z][A-Za-z0-9 ._/()+-]{1,60}?)\s*:\s?(.*)$")
+_GPU_LINE = lazy_regex(r"GPU (\d+):\s*(.+?)(?:\s*\(UUID:[^)]*\))?\s*$")
 
 
 def detect_collect_env(ev: Evidence) -> bool:
@@ -261,10 +261,10 @@ def _cuda_archs(text: str, where: str) -> Iterator[Fact]:
 
 # =========================================================================== packages
 
-_FREEZE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:==|===)\s*([^\s;#]+)")
-_AT_URL = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*(\S+)")
-_LIST_ROW = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s+(\d[\w.+!-]*)(?:\s+(/\S.*|\S+))?\s*$")
-_CONDA_ROW = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s+(\d[\w.+!-]*)\s+(\S+)(?:\s+(\S+))?\s*$")
+_FREEZE = lazy_regex(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:==|===)\s*([^\s;#]+)")
+_AT_URL = lazy_regex(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*(\S+)")
+_LIST_ROW = lazy_regex(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s+(\d[\w.+!-]*)(?:\s+(/\S.*|\S+))?\s*$")
+_CONDA_ROW = lazy_regex(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s+(\d[\w.+!-]*)\s+(\S+)(?:\s+(\S+))?\s*$")
 CONDA_ALIASES = {"pytorch": "torch", "pytorch-cuda": "pytorch-cuda", "torchtriton": "triton"}
 
 
@@ -343,7 +343,7 @@ def _cuda_from_companions(packages: dict[str, dict[str, Any]]) -> str | None:
     return None
 
 
-PIP_MARKERS = re.compile(r"^Package\s+Version\s*(?:Location|Editable project location|Installer)?\s*$|"
+PIP_MARKERS = lazy_regex(r"^Package\s+Version\s*(?:Location|Editable project location|Installer)?\s*$|"
                          r"^-{5,}\s+-{3,}|^# packages in environment at|^# Name\s+Version\s+Build|"
                          r"^\s*(?:torch|vllm|numpy|transformers|triton|flashinfer[-\w]*)\s*==\s*\d", re.M | re.I)
 
@@ -419,17 +419,17 @@ def parse_packages(ev: Evidence) -> Iterator[Fact]:
 
 # =========================================================================== nvidia-smi
 
-SMI_MARKERS = re.compile(r"NVIDIA-SMI \d|Driver Version:\s*\d|==+NVSMI LOG==+|Attached GPUs\s*:|--query-gpu|"
+SMI_MARKERS = lazy_regex(r"NVIDIA-SMI \d|Driver Version:\s*\d|==+NVSMI LOG==+|Attached GPUs\s*:|--query-gpu|"
                          r"^name, (?:driver_version|compute_cap|memory\.total|pci\.bus_id|uuid)|"
                          r"^\s+GPU0\s+(?:GPU1|CPU Affinity|NIC0)", re.M)
-_SMI_HEADER = re.compile(r"NVIDIA-SMI\s+([\d.]+)\s+Driver Version:\s*([\d.]+)(?:\s+CUDA Version:\s*([\d.]+))?")
-_SMI_GPU_ROW = re.compile(r"^\|\s*(\d+)\s+(.+?)\s+(On|Off)\s*\|\s*([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d)"
+_SMI_HEADER = lazy_regex(r"NVIDIA-SMI\s+([\d.]+)\s+Driver Version:\s*([\d.]+)(?:\s+CUDA Version:\s*([\d.]+))?")
+_SMI_GPU_ROW = lazy_regex(r"^\|\s*(\d+)\s+(.+?)\s+(On|Off)\s*\|\s*([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d)"
                           r"\s+(On|Off)\s*\|\s*(\S+)\s*\|")
-_SMI_MEM_ROW = re.compile(r"^\|\s*(\S+)\s+(\S+)\s+(P\d+)\s+(?:(\S+)\s*/\s*(\S+))?\s*\|\s*(\d+)MiB\s*/\s*(\d+)MiB\s*\|"
+_SMI_MEM_ROW = lazy_regex(r"^\|\s*(\S+)\s+(\S+)\s+(P\d+)\s+(?:(\S+)\s*/\s*(\S+))?\s*\|\s*(\d+)MiB\s*/\s*(\d+)MiB\s*\|"
                           r"\s*(\d+)%\s+(\S+)\s*\|")
-_SMI_MIG_ROW = re.compile(r"^\|\s*\|\s*\|\s*(Disabled|Enabled|N/A)\s*\|")
-_SMI_PROC_ROW = re.compile(r"^\|\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(C|G|C\+G)\s+(.+?)\s+(\d+)MiB\s*\|")
-_SMI_MIG_DEV = re.compile(r"^\|\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+\|\s*(\d+)MiB\s*/\s*(\d+)MiB")
+_SMI_MIG_ROW = lazy_regex(r"^\|\s*\|\s*\|\s*(Disabled|Enabled|N/A)\s*\|")
+_SMI_PROC_ROW = lazy_regex(r"^\|\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(C|G|C\+G)\s+(.+?)\s+(\d+)MiB\s*\|")
+_SMI_MIG_DEV = lazy_regex(r"^\|\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+\|\s*(\d+)MiB\s*/\s*(\d+)MiB")
 
 
 def detect_nvidia_smi(ev: Evidence) -> bool:

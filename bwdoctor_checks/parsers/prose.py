@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from bwdoctor import STATED, Evidence, Fact, ParserSpec, hookimpl
+from bwdoctor import STATED, Evidence, Fact, ParserSpec, hookimpl, lazy_regex
 from bwdoctor.kb import vllm as kbv
 from bwdoctor_checks._lib.textutil import cc_from_sm, gpu_entry, gpu_names, short_version, torch_fact
 
@@ -35,56 +35,56 @@ MAX_MENTION_CHARS = 256 * 1024  # GPU models named in passing are looked for in 
 
 _VER = r"v?(\d+\.\d+(?:\.\d+){0,2}(?:\.?post\d+|rc\d+|\.dev\d+|a\d+)?(?:\+[\w.]+)?)"
 # "Key: value" after markdown is stripped; full-width colons count.
-_KV = re.compile(r"^\s*([A-Za-z][A-Za-z0-9 ._/()+\-]{0,40}?|[^\x00-\x7f]{0,8}[A-Za-z][\w .]{0,30}?)\s*[:：=]\s*(.+?)\s*$")
-_TABLE_ROW = re.compile(r"^\s*\|?\s*([^|]{1,50}?)\s*\|\s*([^|]{1,200}?)\s*\|?\s*$")
-_SKIP_LINE = re.compile(r"^\s*(?:RUN|FROM|ARG|ENV)\s|(?:pip3?|uv pip|python[\d.]* -m pip)\s+install|--index-url"
+_KV = lazy_regex(r"^\s*([A-Za-z][A-Za-z0-9 ._/()+\-]{0,40}?|[^\x00-\x7f]{0,8}[A-Za-z][\w .]{0,30}?)\s*[:：=]\s*(.+?)\s*$")
+_TABLE_ROW = lazy_regex(r"^\s*\|?\s*([^|]{1,50}?)\s*\|\s*([^|]{1,200}?)\s*\|?\s*$")
+_SKIP_LINE = lazy_regex(r"^\s*(?:RUN|FROM|ARG|ENV)\s|(?:pip3?|uv pip|python[\d.]* -m pip)\s+install|--index-url"
                         r"|docker (?:pull|run)|^\s*\$?\s*(?:nvidia-smi(?:\s+-\S+)*\s*$|nvcc\s+-|vllm serve\b)", re.I)
-_PKG_ROW = re.compile(r"^\s*(?:\[(?:pip\d?|conda)\]\s*)?[\w.-]+\s*(?:==\s*|\s{2,})\d[\w.+!-]*(?:\s+\S+){0,2}\s*$")
+_PKG_ROW = lazy_regex(r"^\s*(?:\[(?:pip\d?|conda)\]\s*)?[\w.-]+\s*(?:==\s*|\s{2,})\d[\w.+!-]*(?:\s+\S+){0,2}\s*$")
 
 # labelled keys (lower-case, after markdown is stripped)
-_K_VLLM = re.compile(r"^(?:vllm|vllm[ _-]?(?:version|ver|版本)|version of vllm|vllm-openai)$")
-_K_TORCH = re.compile(r"^(?:py)?torch(?:[ _-]?(?:version|ver))?$")
-_K_DRIVER = re.compile(r"^(?:nvidia |cuda |gpu |host )?driver(?:[ _-]?version)?$|^nvidia[- ]smi$")
-_K_GPU = re.compile(r"^(?:gpus?|gpu ?(?:model|type|name|info)s?|graphics ?cards?|hardware|device|accelerators?)$")
-_K_CC = re.compile(r"^(?:gpu )?(?:compute[ _-]?capability|cc|sm|arch(?:itecture)?)$")
-_K_CUDA = re.compile(r"^cuda(?:[ _-]?(?:version|runtime|runtime version))?$")
-_K_TOOLKIT = re.compile(r"^(?:cuda[ _-]?toolkit(?: version)?|nvcc(?: version)?)$")
-_K_NCCL = re.compile(r"^nccl(?:[ _-]?version)?$")
-_K_FLASHINFER = re.compile(r"^flashinfer(?:[-_ ]python)?(?:[ _-]?version)?$")
-_K_TRITON = re.compile(r"^triton(?:[ _-]?version)?$")
-_K_IMAGE = re.compile(r"^(?:docker )?(?:image|container)(?: tag)?$")
+_K_VLLM = lazy_regex(r"^(?:vllm|vllm[ _-]?(?:version|ver|版本)|version of vllm|vllm-openai)$")
+_K_TORCH = lazy_regex(r"^(?:py)?torch(?:[ _-]?(?:version|ver))?$")
+_K_DRIVER = lazy_regex(r"^(?:nvidia |cuda |gpu |host )?driver(?:[ _-]?version)?$|^nvidia[- ]smi$")
+_K_GPU = lazy_regex(r"^(?:gpus?|gpu ?(?:model|type|name|info)s?|graphics ?cards?|hardware|device|accelerators?)$")
+_K_CC = lazy_regex(r"^(?:gpu )?(?:compute[ _-]?capability|cc|sm|arch(?:itecture)?)$")
+_K_CUDA = lazy_regex(r"^cuda(?:[ _-]?(?:version|runtime|runtime version))?$")
+_K_TOOLKIT = lazy_regex(r"^(?:cuda[ _-]?toolkit(?: version)?|nvcc(?: version)?)$")
+_K_NCCL = lazy_regex(r"^nccl(?:[ _-]?version)?$")
+_K_FLASHINFER = lazy_regex(r"^flashinfer(?:[-_ ]python)?(?:[ _-]?version)?$")
+_K_TRITON = lazy_regex(r"^triton(?:[ _-]?version)?$")
+_K_IMAGE = lazy_regex(r"^(?:docker )?(?:image|container)(?: tag)?$")
 
 # free mentions anywhere in a line
-_F_VLLM = re.compile(r"\bvllm(?![/A-Za-z0-9_-])[^\S\n]*(?:版本|version|ver\.?)?[^\S\n]*(?:[:：=]=?)?[^\S\n]*" + _VER, re.I)
-_F_TORCH = re.compile(r"\b(?:py)?torch[^\S\n]*(?:version)?[^\S\n]*(?:[:：=]=?)?[^\S\n]*v?(\d+\.\d+\.\d+(?:a0)?"
+_F_VLLM = lazy_regex(r"\bvllm(?![/A-Za-z0-9_-])[^\S\n]*(?:版本|version|ver\.?)?[^\S\n]*(?:[:：=]=?)?[^\S\n]*" + _VER, re.I)
+_F_TORCH = lazy_regex(r"\b(?:py)?torch[^\S\n]*(?:version)?[^\S\n]*(?:[:：=]=?)?[^\S\n]*v?(\d+\.\d+\.\d+(?:a0)?"
                       r"(?:\+(?:cu\d{2,3}|cpu|rocm[\d.]+|[\w.]+))?)", re.I)
-_F_TORCH_PRINT = re.compile(r"^\s*(\d+\.\d+\.\d+(?:\.dev\d+)?\+(?:cu\d{2,3}|cpu))\s+(\d+\.\d+|None)\b")
-_F_DRIVER = re.compile(r"(?:driver(?:[^\S\n]*version)?|NVIDIA[^\S\n]+driver)[^\S\n]*[:：=]?[^\S\n]*v?(\d{3}\.\d{2,3}"
+_F_TORCH_PRINT = lazy_regex(r"^\s*(\d+\.\d+\.\d+(?:\.dev\d+)?\+(?:cu\d{2,3}|cpu))\s+(\d+\.\d+|None)\b")
+_F_DRIVER = lazy_regex(r"(?:driver(?:[^\S\n]*version)?|NVIDIA[^\S\n]+driver)[^\S\n]*[:：=]?[^\S\n]*v?(\d{3}\.\d{2,3}"
                        r"(?:\.\d{2,3})?)\b", re.I)
-_F_IMAGE = re.compile(r"\b((?:docker\.io/)?vllm/vllm-openai(?:-cpu)?):(v?\d+\.\d+(?:\.\d+){0,2}(?:\.?post\d+)?)\b")
-_F_BASE_IMAGE = re.compile(r"\bnvidia/cuda:(\d+\.\d+(?:\.\d+)?)")
-_F_NCCL = re.compile(r"\bNCCL(?:[^\S\n]*version)?[^\S\n]*[:：=]?[^\S\n]*v?(2\.\d{1,2}\.\d{1,2})(?:\+cuda(\d+\.\d+))?", re.I)
-_F_NCCL_DEB = re.compile(r"\b(2\.\d{1,2}\.\d{1,2})-\d+\+cuda(\d+\.\d+)\b")
-_F_FLASHINFER = re.compile(r"\bflashinfer(?:-python)?[^\S\n]*(?:==|:|\s)[^\S\n]*v?(\d+\.\d+\.\d+(?:\.post\d+)?)", re.I)
-_F_TOOLKIT = re.compile(r"CUDA toolkit[^\S\n]*v?(\d+\.\d+)|nvcc[^\n]{0,30}?(?:release|V)[^\S\n]*(\d+\.\d+)|"
+_F_IMAGE = lazy_regex(r"\b((?:docker\.io/)?vllm/vllm-openai(?:-cpu)?):(v?\d+\.\d+(?:\.\d+){0,2}(?:\.?post\d+)?)\b")
+_F_BASE_IMAGE = lazy_regex(r"\bnvidia/cuda:(\d+\.\d+(?:\.\d+)?)")
+_F_NCCL = lazy_regex(r"\bNCCL(?:[^\S\n]*version)?[^\S\n]*[:：=]?[^\S\n]*v?(2\.\d{1,2}\.\d{1,2})(?:\+cuda(\d+\.\d+))?", re.I)
+_F_NCCL_DEB = lazy_regex(r"\b(2\.\d{1,2}\.\d{1,2})-\d+\+cuda(\d+\.\d+)\b")
+_F_FLASHINFER = lazy_regex(r"\bflashinfer(?:-python)?[^\S\n]*(?:==|:|\s)[^\S\n]*v?(\d+\.\d+\.\d+(?:\.post\d+)?)", re.I)
+_F_TOOLKIT = lazy_regex(r"CUDA toolkit[^\S\n]*v?(\d+\.\d+)|nvcc[^\n]{0,30}?(?:release|V)[^\S\n]*(\d+\.\d+)|"
                         r"(?:CUDA(?:_HOME)?)[^\n]{0,20}?/usr/local/cuda-(\d+\.\d+)", re.I)
-_F_CC = re.compile(r"compute[ _-]?capability[^\S\n]*[:：=]?[^\S\n]*\(?(\d{1,2})[.,][^\S\n]*(\d)\)?"
+_F_CC = lazy_regex(r"compute[ _-]?capability[^\S\n]*[:：=]?[^\S\n]*\(?(\d{1,2})[.,][^\S\n]*(\d)\)?"
                    r"|\b(?:sm|SM)[_ ]?(\d{2,3})[af]?\b|\bcompute_(\d{2,3})[af]?\b|\bCC[^\S\n]*(\d{1,2}\.\d)\b")
 # an error message names architectures it wants or lacks, not the GPU the person has
-_ERRORISH = re.compile(r"error|requires?|not (?:compatible|supported)|supports?|expected|minimum|only|failed|"
+_ERRORISH = lazy_regex(r"error|requires?|not (?:compatible|supported)|supports?|expected|minimum|only|failed|"
                        r"Traceback|Exception|\bat least\b|or (?:higher|newer|later)", re.I)
-_F_WSL = re.compile(r"\bWSL ?2?\b|Windows Subsystem for Linux|Docker Desktop")
-_F_SOURCE_BUILD = re.compile(r"(?:built|installed|compiled|build) (?:vllm |it )?from (?:the )?source|Installation "
+_F_WSL = lazy_regex(r"\bWSL ?2?\b|Windows Subsystem for Linux|Docker Desktop")
+_F_SOURCE_BUILD = lazy_regex(r"(?:built|installed|compiled|build) (?:vllm |it )?from (?:the )?source|Installation "
                              r"Method\W+[^\n]{0,20}source|pip install -e \.|python setup\.py (?:develop|install)", re.I)
 # versions carried in paths: dist-info folders, nix store entries, conda package folders
-_F_PATH_PKG = re.compile(r"(?:/|\b)(torch|vllm|triton|flashinfer(?:[-_]python)?|nvidia[-_]nccl[-_]cu1\d)-(\d+\.\d+\.\d+"
+_F_PATH_PKG = lazy_regex(r"(?:/|\b)(torch|vllm|triton|flashinfer(?:[-_]python)?|nvidia[-_]nccl[-_]cu1\d)-(\d+\.\d+\.\d+"
                          r"(?:\.post\d+)?(?:\+[\w.]+)?)(?=\.dist-info|/|-py|\.egg|-cp\d)", re.I)
-_F_PATH_NVCC = re.compile(r"(?:cuda[_-]nvcc|cuda-toolkit|cudatoolkit)-(\d+\.\d+)(?:\.\d+)*/")
+_F_PATH_NVCC = lazy_regex(r"(?:cuda[_-]nvcc|cuda-toolkit|cudatoolkit)-(\d+\.\d+)(?:\.\d+)*/")
 
 _COUNT_WORDS = {"two": 2, "dual": 2, "three": 3, "four": 4, "quad": 4, "six": 6, "eight": 8, "2": 2, "3": 3, "4": 4,
                 "5": 5, "6": 6, "7": 7, "8": 8, "16": 16}
-_COUNT_BEFORE = re.compile(r"\b(two|dual|three|four|quad|six|eight|\d{1,2})\s*(?:[x×*]\s*)?(?:NVIDIA\s+)?$", re.I)
-_COUNT_AFTER = re.compile(r"^(?:\s*GPUs?)?\s*(?:[x×*]\s*(\d{1,2})\b|\((\d{1,2})\)|s\b)", re.I)
+_COUNT_BEFORE = lazy_regex(r"\b(two|dual|three|four|quad|six|eight|\d{1,2})\s*(?:[x×*]\s*)?(?:NVIDIA\s+)?$", re.I)
+_COUNT_AFTER = lazy_regex(r"^(?:\s*GPUs?)?\s*(?:[x×*]\s*(\d{1,2})\b|\((\d{1,2})\)|s\b)", re.I)
 
 
 def _clean(line: str) -> str:
@@ -111,7 +111,7 @@ _TRIGGERS = ("+cuda", "vllm", "torch", "driver", "nccl", "flashinfer", "triton",
              "docker desktop", "source", "setup.py", "dist-info", "/nix/store", "gpu", "hardware", "device",
              "accelerator", "card", "image", "container", "cu1", "|")
 _SKIP_HINTS = ("run", "from", "arg", "env", "install", "--index-url", "docker", "nvidia-smi", "nvcc", "vllm serve")
-_SEGMENT = re.compile(r"\s*[,;、，|]\s*(?=[A-Za-z][\w .()/+-]{0,30}?\s*[:：])")
+_SEGMENT = lazy_regex(r"\s*[,;、，|]\s*(?=[A-Za-z][\w .()/+-]{0,30}?\s*[:：])")
 
 
 def _kvs(line: str) -> list[tuple[str, str]]:
