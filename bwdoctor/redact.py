@@ -308,6 +308,10 @@ def _redact_secret_value(value: Any) -> Any:
     return REDACTED
 
 
+_VALUE_FIELDS = {"value", "values", "kept", "other", "old", "new", "before", "after", "default", "current", "expected",
+                 "found", "was", "now", "setting"}
+
+
 def _redact_list(items: list[Any], key: str | None) -> list[Any]:
     out: list[Any] = []
     secret_next = False
@@ -341,8 +345,9 @@ def redact(value: Any, key: str | None = None) -> Any:
     """Redact a JSON-like structure: secret-named keys lose their values, strings are scrubbed."""
     if isinstance(value, dict):
         label = value.get("name", value.get("key"))
-        if isinstance(label, str) and is_secret_name(label) and "value" in value:
-            value = {**value, "value": _redact_secret_value(value["value"])}
+        if isinstance(label, str) and (is_secret_name(label) or is_secret_name(label.rsplit(".", 1)[-1])):
+            # {"key": "config.env.DB_PASS", "value" | "kept" | "other" | ...: the secret}
+            value = {k: (_redact_secret_value(v) if k in _VALUE_FIELDS else v) for k, v in value.items()}
         out: dict[Any, Any] = {}
         for k, v in value.items():
             if isinstance(k, str) and k != "key" and is_secret_name(k):

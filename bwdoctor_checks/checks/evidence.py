@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bwdoctor import CheckSpec, Snapshot, hookimpl, passed, skipped, warned
+from bwdoctor.redact import REDACTED, is_secret_name
 
 # (fact keys, what is missing, what to paste)
 _WANTED = (
@@ -40,8 +41,11 @@ def check_conflicts(snap: Snapshot) -> Any:
     if not isinstance(rows, list) or not rows:
         return passed("no two sources in the evidence disagree") if _analyzing(snap) else \
             skipped("not reading evidence files")
-    shown = [f"{r.get('key')}: {r.get('kept')} ({r.get('kept_source')}) vs {r.get('other')} ({r.get('other_source')})"
-             for r in rows[:6] if isinstance(r, dict)]
+    def value(r: dict[str, Any], field: str) -> Any:  # the values of a secret-named fact are never quoted
+        return REDACTED if is_secret_name(str(r.get("key", "")).rsplit(".", 1)[-1]) else r.get(field)
+
+    shown = [f"{r.get('key')}: {value(r, 'kept')} ({r.get('kept_source')}) vs {value(r, 'other')} "
+             f"({r.get('other_source')})" for r in rows[:6] if isinstance(r, dict)]
     return warned(f"{len(rows)} fact(s) disagree between sources; the more direct source is judged: "
                   + "; ".join(shown) + ("; ..." if len(rows) > 6 else ""), severity="low", root_cause=None,
                   details={"conflicts": rows[:50]})
