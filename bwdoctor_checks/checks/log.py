@@ -650,7 +650,7 @@ STACK_FRAMES = {"vllm", "flashinfer", "xgrammar", "tvm_ffi", "transformers", "to
                 "outlines_core", "xformers", "mistral_common", "compressed_tensors", "lmcache", "ray", "tokenizers",
                 "huggingface_hub", "llguidance", "lm_format_enforcer"}
 PYDEP_SIGNATURES = ("module_missing", "import_name_missing", "module_attribute_missing", "pip_conflict",
-                    "package_version_required", "api_type_error")
+                    "package_version_required", "package_install_hint", "api_type_error")
 
 
 def _pins(snap: Snapshot, dist: str | None) -> str | None:
@@ -713,6 +713,12 @@ def check_python_deps(snap: Snapshot) -> Outcome | None:
                 continue  # a call inside one package: a bug there, not a version mismatch
             conf, why = 0.55, f"{pkgs[-2]} calls {pkgs[-1]} with arguments its installed version does not take"
             dist = sigtable.python_package(pkgs[-1]) or pkgs[-1]
+        elif sig == "package_install_hint":
+            dist = sigtable.python_package(module) or (module if module else None)
+            known_pkg = bool(sigtable.python_package(module))
+            if not known_pkg and module.lower() in ("nvcc", "cuda", "cuda-toolkit", "driver", "nvidia-driver"):
+                continue  # a toolkit or driver, not a Python package: other checks judge it
+            conf, why = (0.7 if known_pkg or in_stack else 0.45), f"the error asks for {module} to be installed"
         elif sig == "pip_conflict":
             conf, why = 0.5, f"pip reports {e.get('required_by')} needs {e.get('requirement') or e.get('package')}"
         else:

@@ -396,6 +396,9 @@ class _LogScan:
             extra["required_by"] = c(0)
             extra["requirement"] = f"{c(1)}{c(2) or ''}" if c(2) else None
             extra["installed"] = c(4)
+        elif name == "package_install_hint":
+            extra["package"] = c(0)
+            extra["module"] = c(0)
         elif name == "package_version_required":
             extra["package"] = c(0)
             extra["requirement"] = f"{c(0)}{c(1)}{c(2)}"
