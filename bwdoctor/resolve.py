@@ -423,3 +423,12 @@ def judged_gpus(snap: Snapshot, *, usable_only: bool = True, need_cc: bool = Tru
             seen.setdefault((j.cc, j.platform), j)
         out = list(seen.values())
     return out
+
+
+_NAME_SEPARATORS = re.compile(r"[-_.]+")
+
+
+def canonical_name(name: str) -> str:
+    """A distribution's canonical name (PEP 503: ``Flash_Attn`` and ``flash.attn`` are ``flash-attn``),
+    as ``packaging.utils.canonicalize_name`` gives it, without importing packaging's tag machinery."""
+    return _NAME_SEPARATORS.sub("-", name).lower()
