@@ -309,7 +309,7 @@ def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
                                 f"environment", ["log.errors", "torch", "vllm"] + _gpu_evidence(snap), 0.3,
                         cause="none_env_ok", remedies=[]))
     elif nki and _torch_arch_gap(snap) is None and not snap.has("torch") and not _errors(snap, "torch_arch_stated") \
-            and any(cc >= (10, 0) for cc in ccs):
+            and any(cc >= (10, 0) for cc in ccs) and not _vllm_image(snap):
         # torch's kernels run before vLLM's: with the torch build unknown on a GPU newer than older CUDA 12 builds
         # cover, torch is the likelier owner of the missing kernel
         out.append(_out("fail", f"'no kernel image is available' ({_first(nki)}) on compute capability "
@@ -368,6 +368,13 @@ def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
                                 f"({_first([e])})", ["log.errors", "vllm"], conf))
         break
     return out or None
+
+
+def _vllm_image(snap: Snapshot) -> bool:
+    """The evidence runs one of vLLM's own images: torch inside is the one that vLLM release was built with, so
+    whether torch or vLLM lacks the arch depends on the release, not on a torch the user chose."""
+    img = snap.mapping("config.image")
+    return "vllm-openai" in str(img.get("image") or "") or "vllm/vllm" in str(img.get("image") or "")
 
 
 def _cpu_build(snap: Snapshot) -> bool:

@@ -645,7 +645,8 @@ class _LogScan:
 _CONFIG_NAMES = re.compile(r"^(?:Dockerfile|Containerfile)(?:\..*)?$|\.(?:ya?ml|env|toml|json|dockerfile)$|^\.env",
                            re.I)
 _DETECT_RE = re.compile(r"Traceback \(most recent call last\)|LLM engine|vllm|NCCL|CUDA error|RuntimeError|"
-                        r"ImportError|ValueError|nvidia-container|/dev/shm|ptxas|Xid|out of memory|driver", re.I)
+                        r"ImportError|ValueError|nvidia-container|/dev/shm|ptxas|Xid|out of memory|driver|Marlin|"
+                        r"[nm]xfp4|\bfp[48]\b|ModuleNotFoundError", re.I)
 
 
 def detect(ev: Evidence) -> bool:
