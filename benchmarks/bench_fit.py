@@ -54,6 +54,11 @@ ARCHS: dict[str, dict[str, Any]] = {
     "gemma3": dict(model_type="gemma3_text", hidden_size=512, intermediate_size=1024, num_hidden_layers=6,
                    num_attention_heads=4, num_key_value_heads=2, head_dim=128, sliding_window=128,
                    sliding_window_pattern=6),
+    "deepseek_v3": dict(model_type="deepseek_v3", hidden_size=256, intermediate_size=512, moe_intermediate_size=128,
+                        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, n_routed_experts=4,
+                        n_shared_experts=1, num_experts_per_tok=2, first_k_dense_replace=1, n_group=1, topk_group=1,
+                        kv_lora_rank=512, q_lora_rank=None, qk_rope_head_dim=64, qk_nope_head_dim=64, v_head_dim=64,
+                        topk_method="noaux_tc"),
     "mixtral": dict(model_type="mixtral", hidden_size=512, intermediate_size=512, num_hidden_layers=2,
                     num_attention_heads=8, num_key_value_heads=2, head_dim=64, num_local_experts=4,
                     num_experts_per_tok=2, sliding_window=None),
@@ -128,7 +133,7 @@ def run_one(python: str, name: str, spec: dict[str, Any], timeout: float, keep: 
             model = fc.describe(cfg, name, "folder", cfg_path)
             sp = KV_SPACE_RE.search(log)
             kv_gib = float(sp.group(1) or sp.group(2)) if sp else float(KV_GIB)
-            cap = fc.kv_capacity(model, kv_gib * fc.GiB, MAX_LEN, block_size=CPU_BLOCK_SIZE,
+            cap = fc.kv_capacity(model, kv_gib * fc.GiB, MAX_LEN, block_size=16 if model.mla else CPU_BLOCK_SIZE,
                                  max_num_batched_tokens=CPU_BATCHED_TOKENS)
             row.update(estimate=cap.tokens, kv_gib=kv_gib, layers=model.layers, sliding=model.sliding_layers,
                        bytes_per_token=cap.bytes_per_token)
