@@ -6,7 +6,9 @@ This module is the public API for plugins. Importing it imports neither torch no
 """
 
 from bwdoctor.hookspecs import hookimpl
+from bwdoctor.lazy import lazy_command, lazy_regex
 from bwdoctor.types import (
+    CheckResult,
     CheckSpec,
     CollectorSpec,
     Evidence,
@@ -35,8 +37,8 @@ from bwdoctor.types import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckSpec", "CollectorSpec", "Evidence", "Fact", "Finding", "FixPlan", "FixStep", "Missing", "Outcome",
+    "CheckResult", "CheckSpec", "CollectorSpec", "Evidence", "Fact", "Finding", "FixPlan", "FixStep", "Missing", "Outcome",
     "ParserSpec", "RemedySpec", "Report", "ReporterSpec", "RunOptions", "Snapshot", "Unavailable", "kb", "resolve",
-    "Unsupported", "__version__", "failed", "hookimpl", "is_unsupported", "known", "passed", "skipped",
-    "warned",
+    "Unsupported", "__version__", "failed", "hookimpl", "is_unsupported", "known", "lazy_command", "lazy_regex",
+    "passed", "skipped", "warned",
 ]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bwdoctor import pipeline
+from bwdoctor import __version__, pipeline
 from bwdoctor.files import BadInput, encodable, write_atomic
 from bwdoctor.pipeline import BadOption, plugin_output_to_stderr
 from bwdoctor.types import Report
@@ -30,12 +30,58 @@ __all__ = ["cli", "main", "write_atomic"]
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 EPILOG = """\b
+Every report starts with a verdict: READY, NOT READY or COULD NOT TELL, and why.
+
+\b
 Exit codes:
-  0  nothing at or above the --fail-on threshold
-  1  findings at or above it (error findings count as fail)
-  2  usage error, or an input file that cannot be read or is invalid
-  3  internal error / could not run
+  0    nothing at or above --fail-on: ready, or could not tell (the
+       reason says what was missing, e.g. no GPU and no --target)
+  1    not ready: findings at or above --fail-on (error findings count as
+       fail). 'run' fails when the inspected environment has no vLLM or a
+       CPU-only torch, and when a check asked for (--select ID, --smoke,
+       --endpoint) could not run
+  2    usage error: a bad option, a --select/--disable that matches
+       nothing, an input that cannot be read or that no parser recognises,
+       evidence from different machines
+  3    internal error / could not run (e.g. the output cannot be written)
+  130  interrupted (Ctrl-C)
+
+\b
+Environment: BWDOCTOR_PYTHON (--python), BWDOCTOR_PLUGIN_PATH (--plugin-dir),
+BWDOCTOR_DISABLE (--disable, a,b), BWDOCTOR_PLUGIN_TIMEOUT (s per plugin
+call), BWDOCTOR_VLLM_PYTHON / BWDOCTOR_TORCH_PYTHON (interpreter for the
+smoke generation / probes), BWDOCTOR_SMOKE_TIMEOUT (s), BWDOCTOR_NVML_RECORD
+(FILE: record NVML answers), BWDOCTOR_DEBUG (tracebacks), NO_COLOR, COLUMNS.
+
+\b
+Shell completion (bash; zsh/fish alike):
+  eval "$(_BWDOCTOR_COMPLETE=bash_source bwdoctor)"
 """
+
+_ENV_EPILOG = """
+\b
+Environment: BWDOCTOR_PYTHON (--python), BWDOCTOR_PLUGIN_PATH (--plugin-dir),
+BWDOCTOR_DISABLE (--disable, a,b), BWDOCTOR_PLUGIN_TIMEOUT (s per plugin
+call), BWDOCTOR_VLLM_PYTHON / BWDOCTOR_TORCH_PYTHON (interpreter for the
+smoke generation / probes), BWDOCTOR_SMOKE_TIMEOUT (s), BWDOCTOR_NVML_RECORD
+(FILE: record NVML answers), BWDOCTOR_DEBUG (tracebacks), NO_COLOR, COLUMNS.
+
+\b
+Shell completion (bash; zsh/fish alike):
+  eval "$(_BWDOCTOR_COMPLETE=bash_source bwdoctor)"
+"""
+
+SNAPSHOT_EPILOG = """\b
+Exit codes: 0 the facts were written; 2 usage error (a bad option or --python);
+3 could not run (e.g. the output cannot be written); 130 interrupted.
+""" + _ENV_EPILOG
+
+FIX_EPILOG = """\b
+Exit codes: 0 the script was written (or, with --apply, every step ran and
+the findings it fixes are resolved); 1 with --apply, a step failed or a
+finding is still failing; 2 usage error or an unusable input; 3 could not run;
+130 interrupted.
+""" + _ENV_EPILOG
 
 
 class InputError(click.ClickException):
@@ -71,6 +117,12 @@ def _manager(ctx: click.Context, roles: Sequence[str] | None = None) -> PluginMa
             mgr = PluginManager(disabled=obj.get("disable", ()), plugin_dirs=obj.get("plugin_dirs", ()),
                                 roles=roles)
             obj["manager"] = mgr
+            known = {p.get("name") for p in mgr.plugin_list()}
+            unknown = [n for n in obj.get("disable", ()) if n not in known]
+            if unknown:
+                obj["manager"] = None
+                raise click.BadParameter(f"no plugin named {', '.join(repr(n) for n in unknown)} (see 'bwdoctor "
+                                         "plugins')", param_hint="--disable")
         else:
             mgr.load_roles(ROLES if roles is None else roles)
         mgr.registry()
@@ -96,8 +148,10 @@ def _render(report: Report, fmt: str, verbose: int, manager: PluginManager, outp
         known = ", ".join(r.name for r in manager.registry().reporters)
         raise click.BadParameter(f"unknown format {fmt!r} (known: {known})", param_hint="--format")
     func = spec.func
-    if spec.color_func is not None and output in (None, "-") and sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
-        func = spec.color_func
+    from bwdoctor import term
+
+    if spec.color_func is not None and output in (None, "-") and term.is_terminal():
+        func = spec.color_func  # for a terminal: its width, colour unless NO_COLOR
     info = manager.infos.get(spec.plugin)
     if info is not None and info.origin == "builtin":
         return func(report, verbose)
@@ -140,6 +194,16 @@ def _input_errors() -> Iterator[None]:
         raise click.BadParameter(str(exc), param_hint=exc.option) from None
 
 
+def _python_source(ctx: click.Context) -> str:
+    from click.core import ParameterSource
+
+    try:
+        src = ctx.get_parameter_source("python")
+    except Exception:  # noqa: BLE001 - a command without --python
+        return "--python"
+    return "BWDOCTOR_PYTHON" if src == ParameterSource.ENVIRONMENT else "--python"
+
+
 def build_report(ctx: click.Context, mode: str, *, from_report: str | None = None, paths: Sequence[str] = (),
                  level: str = "quick", select: Sequence[str] = (), skip: Sequence[str] = (),
                  target: str | None = None, options_extra: dict[str, Any] | None = None,
@@ -148,11 +212,14 @@ def build_report(ctx: click.Context, mode: str, *, from_report: str | None = Non
     from bwdoctor.types import RunOptions
 
     extra = dict(options_extra or {})
+    python = extra.pop("python", None)
     options = RunOptions(level=level, target=target, model=extra.pop("model", None),
                          quantization=extra.pop("quantization", None), endpoint=extra.pop("endpoint", None),
                          smoke=bool(extra.pop("smoke", False)), verbose=int(extra.pop("verbose", 0)), extra=extra)
-    request = pipeline.Request(mode=mode, options=options, paths=tuple(paths), from_report=from_report, select=tuple(select),
-                      skip=tuple(skip), fail_on=fail_on, run_checks=run_checks, show_progress=_stderr_is_terminal())
+    request = pipeline.Request(mode=mode, options=options, paths=tuple(paths), from_report=from_report,
+                               select=tuple(select), skip=tuple(skip), fail_on=fail_on, run_checks=run_checks,
+                               show_progress=_stderr_is_terminal(), python=python,
+                               python_source=_python_source(ctx))
     roles: Sequence[str]
     if from_report:
         roles = ROLES_STORED
@@ -163,24 +230,50 @@ def build_report(ctx: click.Context, mode: str, *, from_report: str | None = Non
     manager = _manager(ctx, roles)
     with plugin_output_to_stderr():
         unknown = pipeline.unknown_selections(manager.registry(), select)
-    for token in unknown:
-        click.echo(f"bwdoctor: warning: --select {token!r} matches no check (see 'bwdoctor list')", err=True)
+    if unknown:  # a typo in a CI gate must not pass unnoticed
+        raise click.BadParameter(f"{', '.join(repr(t) for t in unknown)} matches no check (see 'bwdoctor list')",
+                                 param_hint="--select")
     with _input_errors():
         return pipeline.build_report(manager, request)
 
 
-def finish(ctx: click.Context, report: Report, fmt: str, output: str | None, verbose: int, fail_on: str) -> None:
+_EXTENSION_FORMATS = ((".sarif.json", "sarif"), (".sarif", "sarif"), (".json", "json"), (".md", "markdown"),
+                      (".markdown", "markdown"), (".xml", "junit"), (".junit", "junit"), (".txt", "console"),
+                      (".log", "console"))
+
+
+def format_for(fmt: str | None, output: str | None) -> str:
+    """The --format given, else the one the --output file's extension names (r.json → json), else console."""
+    if fmt is not None:
+        return fmt
+    name = (output or "").lower()
+    if name and name != "-":
+        for ext, guessed in _EXTENSION_FORMATS:
+            if name.endswith(ext):
+                return guessed
+    return "console"
+
+
+def finish(ctx: click.Context, report: Report, fmt: str | None, output: str | None, verbose: int,
+           fail_on: str) -> None:
+    from bwdoctor.reporters import headline, summary_line
+
+    fmt = format_for(fmt, output)
     safe = pipeline.redacted(report)
     text = _render(safe, fmt, verbose, _manager(ctx, ["reporters"]), output)
     emit(text, output)
-    ctx.exit(exit_code(safe.findings, fail_on))
+    code = exit_code(safe.findings, fail_on)
+    if output and output != "-":  # the file holds the report; the terminal gets the gist
+        click.echo(f"{headline(safe)} [{summary_line(safe)}; wrote {fmt} to {output}]", err=True)
+    ctx.exit(code)
 
 
 # ----------------------------------------------------------------------------- options
 
 _common_output = [
-    click.option("--format", "fmt", default="console", show_default=True, metavar="FORMAT",
-                 help="console, json, markdown, junit, sarif (or a plugin's format)."),
+    click.option("--format", "fmt", default=None, metavar="FORMAT",
+                 help="console, json, markdown, junit, sarif (or a plugin's format). Default: the --output "
+                 "file's extension (.json, .md, .xml, .sarif), else console."),
     click.option("--output", "-o", type=click.Path(dir_okay=False, writable=False), default=None,
                  help="Write the report to FILE (atomically) instead of standard output."),
     click.option("--fail-on", type=click.Choice(["warn", "fail", "never"]), default="fail", show_default=True,
@@ -201,6 +294,13 @@ def _apply(options: list[Any]) -> Any:
             f = opt(f)
         return f
     return deco
+
+
+def _python_option() -> Any:
+    return click.option("--python", "python", default=None, metavar="PATH", envvar="BWDOCTOR_PYTHON",
+                        help="Inspect this Python environment: a venv or conda folder, or an interpreter (also "
+                        "BWDOCTOR_PYTHON). Default: this interpreter, or the one behind the 'vllm' command on PATH "
+                        "when this one has no vLLM.")
 
 
 def _level_option() -> Any:
@@ -236,7 +336,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="bwdoctor", prog_name="bwdoctor")
+@click.version_option(__version__, prog_name="bwdoctor")
 @click.option("--plugin-dir", "plugin_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Load plugins (*.py) from this folder (repeatable; also BWDOCTOR_PLUGIN_PATH).")
 @click.option("--disable", multiple=True, metavar="NAME", help="Disable a plugin by name (repeatable; also "
@@ -259,32 +359,36 @@ def cli(ctx: click.Context, plugin_dirs: tuple[str, ...], disable: tuple[str, ..
               "random-weight Llama built locally).")
 @click.option("--quantization", default=None, help="Pass --quantization to the smoke generation (e.g. fp8).")
 @click.option("--endpoint", default=None, metavar="URL", help="Smoke-test a running OpenAI-compatible vLLM server.")
+@_python_option()
 @_apply(_common_output)
 @click.pass_context
 def run(ctx: click.Context, from_report: str | None, level: str, select: tuple[str, ...], skip: tuple[str, ...],
         target: str | None, smoke: bool, model: str | None, quantization: str | None, endpoint: str | None,
-        fmt: str, output: str | None, fail_on: str, verbose: int) -> None:
+        python: str | None, fmt: str, output: str | None, fail_on: str, verbose: int) -> None:
     """Check this machine (or, with --from, an earlier report's facts) and report."""
     report = build_report(ctx, "live", from_report=from_report, level=level, select=select, skip=skip,
                           target=target, fail_on=fail_on,
                           options_extra={"smoke": smoke, "model": model, "quantization": quantization,
-                                         "endpoint": endpoint, "verbose": verbose})
+                                         "endpoint": endpoint, "verbose": verbose, "python": python})
     finish(ctx, report, fmt, output, verbose, fail_on)
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=SNAPSHOT_EPILOG)
 @_level_option()
 @click.option("--target", default=None, metavar="GPU|SM", help="Record a target GPU in the facts.")
+@_python_option()
 @click.option("--format", "fmt", type=click.Choice(["json", "console"]), default="json", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write to FILE atomically.")
 @click.pass_context
-def snapshot(ctx: click.Context, level: str, target: str | None, fmt: str, output: str | None) -> None:
+def snapshot(ctx: click.Context, level: str, target: str | None, python: str | None, fmt: str,
+             output: str | None) -> None:
     """Collect the facts of this machine only (no checks), redacted."""
     import json
 
     from bwdoctor.redact import redact
 
-    report = build_report(ctx, "snapshot", level=level, target=target, run_checks=False)
+    report = build_report(ctx, "snapshot", level=level, target=target, run_checks=False,
+                          options_extra={"python": python})
     data = redact(report.snapshot.to_dict())
     if fmt == "json":
         emit(json.dumps(data, indent=2, ensure_ascii=False) + "\n", output)
@@ -326,8 +430,11 @@ def _catalogue(ctx: click.Context) -> list[dict[str, Any]]:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.pass_context
 def list_(ctx: click.Context, fmt: str) -> None:
-    """The check catalogue."""
+    """The check catalogue (a table on a terminal or with COLUMNS set; piped, one tab-separated line
+    per check)."""
     import json
+
+    from bwdoctor import term
 
     rows = _catalogue(ctx)
     if fmt == "json":
@@ -339,14 +446,24 @@ def list_(ctx: click.Context, fmt: str) -> None:
                     f"*Area* {r['area']} · *level* {r['level']} · *root cause* {r['root_cause'] or '—'} · "
                     f"*remedies* {', '.join(r['remedies']) or '—'} · *plugin* {r['plugin']}", "", r["doc"].strip(), ""]
         click.echo("\n".join(out))
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("id", "level", "title", "root cause", "remedies", show_lines=False)
+    elif term.width() is None:  # piped, no COLUMNS: one check per line, tab-separated (grep, cut)
         for r in rows:
-            table.add_row(r["id"], r["level"], r["title"], r["root_cause"] or "", ", ".join(r["remedies"]))
-        Console(width=160).print(table)
+            click.echo("\t".join((r["id"], r["level"], r["title"], r["root_cause"] or "-",
+                                  ", ".join(r["remedies"]) or "-")))
+    else:
+        from rich.table import Column, Table
+
+        full = (term.width() or 0) >= 120  # narrower: the columns that fit, ids never cut
+        cols = [Column("id", no_wrap=True), Column("level", no_wrap=True), Column("title", ratio=3)]
+        if full:
+            cols += [Column("root cause"), Column("remedies", ratio=2)]
+        table = Table(*cols, show_lines=False, expand=False)
+        for r in rows:
+            cells = [r["id"], r["level"], r["title"]]
+            table.add_row(*(cells + [r["root_cause"] or "", ", ".join(r["remedies"])] if full else cells))
+        click.echo(term.render(table), nl=False)
+        if not full:
+            click.echo("(root causes, remedies: 'bwdoctor explain ID')")
 
 
 @cli.command()
@@ -399,21 +516,20 @@ def plugins(ctx: click.Context, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps({"plugins": rows, "problems": problems}, indent=2))
         return
-    from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+
+    from bwdoctor import term
 
     table = Table("plugin", "origin", "distribution", "status", "provides")
     for r in rows:
         table.add_row(r["name"], r["origin"], f"{r['distribution']} {r['version']}".strip(), r["status"],
                       ", ".join(f"{v} {k}" for k, v in r["provides"].items()))
-    con = Console(width=160)
-    con.print(table)
+    click.echo(term.render(table), nl=False)
     for p in problems:
-        con.print(f"[red]problem[/red] ({p['kind']}) {escape(p['message'])}")
+        click.echo(f"problem ({p['kind']}) {p['message']}")
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=FIX_EPILOG)
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @click.option("--from", "from_report", type=click.Path(dir_okay=False), default=None,
               help="Build the fixes for an earlier JSON report's facts.")
@@ -424,11 +540,12 @@ def plugins(ctx: click.Context, fmt: str) -> None:
 @click.option("--apply", "do_apply", is_flag=True, help="Run the steps, asking before each one.")
 @click.option("--yes", "-y", is_flag=True, help="With --apply: do not ask (for CI).")
 @click.option("--dry-run", is_flag=True, help="With --apply: print what would run, run nothing.")
+@_python_option()
 @click.option("-v", "--verbose", count=True)
 @click.pass_context
 def fix(ctx: click.Context, paths: tuple[str, ...], from_report: str | None, level: str, select: tuple[str, ...],
         skip: tuple[str, ...], target: str | None, output: str | None, do_apply: bool, yes: bool, dry_run: bool,
-        verbose: int) -> None:
+        python: str | None, verbose: int) -> None:
     """Render the fixes for the failing findings as a reviewable bash script, or apply them.
 
     Inputs as for 'run' (live, or --from REPORT) and 'analyze' (evidence PATHS)."""
@@ -436,7 +553,7 @@ def fix(ctx: click.Context, paths: tuple[str, ...], from_report: str | None, lev
 
     mode = "analyze" if paths else "live"
     report = build_report(ctx, mode, from_report=from_report, paths=paths, level=level, select=select, skip=skip,
-                          target=target, options_extra={"verbose": verbose})
+                          target=target, options_extra={"verbose": verbose, "python": python})
     safe = pipeline.redacted(report)
     from bwdoctor import __version__
 
@@ -455,7 +572,7 @@ def fix(ctx: click.Context, paths: tuple[str, ...], from_report: str | None, lev
     if dry_run:
         ctx.exit(EXIT_OK)
     after = build_report(ctx, mode, from_report=None, paths=paths, level=level, select=select, skip=skip,
-                         target=target, options_extra={"verbose": verbose})
+                         target=target, options_extra={"verbose": verbose, "python": python})
     before_bad = {f.key for f in report.findings if f.status in ("fail", "warn")}
     after_bad = {f.key for f in after.findings if f.status in ("fail", "warn")}
     for key in sorted(before_bad - after_bad):
@@ -473,11 +590,25 @@ def _quiet_broken_pipe() -> None:
         os.close(devnull)
 
 
+def _stdout_gone() -> bool:
+    """True when the reader of standard output went away: click wrapped it after EPIPE, or rich
+    pointed it at /dev/null."""
+    if type(sys.stdout).__name__.endswith("PacifyFlushWrapper"):
+        return True
+    try:
+        st, null = os.fstat(sys.stdout.fileno()), os.stat(os.devnull)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (null.st_dev, null.st_ino) or st.st_rdev == null.st_rdev != 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: never lets a traceback reach the user (exit 3 with a message instead)."""
     from bwdoctor.isolation import install_interrupt_handler
+    from bwdoctor.term import install_stdio_fallback
 
     install_interrupt_handler()
+    install_stdio_fallback()
     try:
         rv = cli.main(args=list(argv) if argv is not None else None, prog_name="bwdoctor", standalone_mode=False)
         return int(rv or 0)
@@ -486,7 +617,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("interrupted", err=True)
+            return 130
         click.echo("aborted", err=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -495,7 +629,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_broken_pipe()
         return EXIT_OK
-    except SystemExit as exc:  # plugin code calling sys.exit outside a guarded call
+    except SystemExit as exc:
+        if os.environ.get("_BWDOCTOR_COMPLETE"):  # shell completion answers and exits this way
+            return exc.code if isinstance(exc.code, int) else EXIT_OK
+        if _stdout_gone():  # rich met a closed pipe: it pointed stdout at /dev/null and exited
+            return EXIT_OK
+        # plugin code calling sys.exit outside a guarded call
         click.echo(f"bwdoctor: internal error: SystemExit({exc.code!r}) raised by plugin code", err=True)
         return EXIT_INTERNAL
     except BaseException as exc:  # noqa: BLE001 - the contract: no traceback, exit 3

@@ -5,9 +5,15 @@ A plugin is a module (or object) with functions named after these hooks, decorat
 checks, remedies, reporters, CLI commands); the host calls the functions inside those specs,
 each isolated with a deadline, so one broken plugin costs one ``error`` finding, never the run.
 
+The host calls hooks through pluggy (each plugin's implementation once, isolated) and runs
+pluggy's ``check_pending()`` after registration: an implementation of a hook that does not exist
+(a typo), or a function named like a hook without the decorator, is one ``error`` finding naming
+the plugin and the hook; it is never called.
+
 Plugins are found three ways:
 
-* built in (``bwdoctor_checks``, ``bwdoctor_remedies``), registered through
+* built in (``DEFAULT_PLUGINS`` in :mod:`bwdoctor.manager`: ``bwdoctor_checks``,
+  ``bwdoctor_remedies`` and the host's own checks, reporters and commands), registered through
   :func:`bwdoctor.manager.PluginManager.register_module` like any other;
 * installed distributions that declare an entry point in the ``bwdoctor`` group::
 

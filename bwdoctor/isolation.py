@@ -9,7 +9,6 @@ killed when the deadline passes, and a crash (segfault) is reported, not inherit
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
 import signal
 import threading
 import time
@@ -110,6 +109,8 @@ def _child_main(conn: Any, func: Callable[..., Any], args: tuple) -> None:
 
 
 def _context() -> Any:
+    import multiprocessing as mp  # only when a child is started: importing it costs start-up time
+
     methods = mp.get_all_start_methods()
     return mp.get_context("fork" if "fork" in methods else "spawn")
 

@@ -1,14 +1,17 @@
 """Plugin discovery and registration (pluggy).
 
-Failures never escape: a plugin that fails to import, raises in a hook or declares an id
-that another plugin already declared is recorded in :attr:`PluginManager.problems` and
-becomes an ``error`` finding in the report (``BWD-CORE-001`` / ``BWD-CORE-002``).
+Hooks are called through pluggy: :meth:`PluginManager.registry` walks each hook's
+implementations (``pm.hook.<name>.get_hookimpls()``) and calls each plugin's once, isolated.
+Failures never escape: a plugin that fails to import, raises in a hook, returns the wrong type,
+implements a hook that does not exist (pluggy's ``check_pending``), defines a hook function
+without ``@hookimpl`` or declares an id that another plugin already declared is recorded in
+:attr:`PluginManager.problems` and becomes an ``error`` finding in the report
+(``BWD-CORE-001`` / ``BWD-CORE-002``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
 import importlib.util
 import os
@@ -48,6 +51,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "reporters.builtin",
     "commands.kb",
     "commands.arch",
+    "commands.fit",
     "collectors.host",
     "collectors.nvml",
     "collectors.stack",
@@ -60,6 +64,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "parsers.env",
     "parsers.config",
     "parsers.log",
+    "parsers.model",
     "checks.pkg",
     "checks.gpu",
     "checks.stack",
@@ -80,7 +85,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 HOST_PLUGINS: dict[str, str] = {
     "checks.host": "bwdoctor.hostchecks",
     "reporters.builtin": "bwdoctor.reporters",
-    "commands.kb": "bwdoctor.kb.cli",
+    "commands.kb": "bwdoctor.hostcommands",
 }
 # the one declaring hook a built-in plugin of each role implements
 ROLE_HOOKS: dict[str, str] = {
@@ -93,9 +98,7 @@ ROLE_HOOKS: dict[str, str] = {
 }
 ROLES: tuple[str, ...] = tuple(ROLE_HOOKS)
 # built-ins that implement the hooks of further roles besides their own (a meta-test keeps this true)
-ALSO_IMPLEMENTS: dict[str, tuple[str, ...]] = {
-    "collectors.model": ("parsers", "commands"),
-}
+ALSO_IMPLEMENTS: dict[str, tuple[str, ...]] = {}
 
 
 def plugin_roles(name: str) -> tuple[str, ...]:
@@ -350,6 +353,8 @@ class PluginManager:
                     continue
                 if all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin):
                     continue
+                import difflib
+
                 close = difflib.get_close_matches(caller.name, HOOK_NAMES, n=1)
                 hint = f" (did you mean {close[0]}?)" if close else f" (the hooks: {', '.join(HOOK_NAMES)})"
                 self._problem("hook", plugin_name, self._dist(plugin_name),
@@ -392,6 +397,8 @@ class PluginManager:
             self.infos[info.name].location = getattr(module, "__file__", "") or ""
 
     def _load_entry_points(self) -> None:
+        if not _may_have_entry_points(ENTRY_POINT_GROUP):
+            return
         from importlib.metadata import entry_points
 
         try:
@@ -446,6 +453,34 @@ class PluginManager:
                               f"plugin {name!r} ({file}) failed to import: {_import_error(res)}", res.trace)
                 continue
             self.register_module(res.value, name, "plugin-dir", f"file {file}", "")
+
+
+def _may_have_entry_points(group: str) -> bool:
+    """Whether any installed distribution may declare entry points in ``group``: a look at the
+    ``entry_points.txt`` files on ``sys.path``, far cheaper than importing ``importlib.metadata``
+    (which is then used to load them). When in doubt (an unreadable folder, a zip), True."""
+    header = f"[{group}]"
+    for entry in sys.path:
+        try:
+            if entry and not os.path.isdir(entry or "."):
+                if os.path.isfile(entry):  # a zip or egg on the path: let importlib.metadata look
+                    return True
+                continue
+            with os.scandir(entry or ".") as it:
+                names = [d.name for d in it if d.name.endswith((".dist-info", ".egg-info"))]
+        except OSError:
+            return True
+        for name in names:
+            try:
+                with open(os.path.join(entry or ".", name, "entry_points.txt"), encoding="utf-8",
+                          errors="replace") as fh:
+                    if any(line.strip() == header for line in fh):
+                        return True
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return True
+    return False
 
 
 def _exec_file(modname: str, file: Path) -> ModuleType:

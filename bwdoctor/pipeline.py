@@ -62,6 +62,11 @@ class Request:
     run_checks: bool = True
     show_progress: bool = False
     """Show a live status line on the terminal while slow collectors run."""
+    python: str | None = None
+    """The Python environment to inspect (``--python``: a venv or conda folder, or an interpreter);
+    None: this interpreter, or the one behind ``vllm`` on PATH when this one has no vLLM."""
+    python_source: str = "--python"
+    """Where ``python`` came from (``--python`` or ``BWDOCTOR_PYTHON``), as the report says it."""
 
     def recorded_options(self) -> dict[str, Any]:
         """The options a report records (``report.options``)."""
@@ -69,9 +74,14 @@ class Request:
         out: dict[str, Any] = {"level": o.level, "select": list(self.select), "skip": list(self.skip),
                                "target": o.target, "fail_on": self.fail_on}
         extra = {"smoke": o.smoke, "model": o.model, "quantization": o.quantization, "endpoint": o.endpoint,
-                 **o.extra}
+                 "python": self.python, **{k: v for k, v in o.extra.items() if k not in INTERNAL_EXTRA}}
         out.update({k: v for k, v in extra.items() if v not in (None, False)})
         return out
+
+
+INTERNAL_EXTRA = ("python_env", "site_packages", "python", "torch_python")
+"""``RunOptions.extra`` keys the pipeline sets for the collectors (the inspected environment), not
+options the user gave."""
 
 
 # ----------------------------------------------------------------------------- stages
@@ -170,6 +180,17 @@ def diagnose(findings: Sequence[Finding]) -> list[Diagnosis]:
     return rank(findings)
 
 
+def inspect_environment(request: Request) -> None:
+    """Point the collectors at the Python environment to inspect (see :mod:`bwdoctor.pyenv`);
+    :class:`BadOption` when ``--python`` names no usable interpreter."""
+    from bwdoctor.pyenv import PythonEnvError, resolve
+
+    try:
+        resolve(request.python, request.python_source).apply(request.options.extra)
+    except PythonEnvError as exc:
+        raise BadOption(str(exc), "--python") from None
+
+
 def unknown_selections(registry: Registry, select: Sequence[str]) -> list[str]:
     """The ``--select`` tokens that match no check (a typo in a CI gate should not pass unnoticed)."""
     from bwdoctor.runner import matches
@@ -203,10 +224,17 @@ def _build(manager: PluginManager, request: Request) -> Report:
         inputs.append(request.from_report)
         mode = "from"
     elif mode == "analyze":
-        snap, found = parse(registry, request.paths)
+        from bwdoctor.files import BadInput
+        from bwdoctor.runner import MixedMachines
+
+        try:
+            snap, found = parse(registry, request.paths)
+        except MixedMachines as exc:
+            raise BadInput(str(exc)) from None
         findings += found
         inputs = [i["path"] for i in snap.meta.get("evidence", [])]
     else:
+        inspect_environment(request)
         slow = options.level != "quick" or options.smoke or bool(options.endpoint)
         snap, found = collect(registry, options, show_progress=slow and request.show_progress)
         findings += found
@@ -216,7 +244,10 @@ def _build(manager: PluginManager, request: Request) -> Report:
     if request.run_checks:
         # evidence files may come from any machine: every check that the evidence can feed runs
         level = options.level if mode != "analyze" else "full"
-        findings += judge(registry, snap, level, request.select, request.skip)
+        from bwdoctor.verdict import enforce_requests
+
+        findings += enforce_requests(judge(registry, snap, level, request.select, request.skip), request.select,
+                                     options.smoke, options.endpoint)
         plans, broken = remedy(registry, findings, snap)
         findings += broken
         diagnosis = diagnose(findings)

@@ -22,6 +22,7 @@ from bwdoctor.isolation import CallResult, ChildCall, call_with_deadline
 from bwdoctor.manager import PluginManager, Registry
 from bwdoctor.types import (
     CheckSpec,
+    CollectorFunc,
     CollectorSpec,
     Evidence,
     Fact,
@@ -29,6 +30,7 @@ from bwdoctor.types import (
     FixPlan,
     Missing,
     Outcome,
+    ParserFunc,
     RunOptions,
     Snapshot,
     Unavailable,
@@ -88,7 +90,7 @@ def _add(snap: Snapshot, item: Fact | Missing) -> None:
         snap.add(item)
 
 
-def _collect_one(func: Any, options: RunOptions) -> list[Fact]:
+def _collect_one(func: CollectorFunc, options: RunOptions) -> list[Fact]:
     return list(func(options) or [])
 
 
@@ -268,7 +270,7 @@ def _spool_pipe(path: Path, directory: str) -> tuple[str, str]:
     return tmp, note
 
 
-def _consume(func: Any, ev: Evidence, out: list[Any]) -> list[Any]:
+def _consume(func: ParserFunc, ev: Evidence, out: list[Any]) -> list[Any]:
     """Run a parser, collecting what it yields as it yields it (kept if it then runs out of time)."""
     for item in func(ev) or []:
         out.append(item)
@@ -287,6 +289,77 @@ def parse(registry: Registry, paths: Sequence[str], snapshot: Snapshot | None = 
     return snap, findings
 
 
+class MixedMachines(ValueError):
+    """The evidence files describe different machines (different GPUs or driver versions)."""
+
+    def __init__(self, groups: list[tuple[str, list[str]]]) -> None:
+        self.groups = groups
+        desc = "; ".join(f"{label}: {', '.join(files)}" for label, files in groups)
+        super().__init__(f"the evidence describes {len(groups)} different machines ({desc}); analyze the files "
+                         f"of one machine at a time")
+
+
+def _gpu_names(facts: Sequence[Fact]) -> set[str]:
+    names = set()
+    for f in facts:
+        parts = f.key.split(".")
+        if len(parts) == 2 and parts[0] == "gpu" and parts[1].isdigit() and isinstance(f.value, dict):
+            name = f.value.get("name")
+            if isinstance(name, str) and name.strip():
+                names.add(" ".join(name.split()))
+    return names
+
+
+def _same_name(a: str, b: str) -> bool:
+    """Equal GPU names, a name cut by nvidia-smi ("NVIDIA RTX PRO 6000 Blac...") matching its full form."""
+    a, b = a.lower(), b.lower()
+    if a == b:
+        return True
+    for cut, full in ((a, b), (b, a)):
+        stem = cut.rstrip(".…").rstrip()
+        if stem != cut and len(stem) >= 12 and full.startswith(stem):
+            return True
+    return False
+
+
+def _identity(facts: Sequence[Fact]) -> tuple[str | None, set[str]]:
+    driver = next((str(f.value) for f in facts if f.key == "driver.version" and isinstance(f.value, str)), None)
+    return driver, _gpu_names(facts)
+
+
+def _conflict(a: tuple[str | None, set[str]], b: tuple[str | None, set[str]]) -> bool:
+    if a[0] and b[0] and a[0] != b[0]:
+        return True
+    if a[1] and b[1]:
+        return not (all(any(_same_name(x, y) for y in b[1]) for x in a[1])
+                    and all(any(_same_name(x, y) for y in a[1]) for x in b[1]))
+    return False
+
+
+def machine_groups(per_file: Sequence[tuple[str, Sequence[Fact]]]) -> list[tuple[str, list[str]]]:
+    """The evidence files grouped by the machine they describe (GPU models and driver version from
+    machine output; files that name neither join any group). One group: one machine."""
+    groups: list[tuple[tuple[str | None, set[str]], list[str]]] = []
+    for path, facts in per_file:
+        ident = _identity(facts)
+        if not ident[0] and not ident[1]:
+            continue
+        for i, (gid, files) in enumerate(groups):
+            if not _conflict(gid, ident):
+                files.append(path)
+                groups[i] = ((gid[0] or ident[0], gid[1] | ident[1]), files)
+                break
+        else:
+            groups.append((ident, [path]))
+    out = []
+    for (driver, names), files in groups:
+        label = " + ".join(sorted(names)) or "GPU not named"
+        if driver:
+            label += f", driver {driver}"
+        out.append((label, files))
+    return out
+
+
 def _parse_into(registry: Registry, paths: Sequence[str], snap: Snapshot, spool: str) -> list[Finding]:
     findings: list[Finding] = []
     inputs = []
@@ -294,6 +367,9 @@ def _parse_into(registry: Registry, paths: Sequence[str], snap: Snapshot, spool:
     files = iter_evidence_paths(paths, notes)
     for subject, note in notes:
         findings.append(_core_finding("BWD-CORE-006", "skip", f"{subject}: {note}", subject=subject))
+    machine: list[tuple[Fact | Missing, str]] = []  # from machine output, in file order
+    prose: list[tuple[Fact | Missing, str]] = []  # from parsers of prose
+    per_file: list[tuple[str, list[Fact]]] = []
     for path in files:
         try:
             mode = os.stat(path).st_mode
@@ -308,6 +384,7 @@ def _parse_into(registry: Registry, paths: Sequence[str], snap: Snapshot, spool:
                                           subject=str(path)))
             continue
         used = []
+        own: list[Fact] = []
         for spec in registry.parsers:
             det = call_with_deadline(spec.detect, (ev,), 5.0)
             if not det.ok:
@@ -330,16 +407,43 @@ def _parse_into(registry: Registry, paths: Sequence[str], snap: Snapshot, spool:
                     continue
                 value = kept
             try:
-                for fact in _facts_from(value, spec.name):
-                    _add(snap, fact)
+                items = _facts_from(value, spec.name)
             except Exception as exc:
                 findings.append(_core_finding("BWD-CORE-004", "error", f"parser '{spec.name}' returned bad facts: "
                                               f"{exc}", subject=f"{spec.name}:{path.name}", plugin=spec.plugin))
                 continue
+            (prose if getattr(spec, "guesses", False) else machine).extend((item, str(path)) for item in items)
+            if not getattr(spec, "guesses", False):
+                own += [i for i in items if isinstance(i, Fact)]
             used.append(spec.name)
+        per_file.append((str(path), own))
         inputs.append({"path": str(path), "size": ev.size, "parsers": used})
         if not used:
             findings.append(_core_finding("BWD-CORE-006", "skip", f"no parser recognised {path}", subject=str(path)))
+    groups = machine_groups(per_file)
+    if len(groups) > 1:
+        raise MixedMachines(groups)
+    origins: dict[str, list[str]] = snap.meta.setdefault("origins", {})
+    for item, origin in machine:
+        _add(snap, item)
+        if isinstance(item, Fact) and origin not in origins.setdefault(item.key, []):
+            origins[item.key].append(origin)
+    # Prose ("we run an RTX PRO 6000") fills in only what machine output does not give.
+    has_gpu = any(k == "gpu.count" or (k.startswith("gpu.") and k[4:].isdigit()) for k in snap.facts)
+    guessed: dict[str, str] = snap.meta.setdefault("guessed", {})
+    for item, origin in prose:
+        if isinstance(item, Missing):
+            _add(snap, item)
+            continue
+        is_gpu = item.key == "gpu.count" or (item.key.startswith("gpu.") and item.key[4:].isdigit())
+        if item.key in snap.facts and item.key not in guessed or (is_gpu and has_gpu and item.key not in guessed):
+            continue
+        _add(snap, item)
+        guessed[item.key] = snap.facts[item.key].source
+        if origin not in origins.setdefault(item.key, []):
+            origins[item.key].append(origin)
+    if not guessed:
+        snap.meta.pop("guessed", None)
     snap.meta.setdefault("evidence", []).extend(inputs)
     return findings
 
@@ -402,11 +506,11 @@ def run_check(spec: CheckSpec, snap: Snapshot) -> list[Finding]:
     for key in spec.needs:
         if not snap.has(key):
             return [Finding(id=spec.id, title=spec.title, area=spec.area, status="skip",
-                            message=snap.why_missing(key),
-                            plugin=spec.plugin)]
+                            message=snap.why_missing(key), plugin=spec.plugin, details={"missing": key})]
     if spec.needs_any and not any(snap.has(k) for k in spec.needs_any):
         reason = snap.why_missing(spec.needs_any[0])
-        return [Finding(id=spec.id, title=spec.title, area=spec.area, status="skip", message=reason, plugin=spec.plugin)]
+        return [Finding(id=spec.id, title=spec.title, area=spec.area, status="skip", message=reason, plugin=spec.plugin,
+                        details={"missing": list(spec.needs_any)})]
     res = call_with_deadline(spec.func, (snap,), spec.timeout)
     if not res.ok:
         return [Finding(id=spec.id, title=spec.title, area=spec.area, status="error", severity="high",

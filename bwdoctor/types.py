@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, TypeGuard, cast
+from typing import Any, TypedDict, TypeGuard, TypeVar, cast
 
 SNAPSHOT_SCHEMA_VERSION = 1
 REPORT_SCHEMA_VERSION = 1
@@ -88,8 +88,11 @@ def is_unsupported(value: Any) -> bool:
     return isinstance(value, Unsupported)
 
 
-def known(value: Any) -> bool:
-    """True when a value is present and not :class:`Unsupported`."""
+_T = TypeVar("_T")
+
+
+def known(value: _T | Unsupported | None) -> TypeGuard[_T]:
+    """True when a value is present and not :class:`Unsupported` (type checkers then know it is neither)."""
     return value is not None and not isinstance(value, Unsupported)
 
 
@@ -239,7 +242,7 @@ class Snapshot:
             pre = ".".join(parts[:i])
             if pre in self.missing:
                 return self.missing[pre]
-        return f"fact '{key}' was not collected"
+        return f"{plain_fact_name(key)} is not known from what was given"
 
     def judged_view(self) -> Snapshot:
         """The snapshot the checks judge. When the ``target`` fact replaces the GPUs (set from
@@ -309,6 +312,23 @@ class Snapshot:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Snapshot) and self.to_dict() == other.to_dict()
+
+
+_PLAIN_FACTS = {
+    "gpu": "the GPU", "driver": "the NVIDIA driver", "torch": "the installed PyTorch", "vllm": "the installed vLLM",
+    "toolkit": "the CUDA toolkit", "nccl": "NCCL", "config": "the serving configuration", "log": "a vLLM log",
+    "smoke": "the smoke generation", "probe": "the GPU probes", "host": "the host", "packages": "the installed packages",
+    "target": "the --target GPU", "flashinfer": "FlashInfer", "triton": "Triton", "cudabin": "the CUDA binaries",
+}
+
+
+def plain_fact_name(key: str) -> str:
+    """Words for a fact key in a message (``config.base_image`` → "the serving configuration
+    (base image)"); the key itself is for ``-v``."""
+    head, _, rest = key.partition(".")
+    base = _PLAIN_FACTS.get(head, head.replace("_", " "))
+    rest = rest.rstrip(".*").replace("_", " ").replace(".", " ")
+    return f"{base} ({rest})" if rest and not rest.isdigit() else base
 
 
 class Unavailable(Exception):
@@ -413,6 +433,10 @@ class ParserSpec:
     timeout: float = 30.0
     doc: str = ""
     plugin: str = ""
+    guesses: bool = False
+    """True for a parser that reads prose (issue text) rather than machine output: its facts are
+    marked as guessed in reports, and a fact that machine output in the evidence also gives is
+    taken from the machine output."""
 
 
 @dataclass
@@ -454,6 +478,8 @@ def skipped(message: str, evidence: Sequence[str] = (), **kw: Any) -> Outcome:
     return Outcome("skip", message, evidence, **kw)
 
 
+CheckResult = Outcome | list[Outcome] | None
+"""What a check function returns: one outcome, one per subject (a GPU, a file), or None (not applicable)."""
 CheckFunc = Callable[["Snapshot"], "Outcome | Iterable[Outcome] | None"]
 
 
@@ -662,12 +688,26 @@ class Report:
             counts[f.status] = counts.get(f.status, 0) + 1
         return counts
 
+    def verdict(self) -> dict[str, Any]:
+        """``{"status": "ready" | "not ready" | "could not tell", "reason", "findings"}``
+        (see :mod:`bwdoctor.verdict`)."""
+        from bwdoctor.verdict import compute
+
+        return compute(self.findings, self.diagnosis, self.mode, self.options)
+
+    def inspected(self) -> dict[str, Any]:
+        """What this report judged: the Python environment (live runs) and the input files."""
+        env = self.snapshot.value("host.python_env")
+        return {"python": to_jsonable(env) if isinstance(env, dict) else None, "inputs": list(self.inputs)}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": REPORT_SCHEMA_VERSION,
             "tool": {"name": "bwdoctor", "version": self.tool_version},
             "created": self.created,
             "mode": self.mode,
+            "verdict": self.verdict(),
+            "inspected": self.inspected(),
             "options": to_jsonable(self.options),
             "inputs": list(self.inputs),
             "summary": self.summary(),

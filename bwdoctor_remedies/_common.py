@@ -13,7 +13,7 @@ import os
 import re
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from bwdoctor import Finding, FixPlan, FixStep, Snapshot, fixscript, known, resolve
 from bwdoctor.redact import redact_text
@@ -22,55 +22,12 @@ MAX_PATCH_BYTES = 1024 * 1024
 
 # --------------------------------------------------------------------------- version tables
 
-# PyTorch CUDA variants published on download.pytorch.org/whl/<variant> per torch minor.
-# Sources: PyTorch "Previous PyTorch Versions" page (pytorch.org/get-started/previous-versions)
-# and the release notes (2.7: "pre-built wheels for CUDA 12.8"; 2.8: CUDA 12.6/12.8/12.9;
-# 2.9: 12.6/12.8/13.0). 2.11+ : CUDA 13.0 is the PyPI default (facts.md 2d, wheel
-# inspection), 12.6 and 12.8 stay on the PyTorch index.
-TORCH_INDEX_VARIANTS: dict[str, tuple[str, ...]] = {
-    "2.4": ("cu118", "cu121", "cu124"),
-    "2.5": ("cu118", "cu121", "cu124"),
-    "2.6": ("cu118", "cu124", "cu126"),
-    "2.7": ("cu118", "cu126", "cu128"),
-    "2.8": ("cu126", "cu128", "cu129"),
-    "2.9": ("cu126", "cu128", "cu130"),
-    "2.10": ("cu126", "cu128", "cu130"),
-    "2.11": ("cu126", "cu128", "cu130"),
-    "2.12": ("cu126", "cu128", "cu130"),
-    "2.13": ("cu126", "cu128", "cu130"),
-    "2.14": ("cu126", "cu128", "cu130"),
-}
-
-# The CUDA variant PyPI's default torch wheel was built for (facts.md 2d, wheel inspection).
-TORCH_PYPI_VARIANT: dict[str, str] = {
-    "2.4": "cu121", "2.5": "cu124", "2.6": "cu124", "2.7": "cu126", "2.8": "cu128", "2.9": "cu128",
-    "2.10": "cu128", "2.11": "cu130", "2.12": "cu130", "2.13": "cu130", "2.14": "cu130",
-}
-
-# flashinfer-python pinned by each vLLM release (facts.md 2e: wheel METADATA).
-VLLM_FLASHINFER_PIN: list[tuple[str, str]] = [
-    ("0.10.1", "0.2.11"), ("0.10.2", "0.3.0"), ("0.11.0", "0.3.1"), ("0.11.1", "0.5.2"), ("0.12.0", "0.5.3"),
-    ("0.15.0", "0.6.1"), ("0.16.0", "0.6.3"), ("0.17.0", "0.6.4"), ("0.18.0", "0.6.6"), ("0.20.0", "0.6.8.post1"),
-    ("0.33.0", "0.7.2.post1"),
-]
-
-# Recommended driver branch: the oldest branch still supported by NVIDIA that drives the GPU.
-# R580 is the long-term support branch (EOL Aug 2028, "supports CUDA 13.x"); R570 reached end of
-# life in Feb 2026 and R575 is EOL (facts.md 2a, docs.nvidia.com/datacenter/tesla/drivers/
-# supported-drivers-and-cuda-toolkit-versions.html).
-SUPPORTED_DRIVER_BRANCHES = (580, 590, 595)
-
-
 def vparse(text: Any) -> Version | None:
+    """A version without its local part (:func:`bwdoctor.resolve.parse_version`)."""
     if text is None or not known(text):
         return None
-    m = re.match(r"^\s*v?(\d+(?:\.\d+)*(?:(?:\.?post|rc|\.dev)\d+)?)", str(text))
-    if not m:
-        return None
-    try:
-        return Version(m.group(1))
-    except InvalidVersion:
-        return None
+    v = resolve.parse_version(text)
+    return Version(v.public) if v is not None else None
 
 
 def minor_of(version: Any) -> str | None:
@@ -79,15 +36,13 @@ def minor_of(version: Any) -> str | None:
 
 
 def local_variant(version: Any) -> str | None:
-    """``cu128`` from ``2.8.0+cu128``."""
-    s = str(version or "")
-    return s.split("+", 1)[1] if "+" in s else None
+    """``cu128`` from ``2.8.0+cu128`` (:func:`bwdoctor.resolve.local_variant`)."""
+    return resolve.local_variant(version)
 
 
 def variant_cuda(variant: str | None) -> str | None:
-    """``12.8`` from ``cu128``; None for cpu/rocm."""
-    m = re.match(r"^cu(\d+)(\d)$", variant or "")
-    return f"{int(m.group(1))}.{m.group(2)}" if m else None
+    """``12.8`` from ``cu128``; None for cpu/rocm (:func:`bwdoctor.resolve.cuda_of_variant`)."""
+    return resolve.cuda_of_variant(variant)
 
 
 def companion_versions(torch_version: Any) -> dict[str, str]:
@@ -104,14 +59,10 @@ def companion_versions(torch_version: Any) -> dict[str, str]:
 
 
 def flashinfer_pin_for(vllm_version: Any) -> str | None:
-    v = vparse(vllm_version)
-    if v is None:
-        return None
-    best = None
-    for first, pin in VLLM_FLASHINFER_PIN:
-        if Version(first) <= v:
-            best = pin
-    return best
+    """The flashinfer-python a vLLM release pins (:func:`bwdoctor.kb.flashinfer_pin_for`)."""
+    from bwdoctor import kb
+
+    return kb.flashinfer_pin_for(vllm_version)
 
 
 # --------------------------------------------------------------------------- knowledge base
@@ -150,30 +101,11 @@ def kb_cuda_compat_driver(cuda: str | None) -> str | None:
 
 
 def gpu_specs(snap: Snapshot) -> list[Any]:
-    """``kb.find_gpu`` for every GPU (by name or PCI id), else the ``--target``'s GPU."""
+    """The knowledge base's GpuSpec of every judged GPU (by PCI id, name), else the ``--target``'s."""
     out = []
-    try:
-        from bwdoctor import kb
-    except Exception:
-        return out
-    for _, g in snap.gpus():
-        try:
-            spec = kb.find_gpu(name=g.get("name") if known(g.get("name")) else None,
-                               pci_device_id=g.get("pci_device_id") if known(g.get("pci_device_id")) else None)
-        except Exception:
-            spec = None
-        if spec is not None:
-            out.append(spec)
-    if not snap.gpus():
-        tgt = snap.value("target")
-        key = tgt.get("gpu") if isinstance(tgt, dict) else None
-        if key:
-            try:
-                spec = kb.find_gpu(name=key)
-            except Exception:
-                spec = None
-            if spec is not None:
-                out.append(spec)
+    for j in resolve.judged_gpus(snap, usable_only=False, need_cc=False):
+        if j.spec is not None and j.spec not in out:
+            out.append(j.spec)
     return out
 
 
@@ -326,7 +258,7 @@ def recommended_vllm(snap: Snapshot) -> tuple[str | None, str]:
     if kbv is None:
         return None, "the vLLM knowledge base is unavailable"
     try:
-        versions = [v for v in kbv.known_versions() if vparse(v) and not vparse(v).is_prerelease]
+        versions = [v for v in kbv.known_versions() if (pv := vparse(v)) is not None and not pv.is_prerelease]
     except Exception:
         return None, "the vLLM knowledge base is unavailable"
     first, last, unsupported = vllm_bounds(snap)
@@ -338,6 +270,8 @@ def recommended_vllm(snap: Snapshot) -> tuple[str | None, str]:
     best = None
     for v in versions:
         pv = vparse(v)
+        if pv is None:
+            continue
         if lo and pv < lo:
             continue
         if hi and pv > hi:

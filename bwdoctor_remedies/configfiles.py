@@ -42,7 +42,8 @@ def _vllm_release(snap: Snapshot) -> str | None:
     if isinstance(pin, dict) and pin.get("version"):
         v = str(pin["version"])
         vmin = c.vparse(c.strictest(snap, "vllm_min"))
-        if vmin is not None and c.vparse(v) is not None and c.vparse(v) < vmin:
+        pv = c.vparse(v)
+        if vmin is not None and pv is not None and pv < vmin:
             v = c.recommended_vllm(snap)[0] or v  # the pin is replaced by the Dockerfile fix
         return v
     return c.vllm_version(snap)
@@ -217,9 +218,9 @@ def _compose_services(text: str) -> list[tuple[int, int, str, dict[str, Any]]]:
         return []
     if not isinstance(data, dict):
         return []
-    services = data.get("services") if isinstance(data.get("services"), dict) else None
+    services: dict[str, Any] | None = data["services"] if isinstance(data.get("services"), dict) else None
     legacy = services is None
-    if legacy:
+    if services is None:
         services = {k: v for k, v in data.items() if (isinstance(v, dict) or v is None)
                     and not str(k).startswith("x-") and k not in ("version", "volumes", "networks", "configs", "secrets")}
     lines = text.splitlines()
@@ -387,7 +388,8 @@ def fix_dockerfile(text: str, snap: Snapshot) -> tuple[str, list[str]]:
                 img_ver = kbv.image_tag_version(image, tag)
             except Exception:
                 img_ver = None
-            if img_ver and vmin and c.vparse(img_ver) < vmin:
+            iv = c.vparse(img_ver)
+            if iv is not None and vmin and iv < vmin:
                 old = f"vLLM {img_ver} has no kernels for this GPU (needs >= {vmin})"
         cuda = _image_cuda(image, tag)
         if cuda is not None and need_cuda is not None and cuda < need_cuda:

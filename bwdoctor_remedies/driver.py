@@ -10,7 +10,7 @@ Facts read: ``host.os``, ``host.container``, ``host.wsl``, ``host.env``, ``drive
 
 from __future__ import annotations
 
-from bwdoctor import Finding, FixPlan, FixStep, RemedySpec, Snapshot, hookimpl
+from bwdoctor import Finding, FixPlan, FixStep, RemedySpec, Snapshot, hookimpl, kb, resolve
 
 from . import _common as c
 
@@ -50,7 +50,8 @@ def _needed_cuda(snap: Snapshot, finding: Finding) -> str | None:
             cands.append(str(bc))
     best = None
     for cu in cands:
-        if c.vparse(cu) and (best is None or c.vparse(cu) > c.vparse(best)):
+        pv, pbest = c.vparse(cu), c.vparse(best)
+        if pv and (best is None or (pbest is not None and pv > pbest)):
             best = cu
     return best
 
@@ -62,7 +63,8 @@ def required_driver(snap: Snapshot, finding: Finding) -> tuple[str | None, list[
 
     def consider(ver: str | None, why: str) -> None:
         nonlocal best
-        if ver and c.vparse(ver) and (best is None or c.vparse(ver) > c.vparse(best)):
+        pv, pbest = c.vparse(ver), c.vparse(best)
+        if ver and pv and (best is None or (pbest is not None and pv > pbest)):
             best = ver
         if ver:
             reasons.append(f"{why} needs driver >= {ver}")
@@ -73,8 +75,12 @@ def required_driver(snap: Snapshot, finding: Finding) -> tuple[str | None, list[
             consider(d[key], "the finding")
     for cc, req in c.requirements(snap):
         consider(c.attr(req, "min_driver"), f"compute capability {cc}")
-    for spec in c.gpu_specs(snap):
-        consider(c.attr(spec, "min_driver"), str(c.attr(spec, "name", "the GPU")))
+    for j in resolve.judged_gpus(snap, usable_only=False, need_cc=False):
+        if j.spec is not None:
+            first = j.spec.first_listed_for(j.fact.get("pci_device_id"))
+            if first:
+                consider(first, j.spec.name)
+                reasons[-1] = f"{j.spec.name} is first listed in driver {first}"
     cuda = _needed_cuda(snap, finding)
     if cuda:
         consider(c.kb_cuda_compat_driver(cuda), f"the CUDA {cuda} runtime")
@@ -82,8 +88,9 @@ def required_driver(snap: Snapshot, finding: Finding) -> tuple[str | None, list[
 
 
 def recommended_branch(required: str | None) -> int:
-    need = c.driver_branch(required) or c.SUPPORTED_DRIVER_BRANCHES[0]
-    for b in c.SUPPORTED_DRIVER_BRANCHES:
+    branches = kb.recommended_driver_branches()
+    need = c.driver_branch(required) or branches[0]
+    for b in branches:
         if b >= need:
             return b
     return need

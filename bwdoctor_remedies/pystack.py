@@ -22,7 +22,7 @@ import re
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
 
-from bwdoctor import Finding, FixPlan, FixStep, RemedySpec, Snapshot, hookimpl
+from bwdoctor import Finding, FixPlan, FixStep, RemedySpec, Snapshot, hookimpl, kb, resolve
 
 from . import _common as c
 
@@ -46,7 +46,7 @@ def choose_variant(snap: Snapshot, torch_base: str) -> str | None:
     SASS for every GPU (kb torch_cuda_variants), runnable on the installed driver; the newest
     such, or the PyPI default when the driver is unknown."""
     minor = c.minor_of(torch_base)
-    published = list(c.TORCH_INDEX_VARIANTS.get(minor or "", ()))
+    published = list(kb.torch_index_variants().get(minor or "", ()))
     arch_ok = c.common_variants(snap)
     cands = [v for v in published if not arch_ok or v in arch_ok]
     if not cands:
@@ -55,7 +55,7 @@ def choose_variant(snap: Snapshot, torch_base: str) -> str | None:
     if not allowed:
         return None
     if c.driver_version(snap) is None:
-        default = c.TORCH_PYPI_VARIANT.get(minor or "")
+        default = kb.torch_pypi_variant(minor) if minor else None
         if default in allowed:
             return default
     return max(allowed, key=lambda v: c.vparse(c.variant_cuda(v)) or Version("0"))
@@ -122,7 +122,7 @@ def torch_reinstall(finding: Finding, snap: Snapshot) -> FixPlan | None:
 
 def _required_by(snap: Snapshot, name: str) -> list[str]:
     """Installed distributions that require ``name``."""
-    out = []
+    out: list[str] = []
     pk = snap.value("packages")
     if not isinstance(pk, dict):
         return out
@@ -146,7 +146,8 @@ def align_companions(finding: Finding, snap: Snapshot) -> FixPlan | None:
     tv = c.torch_version(snap)
     if not tv:
         return None
-    base = str(Version(c.vparse(tv).base_version)) if c.vparse(tv) else None
+    parsed = c.vparse(tv)
+    base = str(Version(parsed.base_version)) if parsed else None
     if not base:
         return None
     variant = c.local_variant(tv)
@@ -188,7 +189,7 @@ def _vllm_pip_reqs(snap: Snapshot, version: str) -> tuple[list[str], str | None]
     Blackwell kernels; the cu128 index supplies the build that has (facts.md 2e)."""
     v = c.vparse(version)
     extra = None
-    if v is not None and v < Version("0.10.2") and any(c._cc_key(cc)[0] >= 10 for cc in c.compute_capabilities(snap)):
+    if v is not None and v < Version("0.10.2") and any(resolve.cc_key(cc)[0] >= 10 for cc in c.compute_capabilities(snap)):
         extra = c.torch_index("cu128")
     return [f"vllm=={version}"], extra
 
@@ -260,7 +261,8 @@ def flashinfer_align(finding: Finding, snap: Snapshot) -> FixPlan | None:
         return None
     steps: list[FixStep] = []
     fmin = c.vparse(c.strictest(snap, "flashinfer_min"))
-    if fmin and c.vparse(target) and c.vparse(target) < fmin:
+    tgt = c.vparse(target)
+    if fmin and tgt and tgt < fmin:
         steps.append(c.advice(f"FlashInfer {target} (what vLLM {vv} pins) predates kernels for this GPU "
                               f"(>= {fmin}); install a newer vLLM (remedy vllm.install-supported)."))
     reqs = [f"flashinfer-python=={target}"]
@@ -301,7 +303,8 @@ def toolkit_cuda_home(finding: Finding, snap: Snapshot) -> FixPlan | None:
     nvcc = snap.value("toolkit.nvcc")
     have = c.vparse(nvcc.get("version")) if isinstance(nvcc, dict) else None
     steps: list[FixStep] = []
-    if have is not None and have >= c.vparse(need) and isinstance(nvcc, dict) and nvcc.get("path"):
+    needed = c.vparse(need)
+    if have is not None and needed is not None and have >= needed and isinstance(nvcc, dict) and nvcc.get("path"):
         home = os.path.dirname(os.path.dirname(str(nvcc["path"])))
         steps.append(c.advice(f"A new enough toolkit ({have}) is installed at {home}: point the JIT paths at it",
                               ["export", f"CUDA_HOME={home}"]))
@@ -332,7 +335,8 @@ def triton_ptxas(finding: Finding, snap: Snapshot) -> FixPlan | None:
     nvcc = snap.value("toolkit.nvcc")
     have = c.vparse(nvcc.get("version")) if isinstance(nvcc, dict) else None
     steps: list[FixStep] = []
-    if need and have is not None and have >= c.vparse(need) and isinstance(nvcc, dict) and nvcc.get("path"):
+    needed = c.vparse(need)
+    if needed is not None and have is not None and have >= needed and isinstance(nvcc, dict) and nvcc.get("path"):
         ptxas = os.path.join(os.path.dirname(str(nvcc["path"])), "ptxas")
         steps.append(c.advice(f"Let Triton use the CUDA {have} ptxas instead of its bundled one",
                               ["export", f"TRITON_PTXAS_PATH={ptxas}"]))
@@ -342,7 +346,8 @@ def triton_ptxas(finding: Finding, snap: Snapshot) -> FixPlan | None:
     tmin = c.strictest(snap, "triton_min")
     tri = snap.value("triton")
     tv = c.vparse(tri.get("version")) if isinstance(tri, dict) else c.vparse(c.installed(snap, "triton"))
-    if tmin and tv is not None and tv < c.vparse(tmin):
+    tfloor = c.vparse(tmin)
+    if tfloor is not None and tv is not None and tv < tfloor:
         steps.append(c.advice(f"Triton {tv} predates support for this GPU (>= {tmin}); Triton is pinned by torch, so "
                               "upgrade torch (remedy torch.reinstall-cuda-variant) rather than Triton alone."))
     return c.plan("triton.ptxas", "Give Triton a ptxas that knows this GPU", finding, steps)
@@ -352,7 +357,8 @@ def nccl_upgrade(finding: Finding, snap: Snapshot) -> FixPlan | None:
     t = snap.value("torch")
     cuda = c.vparse(t.get("cuda")) if isinstance(t, dict) and t.get("cuda") else None
     variant = c.local_variant(c.torch_version(snap))
-    major = cuda.major if cuda else (int(c.variant_cuda(variant).split(".")[0]) if c.variant_cuda(variant) else 12)
+    vcuda = c.variant_cuda(variant)
+    major = cuda.major if cuda else (int(vcuda.split(".")[0]) if vcuda else 12)
     pkg = f"nvidia-nccl-cu{major}"
     need = c.vparse(c.strictest(snap, "nccl_min"))
     pin = None
@@ -365,7 +371,8 @@ def nccl_upgrade(finding: Finding, snap: Snapshot) -> FixPlan | None:
     # The first PyPI releases at or above the Blackwell minimum (2.26): nvidia-nccl-cu12 2.26.5,
     # nvidia-nccl-cu13 2.27.7 (the first cu13 build) — PyPI release lists.
     fallback = "2.26.5" if major == 12 else "2.27.7"
-    target = pin if pin and (need is None or c.vparse(pin) >= need) else fallback
+    pinned = c.vparse(pin)
+    target = pin if pin and (need is None or (pinned is not None and pinned >= need)) else fallback
     steps = []
     env = c.host_env(snap)
     for var in ("LD_PRELOAD", "LD_LIBRARY_PATH", "VLLM_NCCL_SO_PATH"):

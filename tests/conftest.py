@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from bwdoctor.types import Fact, Finding, Missing, Snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -39,3 +43,58 @@ def run_cli(args, env=None, input=None, timeout=120):
     proc = subprocess.run([sys.executable, "-m", "bwdoctor.cli", *args], capture_output=True, text=True,
                           env=env, input=input, timeout=timeout, cwd=str(ROOT))
     return proc.returncode, proc.stdout, proc.stderr
+
+
+# ----------------------------------------------------------------------------- recorded facts
+
+
+def make_snapshot(facts: Mapping[str, Any] | None = None, *, base: Iterable[Fact | Missing] = (),
+                  gpus: Sequence[Mapping[str, Any]] = (), target: str | None = None, source: str = "test",
+                  **named: Any) -> Snapshot:
+    """A snapshot of recorded facts, as collectors and parsers would produce them: ``base`` first
+    (a parser's or an NVML replay's facts), then ``gpus`` as ``gpu.0``, ``gpu.1`` ..., ``facts``
+    keyed by dotted names and keyword facts with ``__`` for ``.`` (``gpu__0=...`` sets ``gpu.0``);
+    ``target`` is resolved as ``--target`` is."""
+    snap = Snapshot(base)
+    for i, gpu in enumerate(gpus):
+        snap.set(f"gpu.{i}", dict(gpu), source)
+    for key, value in {**(facts or {}), **{k.replace("__", "."): v for k, v in named.items()}}.items():
+        snap.set(key, value, source)
+    if target:
+        from bwdoctor import pipeline
+
+        pipeline.apply_target(snap, target)
+    return snap
+
+
+_REGISTRY: Any = None
+
+
+def builtin_registry() -> Any:
+    """The built-in plugins' registry (loaded once per test session)."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        from bwdoctor.manager import PluginManager
+
+        _REGISTRY = PluginManager(entry_points=False).registry()
+    return _REGISTRY
+
+
+def judge(snap: Snapshot, *check_ids: str, level: str = "full") -> list[Finding]:
+    """The findings of the named checks (all, when none are named) on ``snap``, through the same
+    pipeline stage a live run uses (the ``--target`` judged view included)."""
+    from bwdoctor import pipeline
+
+    return pipeline.judge(builtin_registry(), snap, level, select=check_ids)
+
+
+@pytest.fixture
+def snapshot_of():
+    """:func:`make_snapshot` as a fixture."""
+    return make_snapshot
+
+
+@pytest.fixture(scope="session")
+def registry():
+    """The built-in plugins' registry."""
+    return builtin_registry()

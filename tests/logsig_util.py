@@ -7,17 +7,14 @@ from bwdoctor.types import Snapshot
 from bwdoctor_checks.checks import log as logsig
 from bwdoctor_checks.parsers import log as parse_log
 
+from conftest import make_snapshot
+
 SPECS = {s.id: s for s in logsig.bwdoctor_checks()}
 
 
 def snap_from(text: str, **facts) -> Snapshot:
     """What analyze builds from ``text``, plus hand-made facts (``gpu__0`` sets ``gpu.0``)."""
-    snap = Snapshot()
-    for f in parse_log.parse_text(text):
-        snap.add(f)
-    for key, value in facts.items():
-        snap.set(key.replace("__", "."), value, "test")
-    return snap
+    return make_snapshot(base=parse_log.parse_text(text), **facts)
 
 
 def outcome(cid: str, snap: Snapshot):

@@ -17,9 +17,13 @@ def validate(report: dict) -> None:
     jsonschema.validate(report, SCHEMA, cls=jsonschema.Draft202012Validator)
 
 
-def test_run_without_gpu_reports_and_exits_zero():
-    code, out, err = run_cli(["run"], env=clean_env())
-    assert code == 0, out + err
+def test_run_in_an_environment_without_vllm_is_not_ready():
+    # this test environment has neither vLLM nor torch: it cannot serve, whatever else is fine
+    code, out, err = run_cli(["run"], env=clean_env(PATH="/usr/bin:/bin"))
+    assert code == 1, out + err
+    first = out.splitlines()[0]
+    assert first.startswith("NOT READY: vLLM is not installed in the inspected environment " + sys.executable)
+    assert f"Inspected: Python {sys.version.split()[0]} at {sys.executable}" in out
     assert "Summary:" in out
     assert "Traceback" not in out + err
 
@@ -27,12 +31,15 @@ def test_run_without_gpu_reports_and_exits_zero():
 def test_run_json_validates_and_from_gives_the_same_findings(tmp_path: Path):
     out_file = tmp_path / "report.json"
     code, out, err = run_cli(["run", "--format", "json", "--output", str(out_file)], env=clean_env())
-    assert code == 0, err
+    assert code == 1, err
     report = json.loads(out_file.read_text())
     validate(report)
+    assert report["verdict"]["status"] == "not ready"
+    assert report["inspected"]["python"]["executable"] == sys.executable
     code, out, err = run_cli(["run", "--from", str(out_file), "--format", "json"], env=clean_env())
-    assert code == 0, err
+    assert code == 1, err
     again = json.loads(out)
+    assert again["verdict"] == report["verdict"]
     validate(again)
     assert again["mode"] == "from"
     strip = lambda r: sorted((f["id"], f["subject"] or "", f["status"], f["message"]) for f in r["findings"])  # noqa: E731
@@ -137,7 +144,8 @@ def test_example_plugin_installs_and_is_discovered_through_its_entry_point(tmp_p
     assert finding["id"] == "BWD-EXAMPLE-001" and finding["status"] in ("pass", "warn")
     assert finding["evidence"][0]["source"] == "getrlimit(RLIMIT_NOFILE)"
     code, out, err = run_cli(["--disable", "example", "run", "--select", "BWD-EXAMPLE-001", "--format", "json"], env=env)
-    assert json.loads(out)["findings"] == []
+    # the check left with its plugin: selecting it is a usage error, not a silent pass
+    assert code == 2 and "'BWD-EXAMPLE-001' matches no check" in err and out == ""
 
 
 def test_list_explain_and_plugins_commands():
@@ -154,10 +162,14 @@ def test_list_explain_and_plugins_commands():
 def test_help_documents_exit_codes():
     code, out, _ = run_cli(["--help"], env=clean_env())
     assert code == 0
-    for line in ("0  nothing at or above", "1  findings at or above", "2  usage error", "3  internal error"):
+    for line in ("0    nothing at or above", "1    not ready: findings at or above", "2    usage error",
+                 "3    internal error", "130  interrupted"):
         assert line in out
     code, out, _ = run_cli(["run", "--help"], env=clean_env())
-    assert "--fail-on" in out and "3  internal error" in out
+    assert "--fail-on" in out and "3    internal error" in out
+    for command in ("snapshot", "fix"):  # neither has --fail-on: their help does not speak of it
+        code, out, _ = run_cli([command, "--help"], env=clean_env())
+        assert code == 0 and "fail-on" not in out and "Exit codes" in out
 
 
 def test_snapshot_command_prints_facts_only():

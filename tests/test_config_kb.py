@@ -48,14 +48,27 @@ def test_read_envs_py_missing_file(tmp_path):
     assert "VLLM_ALPHA" in V.read_envs_py(p)
 
 
+def _tool():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "build_vllm_env_table.py"
+    spec = importlib.util.spec_from_file_location("build_vllm_env_table", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_build_env_table_from_wheels(tmp_path):
     for ver, body in (("0.1.0", '{"VLLM_A": 1, "VLLM_B": 2}'), ("0.2.0", '{"VLLM_A": 1}'), ("0.3.0", '{"VLLM_A": 1, "VLLM_B": 2}')):
         with zipfile.ZipFile(tmp_path / f"vllm-{ver}-cp38-abi3-manylinux1_x86_64.whl", "w") as z:
             z.writestr("vllm/envs.py", f"environment_variables = {body}\n")
-    t = V.build_env_table(sorted(tmp_path.glob("*.whl")))
+            z.writestr(f"vllm-{ver}.dist-info/METADATA", "Name: vllm\nRequires-Dist: torch==2.9.0\n")
+    t = _tool().build_env_table(sorted(tmp_path.glob("*.whl")))
     assert t["versions"] == ["0.1.0", "0.2.0", "0.3.0"]
     assert t["variables"]["VLLM_A"]["ranges"] == [["0.1.0", None]]
     assert t["variables"]["VLLM_B"]["ranges"] == [["0.1.0", "0.1.0"], ["0.3.0", None]]
+    assert t["torch_pins"] == {"0.1.0": "2.9.0", "0.2.0": "2.9.0", "0.3.0": "2.9.0"}
 
 
 def test_table_covers_scanned_releases():

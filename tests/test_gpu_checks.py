@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from bwdoctor import Snapshot
+from bwdoctor import Snapshot, kb
 from bwdoctor.manager import PluginManager
 from bwdoctor.runner import run_checks
 from bwdoctor_checks.collectors.nvml import replay_facts
+
+from conftest import make_snapshot
 
 DATA = Path(__file__).parent / "data" / "gpu"
 NS = {"error": "NVMLError_NotSupported", "msg": "Not Supported"}
@@ -106,10 +108,7 @@ def checks():
 
 
 def snap_of(cap, extra=None):
-    snap = Snapshot(replay_facts(cap))
-    for key, value in (extra or {}).items():
-        snap.set(key, value, "test")
-    return snap
+    return make_snapshot(extra, base=replay_facts(cap))
 
 
 def by_id(findings):
@@ -327,3 +326,26 @@ def test_snapshot_fields_never_zero_for_unsupported():
     g = Snapshot(replay_facts(copy.deepcopy(cap))).value("gpu.0")
     assert g["ecc"].reason == "NVMLError_NotSupported"
     assert g["fabric"].reason == "NVMLError_NotSupported"
+
+
+@pytest.mark.parametrize("key,pci,driver,status", [
+    ("rtx-pro-6000", "0x2bb1", "570.123.07", "pass"),
+    ("rtx-pro-6000", "0x2bb1", "570.133.20", "pass"),
+    ("rtx-pro-6000", "0x2bb1", "570.124.04", "fail"),  # numerically later, but its README does not list 0x2bb1
+    ("rtx-pro-4000", "0x2c34", "570.169", "pass"),
+    ("rtx-pro-4000", "0x2c33", "570.169", "fail"),  # the SFF id is first listed in 570.190
+    ("rtx-pro-4000", "0x2c33", "570.190", "pass"),
+    ("rtx-5090", "0x2b85", "570.86.16", "pass"),
+    ("rtx-5090", "0x2b8c", "575.64.05", "fail"),  # the 5090 D v2 is first listed in 580.76.05
+    ("rtx-5070-ti", "0x2c05", "570.123.01", "pass"),
+    ("rtx-5060-ti", "0x2d04", "570.123.07", "fail"),  # first listed in 570.123.10
+])
+def test_first_listed_driver_is_not_a_numeric_floor(checks, key, pci, driver, status):
+    spec = kb.find_gpu(key)
+    snap = Snapshot()
+    snap.set("gpu.0", {"name": spec.name, "compute_capability": spec.compute_capability, "pci_device_id": pci}, "nvml")
+    snap.set("driver.version", driver, "nvml")
+    f = by_id(run_checks(checks, snap))["BWD-DRV-002"][0]
+    assert f.status == status, f.message
+    if status == "fail":
+        assert "does not list" in f.message and f.details["first_listed_driver"]

@@ -242,3 +242,28 @@ def test_arch_json_rows_sorted_by_compute_capability():
     data = json.loads((KB_DIR / "arch.json").read_text())
     ccs = [kb.version_tuple(a["compute_capability"]) for a in data["architectures"]]
     assert ccs == sorted(ccs)
+
+
+def test_audited_values():
+    """Values an audit against primary sources corrected (each row cites its source)."""
+    from bwdoctor.kb import vllm as kbv
+
+    assert kb.arch_requirements("10.3").triton_min == "3.6.0"  # 3.5.x bundles a ptxas without sm_103
+    assert kb.arch_requirements("10.0").nccl_min == "2.25.1"
+    for key in ("gb10", "gb200", "gb300", "jetson-agx-orin", "jetson-agx-thor"):
+        g = kb.find_gpu(key)
+        assert g.host_platform == "aarch64"
+        assert kb.vllm_range(g.compute_capability, g.host_platform).first in ("0.10.2", None)
+    assert kb.vllm_range("12.1", "x86_64").first == "0.9.2" and kb.vllm_range("10.0", "x86_64").first == "0.9.0"
+    assert kb.vllm_range("8.7", "aarch64").first == "0.10.2" and "sm_87" in kb.arch_requirements("8.7").vllm["x86_64"].note
+    assert kbv.torch_pin_for("0.21.0") == "2.11.0" and kb.flashinfer_pin_for("0.21.0") == "0.6.8.post1"
+    assert kb.find_gpu("rtx-pro-4000").first_listed_for("0x2c33") == "570.190"
+    assert kb.find_gpu("rtx-pro-4000").first_listed_for("0x2c34") == "570.169"
+    assert kb.find_gpu("rtx-5090").first_listed_for("0x2b8c") == "580.76.05"
+    assert kb.find_gpu(pci_device_id="0x2c05").key == "rtx-5070-ti"
+    assert kb.find_gpu("rtx-5070-ti").first_listed_for("0x2c05") == "570.123.01"
+    assert kb.find_gpu(pci_device_id="0x2d04").key == "rtx-5060-ti"
+    assert kb.find_gpu("rtx-5060-ti").first_listed_for("0x2d04") == "570.123.10"
+    thor = kb.arch_requirements("sm_110")
+    assert thor.compute_capability == "11.0" and thor.fp4 and kb.resolve_target("jetson thor")["gpu"] == "jetson-agx-thor"
+    assert kb.forward_compat_supported("jetson-agx-orin") is True and kb.forward_compat_supported("jetson-agx-thor")

@@ -13,7 +13,8 @@ from bwdoctor.types import CHECK_ID_RE, LEVELS, ROOT_CAUSES
 
 from conftest import ROOT
 
-PUBLIC = {"bwdoctor", "bwdoctor.kb", "bwdoctor.isolation", "bwdoctor.fixscript", "bwdoctor.progress", "bwdoctor.redact"}
+PUBLIC = {"bwdoctor", "bwdoctor.kb", "bwdoctor.resolve", "bwdoctor.isolation", "bwdoctor.fixscript", "bwdoctor.progress",
+          "bwdoctor.redact", "bwdoctor.lazy", "bwdoctor.term"}
 
 
 def registry():

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bwdoctor import Fact, RunOptions, Snapshot
+from bwdoctor import RunOptions, Snapshot
 from bwdoctor.runner import run_checks
 from bwdoctor_checks.checks import mgpu
 from bwdoctor_checks.collectors import multigpu
+
+from conftest import make_snapshot
 
 SPECS = {s.id: s for s in mgpu.bwdoctor_checks()}
 
@@ -22,17 +24,12 @@ def gpu(name: str, pci: str, gen: int = 5, width: int = 16) -> dict:
 
 
 def machine(names: list[tuple[str, str]], nvlink: bool, gen: int = 5, **facts) -> Snapshot:
-    snap = Snapshot()
-    for i, (name, pci) in enumerate(names):
-        snap.add(Fact(f"gpu.{i}", gpu(name, pci, gen=gen), "nvml"))
-    snap.add(Fact("gpu.count", len(names), "nvml"))
     pairs = [{"a": a, "b": b, "common_ancestor": "system" if not nvlink else "board",
               "p2p": {"read": "ok", "write": "ok", "nvlink": "ok" if nvlink else "not_supported"}}
              for a in range(len(names)) for b in range(a + 1, len(names))]
-    snap.add(Fact("gpu.topology", {"pairs": pairs}, "nvml"))
-    for key, value in facts.items():
-        snap.add(Fact(key.replace("__", "."), value, "recorded"))
-    return snap
+    nvml = make_snapshot({"gpu.count": len(names), "gpu.topology": {"pairs": pairs}},
+                         gpus=[gpu(name, pci, gen=gen) for name, pci in names], source="nvml")
+    return make_snapshot(base=nvml, source="recorded", **facts)
 
 
 def p2p(n: int, gbs: float, can_access: bool = True, verified: bool = True, bad: tuple[int, int] | None = None) -> dict:

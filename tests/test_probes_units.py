@@ -10,16 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from bwdoctor import Fact, RunOptions, Snapshot, Unavailable, Unsupported
+from bwdoctor import RunOptions, Unavailable, Unsupported
 from bwdoctor_checks._lib import classify as classify
 from bwdoctor_checks._lib import rooflines as rooflines
 from bwdoctor_checks.checks import probe as probes_checks
 from bwdoctor_checks.collectors import probes as probes_collectors
 
-
-def _snap(facts):
-    return Snapshot([Fact(k, v, "test") for k, v in facts.items()])
-
+from conftest import make_snapshot
 
 # Error strings as torch and the CUDA runtime print them (CUDA 13.0 driver_types.h wording).
 RECORDED = [
@@ -87,7 +84,7 @@ def test_kernel_facts_driver_too_old_is_a_failure():
     res = {"torch": "2.9.0+cu130", "cuda": "13.0", "device_count": 0, "ok": False,
            "init_error": "RuntimeError: The NVIDIA driver on your system is too old (found version 12080)."}
     facts = probes_collectors.kernel_facts(res, False, "python")
-    out = probes_checks._check_kernel(_snap({f.key: f.value for f in facts}))
+    out = probes_checks._check_kernel(make_snapshot({f.key: f.value for f in facts}))
     assert out.status == "fail" and out.root_cause == "driver_too_old_for_cuda"
     assert "driver.upgrade" in out.remedies and "found version 12080" in out.message
 
@@ -102,7 +99,7 @@ def test_kernel_facts_no_kernel_image_per_device():
                        {"index": 1, "name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0", "ok": True}]}
     facts = probes_collectors.kernel_facts(res, False, "python")
     assert facts[0].value["devices"][0]["error_kind"] == "no_kernel_image"
-    outs = probes_checks._check_kernel(_snap({f.key: f.value for f in facts}))
+    outs = probes_checks._check_kernel(make_snapshot({f.key: f.value for f in facts}))
     assert [o.status for o in outs] == ["fail", "pass"]
     assert outs[0].root_cause == "arch_not_in_torch_wheel" and outs[0].confidence == 1.0
     assert "sm_90" in outs[0].message and outs[0].subject == "gpu0"
@@ -110,7 +107,7 @@ def test_kernel_facts_no_kernel_image_per_device():
 
 def test_kernel_facts_timeout_is_reported():
     facts = probes_collectors.kernel_facts({"stage": "init", "torch": "2.7.0"}, True, "python")
-    out = probes_checks._check_kernel(_snap({f.key: f.value for f in facts}))
+    out = probes_checks._check_kernel(make_snapshot({f.key: f.value for f in facts}))
     assert out.status == "fail" and "did not finish" in out.message
 
 
@@ -174,7 +171,7 @@ def test_kernel_child_end_to_end_with_stand_in_torch(tmp_path, monkeypatch):
     assert kl["torch"] == "2.5.1+cu124" and kl["device_count"] == 1
     assert kl["devices"][0]["error_kind"] == "no_kernel_image"
     assert any("sm_120 is not compatible" in w for w in kl["warnings"])
-    out = probes_checks._check_kernel(_snap({f.key: f.value for f in facts}))[0]
+    out = probes_checks._check_kernel(make_snapshot({f.key: f.value for f in facts}))[0]
     assert out.status == "fail" and out.root_cause == "arch_not_in_torch_wheel"
     assert "no kernel image is available" in out.message
 
@@ -208,7 +205,7 @@ def _h100_snapshot(**overrides):
     child = {"torch": H100_CHILD["torch"], "gpus": [dict(H100_CHILD["gpus"][0], **overrides)]}
     facts = {f.key: f.value for f in probes_collectors.probe_facts(child, "/usr/bin/python3")}
     facts["gpu.0"] = H100_GPU
-    return _snap(facts)
+    return make_snapshot(facts)
 
 
 def test_probe_facts_shape():
@@ -252,7 +249,7 @@ def test_failed_measurement_is_a_skip_with_the_error():
 
 def test_unknown_gpu_is_skipped_with_reason():
     child = {"gpus": [dict(H100_CHILD["gpus"][0], name="Mystery Accelerator 9000")]}
-    snap = _snap({f.key: f.value for f in probes_collectors.probe_facts(child, "python")})
+    snap = make_snapshot({f.key: f.value for f in probes_collectors.probe_facts(child, "python")})
     out = _ratio("memory_bandwidth_gbs")(snap)[0]
     assert out.status == "skip" and "knowledge base" in out.message
 
@@ -272,7 +269,7 @@ def test_pcie_check_names_a_narrow_link():
 
 
 def test_pcie_check_without_link_facts():
-    snap = _snap({f.key: f.value for f in probes_collectors.probe_facts(H100_CHILD, "python")})
+    snap = make_snapshot({f.key: f.value for f in probes_collectors.probe_facts(H100_CHILD, "python")})
     assert probes_checks._check_pcie(snap)[0].status == "skip"
 
 

@@ -14,12 +14,7 @@ from bwdoctor import Finding, FixPlan, Snapshot, kb
 from bwdoctor.fixscript import render_script
 from bwdoctor.manager import PluginManager
 
-
-def snap(**facts) -> Snapshot:
-    s = Snapshot()
-    for k, v in facts.items():
-        s.set(k.replace("__", "."), v, "test")
-    return s
+from conftest import make_snapshot
 
 
 def finding(*remedies: str, **details) -> Finding:
@@ -55,7 +50,7 @@ def lint(script: str, tmp_path: Path) -> None:
 
 
 def test_driver_upgrade_ubuntu_open_modules() -> None:
-    p = plan_for("driver.upgrade", snap(**BLACKWELL_UBUNTU))
+    p = plan_for("driver.upgrade", make_snapshot(**BLACKWELL_UBUNTU))
     argvs = [s.argv for s in p.steps if not s.advisory]
     assert ["apt-get", "install", "-y", "nvidia-driver-580-open"] in argvs
     assert all(s.needs_root for s in p.steps if not s.advisory)
@@ -64,56 +59,56 @@ def test_driver_upgrade_ubuntu_open_modules() -> None:
 
 def test_driver_upgrade_rhel_and_container() -> None:
     rhel = dict(BLACKWELL_UBUNTU, host__os={"id": "rocky", "id_like": "rhel centos fedora", "version": "9.4"})
-    p = plan_for("driver.upgrade", snap(**rhel))
+    p = plan_for("driver.upgrade", make_snapshot(**rhel))
     assert ["dnf", "module", "install", "-y", "nvidia-driver:580-open"] in [s.argv for s in p.steps]
     ctr = dict(BLACKWELL_UBUNTU, host__container="docker")
-    p = plan_for("driver.upgrade", snap(**ctr))
+    p = plan_for("driver.upgrade", make_snapshot(**ctr))
     assert all(s.advisory for s in p.steps) and "HOST" in p.steps[0].description
 
 
 def test_torch_reinstall_picks_variant_the_driver_runs() -> None:
     # vLLM 0.8.5 pins torch 2.6.0, which has no Blackwell build: the plan says so instead of guessing
-    p = plan_for("torch.reinstall-cuda-variant", snap(**BLACKWELL_UBUNTU))
+    p = plan_for("torch.reinstall-cuda-variant", make_snapshot(**BLACKWELL_UBUNTU))
     assert all(s.advisory for s in p.steps)
     s = dict(BLACKWELL_UBUNTU, driver__version="570.133.07", vllm={"version": "0.10.1", "torch_requirement": "torch==2.7.1"})
-    p = plan_for("torch.reinstall-cuda-variant", snap(**s))
+    p = plan_for("torch.reinstall-cuda-variant", make_snapshot(**s))
     argv = p.steps[0].argv
     assert "https://download.pytorch.org/whl/cu128" in argv and "torch==2.7.1+cu128" in argv
     assert "torchvision==0.22.1+cu128" in argv
     s = dict(s, driver__version="580.95.05", vllm={"version": "0.14.0", "torch_requirement": "torch==2.9.1"})
-    p = plan_for("torch.reinstall-cuda-variant", snap(**s))
+    p = plan_for("torch.reinstall-cuda-variant", make_snapshot(**s))
     assert "torch==2.9.1+cu130" in p.steps[0].argv
 
 
 def test_align_companions_install_or_uninstall() -> None:
-    s = snap(packages={"torch": {"version": "2.9.1+cu128"}, "torchvision": {"version": "0.23.0+cu128"},
+    s = make_snapshot(packages={"torch": {"version": "2.9.1+cu128"}, "torchvision": {"version": "0.23.0+cu128"},
                        "vllm": {"version": "0.14.0", "requires": ["torchvision==0.24.1"]}},
              torch={"version": "2.9.1+cu128"})
     p = plan_for("torch.align-companions", s)
     assert p.steps[0].argv[-1] == "torchvision==0.24.1+cu128"
-    s = snap(packages={"torch": {"version": "2.13.0+cpu"}, "torchaudio": {"version": "2.9.0"}}, torch={"version": "2.13.0+cpu"})
+    s = make_snapshot(packages={"torch": {"version": "2.13.0+cpu"}, "torchaudio": {"version": "2.9.0"}}, torch={"version": "2.13.0+cpu"})
     p = plan_for("torch.align-companions", s)
     assert p.steps[0].argv[-3:] == ["uninstall", "-y", "torchaudio"]
 
 
 def test_vllm_install_respects_driver() -> None:
-    p = plan_for("vllm.install-supported", snap(**dict(BLACKWELL_UBUNTU, driver__version="570.133.07")))
+    p = plan_for("vllm.install-supported", make_snapshot(**dict(BLACKWELL_UBUNTU, driver__version="570.133.07")))
     ver = p.steps[0].argv[-1].split("==")[1]
     from packaging.version import Version
     assert Version(kb.arch_requirements("12.0").vllm_min) <= Version(ver) < Version("0.20.0")
-    p = plan_for("vllm.install-supported", snap(**dict(BLACKWELL_UBUNTU, driver__version="580.95.05")))
+    p = plan_for("vllm.install-supported", make_snapshot(**dict(BLACKWELL_UBUNTU, driver__version="580.95.05")))
     assert p.steps[0].argv[-1] == f"vllm=={kb.vllm.latest_version()}"
 
 
 def test_persistence_mode_is_checked_and_root() -> None:
-    p = plan_for("gpu.persistence-mode", snap(**BLACKWELL_UBUNTU))
+    p = plan_for("gpu.persistence-mode", make_snapshot(**BLACKWELL_UBUNTU))
     step = p.steps[0]
     assert step.argv == ["nvidia-smi", "-pm", "1"] and step.needs_root and step.check
 
 
 @pytest.mark.parametrize("rid", sorted(BY_ID))
 def test_every_remedy_renders_lint_clean(rid: str, tmp_path: Path) -> None:
-    s = snap(**dict(BLACKWELL_UBUNTU, host__env={"NCCL_SOCKET_IFNAME": "$(touch /tmp/x)", "VLLM_ENABLE_FP8": "1"},
+    s = make_snapshot(**dict(BLACKWELL_UBUNTU, host__env={"NCCL_SOCKET_IFNAME": "$(touch /tmp/x)", "VLLM_ENABLE_FP8": "1"},
                     toolkit__nvcc={"version": "12.4", "path": "/usr/local/cuda-12.4/bin/nvcc"},
                     flashinfer={"packages": {"flashinfer-python": "0.2.5", "flashinfer-jit-cache": "0.2.4"}},
                     packages={"torch": {"version": "2.6.0+cu124"}, "vllm": {"version": "0.8.5"},

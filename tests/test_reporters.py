@@ -133,9 +133,13 @@ def test_json_report_validates_against_the_documented_schema(plugdir):
 
 def test_markdown_has_summary_findings_and_evidence(plugdir):
     code, out = render(plugdir, "markdown")
-    assert out.startswith("## bwdoctor")
-    assert "**Summary:** 1 fail, 1 warn" in out
-    assert "| FAIL | `BWD-LEAK-001` [a]" in out
+    assert out.startswith("## bwdoctor: **NOT READY**")
+    assert "1 fail, 1 warn" in out
+    problems = out.index("### Problems")
+    assert "| FAIL | `BWD-LEAK-001` [a]" in out[problems:]
+    # passes and skips are folded away below the problems
+    assert out.index("<details><summary>Passed (1)</summary>") > problems
+    assert out.index("<details><summary>Not checked (1)</summary>") > problems
     assert "<details><summary>Evidence</summary>" in out
 
 

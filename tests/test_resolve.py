@@ -8,9 +8,9 @@ import json
 import pytest
 from packaging.version import Version
 
-from bwdoctor import Snapshot, kb, resolve
+from bwdoctor import kb, resolve
 
-from conftest import run_cli
+from conftest import make_snapshot, run_cli
 
 
 @pytest.mark.parametrize("text,want", [
@@ -82,15 +82,8 @@ def test_gpu_identity():
     assert resolve.gpu_cc({"name": "NVIDIA B200", "compute_capability": "sm_100"})[0] == "10.0"
 
 
-def _snap(facts):
-    s = Snapshot()
-    for k, v in facts.items():
-        s.set(k, v, "test")
-    return s
-
-
 def test_judged_gpus_live_recorded_and_target():
-    s = _snap({"gpu.0": {"name": "NVIDIA B200", "compute_capability": "10.0"},
+    s = make_snapshot({"gpu.0": {"name": "NVIDIA B200", "compute_capability": "10.0"},
                "gpu.1": {"name": "NVIDIA B200", "compute_capability": "10.0"},
                "gpu.2": {"name": "NVIDIA B200", "lost": True},
                "gpu.3": {"name": "NVIDIA RTX PRO 6000 Blac..."},
@@ -101,18 +94,18 @@ def test_judged_gpus_live_recorded_and_target():
     assert js[2].spec.key == "rtx-pro-6000" and js[2].cc_source == "knowledge base"
     assert len(resolve.judged_gpus(s, distinct_cc=True)) == 2
     assert [j.index for j in resolve.judged_gpus(s, usable_only=False)] == [0, 1, 2, 3]
-    t = resolve.judged_gpus(_snap({"target": kb.resolve_target("v100")}))
+    t = resolve.judged_gpus(make_snapshot({"target": kb.resolve_target("v100")}))
     assert len(t) == 1 and t[0].is_target and t[0].cc == "7.0" and t[0].subject == "target"
-    assert resolve.judged_gpus(_snap({"gpu.0": {"name": "mystery"}})) == []
-    assert len(resolve.judged_gpus(_snap({"gpu.0": {"name": "mystery"}}), need_cc=False)) == 1
+    assert resolve.judged_gpus(make_snapshot({"gpu.0": {"name": "mystery"}})) == []
+    assert len(resolve.judged_gpus(make_snapshot({"gpu.0": {"name": "mystery"}}), need_cc=False)) == 1
 
 
 def test_judged_gpu_platform():
-    s = _snap({"target": kb.resolve_target("gb10")})
+    s = make_snapshot({"target": kb.resolve_target("gb10")})
     assert resolve.judged_gpus(s)[0].platform == "aarch64"  # the GB10 host is always aarch64
-    s = _snap({"target": kb.resolve_target("b200"), "host.arch": "arm64"})
+    s = make_snapshot({"target": kb.resolve_target("b200"), "host.arch": "arm64"})
     assert resolve.judged_gpus(s)[0].platform == "aarch64"
-    assert resolve.judged_gpus(_snap({"target": kb.resolve_target("b200")}))[0].platform is None
+    assert resolve.judged_gpus(make_snapshot({"target": kb.resolve_target("b200")}))[0].platform is None
 
 
 # ------------------------------------------------------------------- one vLLM range per architecture
@@ -167,7 +160,35 @@ def test_v100_dockerfile_with_vllm_0_19_1_passes(tmp_path):
 def test_remedies_recommend_a_vllm_inside_the_inclusive_range():
     from bwdoctor_remedies import _common
 
-    assert _common.recommended_vllm(_snap({"target": kb.resolve_target("v100")}))[0] == "0.19.1"
-    assert _common.vllm_bounds(_snap({"target": kb.resolve_target("gb10")}))[:2] == ("0.10.2", None)
-    assert _common.vllm_bounds(_snap({"target": kb.resolve_target("rtx-pro-6000")}))[:2] == ("0.9.2", None)
-    assert _common.vllm_bounds(_snap({"target": kb.resolve_target("p40")}))[2] == "6.1"
+    assert _common.recommended_vllm(make_snapshot({"target": kb.resolve_target("v100")}))[0] == "0.19.1"
+    assert _common.vllm_bounds(make_snapshot({"target": kb.resolve_target("gb10")}))[:2] == ("0.10.2", None)
+    assert _common.vllm_bounds(make_snapshot({"target": kb.resolve_target("rtx-pro-6000")}))[:2] == ("0.9.2", None)
+    assert _common.vllm_bounds(make_snapshot({"target": kb.resolve_target("p40")}))[2] == "6.1"
+
+
+def _analyze(tmp_path, version, target):
+    df = tmp_path / "Dockerfile"
+    df.write_text(f"FROM python:3.12\nRUN pip install vllm=={version}\n")
+    _, out, _ = run_cli(["analyze", str(df), "--target", target, "--format", "json"])
+    return {f["id"]: f for f in json.loads(out)["findings"] if f["id"] == "BWD-CFG-004"}["BWD-CFG-004"]
+
+
+def test_aarch64_hosts_have_their_own_vllm_floor(tmp_path):
+    """GB10 / GB200 hosts are aarch64: the first PyPI aarch64 wheel is 0.10.2 (x86 floors stay)."""
+    f = _analyze(tmp_path, "0.10.1", "gb10")
+    assert f["status"] == "fail" and "0.10.2" in f["message"] and "aarch64" in f["message"]
+    assert _analyze(tmp_path, "0.10.2", "gb200")["status"] == "pass"
+    assert _analyze(tmp_path, "0.10.1", "rtx-pro-6000")["status"] == "pass"  # x86_64: 0.9.2 and later
+
+
+def test_collect_env_platform_gives_the_host_arch(tmp_path):
+    from bwdoctor import Evidence
+    from bwdoctor_checks.parsers import env
+
+    text = "Collecting environment information...\nPyTorch version: 2.9.0+cu130\nIs debug build: False\n" \
+           "Python platform: Linux-6.11.0-1016-nvidia-aarch64-with-glibc2.39\n"
+    path = tmp_path / "collect_env.txt"
+    path.write_text(text)
+    ev = Evidence(path=str(path), name=path.name, head=text, size=len(text))
+    facts = {f.key: f.value for f in env.parse_collect_env(ev)}
+    assert facts.get("host.arch") == "aarch64"

@@ -239,10 +239,9 @@ def test_usage_errors(tmp_path: Path):
         assert elapsed < 10
 
 
-def test_select_that_matches_nothing_warns(tmp_path: Path):
+def test_select_that_matches_nothing_is_a_usage_error(tmp_path: Path):
     code, out, err, _ = cli(["analyze", str(LOG), "--select", "BWD-TYPO-999", "--format", "json"])
-    assert code == 0
-    assert "--select 'BWD-TYPO-999' matches no check" in one_error_line(err)
-    assert json.loads(out)["findings"] == []
+    assert code == 2 and out == ""
+    assert "--select: 'BWD-TYPO-999' matches no check" in err
     code, out, err, _ = cli(["analyze", str(LOG), "--select", "BWD-CORE-006", "--format", "json"])
     assert "matches no check" not in err

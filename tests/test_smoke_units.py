@@ -21,11 +21,9 @@ from bwdoctor_checks._lib.torchprobe import ChildRun, read_tail, run_child, tail
 from bwdoctor_checks.checks import smoke as smoke_checks
 from bwdoctor_checks.collectors import smoke as smoke_collectors
 
+from conftest import make_snapshot
+
 DATA = Path(__file__).parent / "data" / "smoke"
-
-
-def _snap(**facts):
-    return Snapshot([Fact(k.replace("__", "."), v, "test") for k, v in facts.items()])
 
 
 # ------------------------------------------------------------------ log reading
@@ -104,7 +102,7 @@ def test_decode_roofline_math():
 
 
 def _gpu_smoke(tps, weights_gib=14.96, tp=1, eager=False):
-    return _snap(**{
+    return make_snapshot(**{
         "gpu__0": {"name": "NVIDIA H100 80GB HBM3", "pci_device_id": "0x2330", "compute_capability": "9.0"},
         "smoke__result": {"ok": True},
         "smoke__engine": {"device": "cuda", "tensor_parallel_size": tp, "enforce_eager": eager},
@@ -128,7 +126,7 @@ def test_roofline_check_tensor_parallel_splits_weights():
 
 
 def test_roofline_check_skips_cpu_and_tiny_models():
-    cpu = _snap(smoke__result={"ok": True}, smoke__engine={"device": "cpu"}, smoke__timings={"decode_tps": 800.0},
+    cpu = make_snapshot(smoke__result={"ok": True}, smoke__engine={"device": "cpu"}, smoke__timings={"decode_tps": 800.0},
                 smoke__memory={"weights_gib": 0.0025})
     assert smoke_checks._check_roofline(cpu).status == "skip"
     assert smoke_checks._check_roofline(_gpu_smoke(5000.0, weights_gib=0.0025)).status == "skip"
@@ -139,7 +137,7 @@ def test_roofline_check_skips_cpu_and_tiny_models():
 
 def test_smoke_check_failure_quotes_log_and_classifies():
     lines = smoke_collectors.explain_lines((DATA / "load-failure.log").read_text())
-    snap = _snap(smoke__result={"ok": False, "stage": "load", "error": "RuntimeError: Engine core initialization "
+    snap = make_snapshot(smoke__result={"ok": False, "stage": "load", "error": "RuntimeError: Engine core initialization "
                                 "failed", "lines": lines}, smoke__log_tail="...")
     out = smoke_checks._check_runs(snap)
     assert out.status == "fail"
@@ -149,7 +147,7 @@ def test_smoke_check_failure_quotes_log_and_classifies():
 
 
 def test_smoke_check_pass():
-    snap = _snap(smoke__result={"ok": True, "stage": "done"},
+    snap = make_snapshot(smoke__result={"ok": True, "stage": "done"},
                  smoke__engine={"version": "0.32.0", "device": "cpu", "model_source": "tiny"},
                  smoke__timings={"load_s": 12.0, "ttft_s": 0.004, "decode_tps": 700.5},
                  smoke__generation={"generated_token_count": 64, "requested_token_count": 64})
@@ -159,20 +157,20 @@ def test_smoke_check_pass():
 
 
 def test_token_count_check_warns_on_early_stop():
-    snap = _snap(smoke__generation={"generated_token_count": 10, "requested_token_count": 64, "finish_reason": "abort"})
+    snap = make_snapshot(smoke__generation={"generated_token_count": 10, "requested_token_count": 64, "finish_reason": "abort"})
     assert smoke_checks._check_tokens(snap).status == "warn"
 
 
 def test_quantization_check():
     requested = {"quantization": "fp8"}
-    ok = _snap(smoke__result={"ok": True}, smoke__engine={"quantization": "fp8", "requested": requested,
+    ok = make_snapshot(smoke__result={"ok": True}, smoke__engine={"quantization": "fp8", "requested": requested,
                                                            "gpu_name": "NVIDIA H100 80GB HBM3"})
     assert smoke_checks._check_quantization(ok).status == "pass"
-    ampere = _snap(smoke__result={"ok": False, "error": "x"}, smoke__engine={"requested": requested},
+    ampere = make_snapshot(smoke__result={"ok": False, "error": "x"}, smoke__engine={"requested": requested},
                    gpu__0={"name": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"})
     out = smoke_checks._check_quantization(ampere)
     assert out.status == "fail" and out.root_cause == "fp8_unsupported_on_gpu"
-    none = _snap(smoke__result={"ok": True}, smoke__engine={"requested": {}})
+    none = make_snapshot(smoke__result={"ok": True}, smoke__engine={"requested": {}})
     assert smoke_checks._check_quantization(none).status == "skip"
 
 
@@ -204,7 +202,7 @@ def test_unavailable_without_vllm(monkeypatch):
     monkeypatch.delenv("BWDOCTOR_VLLM_PYTHON", raising=False)
     real = importlib.util.find_spec
     monkeypatch.setattr(smoke_collectors.importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
-    with pytest.raises(Unavailable, match=r"vLLM is not installed \(pip install 'bwdoctor\[vllm\]'\)"):
+    with pytest.raises(Unavailable, match=r"vLLM is not installed in the inspected environment"):
         smoke_collectors.collect_smoke(RunOptions(smoke=True))
 
 
@@ -307,3 +305,44 @@ def test_tiny_model_builds(tmp_path):
     out = _tinymodel.build(str(tmp_path / "m"))
     names = set(os.listdir(out))
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
+
+
+def test_quantization_failure_with_its_own_cause_is_not_blamed_on_fp8():
+    # an FP8 smoke on a Hopper GPU that failed because a module vLLM's FP8 path imports is not installed
+    log = "\n".join([
+        "INFO 12-01 10:00:00 [utils.py:278] non-default args: {'quantization': 'fp8', 'model': '/models/m'}",
+        "(EngineCore pid=7) ERROR 12-01 10:00:09 [core.py:1100] EngineCore failed to start.",
+        "(EngineCore pid=7) ERROR 12-01 10:00:09 [core.py:1100]   File \"/venv/vllm/model_executor/layers/"
+        "quantization/humming.py\", line 49, in <module>",
+        "(EngineCore pid=7) ERROR 12-01 10:00:09 [core.py:1100] ModuleNotFoundError: No module named 'humming'",
+        "RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
+    ])
+    lines = smoke_collectors.explain_lines(log)
+    snap = make_snapshot(gpu__0={"name": "NVIDIA H200", "compute_capability": "9.0"},
+                 smoke__result={"ok": False, "stage": "load", "error": "RuntimeError: Engine core initialization "
+                                "failed. See root cause above.", "lines": lines},
+                 smoke__engine={"requested": {"quantization": "fp8"}})
+    out = smoke_checks._check_quantization(snap)
+    assert out.status == "fail" and out.root_cause == "python_dependency_broken"
+    assert out.remedies == ["python.install-dependency"]
+    assert "'humming'" in out.message and "humming-kernels" in out.message and "not about fp8" in out.message
+    runs = smoke_checks._check_runs(snap)
+    assert runs.root_cause == "python_dependency_broken" and "humming-kernels" in runs.message
+    # through the runner the check's own default cannot turn it back into an FP8 problem
+    from bwdoctor.manager import PluginManager
+    from bwdoctor.runner import run_checks
+
+    found = {f.id: f for f in run_checks(PluginManager().registry().checks, snap)}
+    assert found["BWD-SMOKE-004"].root_cause == "python_dependency_broken"
+    assert found["BWD-SMOKE-001"].root_cause == "python_dependency_broken"
+
+
+def test_quantization_failure_without_a_cause_implies_none():
+    snap = make_snapshot(gpu__0={"name": "NVIDIA H200", "compute_capability": "9.0"},
+                 smoke__result={"ok": False, "stage": "load", "error": "RuntimeError: something odd", "lines": []},
+                 smoke__engine={"requested": {"quantization": "fp8"}})
+    from bwdoctor.manager import PluginManager
+    from bwdoctor.runner import run_checks
+
+    f = next(x for x in run_checks(PluginManager().registry().checks, snap) if x.id == "BWD-SMOKE-004")
+    assert f.status == "fail" and f.root_cause is None and f.remedies == []

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bwdoctor import Snapshot, kb
+from bwdoctor import Snapshot
 from bwdoctor.runner import run_checks
 from bwdoctor_checks.checks import stack as stack_checks
+
+from conftest import make_snapshot
 
 BIN = Path(__file__).parent / "data" / "cudabin"
 
@@ -20,16 +22,7 @@ def _spec():
 
 
 def _snap(vllm: dict | None, gpus: list[dict] = (), target: str | None = None, **facts) -> Snapshot:
-    snap = Snapshot()
-    if vllm is not None:
-        snap.set("vllm", vllm, "test")
-    for i, g in enumerate(gpus):
-        snap.set(f"gpu.{i}", g, "test")
-    if target:
-        snap.set("target", kb.resolve_target(target), f"--target {target}")
-    for key, value in facts.items():
-        snap.set(key.replace("__", "."), value, "test")
-    return snap
+    return make_snapshot({"vllm": vllm} if vllm is not None else {}, gpus=gpus, target=target, **facts)
 
 
 def _run(snap: Snapshot):

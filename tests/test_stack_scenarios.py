@@ -297,7 +297,9 @@ def test_specs_are_complete():
     from bwdoctor.types import ROOT_CAUSES
 
     for spec in stack_checks.bwdoctor_checks():
-        assert spec.root_cause in ROOT_CAUSES and spec.remedies and len(spec.doc) > 120
+        assert len(spec.doc) > 120
+        # a missing vLLM has no root-cause label and no automatic remedy; the check's doc says why
+        assert (spec.root_cause in ROOT_CAUSES and spec.remedies) or "No automatic remedy" in spec.doc
     names = [c.name for c in stack_collectors.bwdoctor_collectors()]
     assert "toolkit" in names and "cudabin" in names and "stack.torch" in names
 

@@ -38,12 +38,26 @@ __all__ = [
     "cuda_min_driver", "find_gpu", "forward_compat_supported", "gpus", "normalize_cc", "resolve_target",
     "version_tuple", "driver_at_least", "vllm_supports", "VLLM_MIN_COMPUTE_CAPABILITY", "VllmRange", "vllm_range",
     "family_cc", "driver_lists_gpu", "driver_branches", "recommended_driver_branches", "KnowledgeBaseError",
-    "PLATFORMS",
+    "PLATFORMS", "quantization", "quant_kind", "native_fp8", "native_fp4", "marlin_fallback",
+    "feature_driver_floors", "torch_pypi_cuda", "torch_index_variants", "torch_pypi_variant", "flashinfer_pin_for",
+    "nvml_enums",
 ]
 
-# vLLM's CUDA builds need compute capability 7.0 or newer (vLLM GPU installation docs; every PyPI wheel's
-# lowest SASS is sm_70, sm_75 from 0.20).
-VLLM_MIN_COMPUTE_CAPABILITY = "7.0"
+
+def __getattr__(name: str) -> Any:
+    if name == "VLLM_MIN_COMPUTE_CAPABILITY":
+        return _vllm_min_cc()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@cache
+def _vllm_min_cc() -> str:
+    """The lowest compute capability some vLLM release has kernels for (arch.json ``vllm`` ranges:
+    7.0, every PyPI wheel's lowest SASS being sm_70 up to 0.19.1)."""
+    from bwdoctor.resolve import cc_key
+
+    have = [a.compute_capability for a in _archs() if a.vllm_supported]
+    return min(have, key=cc_key)
 
 
 
@@ -413,7 +427,7 @@ def vllm_supports(cc: Any) -> bool | None:
     norm = normalize_cc(cc)
     if norm is None:
         return None
-    if version_tuple(norm) < version_tuple(VLLM_MIN_COMPUTE_CAPABILITY):
+    if version_tuple(norm) < version_tuple(_vllm_min_cc()):
         return False
     req = arch_requirements(norm)
     return None if req is None else req.vllm_supported
@@ -532,3 +546,153 @@ def driver_lists_gpu(driver: Any, gpu: GpuSpec | None, pci_device_id: Any = None
     if not ok:
         return False, f"first listed in driver {first}"
     return True, f"first listed in driver {first}"
+
+
+# ----------------------------------------------------------------------------------- quantization
+
+
+@cache
+def _quant_doc() -> dict[str, Any]:
+    return _load("quantization")
+
+
+def quantization() -> dict[str, Any]:
+    """``quantization.json``: ``{"fp8": {...}, "fp4": {...}}`` with thresholds, method names and sources."""
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in _quant_doc().items()}
+
+
+def quant_kind(text: Any) -> str | None:
+    """``"fp4"``, ``"fp8"`` or None for a quantization method or a quantization_config text: exact
+    method names first, then config markers; FP4 names before FP8 names (``modelopt_fp4`` is FP4)."""
+    if text is None:
+        return None
+    low = str(text).strip().lower()
+    if not low:
+        return None
+    doc = _quant_doc()
+    for kind in ("fp4", "fp8"):
+        if low in doc[kind]["quantization_methods"]:
+            return kind
+    for kind in ("fp4", "fp8"):
+        if any(m in low for m in doc[kind]["config_markers"]) or any(
+                len(m) >= 3 and m in low for m in doc[kind]["quantization_methods"]):
+            return kind
+    return None
+
+
+def _native(kind: str, cc: Any) -> bool | None:
+    from bwdoctor.resolve import cc_key, cc_tuple
+
+    t = cc_tuple(cc)
+    if t is None:
+        return None
+    req = arch_requirements(t)
+    if req is not None:
+        return bool(getattr(req, kind))
+    return cc_key(t) >= cc_key(_quant_doc()[kind]["native_min_cc"])
+
+
+def native_fp8(cc: Any) -> bool | None:
+    """FP8 tensor cores (vLLM's ``supports_fp8()``): the arch row's ``fp8`` flag, else capability >=
+    ``quantization.json`` fp8.native_min_cc (8.9); None when unreadable."""
+    return _native("fp8", cc)
+
+
+def native_fp4(cc: Any) -> bool | None:
+    """FP4 tensor cores: the arch row's ``fp4`` flag, else capability >= fp4.native_min_cc (10.0)."""
+    return _native("fp4", cc)
+
+
+def marlin_fallback(kind: str, cc: Any) -> bool | None:
+    """Whether vLLM's weight-only Marlin path can run ``kind`` (``fp8``/``fp4``) checkpoints on ``cc``."""
+    from bwdoctor.resolve import cc_key, cc_tuple
+
+    t = cc_tuple(cc)
+    if t is None:
+        return None
+    return cc_key(t) >= cc_key(_quant_doc()[kind]["marlin_min_cc"])
+
+
+def feature_driver_floors(kind: str, gpu: GpuSpec | None) -> list[dict[str, Any]]:
+    """Driver floors of a feature (``"mig"``) that apply to a GPU (``drivers.json`` feature_floors)."""
+    if gpu is None:
+        return []
+    return [dict(r) for r in _drivers_doc()["feature_floors"]["rows"]
+            if r["kind"] == kind and r["arch"] == gpu.arch and gpu.segment in r["segments"]]
+
+
+# ----------------------------------------------------------------------------------- torch, FlashInfer
+
+
+@cache
+def _torch_doc() -> dict[str, Any]:
+    return _load("torch")
+
+
+def torch_pypi_cuda(torch_version: Any) -> str | None:
+    """The CUDA of the default PyPI wheel of a torch release (``2.6.0`` -> ``12.4``; ``torch.json``)."""
+    from bwdoctor.resolve import base_version, compare
+
+    v = base_version(torch_version)
+    if v is None:
+        return None
+    best = None
+    for row in _torch_doc()["pypi_default"]:
+        if compare(row["from"], v) != 1:
+            best = row["cuda"]
+    return best
+
+
+def torch_index_variants() -> dict[str, tuple[str, ...]]:
+    """``{"2.8": ("cu126", "cu128", "cu129"), ...}``: the CUDA variants download.pytorch.org publishes."""
+    return {k: tuple(v) for k, v in _torch_doc()["index_variants"].items()}
+
+
+def torch_pypi_variant(minor: str) -> str | None:
+    """The CUDA variant of the default PyPI wheel of a torch minor (``"2.8"`` -> ``"cu128"``)."""
+    from bwdoctor.resolve import variant_of_cuda
+
+    cuda = torch_pypi_cuda(f"{minor}.0")
+    return variant_of_cuda(cuda) if cuda else None
+
+
+@cache
+def _flashinfer_doc() -> dict[str, Any]:
+    return _load("flashinfer")
+
+
+def flashinfer_pin_for(vllm_version: Any) -> str | None:
+    """The flashinfer-python a vLLM release pins (``flashinfer.json``); None before 0.10.1 or when unreadable."""
+    from bwdoctor.resolve import base_version, compare
+
+    v = base_version(vllm_version)
+    if v is None:
+        return None
+    best = None
+    for row in _flashinfer_doc()["vllm_pins"]:
+        if compare(row["from"], v) != 1:
+            best = row["flashinfer"]
+    return best
+
+
+# ----------------------------------------------------------------------------------- NVML
+
+
+@cache
+def nvml_enums() -> dict[str, Any]:
+    """``nvml.json``: NVML enumerations with integer keys (``{"compute_modes": {0: "default", ...},
+    "clock_event_reasons": {0x1: ("gpu_idle", meaning, costs_performance, smi_label), ...}, ...}``)."""
+    doc = _load("nvml")
+    out: dict[str, Any] = {}
+    for k, v in doc.items():
+        if k == "clock_event_reasons":
+            out[k] = {int(r["bit"], 16): (r["name"], r["meaning"], r["costs_performance"], r["smi_label"]) for r in v}
+        elif k in ("idle_bit",):
+            out[k] = int(v, 16)
+        elif k == "severe_reason_bits":
+            out[k] = tuple(int(b, 16) for b in v)
+        elif isinstance(v, dict) and k != "topology_help":
+            out[k] = {int(n): name for n, name in v.items()}
+        else:
+            out[k] = v
+    return out

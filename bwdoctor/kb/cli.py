@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from bwdoctor import kb
-from bwdoctor.hookspecs import hookimpl
 
 
 def _nvlink_gbs(g: kb.GpuSpec) -> Any:
@@ -63,10 +62,10 @@ def kb_command(fmt: str, gpu_filter: str | None) -> None:
     if fmt == "json":
         click.echo(json.dumps({"gpus": gpus, "architectures": archs}, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 160))
+    from bwdoctor import term
+
     t = Table(title="GPUs", show_lines=False)
     for col in ("GPU", "CC", "Memory", "GB/s", "NVLink", "PCIe", "W", "MIG", "FP8", "FP4", "TFLOPS bf16/fp8/fp4",
                 "PCI id", "first listed in driver"):
@@ -78,7 +77,6 @@ def kb_command(fmt: str, gpu_filter: str | None) -> None:
                   _fmt(g["memory_bandwidth_gbs"]), _fmt(g["nvlink"]), pcie, _fmt(g["power_w"]),
                   _fmt(g["mig_max_instances"]), _fmt(g["fp8"]), _fmt(g["fp4"]), tf, _fmt(g["pci_device_ids"]),
                   _fmt(g["first_listed_driver"]))
-    console.print(t)
     a = Table(title="Requirements per architecture")
     for col in ("CC", "sm", "arch", "min driver", "CUDA", "torch", "torch CUDA variants", "vLLM", "FlashInfer",
                 "Triton", "NCCL"):
@@ -99,11 +97,5 @@ def kb_command(fmt: str, gpu_filter: str | None) -> None:
         fi = _fmt(r["flashinfer_min"]) if r["flashinfer_supported"] else "unsupported"
         a.add_row(r["compute_capability"], r["sm"], r["arch_name"], _fmt(r["min_driver"]), cuda, torch,
                   _fmt(r["torch_cuda_variants"]), vllm, fi, _fmt(r["triton_min"]), _fmt(r["nccl_min"]))
-    console.print(a)
-    console.print("Sources: every entry lists its sources (bwdoctor kb --format json); see docs/knowledge-base.md.")
-
-
-@hookimpl
-def bwdoctor_cli_commands() -> list[click.Command]:
-    """``bwdoctor kb``, declared through the hook every command plugin uses."""
-    return [kb_command]
+    click.echo(term.render(t, a, wide=220), nl=False)
+    click.echo("Sources: every entry lists its sources (bwdoctor kb --format json); see docs/knowledge-base.md.")

@@ -13,6 +13,68 @@ MARKS = {"pass": "✔", "warn": "▲", "fail": "✖", "skip": "○", "error": "�
 ASCII_MARKS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP", "error": "ERR "}
 
 
+def headline(report: Report) -> str:
+    """``NOT READY: why`` — the first line of every human-readable report."""
+    from bwdoctor.verdict import headline as text
+
+    return text(report.verdict())
+
+
+def inspected_line(report: Report) -> str:
+    """What the report judged, in words: the Python environment, the evidence files or the stored report."""
+    env = report.snapshot.value("host.python_env")
+    if report.mode == "analyze":
+        n = len(report.inputs)
+        shown = ", ".join(report.inputs[:4]) + (f" and {n - 4} more" if n > 4 else "")
+        return f"evidence files ({n}): {shown}" if n else "evidence files: none could be read"
+    prefix = f"stored report {report.inputs[0]}; " if report.mode == "from" and report.inputs else ""
+    if isinstance(env, dict) and env.get("executable"):
+        how = env.get("selected_by") or "this interpreter"
+        how = "bwdoctor's own interpreter" if how == "this interpreter" else f"chosen by {how}"
+        where = f"{env.get('kind')} {env.get('prefix')}" if env.get("prefix") else str(env.get("kind") or "")
+        line = f"{prefix}Python {env.get('version')} at {env.get('executable')} ({where}; {how})"
+        if env.get("note"):
+            line += f": {env.get('note')}"
+        return line
+    return prefix + "no Python environment recorded"
+
+
+def gpu_line(report: Report) -> str | None:
+    """``GPU 0: NVIDIA H200 (compute capability 9.0); driver 580.159.04, CUDA 13.0``, the no-GPU
+    statement, or None when the report says nothing about GPUs."""
+    snap = report.snapshot
+    gpus = snap.gpus()
+    target = snap.value("target")
+    if gpus:
+        parts = []
+        for i, g in gpus:
+            name = str(g.get("name") or "unknown GPU")
+            if g.get("name_expanded"):
+                name += f" (expanded from '{g.get('name_as_seen')}')"
+            cc = g.get("compute_capability")
+            parts.append(f"GPU {i}: {name}" + (f" (compute capability {cc})" if cc else ""))
+        text = "; ".join(parts)
+        drv, cuda = snap.value("driver.version"), snap.value("driver.cuda_version")
+        if drv:
+            text += f"; driver {drv}" + (f" (CUDA {cuda})" if cuda else "")
+        if isinstance(target, dict) and target.get("replaces_gpus"):
+            text += f" (not judged: the checks judge --target {target.get('name') or target.get('query')})"
+        return text
+    if isinstance(target, dict) and target.get("name"):
+        return (f"judged for --target {target.get('name')} (compute capability {target.get('compute_capability')}); "
+                "no GPU present")
+    if report.mode in ("live", "from") and "gpu.*" in snap.missing:
+        return (f"no GPU seen: {snap.missing['gpu.*']}; GPU checks are skipped (use --target GPU to judge the "
+                "installed stack for a GPU this machine does not have)")
+    return None
+
+
+def guessed(report: Report) -> dict[str, str]:
+    """Facts read from prose rather than from machine output: ``{fact key: where}``."""
+    g = report.snapshot.meta.get("guessed")
+    return {str(k): str(v) for k, v in g.items()} if isinstance(g, dict) else {}
+
+
 def render_json(report: Report, verbose: int = 0) -> str:
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
@@ -48,9 +110,12 @@ def render_sarif(report: Report, verbose: int = 0) -> str:
 
 
 def render_console_color(report: Report, verbose: int = 0) -> str:
+    """For a terminal: wrapped at its width (or COLUMNS), coloured unless NO_COLOR, Unicode marks
+    where the locale has them."""
+    from bwdoctor import term
     from bwdoctor.reporters.console import render
 
-    return render(report, verbose, color=True)
+    return render(report, verbose, color=term.color_ok(), width=term.width(), wrap=True, unicode=term.unicode_ok())
 
 
 @hookimpl

@@ -7,7 +7,9 @@ the warning in ``<system-out>``.
 
 SARIF: one rule per check id, one result per non-pass finding (``fail``/``error`` → level
 ``error``, ``warn`` → ``warning``, ``skip`` → ``note`` with kind ``notApplicable``). Evidence read
-from files (``analyze``) becomes physical locations with line numbers.
+from files (``analyze``) becomes physical locations: the file (from the fact's source, or the file
+the fact came from) and the line when the source names one (else line 1, ``lineUnknown``). The run's
+``properties`` carry the verdict and what was inspected.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 import xml.etree.ElementTree as ET
 from itertools import groupby
 
-from bwdoctor.reporters import sorted_findings
+from bwdoctor.reporters import headline, inspected_line, sorted_findings
 from bwdoctor.types import Finding, Report, to_jsonable
 
 _XML_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -41,6 +43,15 @@ def junit(report: Report, verbose: int = 0) -> str:
     fail_on = str(report.options.get("fail_on") or "fail")
     root = ET.Element("testsuites", name="bwdoctor", time=f"{report.duration_s:.3f}")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    verdict = report.verdict()
+    vsuite = ET.SubElement(root, "testsuite", name="bwdoctor.verdict")
+    props = ET.SubElement(vsuite, "properties")
+    ET.SubElement(props, "property", name="verdict", value=_x(verdict["status"]))
+    ET.SubElement(props, "property", name="reason", value=_x(verdict["reason"]))
+    ET.SubElement(props, "property", name="inspected", value=_x(inspected_line(report)))
+    ET.SubElement(vsuite, "system-out").text = _x(headline(report))
+    for k in totals:
+        vsuite.set(k, "0")
     for area, group in groupby(sorted_findings(report.findings), key=lambda f: f.area):
         items = list(group)
         suite = ET.SubElement(root, "testsuite", name=_x(f"bwdoctor.{area}"))
@@ -73,17 +84,60 @@ def junit(report: Report, verbose: int = 0) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-_FILE_SOURCE = re.compile(r"^(?P<path>.+?):(?:line )?(?P<line>\d+)$")
+_LINE = re.compile(r"(?::|\bline\s*)(?P<line>\d+)\s*$")
+_PATH_IN_SOURCE = re.compile(r"^(?:[\w.-]+:)?(?P<path>/[^;]+?)(?::(?:line )?\d+)?$")
 
 
-def _locations(f: Finding, inputs: set[str]) -> list[dict]:
+def _evidence_files(report: Report) -> dict[str, list[str]]:
+    """Which parsers read each evidence file (``snapshot.meta.evidence``)."""
+    out: dict[str, list[str]] = {}
+    for item in report.snapshot.meta.get("evidence") or []:
+        if isinstance(item, dict) and item.get("path"):
+            out[str(item["path"])] = [str(p) for p in item.get("parsers") or []]
+    return out
+
+
+def _file_of(part: str, key: str, origins: dict, files: dict[str, list[str]]) -> str | None:
+    """The evidence file a fact source (``nvidia-smi:line 9``, ``dockerfile:/x/Dockerfile``) points at."""
+    m = _PATH_IN_SOURCE.match(part)
+    if m and m.group("path") in files:
+        return m.group("path")
+    cands = [p for p in origins.get(key) or [] if p in files]
+    if len(cands) == 1:
+        return cands[0]
+    parser = part.split(":", 1)[0]
+    named = [p for p in cands or files if parser in files.get(p, [])]
+    return named[0] if len(named) == 1 else None
+
+
+def _locations(f: Finding, report: Report) -> list[dict]:
+    files = _evidence_files(report)
+    origins = report.snapshot.meta.get("origins") or {}
     locs: list[dict] = []
+    seen: set[tuple[str, int | None]] = set()
+    for quoted in list(files):  # "Dockerfile:5" quoted in the message is the most exact place
+        for q in re.finditer(re.escape(quoted) + r":(\d+)\b", f.message):
+            if (quoted, int(q.group(1))) not in seen:
+                seen.add((quoted, int(q.group(1))))
+                locs.append({"physicalLocation": {"artifactLocation": {"uri": quoted},
+                                                  "region": {"startLine": max(1, int(q.group(1)))}}})
+    exact = {p for p, _ in seen}
     for e in f.evidence:
         for part in e.source.split("; "):
-            m = _FILE_SOURCE.match(part.strip())
-            if m and m.group("path") in inputs:
-                locs.append({"physicalLocation": {"artifactLocation": {"uri": m.group("path")},
-                                                  "region": {"startLine": max(1, int(m.group("line")))}}})
+            part = part.strip()
+            path = _file_of(part, e.key, origins if isinstance(origins, dict) else {}, files)
+            if path is None or path in exact:
+                continue
+            m = _LINE.search(part[len(path):] if part.find(path) >= 0 else part)
+            line = int(m.group("line")) if m else None
+            if (path, line) in seen:
+                continue
+            seen.add((path, line))
+            region = {"startLine": max(1, line)} if line else {"startLine": 1}
+            loc: dict = {"physicalLocation": {"artifactLocation": {"uri": path}, "region": region}}
+            if not line:
+                loc["properties"] = {"lineUnknown": True}
+            locs.append(loc)
     if not locs:
         locs.append({"logicalLocations": [{"name": f.subject or f.area, "kind": "module",
                                            "fullyQualifiedName": f"bwdoctor/{f.area}/{f.subject or f.id}"}]})
@@ -93,7 +147,6 @@ def _locations(f: Finding, inputs: set[str]) -> list[dict]:
 def sarif(report: Report, verbose: int = 0) -> str:
     rules: dict[str, dict] = {}
     results = []
-    inputs = {i if isinstance(i, str) else str(i.get("path")) for i in report.inputs} if report.inputs else set()
     level = {"fail": "error", "error": "error", "warn": "warning", "skip": "note"}
     for f in sorted_findings(report.findings):
         if f.id not in rules:
@@ -105,7 +158,7 @@ def sarif(report: Report, verbose: int = 0) -> str:
             continue
         res: dict = {"ruleId": f.id, "ruleIndex": list(rules).index(f.id), "level": level[f.status],
                      "message": {"text": f.message or f.title},
-                     "locations": _locations(f, inputs),
+                     "locations": _locations(f, report),
                      "properties": {"status": f.status, "severity": f.severity,
                                     "rootCause": f.root_cause, "remedies": list(f.remedies),
                                     "subject": f.subject}}
@@ -123,7 +176,8 @@ def sarif(report: Report, verbose: int = 0) -> str:
             "invocations": [{"executionSuccessful": not any(f.status == "error" and f.area == "CORE"
                                                             for f in report.findings)}],
             "results": results,
-            "properties": {"mode": report.mode, "diagnosis": to_jsonable(report.diagnosis)},
+            "properties": {"mode": report.mode, "verdict": report.verdict(), "inspected": report.inspected(),
+                           "diagnosis": to_jsonable(report.diagnosis)},
         }],
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

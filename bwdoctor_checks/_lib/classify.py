@@ -8,6 +8,8 @@ remedies of the first matching signature that names one.
 
 from __future__ import annotations
 
+from typing import Any
+
 from bwdoctor.kb import signatures as sigtable
 
 
@@ -27,3 +29,30 @@ def classify_failure(text: str) -> tuple[str | None, list[str]]:
     if sig is None:
         return None, []
     return sig.root_cause, list(sig.remedies)
+
+
+def failure_detail(text: str) -> dict[str, Any]:
+    """What the first matching signature says about a failure text: ``root_cause``, ``remedies``,
+    ``signature`` (its id), ``meaning``, and for a missing Python module ``module`` and, where the
+    knowledge base knows it, ``package`` (the PyPI distribution that provides it). Empty when none
+    matches."""
+    if not text:
+        return {}
+    for sig, rx in sigtable.compiled():
+        if not sig.root_cause:
+            continue
+        m = rx.search(text)
+        if m is None:
+            continue
+        out: dict[str, Any] = {"root_cause": sig.root_cause, "remedies": list(sig.remedies), "signature": sig.id,
+                               "meaning": sig.meaning}
+        if sig.root_cause == "python_dependency_broken":
+            groups = [g for g in sigtable.captures(sig, m) if g]
+            module = groups[-1] if sig.id == "import_name_missing" and len(groups) > 1 else (groups[0] if groups else None)
+            if module:
+                out["module"] = module
+                package = sigtable.python_package(module)
+                if package:
+                    out["package"] = package
+        return out
+    return {}

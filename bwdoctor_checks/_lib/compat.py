@@ -26,18 +26,10 @@ NO_KERNEL = "no-kernel"
 
 
 def cc_tuple(cc: str | float | tuple[int, int]) -> tuple[int, int] | None:
-    """``"12.0"`` / ``"sm_120"`` / ``12.0`` / ``(12, 0)`` -> ``(12, 0)``."""
-    if isinstance(cc, tuple) and len(cc) == 2:
-        return int(cc[0]), int(cc[1])
-    text = str(cc).strip().lower()
-    p = parse_arch(text)
-    if p:
-        return divmod(p[1], 10)
-    if "." in text:
-        a, _, b = text.partition(".")
-        if a.isdigit() and b.isdigit():
-            return int(a), int(b)
-    return None
+    """``"12.0"`` / ``"sm_120"`` / ``12.0`` / ``(12, 0)`` -> ``(12, 0)`` (:func:`bwdoctor.resolve.cc_tuple`)."""
+    from bwdoctor import resolve
+
+    return resolve.cc_tuple(cc)
 
 
 def cc_str(cc: tuple[int, int]) -> str:

@@ -271,7 +271,7 @@ def _scan_mapped(path: str, mm) -> ScanResult | None:
     from elftools.elf.elffile import ELFFile
 
     try:
-        elf = ELFFile(_MMapStream(mm))
+        elf = ELFFile(_MMapStream(mm))  # type: ignore[arg-type]  # a file-like view of the mapping
         machine = elf["e_machine"]
         if machine in ("EM_CUDA", EM_CUDA):
             ent = cubin_entry(elf, mm)
@@ -410,7 +410,7 @@ def needed_libraries(path: str | os.PathLike) -> list[str]:
                 if isinstance(sec, DynamicSection):
                     for tag in sec.iter_tags():
                         if tag.entry.d_tag == "DT_NEEDED":
-                            out.append(str(tag.needed))
+                            out.append(str(getattr(tag, "needed", "")))
             return out
     except (ELFError, OSError, struct.error, ValueError, KeyError, IndexError, AttributeError):
         return []

@@ -690,6 +690,7 @@ def speed(m: Model, d: Deployment, gpu: Gpu, context: int | None = None) -> Spee
     L = context or d.max_model_len or m.max_position or 0
     full = bw / (w + kvpt * L) if L and kvpt else None
     fmt = m.quantization or ""
+    tf: float | None
     if fmt in ("nvfp4",) and gpu.fp4_tflops:
         tf, kind = gpu.fp4_tflops, "FP4"
     elif fmt in ("fp8", "nvfp4", "mxfp4") and gpu.fp8_tflops:

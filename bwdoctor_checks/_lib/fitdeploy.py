@@ -131,7 +131,7 @@ def read_deployment(snap: Snapshot) -> tuple[Deployment, str | None, str]:
         if "NUM_SPECULATIVE_TOKENS" in name:
             _set(d, "num_speculative_tokens", _num(value, int), origin)
             continue
-        flag = _model_from_flag_template(use)
+        flag = _model_from_flag_template(use) or ""
         if flag in _FLAGS:
             key, kind = _FLAGS[flag]
             if "{value}" in use:

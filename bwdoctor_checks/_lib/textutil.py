@@ -86,31 +86,34 @@ def cuda_from_driver_int(value: int | str) -> str | None:
 
 
 def cc_from_sm(sm: str | int | None) -> str | None:
-    """``"sm_120"``/``"120"``/``"sm_90a"``/``86`` -> ``"12.0"``/``"9.0"``/``"8.6"``."""
+    """``"sm_120"``/``"120"``/``"sm_90a"``/``86`` -> ``"12.0"``/``"9.0"``/``"8.6"`` (:func:`bwdoctor.resolve.cc`)."""
+    from bwdoctor import resolve
+
     if sm is None:
         return None
     m = re.search(r"(\d{2,3})", str(sm))
-    if not m:
-        return None
-    n = int(m.group(1))
-    return f"{n // 10}.{n % 10}"
+    return resolve.cc(m.group(1)) if m else None
 
 
 def cc_tuple(cc: str | None) -> tuple[int, int] | None:
-    if not cc:
-        return None
-    m = re.match(r"^\s*(\d+)\.(\d+)", str(cc))
-    return (int(m.group(1)), int(m.group(2))) if m else None
+    """``"12.0"`` -> ``(12, 0)`` (:func:`bwdoctor.resolve.cc_tuple`)."""
+    from bwdoctor import resolve
+
+    return resolve.cc_tuple(cc)
 
 
 def version_tuple(text: str | None) -> tuple[int, ...] | None:
+    """The numeric parts of the first version in a text (at most four), None when there is none
+    (:func:`bwdoctor.resolve.find_version` and :func:`bwdoctor.resolve.version_tuple`)."""
+    from bwdoctor import resolve
+
     if not text:
         return None
-    m = VERSION_RE.search(str(text))
-    if not m:
+    found = resolve.find_version(text)
+    if found is None:
         m2 = re.search(r"\d+", str(text))
         return (int(m2.group(0)),) if m2 else None
-    return tuple(int(p) for p in m.group(0).split(".")[:4])
+    return resolve.version_tuple(found)[:4]
 
 
 def canonical_name(name: str) -> str:

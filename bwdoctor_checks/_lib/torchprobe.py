@@ -5,7 +5,7 @@ This file has two lives:
 * imported by ``bwdoctor_checks.smoke`` / ``bwdoctor_checks.probes`` (parent side): it gives
   :func:`run_child` (start an interpreter with a deadline, capture its log, kill its whole
   process group at the deadline), :func:`gpu_lock` (the smoke and the probes never measure the
-  GPU at the same time) and :func:`kb_gpu` (the knowledge-base row of a ``gpu.<i>`` fact);
+  GPU at the same time);
 * copied into a temporary folder and run as a script by an interpreter that has torch (and, for
   the smoke, vLLM): ``python bwdoctor_child.py MODE ARGS.json RESULT.json``. Only the standard
   library is imported at module level, so the same file imports cleanly on both sides; torch and
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LOG_TAIL_BYTES = 256 * 1024
+REPEATS = 3  # timed smoke requests: TTFT and decode speed are the median
 CHILD_SCRIPT = "bwdoctor_child.py"
 TINYMODEL_MODULE = "bwdoctor_tinymodel"
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,17 +49,27 @@ class ChildRun:
     log: str
     duration_s: float
     command: list[str] = field(default_factory=list)
+    stages: list[dict[str, Any]] = field(default_factory=list)  # [{"stage", "seconds"}] with a StagePlan
+    stuck_stage: str | None = None  # the stage that outlived its deadline
+    stuck_in: list[dict[str, Any]] = field(default_factory=list)  # stagewatch.stuck_frames of that run
+    stuck_deadline_s: float | None = None  # the deadline it outlived: the stage's own, or the whole run's
+    stuck_scope: str | None = None  # "stage" or "run"
 
 
 def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, workdir: str,
               env: dict[str, str] | None = None, progress_fd: int | None = None,
-              script_source: str | None = None) -> ChildRun:
+              script_source: str | None = None, stages: Any = None, line_fd: int | None = None) -> ChildRun:
     """Run MODE of this file (or of ``script_source``, another child script with the same
     ``MODE ARGS.json RESULT.json`` calling convention) in ``python`` inside ``workdir``; kill its
     process group at ``timeout``.
 
     The child is started in a new session so that at the deadline (or after it exits) every
     process it started, such as vLLM's engine core and workers, is killed with it.
+
+    With ``stages`` (a :class:`~bwdoctor_checks._lib.stagewatch.StagePlan`) the run is followed
+    stage by stage: progress on ``progress_fd`` (a terminal: the child gets no descriptor then) or one
+    line per stage on ``line_fd``, and a stage that outlives its own deadline ends the run after every
+    process of the group printed its Python stacks into the log (``ChildRun.stuck_stage``/``stuck_in``).
     """
     os.makedirs(workdir, exist_ok=True)
     script = os.path.join(workdir, CHILD_SCRIPT)
@@ -72,6 +83,13 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
     cmd = [python, script, mode, args_path, result_path]
     child_env = dict(os.environ if env is None else env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
+    watch = None
+    if stages is not None:
+        from bwdoctor_checks._lib.stagewatch import StageWatch
+
+        watch = StageWatch(stages, log_path, result_path, progress_fd=progress_fd, line_fd=line_fd)
+        child_env["PYTHONFAULTHANDLER"] = "1"  # a stuck run's processes print their stacks on SIGABRT
+        progress_fd = None  # the parent draws the progress
     pass_fds: tuple[int, ...] = ()
     if progress_fd is not None:
         child_env["BWDOCTOR_PROGRESS_FD"] = str(progress_fd)
@@ -88,9 +106,19 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
                                           "error": f"could not start {python}: {exc.strerror or exc}"},
                             "", time.perf_counter() - start, cmd)
         try:
-            rc = proc.wait(timeout=max(timeout, 0.1))
+            if watch is None:
+                rc = proc.wait(timeout=max(timeout, 0.1))
+            else:
+                rc = _follow(proc, watch, start, timeout)
+                timed_out = rc is None
+            if timed_out:
+                raise subprocess.TimeoutExpired(cmd, timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
+            if watch is not None:
+                from bwdoctor_checks._lib.stagewatch import dump_stacks
+
+                dump_stacks(proc.pid)
             _kill_group(proc.pid)
             try:
                 rc = proc.wait(timeout=10)
@@ -107,7 +135,36 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
             result = loaded
     except (OSError, ValueError):
         result = {}
-    return ChildRun(rc, timed_out, result, read_tail(log_path), duration, cmd)
+    run = ChildRun(rc, timed_out, result, read_tail(log_path), duration, cmd)
+    if watch is not None:
+        from bwdoctor_checks._lib.stagewatch import stuck_frames
+
+        watch.finish(time.perf_counter(), bool(result.get("ok")) and not timed_out)
+        run.stages = watch.stages
+        run.stuck_stage = watch.stuck
+        run.stuck_deadline_s = watch.stuck_deadline
+        run.stuck_scope = watch.scope if watch.stuck else None
+        if timed_out:
+            run.stuck_in = stuck_frames(run.log)
+    return run
+
+
+def _follow(proc: subprocess.Popen[bytes], watch: Any, start: float, timeout: float) -> int | None:
+    """Wait for ``proc`` while ``watch`` follows its stages; None when a stage or the whole run
+    outlived its deadline (the caller then dumps the stacks and kills the group)."""
+    watch.start(start)
+    while True:
+        try:
+            return proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.perf_counter()
+        if watch.poll(now):
+            watch.scope = "stage"
+            return None
+        if now - start >= timeout:
+            watch.stuck, watch.scope, watch.stuck_deadline = watch.stage, "run", timeout
+            return None
 
 
 def _kill_group(pid: int) -> None:
@@ -178,34 +235,6 @@ class gpu_lock:
                 self.fh.close()  # closing releases the lock
 
 
-def kb_gpu(gpu: dict[str, Any] | None, target: dict[str, Any] | None = None) -> Any:
-    """The knowledge-base GpuSpec for a ``gpu.<i>`` fact (by PCI device id, then name), or for
-    the ``target`` fact; None when the knowledge base or the GPU is unknown."""
-    try:
-        from bwdoctor import kb
-    except Exception:
-        return None
-    try:
-        if isinstance(gpu, dict):
-            pci = gpu.get("pci_device_id")
-            name = gpu.get("name")
-            spec = kb.find_gpu(pci_device_id=pci) if isinstance(pci, str) and pci else None
-            if spec is None and isinstance(name, str) and name:
-                spec = kb.find_gpu(name=name)
-            if spec is not None:
-                return spec
-        if isinstance(target, dict):
-            key = target.get("gpu") or target.get("name")
-            if isinstance(key, str) and key:
-                return kb.find_gpu(name=key)
-    except Exception:
-        return None
-    return None
-
-
-# =============================================================================== child side
-
-
 def _now() -> float:
     return time.perf_counter()
 
@@ -219,6 +248,7 @@ class _Writer:
 
     def stage(self, name: str) -> None:
         self.data["stage"] = name
+        self.data.setdefault("stage_at", {})[name] = time.time()  # wall clock: the parent places the stage
         self.flush()
         print(f"[bwdoctor] stage: {name}", flush=True)
 
@@ -460,7 +490,7 @@ def child_probes(args: dict[str, Any], w: _Writer) -> None:
     copy_bytes = int(args.get("copy_bytes") or (1 << 30))
     host_bytes = int(args.get("host_bytes") or (512 << 20))
     n = int(args.get("matmul_n") or 8192)
-    results = []
+    results: list[dict[str, Any]] = []
     w.data["gpus"] = results
     for i in indices:
         dev = torch.device("cuda", int(i))
@@ -473,7 +503,7 @@ def child_probes(args: dict[str, Any], w: _Writer) -> None:
         free, total = torch.cuda.mem_get_info(dev)
         r["memory_free_bytes"] = int(free)
         budget = max(64 << 20, int(free * 0.4))
-        steps = [
+        steps: list[tuple[str, Any]] = [
             ("memory_bandwidth", lambda dev=dev, budget=budget: probe_copy(
                 torch, dev, max(64 << 20, min(copy_bytes, budget // 2)))),
             ("bf16_gemm", lambda dev=dev: probe_matmul_bf16(torch, dev, n)),
@@ -638,34 +668,84 @@ def _engine_config(llm: Any) -> dict[str, Any]:
     return out
 
 
+class _TinyBuild:
+    """Builds the tiny model in a fresh interpreter, never in this process, alongside vLLM's import.
+
+    Building runs torch's CPU kernels, which start an OpenMP thread pool; vLLM then forks its engine
+    core from this process, and a forked child of a process whose OpenMP pool has run hangs in its
+    first parallel CPU operation (seen on an H200: the engine core stuck for good in the CPU
+    ``torch.zeros`` of ``InputBatch.__init__``, right after the sampler was chosen). A fresh
+    interpreter imports torch and transformers itself, so it starts before vLLM's import and runs
+    beside it."""
+
+    def __init__(self, out: str) -> None:
+        import subprocess
+
+        self.out = out
+        self.log_path = os.path.join(os.getcwd(), "tiny-build.log")
+        self.t0 = _now()
+        self.seconds: float | None = None
+        code = "import sys, bwdoctor_tinymodel; print(bwdoctor_tinymodel.build(sys.argv[1]))"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "-c", code, out], cwd=os.getcwd(), stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def wait(self) -> str:
+        rc = self.proc.wait()
+        self.seconds = round(_now() - self.t0, 3)
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                text = fh.read()
+        except OSError:
+            text = ""
+        if text:
+            print(text, end="" if text.endswith("\n") else "\n", flush=True)
+        if rc != 0:
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            raise RuntimeError(lines[-1] if lines else f"the build exited with code {rc}")
+        return self.out
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+
+
 def child_smoke(args: dict[str, Any], w: _Writer) -> None:
     """Load a model with vLLM's LLM API and greedily generate a fixed number of tokens."""
     t_start = _now()
     timings: dict[str, Any] = {}
     w.data["timings"] = timings
+    model = str(args.get("model") or "")
+    builder = None
+    if not model:
+        try:
+            builder = _TinyBuild(os.path.join(os.getcwd(), "tiny-llama"))
+        except OSError as exc:
+            _fail(w, exc, "could not build the tiny test model: ")
+            return
     w.stage("import")
     try:
         import vllm
         from vllm import LLM, SamplingParams
     except BaseException as exc:  # noqa: BLE001
+        if builder is not None:
+            builder.stop()
         _fail(w, exc)
         w.data["import_failed"] = isinstance(exc, ImportError) and "vllm" in str(exc)
         return
     timings["import_s"] = round(_now() - t_start, 3)
     engine: dict[str, Any] = {"version": getattr(vllm, "__version__", None)}
     w.data["engine"] = engine
-    model = args.get("model")
-    if not model:
+    if builder is not None:
         w.stage("build")
         t = _now()
         try:
-            import bwdoctor_tinymodel
-
-            model = bwdoctor_tinymodel.build(os.path.join(os.getcwd(), "tiny-llama"))
+            model = builder.wait()
         except BaseException as exc:  # noqa: BLE001
             _fail(w, exc, "could not build the tiny test model: ")
             return
-        timings["build_model_s"] = round(_now() - t, 3)
+        timings["build_model_s"] = builder.seconds  # alongside the import: the wait is build_wait_s
+        timings["build_wait_s"] = round(_now() - t, 3)
         engine["model_source"] = "tiny"
     else:
         engine["model_source"] = "user"
@@ -700,21 +780,29 @@ def child_smoke(args: dict[str, Any], w: _Writer) -> None:
         t = _now()
         llm.generate([prompt], SamplingParams(max_tokens=2, temperature=0.0, ignore_eos=True), use_tqdm=False)
         timings["first_request_s"] = round(_now() - t, 4)  # includes any lazy warm-up
-        t = _now()
-        llm.generate([prompt], SamplingParams(max_tokens=1, temperature=0.0, ignore_eos=True), use_tqdm=False)
-        ttft = _now() - t
-        t = _now()
-        outs = llm.generate([prompt], SamplingParams(max_tokens=n_tokens, temperature=0.0, ignore_eos=True),
-                            use_tqdm=False)
-        total = _now() - t
+        # each figure is the median of REPEATS timed requests (one request varies by a third on an H200)
+        ttfts = []
+        for _ in range(REPEATS):
+            t = _now()
+            llm.generate([prompt], SamplingParams(max_tokens=1, temperature=0.0, ignore_eos=True), use_tqdm=False)
+            ttfts.append(_now() - t)
+        runs = []
+        for _ in range(REPEATS):
+            t = _now()
+            outs = llm.generate([prompt], SamplingParams(max_tokens=n_tokens, temperature=0.0, ignore_eos=True),
+                                use_tqdm=False)
+            runs.append((_now() - t, outs))
     except BaseException as exc:  # noqa: BLE001
         _fail(w, exc)
         w.data["memory"] = sampler.stop()
         return
+    ttft = sorted(ttfts)[len(ttfts) // 2]
+    total, outs = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
     completion = outs[0].outputs[0]
     produced = len(completion.token_ids)
     timings["ttft_s"] = round(ttft, 4)
     timings["generate_s"] = round(total, 4)
+    timings["generate_runs_s"] = [round(r[0], 4) for r in runs]
     if produced > 1 and total > ttft:
         timings["decode_tps"] = round((produced - 1) / (total - ttft), 2)
     timings["overall_tps"] = round(produced / total, 2) if total > 0 else None
@@ -733,6 +821,7 @@ def child_smoke(args: dict[str, Any], w: _Writer) -> None:
                 cap = torch.cuda.get_device_capability(0)
                 engine["compute_capability"] = f"{cap[0]}.{cap[1]}"
     timings["total_s"] = round(_now() - t_start, 3)
+    w.data.setdefault("stage_at", {})["done"] = time.time()
     w.data["stage"] = "done"
     w.data["ok"] = produced > 0
     if not produced:
@@ -753,6 +842,11 @@ def child_entry(argv: list[str]) -> int:
     w.data["mode"] = mode
     w.data["python"] = sys.version.split()[0]
     w.flush()
+    with contextlib.suppress(Exception):
+        import resource
+
+        # a stuck run is ended with SIGABRT (stack dumps): no core files from it or its engine processes
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     try:
         MODES[mode](args, w)
     except BaseException as exc:  # noqa: BLE001 - whatever happens, say it in the result

@@ -103,7 +103,8 @@ def env_names_for(snap: Snapshot, version: str | None) -> tuple[set[str], str]:
     installed = snap.value("vllm.env_vars")
     if isinstance(installed, dict) and isinstance(installed.get("names"), list):
         iv = _v(installed.get("version"))
-        if version is None or (iv is not None and _v(version) is not None and iv.base_version == _v(version).base_version):
+        wanted = _v(version)
+        if version is None or (iv is not None and wanted is not None and iv.base_version == wanted.base_version):
             return set(installed["names"]), f"the installed vLLM {installed.get('version')}'s envs.py"
     rel, how = kbv.resolve_version(version)
     names = kbv.vllm_env_vars(rel)
@@ -210,7 +211,8 @@ def check_unread_env(snap: Snapshot) -> list[Outcome]:
             continue
         if hist:
             first = hist[0][0]
-            if _v(version) is not None and _v(version) < Version(first):
+            given = _v(version)
+            if given is not None and given < Version(first):
                 msg = (f"{name}{where} is first read by vLLM {first}; {ver_txt} ignores it. Upgrade vLLM or remove "
                        f"the variable.")
             else:
@@ -284,7 +286,8 @@ def check_base_image_cuda(snap: Snapshot) -> list[Outcome] | None:
                     f"{ref} ships CUDA {cuda}, but CUDA {int(max_major) + 1} and later dropped compute capability "
                     f"{g['cc']} ({g['label']}); use a CUDA {max_major}.x base image.",
                     evidence=[key, g["key"]], subject=subject, details=d))
-        if isinstance(drv_cuda, str) and _v(drv_cuda) is not None and Version(cuda) > _v(drv_cuda):
+        dcv = _v(drv_cuda) if isinstance(drv_cuda, str) else None
+        if isinstance(drv_cuda, str) and dcv is not None and Version(cuda) > dcv:
             if int(cuda.split(".")[0]) > int(drv_cuda.split(".")[0]):
                 out.append(failed(
                     f"{ref} ships CUDA {cuda}, newer than the host driver supports (CUDA {drv_cuda}); the container "
@@ -552,15 +555,12 @@ def check_memory_settings(snap: Snapshot) -> list[Outcome] | None:
 # ----------------------------------------------------------------------------- FP8
 
 
-_FP8_QUANT = re.compile(r"fp8", re.I)
-
-
 def _fp8_requested(snap: Snapshot) -> dict[str, Any]:
     """What in the configuration really asks for FP8 (real flags, an FP8 checkpoint name)."""
     req = snap.value("config.requested") if isinstance(snap.value("config.requested"), dict) else {}
     got: dict[str, Any] = {}
     q = req.get("quantization")
-    if isinstance(q, str) and _FP8_QUANT.search(q):
+    if isinstance(q, str) and kb.quant_kind(q) == "fp8":
         got["quantization"] = q
     k = req.get("kv_cache_dtype")
     if isinstance(k, str) and k.lower().startswith("fp8"):
@@ -568,6 +568,15 @@ def _fp8_requested(snap: Snapshot) -> dict[str, Any]:
     m = req.get("model")
     if isinstance(m, str) and re.search(r"(^|[-_/.])fp8($|[-_/.])", m, re.I):
         got["model"] = m
+    # a live smoke generation asked for it on the command line (bwdoctor run --smoke --quantization fp8)
+    asked = snap.mapping("smoke.engine").get("requested")
+    if isinstance(asked, dict):
+        q = asked.get("quantization")
+        if isinstance(q, str) and kb.quant_kind(q) == "fp8" and "quantization" not in got:
+            got["quantization"] = q
+        k = asked.get("kv_cache_dtype")
+        if isinstance(k, str) and k.lower().startswith("fp8") and "kv_cache_dtype" not in got:
+            got["kv_cache_dtype"] = k
     return got
 
 
@@ -619,7 +628,7 @@ def check_fp8_silently_off(snap: Snapshot) -> list[Outcome] | None:
     reps = "; ".join(f"{i['name']} → {_replacement_text(i['replacement'], i['name'], i['value'])}" for i in ignored)
     details = {"variables": [i["name"] for i in ignored], "locations": [i["location"] for i in ignored],
                "real_fp8_settings": real, "use_instead": reps}
-    if eng and (_FP8_QUANT.search(str(eng.get("quantization") or "")) or
+    if eng and (kb.quant_kind(eng.get("quantization")) == "fp8" or
                 str(eng.get("kv_cache_dtype") or "").lower().startswith("fp8")):
         return [passed(f"FP8 is on according to the engine config in the log, although {names} has no effect",
                        evidence=ev + ["vllm.config"])]
@@ -636,7 +645,7 @@ def check_fp8_silently_off(snap: Snapshot) -> list[Outcome] | None:
 def check_fp8_vs_gpu(snap: Snapshot) -> list[Outcome] | None:
     real = _fp8_requested(snap)
     eng = _log_engine_config(snap) or {}
-    if _FP8_QUANT.search(str(eng.get("quantization") or "")):
+    if kb.quant_kind(eng.get("quantization")) == "fp8":
         real.setdefault("quantization", eng.get("quantization"))
     if str(eng.get("kv_cache_dtype") or "").lower().startswith("fp8"):
         real.setdefault("kv_cache_dtype", eng.get("kv_cache_dtype"))
@@ -655,7 +664,7 @@ def check_fp8_vs_gpu(snap: Snapshot) -> list[Outcome] | None:
         ev = [k for k in ("config.requested", "vllm.config") if snap.has(k)] + [g["key"]] + vkeys
         details = {"requested": real, "gpu": g["name"], "compute_capability": cc, "native_fp8": native}
         if native is False:
-            marlin = resolve.cc_key(cc) >= resolve.cc_key(facts["marlin_min_cc"])
+            marlin = kb.marlin_fallback("fp8", cc)
             if marlin:
                 out.append(warned(
                     f"FP8 is asked for ({asked}) on {g['label']}, compute capability {cc} < {facts['native_min_cc']}: "
@@ -716,7 +725,7 @@ def check_fp8_log(snap: Snapshot) -> list[Outcome] | None:
                 evidence=["log.fp8"] + [g["key"] for g in gpus], subject="marlin", details={"line": line}))
     if eng is not None and real:
         lost = []
-        if "quantization" in real and not _FP8_QUANT.search(str(eng.get("quantization") or "")) \
+        if "quantization" in real and kb.quant_kind(eng.get("quantization")) != "fp8" \
                 and "quantization" in eng:
             lost.append(f"quantization={real['quantization']} (engine: {eng.get('quantization')})")
         if "kv_cache_dtype" in real and "kv_cache_dtype" in eng \
@@ -727,6 +736,15 @@ def check_fp8_log(snap: Snapshot) -> list[Outcome] | None:
                               f"not use it: the setting never reached the engine (another command line or image "
                               f"entrypoint was used).", evidence=["config.requested", "vllm.config"], subject="engine",
                               root_cause=None, remedies=["config.replace-vllm-env"], details={"lost": lost}))
+    native = [e for e in entries if e.get("kind") == "linear_kernel" and "marlin" not in str(e.get("kernel", "")).lower()]
+    if not out and native:
+        e = native[0]
+        on = f" on {', '.join(g['label'] + ' (compute capability ' + g['cc'] + ')' for g in gpus)}" if gpus else ""
+        out.append(passed(f"the log (line {e.get('line')}) shows native FP8 (W8A8: FP8 weights and activations on "
+                          f"the tensor cores): vLLM selected {e.get('kernel')} for {e.get('method')}{on}, and no "
+                          f"Marlin weight-only fallback", evidence=[k for k in ("log.fp8", "vllm.config") if snap.has(k)]
+                          + [g["key"] for g in gpus if g["key"].startswith("gpu.")],
+                          details={"line": e.get("line"), "kernel": e.get("kernel"), "method": e.get("method")}))
     if not out and (entries or (eng and real)):
         out.append(passed("the log shows FP8 as configured" if real else "the log shows no FP8 fallback",
                           evidence=[k for k in ("log.fp8", "vllm.config") if snap.has(k)]))
@@ -836,5 +854,8 @@ def bwdoctor_checks() -> list[CheckSpec]:
             doc="Reads what the engine actually did: the Marlin weight-only fallback message (log.fp8) is a warning "
                 "on a GPU without native FP8 and a failure on one with it (the build lacks kernels for the "
                 "architecture: arch_not_in_vllm_wheel); a configured --quantization fp8 / --kv-cache-dtype fp8 that "
-                "the engine config line in the log does not show means the setting never reached the engine."),
+                "the engine config line in the log does not show means the setting never reached the engine. Passes "
+                "with the proof of native FP8 (W8A8) when the log names the FP8 GEMM kernel vLLM selected "
+                "('Selected CutlassFP8ScaledMMLinearKernel for Fp8LinearMethod') and no Marlin fallback. The "
+                "engine log of a live smoke generation (run --smoke --quantization fp8) is read the same way."),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bwdoctor import (
+    CheckResult,
     CheckSpec,
     Snapshot,
     failed,
@@ -32,7 +33,7 @@ def _err(snap: Snapshot) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _check_health(snap: Snapshot) -> Any:
+def _check_health(snap: Snapshot) -> CheckResult:
     err = _err(snap)
     health = snap.mapping("smoke.endpoint.health")
     ev = ["smoke.endpoint.health", "smoke.endpoint.error"]
@@ -45,7 +46,7 @@ def _check_health(snap: Snapshot) -> Any:
                   f"the engine is up)", evidence=ev)
 
 
-def _check_models(snap: Snapshot) -> Any:
+def _check_models(snap: Snapshot) -> CheckResult:
     models = snap.mapping("smoke.endpoint.models")
     served = models.get("served") or []
     ev = ["smoke.endpoint.models"]
@@ -58,7 +59,7 @@ def _check_models(snap: Snapshot) -> Any:
                   f"the model path)", evidence=ev)
 
 
-def _check_completion(snap: Snapshot) -> Any:
+def _check_completion(snap: Snapshot) -> CheckResult:
     comp = snap.mapping("smoke.endpoint.completion")
     err = _err(snap)
     ev = ["smoke.endpoint.completion"]
@@ -77,7 +78,7 @@ def _check_completion(snap: Snapshot) -> Any:
                   + (f", {tps:g} tokens/s" if isinstance(tps, (int, float)) else ""), evidence=ev)
 
 
-def _check_load(snap: Snapshot) -> Any:
+def _check_load(snap: Snapshot) -> CheckResult:
     m = snap.mapping("smoke.endpoint.metrics")
     ev = ["smoke.endpoint.metrics"]
     usage, waiting, running = m.get("kv_cache_usage"), m.get("requests_waiting"), m.get("requests_running")

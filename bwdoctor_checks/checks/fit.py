@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bwdoctor import CheckSpec, Snapshot, failed, hookimpl, passed, skipped, warned
+from bwdoctor import CheckResult, CheckSpec, Snapshot, failed, hookimpl, passed, skipped, warned
 from bwdoctor_checks._lib import fitcalc as fc
 from bwdoctor_checks._lib import fitdeploy as fd
 from bwdoctor_checks._lib.tinymodel import model_config as tiny_config
@@ -102,7 +102,7 @@ def _remedy_words(items: list[tuple[str, fc.Budget]]) -> str:
 # ------------------------------------------------------------------------------------ checks
 
 
-def _check_memory(snap: Snapshot) -> Any:
+def _check_memory(snap: Snapshot) -> CheckResult:
     got = _inputs(snap)
     if got is None or not isinstance(got, tuple):
         return got
@@ -143,7 +143,7 @@ def _check_memory(snap: Snapshot) -> Any:
     return failed(msg, evidence=ev, subject=gpu.name, details=details, root_cause=cause)
 
 
-def _check_mig(snap: Snapshot) -> Any:
+def _check_mig(snap: Snapshot) -> CheckResult:
     plan = fd.mig_plan(snap)
     if plan is None:
         return None
@@ -195,7 +195,7 @@ def _check_mig(snap: Snapshot) -> Any:
     return failed(msg, evidence=["config.env"], subject=profile, details=details, root_cause="mig")
 
 
-def _check_speed(snap: Snapshot) -> Any:
+def _check_speed(snap: Snapshot) -> CheckResult:
     got = _inputs(snap)
     if got is None or not isinstance(got, tuple):
         return got
@@ -236,7 +236,7 @@ def _check_speed(snap: Snapshot) -> Any:
                   evidence=[k for k in ("target", "gpu.0", "smoke.timings") if k in snap])
 
 
-def _check_logged_kv(snap: Snapshot) -> Any:
+def _check_logged_kv(snap: Snapshot) -> CheckResult:
     """The estimate against the KV-cache size the engine itself logged."""
     kvlog = snap.mapping("log.kv_cache")
     mem = snap.mapping("smoke.memory")

@@ -12,44 +12,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, kb, known, passed, warned
+from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, kb, passed, resolve, warned
 
 FP4_FORMATS = ("mxfp4", "nvfp4", "modelopt_fp4", "w4a4")
 
 
 def _gpus(snap: Snapshot) -> list[dict[str, Any]]:
-    """Each GPU in the evidence with its compute capability and whether it has FP4 tensor cores."""
+    """Each judged GPU (:func:`bwdoctor.resolve.judged_gpus`) with its compute capability and whether
+    it has FP4 tensor cores (:func:`bwdoctor.kb.native_fp4`)."""
     out = []
-    for i, g in snap.gpus():
-        name = g.get("name") if isinstance(g.get("name"), str) else None
-        spec = kb.find_gpu(name=name) if name else None
-        cc = None
-        raw = g.get("compute_capability")
-        if known(raw):
-            try:
-                cc = kb.normalize_cc(raw)
-            except Exception:
-                cc = None
-        if cc is None and spec is not None:
-            cc = spec.compute_capability
-        if cc is None:
-            continue
-        out.append({"label": name or f"GPU {i}", "cc": cc, "key": f"gpu.{i}", "fp4": _has_fp4(cc, spec)})
-    if not out:
-        t = snap.value("target")
-        if isinstance(t, dict) and known(t.get("compute_capability")):
-            cc = kb.normalize_cc(t.get("compute_capability"))
-            if cc:
-                spec = kb.find_gpu(name=str(t.get("name") or "")) if t.get("name") else None
-                out.append({"label": str(t.get("name") or t.get("query") or "target"), "cc": cc, "key": "target",
-                            "fp4": _has_fp4(cc, spec)})
+    for j in resolve.judged_gpus(snap, usable_only=False):
+        label = j.name or ("target" if j.is_target else f"GPU {j.index}")
+        fp4 = bool(j.spec.fp4) if j.spec is not None else bool(kb.native_fp4(j.cc))
+        out.append({"label": label, "cc": j.cc, "key": j.key, "fp4": fp4})
     return out
-
-
-def _has_fp4(cc: str, spec: Any) -> bool:
-    if spec is not None and isinstance(getattr(spec, "fp4", None), bool):
-        return bool(spec.fp4)
-    return int(cc.split(".")[0]) >= 10  # FP4 tensor cores arrived with Blackwell (CC 10.x/11.x/12.x)
 
 
 def _asked(snap: Snapshot, entries: list[dict[str, Any]]) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, kb, known, passed, skipped, warned
+from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, kb, known, passed, resolve, skipped, warned
 from bwdoctor_checks._lib.gpuutil import (
     CLOCK_EVENT_REASONS,
     IDLE_BIT,
@@ -38,13 +38,8 @@ def _gpu_label(i: int | None, g: dict[str, Any]) -> str:
 
 
 def _spec_for(g: dict[str, Any]) -> kb.GpuSpec | None:
-    if g.get("gpu"):  # target dict carries the kb key
-        spec = kb.find_gpu(g["gpu"])
-        if spec:
-            return spec
-    pci = g.get("pci_device_id") if known(g.get("pci_device_id")) else None
-    name = g.get("name") if known(g.get("name")) and isinstance(g.get("name"), str) else None
-    return kb.find_gpu(name=name, pci_device_id=pci)
+    """The knowledge base's row for a ``gpu.<i>`` or ``target`` dict (:func:`bwdoctor.resolve.gpu_cc`)."""
+    return resolve.gpu_cc(g)[1]
 
 
 def _live_gpus(snap: Snapshot) -> list[tuple[int, dict[str, Any]]]:
@@ -53,22 +48,13 @@ def _live_gpus(snap: Snapshot) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _judged(snap: Snapshot) -> list[tuple[int | None, dict[str, Any]]]:
-    """The GPUs to judge: every live ``gpu.<i>``, else the ``target`` (index None)."""
-    gs: list[tuple[int | None, dict[str, Any]]] = list(_live_gpus(snap))
-    if gs:
-        return gs
-    t = snap.value("target")
-    if isinstance(t, dict) and t.get("compute_capability"):
-        return [(None, t)]
-    return []
+    """The GPUs to judge (:func:`bwdoctor.resolve.judged_gpus`): every live ``gpu.<i>``, else the
+    ``target`` (index None)."""
+    return [(j.index, j.fact) for j in resolve.judged_gpus(snap, need_cc=False)]
 
 
 def _cc(g: dict[str, Any]) -> str | None:
-    cc = g.get("compute_capability")
-    if known(cc):
-        return kb.normalize_cc(cc)
-    spec = _spec_for(g)
-    return spec.compute_capability if spec else None
+    return resolve.gpu_cc(g)[0]
 
 
 def _idle(g: dict[str, Any]) -> bool:
@@ -156,23 +142,33 @@ def check_driver_for_arch(snap: Snapshot) -> list[Outcome] | Outcome:
                                f"judge driver {drv}", ev, subject=_subject(i)))
             continue
         floors = [(req.min_driver, f"{req.arch_name} ({req.sm})")]
-        if spec and spec.min_driver:
-            floors.append((spec.min_driver, spec.name))
         mig = g.get("mig")
-        if spec and spec.arch == "blackwell" and spec.segment != "datacenter" and isinstance(mig, dict) and \
-                (mig.get("current") or mig.get("pending")):
-            floors.append(("575.51.03", "MIG on RTX PRO Blackwell"))
+        if spec and isinstance(mig, dict) and (mig.get("current") or mig.get("pending")):
+            floors.extend((row["min_driver"], row["feature"]) for row in kb.feature_driver_floors("mig", spec))
         known_floors = [(f, w) for f, w in floors if f]
-        if not known_floors:
+        pci = g.get("pci_device_id") if known(g.get("pci_device_id")) else None
+        listed, listed_why = kb.driver_lists_gpu(drv, spec, pci)
+        first = spec.first_listed_for(pci) if spec else None
+        if not known_floors and listed is None:
             out.append(skipped(f"{label}: no minimum driver is known for {req.arch_name} ({req.sm})", ev,
                                subject=_subject(i)))
             continue
-        need, why = max(known_floors, key=lambda fw: kb.version_tuple(fw[0]))
-        if not kb.driver_at_least(drv, need):
+        below = [(f, w) for f, w in known_floors if not kb.driver_at_least(drv, f)]
+        if listed is False and spec is not None:
+            # a first-listed driver is not a numeric floor: the driver either predates it or is known not to list it
+            need = max([first or "0", *(f for f, _ in known_floors)], key=kb.version_tuple)
+            out.append(failed(f"{label}: driver {drv} does not list {spec.name} ({listed_why}); install a driver "
+                              f"that lists it", ev, subject=_subject(i),
+                              details={"required": need, "driver": drv, "first_listed_driver": first}))
+        elif below:
+            need, why = max(below, key=lambda fw: kb.version_tuple(fw[0]))
             out.append(failed(f"{label}: driver {drv} is older than {need}, the first driver that supports {why}",
                               ev, subject=_subject(i), details={"required": need, "driver": drv}))
         else:
-            out.append(passed(f"{label}: driver {drv} >= {need} required for {why}", ev, subject=_subject(i)))
+            parts = [f"{drv} >= {f} for {w}" for f, w in known_floors]
+            if listed and spec is not None:
+                parts.append(f"{spec.name} {listed_why}")
+            out.append(passed(f"{label}: driver " + "; ".join(parts), ev, subject=_subject(i)))
     return out
 
 
@@ -356,7 +352,7 @@ def check_pcie(snap: Snapshot) -> list[Outcome] | Outcome:
         spec = _spec_for(g)
         gc, gm, ggm = p.get("gen_current"), p.get("gen_max"), p.get("gen_gpu_max")
         wc, wm = p.get("width_current"), p.get("width_max")
-        if not all(isinstance(x, int) for x in (gc, gm, wc, wm)):
+        if not (isinstance(gc, int) and isinstance(gm, int) and isinstance(wc, int) and isinstance(wm, int)):
             out.append(skipped(f"{label}: PCIe link not reported", _ev(i), subject=_subject(i)))
             continue
         problems, notes = [], []
@@ -457,8 +453,8 @@ def check_nvlink(snap: Snapshot) -> list[Outcome] | Outcome:
 def check_clock_reasons(snap: Snapshot) -> list[Outcome] | Outcome:
     out = []
     for i, g in _live_gpus(snap):
-        cer = g.get("clock_event_reasons")
-        active = cer.get("active") if isinstance(cer, dict) else None
+        cer: dict[str, Any] = g["clock_event_reasons"] if isinstance(g.get("clock_event_reasons"), dict) else {}
+        active = cer.get("active")
         label = _gpu_label(i, g)
         if not isinstance(active, int) or isinstance(active, bool):
             out.append(skipped(f"{label}: clock event reasons not reported", _ev(i), subject=_subject(i)))
@@ -466,9 +462,9 @@ def check_clock_reasons(snap: Snapshot) -> list[Outcome] | Outcome:
         names = decode_clock_reasons(active)
         costly = [(b, CLOCK_EVENT_REASONS[b]) for b in sorted(CLOCK_EVENT_REASONS)
                   if active & b and CLOCK_EVENT_REASONS[b][2]]
-        temp = g.get("temperature") if isinstance(g.get("temperature"), dict) else {}
+        temp: dict[str, Any] = g["temperature"] if isinstance(g.get("temperature"), dict) else {}
         tinfo = f" at {temp.get('gpu_c')} C" if isinstance(temp.get("gpu_c"), int) else ""
-        power = g.get("power") if isinstance(g.get("power"), dict) else {}
+        power: dict[str, Any] = g["power"] if isinstance(g.get("power"), dict) else {}
         pinfo = (f", {power.get('draw_w')} W of {power.get('enforced_limit_w')} W"
                  if isinstance(power.get("draw_w"), (int, float)) and isinstance(power.get("enforced_limit_w"),
                                                                                   (int, float)) else "")
@@ -618,7 +614,7 @@ def check_memory_contention(snap: Snapshot) -> list[Outcome] | Outcome:
     for i, g in _live_gpus(snap):
         label = _gpu_label(i, g)
         used, total = g.get("memory_used_mib"), g.get("memory_total_mib")
-        procs = g.get("processes") if isinstance(g.get("processes"), list) else []
+        procs: list[Any] = g["processes"] if isinstance(g.get("processes"), list) else []
         if not isinstance(used, int) or not isinstance(total, int) or total <= 0:
             out.append(skipped(f"{label}: memory use not reported", _ev(i), subject=_subject(i)))
             continue

@@ -31,8 +31,6 @@ from bwdoctor_checks._lib.textutil import (
 
 LOG_NEEDS = ["log.errors"]  # present only when some evidence file shows a recognised failure
 
-FP8_METHODS = ("fp8", "fbgemm_fp8", "modelopt", "ptpc_fp8", "compressed-tensors-fp8", "w8a8_fp8")
-FP4_METHODS = ("nvfp4", "modelopt_fp4", "mxfp4", "fp4", "w4a4")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -137,7 +135,7 @@ def _quant(snap: Snapshot) -> str:
 def _fp4_context(snap: Snapshot, err: dict[str, Any] | None = None) -> bool:
     if snap.value("log.fp4_mentioned"):
         return True
-    if any(m in _quant(snap) for m in FP4_METHODS):
+    if any(kb.quant_kind(part) == "fp4" for part in _quant(snap).split()):
         return True
     if err is not None and any(m in str(err.get("kernel", "")).lower() for m in ("fp4", "nvfp4", "mxfp4")):
         return True
@@ -317,9 +315,9 @@ def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
         if _fp4_context(snap, e):
             continue
         cap = e.get("capability")
-        cc = (int(cap) // 10, int(cap) % 10) if isinstance(cap, int) else None
-        if cc is None:
+        if not isinstance(cap, int):
             continue
+        cc = (cap // 10, cap % 10)
         if _built_for(snap, cc, vver):
             # vLLM is built for this arch: a dispatch gap inside vLLM, not the environment
             out.append(_out("warn", f"vLLM has no '{e.get('kernel')}' kernel for capability {cap} although its wheels "
@@ -509,16 +507,18 @@ def check_attention(snap: Snapshot) -> Outcome | None:
 def check_fp8(snap: Snapshot) -> Outcome | None:
     errs = _errors(snap, "fp8_type_unsupported")
     quant = [e for e in _errors(snap, "quant_min_capability")
-             if any(m in str(e.get("method", "")).lower() for m in ("fp8",))]
+             if kb.quant_kind(e.get("method")) == "fp8"]
     if not errs and not quant:
         return None
     ccs = _gpu_ccs(snap)
     conf = 0.8
     note = ""
-    if ccs and all(cc < (8, 9) for cc in ccs):
+    native = [kb.native_fp8(cc) for cc in ccs]
+    if ccs and all(n is False for n in native):
         conf = 0.9
-        note = f"; compute capability {ccs[0][0]}.{ccs[0][1]} has no FP8 tensor cores (needs 8.9+)"
-    elif ccs and all(cc >= (8, 9) for cc in ccs):
+        note = (f"; compute capability {ccs[0][0]}.{ccs[0][1]} has no FP8 tensor cores (needs "
+                f"{kb.quantization()['fp8']['native_min_cc']}+)")
+    elif ccs and all(native):
         conf = 0.4
         note = "; the GPU does have FP8, so the kernel's own arch gate is the likely culprit"
     first = errs or quant
@@ -529,14 +529,14 @@ def check_fp8(snap: Snapshot) -> Outcome | None:
 def check_fp4(snap: Snapshot) -> Outcome | None:
     errs = _errors(snap, "fp4_unsupported")
     quant = [e for e in _errors(snap, "quant_min_capability")
-             if any(m in str(e.get("method", "")).lower() for m in FP4_METHODS)]
+             if kb.quant_kind(e.get("method")) == "fp4"]
     nck = [e for e in _errors(snap, "no_compiled_kernel") if _fp4_context(snap, e)]
     found = errs + quant + nck
     if not found:
         return None
     ccs = _gpu_ccs(snap)
     conf = 0.7 if (nck or quant) else 0.55
-    if ccs and any(cc[0] in (10, 12) for cc in ccs):
+    if ccs and any(kb.native_fp4(cc) for cc in ccs):
         conf += 0.1
     return _out("fail", f"FP4 (NVFP4/MXFP4) kernels are missing for this GPU in the installed build ({_first(found)})",
                 ["log.errors", "vllm"] + _gpu_evidence(snap), conf)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, kb, known, passed, skipped, warned
+from bwdoctor.resolve import base_version
 from bwdoctor_checks._lib.rooflines import ALLREDUCE_WARN_PCT, PEER_WARN_PCT, pcie_theoretical_gbs
-from bwdoctor_checks._lib.versions import base_version
 
 # all-reduce sizes below this are latency-bound: their bus bandwidth says nothing about the link
 ALLREDUCE_JUDGED_MIN_BYTES = 256 << 20
@@ -50,7 +50,7 @@ def link_roofline(snap: Snapshot, a: int, b: int) -> tuple[float | None, str]:
         return sa.nvlink_bandwidth_gbs / 2, f"NVLink ({sa.nvlink_bandwidth_gbs:g} GB/s bidirectional per GPU)"
     rates = []
     for g, s in ((ga, sa), (gb, sb)):
-        pcie = g.get("pcie") if isinstance(g.get("pcie"), dict) else {}
+        pcie: dict[str, Any] = g["pcie"] if isinstance(g.get("pcie"), dict) else {}
         gen = pcie.get("gen_max") if known(pcie.get("gen_max")) else (s.pcie_gen if s else None)
         width = pcie.get("width_max") if known(pcie.get("width_max")) else (s.pcie_lanes if s else None)
         rate = pcie_theoretical_gbs(gen, width)

@@ -2,35 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
-from bwdoctor import CheckSpec, Snapshot, failed, hookimpl, passed, skipped, warned
+from bwdoctor import CheckResult, CheckSpec, Snapshot, failed, hookimpl, passed, resolve, skipped, warned
 
 # ----------------------------------------------------------------------------- checks
 
 
 def _base(version: str) -> Version | None:
-    try:
-        return Version(Version(version).base_version)
-    except InvalidVersion:
-        return None
+    return resolve.base_version(version)
 
 
 def _local(version: str) -> str | None:
-    try:
-        return Version(version).local
-    except InvalidVersion:
-        return None
+    v = resolve.parse_version(version)
+    return v.local if v is not None else None
 
 
 COMPANIONS = ("torchvision", "torchaudio")
 
 
-def check_companions(snap: Snapshot) -> Any:
+def check_companions(snap: Snapshot) -> CheckResult:
     pkgs = snap.mapping("packages")
     present = [c for c in COMPANIONS if c in pkgs]
     if not present:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from bwdoctor import (
+    CheckResult,
     CheckSpec,
     Snapshot,
     failed,
     hookimpl,
     known,
     passed,
+    resolve,
     skipped,
     warned,
 )
@@ -23,12 +25,11 @@ from bwdoctor_checks._lib.rooflines import (
     PCIE_WARN_PCT,
     pcie_theoretical_gbs,
 )
-from bwdoctor_checks._lib.torchprobe import kb_gpu
 
 # ------------------------------------------------------------------------------ checks
 
 
-def _check_kernel(snap: Snapshot) -> Any:
+def _check_kernel(snap: Snapshot) -> CheckResult:
     kl = snap.mapping("probe.kernel_launch")
     ev = ["probe.kernel_launch"]
     out = []
@@ -70,14 +71,14 @@ def _probe_gpus(snap: Snapshot) -> list[tuple[int, dict[str, Any]]]:
 
 def _spec_for(snap: Snapshot, idx: int, probe: dict[str, Any]) -> Any:
     gpu = snap.value(f"gpu.{idx}")
-    spec = kb_gpu(gpu if isinstance(gpu, dict) else None)
+    spec = resolve.gpu_cc(gpu)[1] if isinstance(gpu, dict) else None
     if spec is None:
-        spec = kb_gpu({"name": probe.get("name")})
+        spec = resolve.gpu_spec(name=probe.get("name"))
     return spec
 
 
 def _ratio_check(field: str, spec_field: str, unit: str, label: str, threshold: float):
-    def check(snap: Snapshot) -> Any:
+    def check(snap: Snapshot) -> CheckResult:
         out = []
         for idx, probe in _probe_gpus(snap):
             subject = f"gpu{idx}"
@@ -109,7 +110,7 @@ def _ratio_check(field: str, spec_field: str, unit: str, label: str, threshold: 
     return check
 
 
-def _check_pcie(snap: Snapshot) -> Any:
+def _check_pcie(snap: Snapshot) -> CheckResult:
     out = []
     for idx, probe in _probe_gpus(snap):
         subject = f"gpu{idx}"

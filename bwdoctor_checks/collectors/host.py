@@ -23,7 +23,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from bwdoctor import CollectorSpec, Fact, hookimpl
+from bwdoctor import CollectorSpec, Fact, RunOptions, hookimpl
 
 ENV_PREFIXES = ("CUDA", "NVIDIA_", "VLLM_", "NCCL_", "TORCH", "PYTORCH_", "HF_", "HUGGING_FACE", "TRITON_",
                 "FLASHINFER", "TRANSFORMERS_", "OMP_", "LD_LIBRARY_PATH", "LD_PRELOAD", "CUBLAS_", "CUDNN_",
@@ -69,14 +69,43 @@ def detect_container(environ: dict[str, str], cgroup: str, dockerenv: bool, cont
     return None
 
 
-def collect_host(options: Any) -> Iterator[Fact]:
+def _python_env(options: Any) -> dict[str, Any]:
+    """The inspected interpreter (``RunOptions.extra["python_env"]``, set from ``--python``), else this one."""
+    extra = getattr(options, "extra", None) or {}
+    env = extra.get("python_env")
+    if isinstance(env, dict) and env.get("executable"):
+        return {**env, "own": "site_packages" not in extra}
+    import sys
+
+    venv = sys.prefix != sys.base_prefix
+    kind = "conda" if os.path.isdir(os.path.join(sys.prefix, "conda-meta")) else ("venv" if venv else "system")
+    return {"executable": sys.executable, "prefix": sys.prefix, "version": platform.python_version(), "kind": kind,
+            "selected_by": "this interpreter", "note": None, "own": True}
+
+
+def site_paths(options: Any) -> list[str]:
+    """Where the inspected environment's packages are: its ``sys.path`` (``--python``), else ours."""
+    import sys
+
+    extra = getattr(options, "extra", None) or {}
+    paths = extra.get("site_packages")
+    if isinstance(paths, str):
+        return [paths]
+    return [str(p) for p in paths] if paths else list(sys.path)
+
+
+def collect_host(options: RunOptions | None) -> Iterator[Fact]:
     src = "host"
     osr = _os_release()
     yield Fact("host.os", {"id": osr.get("ID"), "version": osr.get("VERSION_ID"), "pretty": osr.get("PRETTY_NAME"),
                            "id_like": osr.get("ID_LIKE")}, "/etc/os-release")
     yield Fact("host.kernel", platform.release(), src)
     yield Fact("host.arch", platform.machine(), src)
-    yield Fact("host.python", platform.python_version(), src)
+    pyenv = _python_env(options)
+    yield Fact("host.python", pyenv.get("version") or platform.python_version(), src if pyenv.get("own", True) else
+               f"{pyenv.get('executable')}")
+    yield Fact("host.python_env", {k: v for k, v in pyenv.items() if k != "own"},
+               f"{pyenv.get('selected_by') or 'this interpreter'}")
     environ = dict(os.environ)
     yield Fact("host.container", detect_container(environ, _read("/proc/1/cgroup") or "", os.path.exists("/.dockerenv"),
                                                   os.path.exists("/run/.containerenv")), "/proc/1/cgroup, /.dockerenv")
@@ -138,17 +167,17 @@ def _requires(dist_info: str) -> list[str]:
     return out
 
 
-def collect_packages(options: Any) -> Iterator[Fact]:
+def collect_packages(options: RunOptions | None) -> Iterator[Fact]:
     """Installed distributions from their metadata folders; nothing is imported.
 
     Names and versions come from the ``.dist-info`` folder names (parsing every METADATA file
     costs a quarter of a second on a big environment); ``requires`` is read from METADATA for the
     serving-stack packages only. Eggs and other layouts go through importlib.metadata."""
-    import sys
     from importlib.metadata import PathDistribution
     from pathlib import Path
 
-    fast, eggs = _scan_dist_info(list(sys.path))
+    paths = site_paths(options)
+    fast, eggs = _scan_dist_info(paths)
     pkgs: dict[str, dict[str, Any]] = {}
     for cname, (version, path) in fast.items():
         entry: dict[str, Any] = {"version": version}
@@ -170,7 +199,7 @@ def collect_packages(options: Any) -> Iterator[Fact]:
             except Exception:  # noqa: BLE001
                 entry["requires"] = []
         pkgs[canonicalize_name(name)] = entry
-    yield Fact("packages", dict(sorted(pkgs.items())), "importlib.metadata")
+    yield Fact("packages", dict(sorted(pkgs.items())), f"package metadata ({_python_env(options).get('executable')})")
 
 
 

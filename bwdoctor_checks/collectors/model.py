@@ -3,7 +3,8 @@
 Reads ``config.json`` (the text model's values of a multimodal checkpoint included), its
 ``quantization_config``, and the weights' exact size from the safetensors headers (the first
 8 + N bytes of each shard: tensor dtypes, shapes and byte offsets) or, failing that, from
-``model.safetensors.index.json``'s ``metadata.total_size``. No weight data is read.
+``model.safetensors.index.json``'s ``metadata.total_size``. No weight data is read. A
+``config.json`` or index given to ``analyze`` is read by ``bwdoctor_checks.parsers.model``.
 
 Facts produced (source ``model-folder:<path>``, ``model-config:<file>`` or ``safetensors-index:<file>``):
 
@@ -21,7 +22,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from bwdoctor import CollectorSpec, Evidence, Fact, ParserSpec, RunOptions, hookimpl
+from bwdoctor import CollectorSpec, Fact, RunOptions, hookimpl
 from bwdoctor_checks._lib import fitcalc as fc
 
 MAX_CONFIG_BYTES = 4 << 20
@@ -118,7 +119,7 @@ def read_model_folder(path: str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
-# ------------------------------------------------------------------------------ collector / parsers
+# ------------------------------------------------------------------------------ collector
 
 
 def collect_model(options: RunOptions) -> list[Fact]:
@@ -134,44 +135,6 @@ def collect_model(options: RunOptions) -> list[Fact]:
     return [Fact("model.local", info, f"model-folder:{model}")]
 
 
-def _json_head(ev: Evidence) -> dict[str, Any] | None:
-    if not ev.name.endswith(".json") or ev.size > MAX_CONFIG_BYTES:
-        return None
-    try:
-        data = json.loads(ev.text(MAX_CONFIG_BYTES))
-    except (ValueError, OSError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def detect_config(ev: Evidence) -> bool:
-    return ev.name.endswith(".json") and ("num_hidden_layers" in ev.head or "text_config" in ev.head) \
-        and ("architectures" in ev.head or "model_type" in ev.head)
-
-
-def parse_config(ev: Evidence) -> list[Fact]:
-    data = _json_head(ev)
-    if data is None:
-        return []
-    folder = os.path.dirname(ev.path) or "."
-    q = fc.quantization_from_config(data.get("quantization_config"))
-    return [Fact("model.local", {"path": folder, "config": data, "quantization": q}, f"model-config:{ev.path}")]
-
-
-def detect_index(ev: Evidence) -> bool:
-    return ev.name.endswith(".json") and "weight_map" in ev.head and "total_size" in ev.head
-
-
-def parse_index(ev: Evidence) -> list[Fact]:
-    data = _json_head(ev)
-    total = (data.get("metadata") or {}).get("total_size") if data else None
-    if not isinstance(total, int) or total <= 0:
-        return []
-    return [Fact("model.local", {"path": os.path.dirname(ev.path) or ".", "weight_bytes": total,
-                                 "weight_source": f"from {ev.name} (metadata.total_size)"},
-                 f"safetensors-index:{ev.path}")]
-
-
 @hookimpl
 def bwdoctor_collectors() -> list[CollectorSpec]:
     return [CollectorSpec(
@@ -180,17 +143,6 @@ def bwdoctor_collectors() -> list[CollectorSpec]:
         enabled=lambda o: bool(o.model), off_reason="no --model given",
         doc="The local model folder given as --model: config.json, quantization_config and the weights' exact "
             "bytes from the safetensors headers (no weight data read).")]
-
-
-@hookimpl
-def bwdoctor_parsers() -> list[ParserSpec]:
-    return [
-        ParserSpec(name="model-config", func=parse_config, detect=detect_config, provides=["model.local"],
-                   doc="A model's config.json: architecture, layers, heads, KV heads, MoE, MLA, sliding window, "
-                       "quantization_config."),
-        ParserSpec(name="safetensors-index", func=parse_index, detect=detect_index, provides=["model.local"],
-                   doc="model.safetensors.index.json: the checkpoint's total weight bytes."),
-    ]
 
 
 # ------------------------------------------------------------------------------ bwdoctor fit
@@ -226,7 +178,8 @@ def _live_gpu() -> tuple[fc.Gpu | None, str]:
     return gpu, why
 
 
-def _fit_command() -> Any:
+def fit_command() -> Any:
+    """The ``bwdoctor fit`` command (declared by the ``commands.fit`` plugin, built when it runs)."""
     import click
 
     from bwdoctor.kb import resolve_target
@@ -361,8 +314,3 @@ def _fit_command() -> Any:
             raise click.exceptions.Exit(1)
 
     return fit
-
-
-@hookimpl
-def bwdoctor_cli_commands() -> list[Any]:
-    return [_fit_command()]

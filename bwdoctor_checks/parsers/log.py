@@ -321,7 +321,7 @@ class _LogScan:
             self.put("gpu.0", gpu_entry(name_txt, "torch-warning", compute_capability=cc), n)
             extra["gpu_name"] = name_txt
         elif name == "torch_driver_too_old":
-            cuda = cuda_from_driver_int(c(0))
+            cuda = cuda_from_driver_int(c(0) or "")
             extra["driver_cuda"] = cuda
             if cuda:
                 self.put("driver.cuda_version", cuda, n)
