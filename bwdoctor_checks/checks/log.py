@@ -350,9 +350,10 @@ def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
         if _fp4_context(snap, e):
             continue
         cap = e.get("capability")
-        if not isinstance(cap, int):
+        found = resolve.cc_tuple(cap) if isinstance(cap, int) and not isinstance(cap, bool) else None
+        if found is None:
             continue
-        cc = (cap // 10, cap % 10)
+        cc = found
         if _built_for(snap, cc, vver):
             # vLLM is built for this arch: a dispatch gap inside vLLM, not the environment
             out.append(_out("warn", f"vLLM has no '{e.get('kernel')}' kernel for capability {cap} although its wheels "

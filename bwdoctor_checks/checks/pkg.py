@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from bwdoctor import CheckResult, CheckSpec, Snapshot, failed, hookimpl, passed, resolve, skipped, warned
@@ -24,6 +22,9 @@ COMPANIONS = ("torchvision", "torchaudio")
 
 
 def check_companions(snap: Snapshot) -> CheckResult:
+    from packaging.requirements import InvalidRequirement, Requirement  # the parser costs start-up time
+    from packaging.utils import canonicalize_name
+
     pkgs = snap.mapping("packages")
     present = [c for c in COMPANIONS if c in pkgs]
     if not present:
