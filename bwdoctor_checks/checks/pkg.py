@@ -22,9 +22,6 @@ COMPANIONS = ("torchvision", "torchaudio")
 
 
 def check_companions(snap: Snapshot) -> CheckResult:
-    from packaging.requirements import InvalidRequirement, Requirement  # the parser costs start-up time
-    from packaging.utils import canonicalize_name
-
     pkgs = snap.mapping("packages")
     present = [c for c in COMPANIONS if c in pkgs]
     if not present:
@@ -46,6 +43,9 @@ def check_companions(snap: Snapshot) -> CheckResult:
                                    ["packages"], subject=comp, confidence=0.3))
             continue
         pin = None
+        from packaging.requirements import InvalidRequirement, Requirement  # only when there are requirements
+        from packaging.utils import canonicalize_name
+
         for raw in reqs:
             try:
                 req = Requirement(raw)
