@@ -180,6 +180,71 @@ def diagnose(findings: Sequence[Finding]) -> list[Diagnosis]:
     return rank(findings)
 
 
+def read_evidence(registry: Registry, paths: Sequence[str]) -> tuple[Snapshot, list[Finding], list[str]]:
+    """The facts of the evidence named (files, folders, ``-`` for standard input, bwdoctor reports
+    and snapshots), the findings about reading them, and the inputs read.
+
+    :class:`~bwdoctor.files.BadInput` (exit 2) for a named input that cannot be used: unreadable,
+    a device, an empty folder, a file no parser recognises, or evidence of different machines."""
+    from bwdoctor.files import BadInput, check_named_inputs, is_bwdoctor_json, load_report
+    from bwdoctor.runner import MixedMachines
+
+    named = check_named_inputs(paths)
+    stored = [p for p in named if is_bwdoctor_json(p)]
+    evidence = [p for p in named if p not in stored]
+    snap = Snapshot()
+    for path in stored:  # a report or snapshot: its facts, as recorded
+        old = load_report(path).snapshot
+        for fact in old:
+            snap.add(fact)
+        for pattern, reason in old.missing.items():
+            snap.mark_missing(pattern, reason)
+        snap.meta.setdefault("evidence", []).append({"path": path, "size": os.path.getsize(path),
+                                                     "parsers": ["bwdoctor-json"]})
+    found: list[Finding] = []
+    if evidence:
+        try:
+            snap, found = parse(registry, evidence, snap)
+        except MixedMachines as exc:
+            raise BadInput(str(exc)) from None
+    read = {str(i.get("path")): i for i in snap.meta.get("evidence", []) if isinstance(i, dict)}
+    for path in evidence:
+        item = read.get(path)
+        if item is not None and not item.get("parsers"):
+            shown = "standard input" if path == "/dev/stdin" else path
+            raise BadInput(f"no parser recognises {shown}: give raw collect_env, nvidia-smi or pip list output, a vLLM "
+                           f"log, a Dockerfile, compose or .env file, or a bwdoctor report or snapshot")
+    expand_gpu_names(snap)
+    return snap, found, [str(i["path"]) for i in snap.meta.get("evidence", []) if isinstance(i, dict)]
+
+
+def expand_gpu_names(snap: Snapshot) -> None:
+    """GPU names cut by nvidia-smi's table ("NVIDIA RTX PRO 6000 Blac...") in their full form from
+    the knowledge base, noted as expanded (``name_as_seen``, ``name_expanded``). A prefix several
+    products share keeps its name and gets the candidates (``name_candidates``)."""
+    from bwdoctor import kb
+    from bwdoctor.types import Fact
+
+    for key in snap.keys("gpu."):
+        fact = snap.get(key)
+        if fact is None or not key[4:].isdigit() or not isinstance(fact.value, dict):
+            continue
+        name = fact.value.get("name")
+        if not isinstance(name, str) or not name.rstrip().endswith(("...", "\u2026")):
+            continue
+        stem = name.rstrip().rstrip(".\u2026").strip()
+        cands = sorted({g.name for g in kb.gpus() if g.name.lower().startswith(stem.lower())})
+        if not cands:
+            continue
+        if len(cands) == 1:
+            value = {**fact.value, "name": cands[0], "name_as_seen": name, "name_expanded": True}
+            note = "name expanded from the knowledge base"
+        else:  # the checks keep judging what the prefix tells; the report lists what it may be
+            value = {**fact.value, "name_candidates": cands}
+            note = "the name's candidates from the knowledge base"
+        snap.facts[key] = Fact(key, value, f"{fact.source}; {note}")
+
+
 def inspect_environment(request: Request) -> None:
     """Point the collectors at the Python environment to inspect (see :mod:`bwdoctor.pyenv`);
     :class:`BadOption` when ``--python`` names no usable interpreter."""
@@ -224,15 +289,8 @@ def _build(manager: PluginManager, request: Request) -> Report:
         inputs.append(request.from_report)
         mode = "from"
     elif mode == "analyze":
-        from bwdoctor.files import BadInput
-        from bwdoctor.runner import MixedMachines
-
-        try:
-            snap, found = parse(registry, request.paths)
-        except MixedMachines as exc:
-            raise BadInput(str(exc)) from None
+        snap, found, inputs = read_evidence(registry, request.paths)
         findings += found
-        inputs = [i["path"] for i in snap.meta.get("evidence", [])]
     else:
         inspect_environment(request)
         slow = options.level != "quick" or options.smoke or bool(options.endpoint)
