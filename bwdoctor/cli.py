@@ -218,7 +218,8 @@ def build_report(ctx: click.Context, mode: str, *, from_report: str | None = Non
                          smoke=bool(extra.pop("smoke", False)), verbose=int(extra.pop("verbose", 0)), extra=extra)
     request = pipeline.Request(mode=mode, options=options, paths=tuple(paths), from_report=from_report,
                                select=tuple(select), skip=tuple(skip), fail_on=fail_on, run_checks=run_checks,
-                               show_progress=_stderr_is_terminal(), python=python,
+                               show_progress=_stderr_is_terminal(), progress_lines=not _stderr_is_terminal(),
+                               python=python,
                                python_source=_python_source(ctx))
     roles: Sequence[str]
     if from_report:
