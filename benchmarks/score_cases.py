@@ -7,8 +7,9 @@ expected one. Negative controls (``-neg-`` in the name or label ``none_env_ok``)
 diagnosis is empty.
 
 Usage: ``python benchmarks/score_cases.py CASES_DIR [--json] [--verbose] [--only odd|even|NNN,NNN]``
-(``--only`` scores a subset by the case folder's leading number: a held-out half, or a list). Exit 0 always (it is a
-measurement); ``--min-accuracy X`` makes it exit 1 below X or when a negative is blamed.
+(``--only`` scores a subset by the case folder's leading number: a held-out half, or a list). A calibration
+table gives the top-1 accuracy per confidence bucket of the first cause. Exit 0 always (it is a measurement);
+``--min-accuracy X`` makes it exit 1 below X or when a negative is blamed.
 """
 
 from __future__ import annotations
@@ -105,8 +106,32 @@ def score(root: Path, verbose: bool = False, only: str | None = None) -> dict[st
         "negatives_blamed": sum(not r["solved"] for r in neg),
         "confusion": confusion,
         "total_seconds": round(sum(r["seconds"] for r in rows), 2),
+        "calibration": calibration(rows),
         "rows": rows,
     }
+
+
+# Upper edges of the confidence buckets of the calibration table (the first diagnosis entry's confidence).
+BUCKETS = (0.4, 0.55, 0.7, 0.85, 1.0)
+
+
+def calibration(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Top-1 accuracy per confidence bucket of the first diagnosis entry. A case with an empty diagnosis falls in
+    the "none" row (right when it is a negative control); a blamed negative counts as wrong in its bucket."""
+    table: list[dict[str, Any]] = []
+    lo = 0.0
+    for hi in BUCKETS:
+        inside = [r for r in rows if r["confidence"] is not None and lo <= r["confidence"] < hi + (hi == 1.0)]
+        table.append({"bucket": f"{lo:.2f}-{hi:.2f}", "cases": len(inside), "correct": sum(r["solved"] for r in inside),
+                      "accuracy": round(sum(r["solved"] for r in inside) / len(inside), 3) if inside else None,
+                      "mean_confidence": round(sum(r["confidence"] for r in inside) / len(inside), 3)
+                      if inside else None})
+        lo = hi
+    empty = [r for r in rows if r["confidence"] is None]
+    table.append({"bucket": "none", "cases": len(empty), "correct": sum(r["solved"] for r in empty),
+                  "accuracy": round(sum(r["solved"] for r in empty) / len(empty), 3) if empty else None,
+                  "mean_confidence": None})
+    return table
 
 
 def render(res: dict[str, Any], verbose: bool = False) -> str:
@@ -128,6 +153,13 @@ def render(res: dict[str, Any], verbose: bool = False) -> str:
                  f"({acc * 100 if acc is not None else 0:.1f}%)")
     lines.append(f"negatives: {res['negatives_blamed']}/{res['negatives']} blamed the environment")
     lines.append(f"time: {res['total_seconds']} s for {res['cases']} cases")
+    lines.append("")
+    lines.append("calibration (confidence of the first cause -> top-1 accuracy):")
+    lines.append(f"  {'bucket':10s} {'cases':>5s} {'correct':>7s} {'accuracy':>8s} {'mean conf':>9s}")
+    for b in res["calibration"]:
+        acc_b = f"{b['accuracy'] * 100:.0f}%" if b["accuracy"] is not None else "-"
+        mc = f"{b['mean_confidence']:.2f}" if b["mean_confidence"] is not None else "-"
+        lines.append(f"  {b['bucket']:10s} {b['cases']:5d} {b['correct']:7d} {acc_b:>8s} {mc:>9s}")
     lines.append("")
     lines.append("confusion (expected -> got: count):")
     for exp in sorted(res["confusion"]):

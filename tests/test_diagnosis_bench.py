@@ -45,3 +45,14 @@ def test_healthy_capture_gives_empty_diagnosis():
     assert report["diagnosis"] == []
     facts = {f["key"]: f["value"] for f in report["snapshot"]["facts"]}
     assert facts["gpu.0"]["compute_capability"] == "9.0" and facts["driver.version"] == "580.159.04"
+
+
+def test_calibration_table_buckets_the_first_cause_confidence():
+    rows = [{"confidence": 0.9, "solved": True}, {"confidence": 0.88, "solved": False},
+            {"confidence": 0.3, "solved": True}, {"confidence": 1.0, "solved": True},
+            {"confidence": None, "solved": True}, {"confidence": None, "solved": False}]
+    table = {b["bucket"]: b for b in score_cases.calibration(rows)}
+    assert table["0.85-1.00"]["cases"] == 3 and table["0.85-1.00"]["correct"] == 2
+    assert table["0.00-0.40"]["accuracy"] == 1.0 and table["0.40-0.55"]["accuracy"] is None
+    assert table["none"] == {"bucket": "none", "cases": 2, "correct": 1, "accuracy": 0.5, "mean_confidence": None}
+    assert sum(b["cases"] for b in table.values()) == len(rows)

@@ -60,3 +60,18 @@ def test_native_fp4_backend_passes():
     for fact in parse_log.parse_text(text):
         snap.add(fact)
     assert fp8v.check_fp4_log(snap).status == "pass"
+
+
+def test_fp4_backend_lines_of_several_log_formats():
+    from bwdoctor_checks.parsers import log as parse_log
+
+    lines = [
+        ("INFO 01-01 00:00:00 [mxfp4.py:150] Using Marlin backend", "Marlin"),
+        ("INFO 01-01 00:00:00 [modelopt.py:900] Using FlashInfer kernels for ModelOptNvFp4FusedMoE.", "FlashInfer"),
+        ("INFO 01-01 00:00:00 [nvfp4_utils.py:60] Using NvFp4LinearBackend.FLASHINFER_CUTLASS for NVFP4 GEMM",
+         "NvFp4LinearBackend.FLASHINFER_CUTLASS"),
+        ("INFO 01-01 00:00:00 [fp4_moe.py:30] NVFP4 MoE backend: 'CUTLASS'", "CUTLASS"),
+    ]
+    for text, backend in lines:
+        facts = {f.key: f.value for f in parse_log.parse_text(text)}
+        assert facts["log.fp4"][0]["backend"] == backend, text

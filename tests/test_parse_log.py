@@ -164,7 +164,7 @@ def test_markers_and_facts():
     assert f["host.wsl"] is True
     assert f["host.shm_bytes"] == 67108864
     assert f["log.mig"]
-    assert f["log.nccl"] == {"version": "2.21.5", "cuda": "12.4"}
+    assert f["log.nccl"] == {"version": "2.21.5", "cuda": "12.4", "last_info_line": 4}
 
 
 def test_plain_exception_has_no_env_class():

@@ -23,7 +23,7 @@ SIGS = sigtable.signatures()
 
 
 def test_table_matches_its_schema():
-    schema = json.loads((KB / "signatures.schema.json").read_text(encoding="utf-8"))
+    schema = json.loads((KB / "schema" / "signatures.schema.json").read_text(encoding="utf-8"))
     jsonschema.validate(DOC, schema)
 
 
@@ -43,6 +43,11 @@ def test_loader_is_strict(mutate, match):
     mutate(doc)
     with pytest.raises(sigtable.SignatureTableError, match=match):
         sigtable.validate(doc)
+    from bwdoctor.kb import _schema
+
+    if match in ("unknown fields", "missing fields", "top-level fields"):
+        with pytest.raises(_schema.KnowledgeBaseError):
+            _schema.check("signatures", doc)
 
 
 def test_every_label_is_known_and_causes_name_remedies():

@@ -1,4 +1,4 @@
-"""Failure signatures as data: ``signatures.json`` (schema: ``signatures.schema.json``).
+"""Failure signatures as data: ``signatures.json`` (schema: ``schema/signatures.schema.json``).
 
 One table maps an error text to a signature, the environment class it points at, the root cause
 a classifier with no other facts names, and the remedies. The log parser, the smoke generation's
@@ -152,8 +152,15 @@ def validate(doc: Any) -> tuple[tuple[Signature, ...], dict[str, ProbeKind], dic
 
 @cache
 def _table() -> tuple[tuple[Signature, ...], dict[str, ProbeKind], dict[str, str]]:
+    from bwdoctor.kb import _schema
+
     with open(_PATH, encoding="utf-8") as fh:
-        return validate(json.load(fh))
+        doc = json.load(fh)
+    try:
+        _schema.check("signatures", doc)  # the shared strict schema check of every knowledge-base file
+    except _schema.KnowledgeBaseError as exc:
+        raise SignatureTableError(str(exc)) from None
+    return validate(doc)
 
 
 def python_package(module: str | None) -> str | None:

@@ -31,6 +31,9 @@ from bwdoctor_checks._lib.textutil import (
 
 LOG_NEEDS = ["log.errors"]  # present only when some evidence file shows a recognised failure
 
+# Decode speed (tokens/s, whole engine) below which a GPU is not working normally: one request on the smallest
+# supported GPU and a 70B-class model in 4-bit still decodes at several tokens/s (vLLM's own metrics lines).
+SLOW_DECODE_TPS = 2.0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -118,7 +121,10 @@ def _gpu_count(snap: Snapshot) -> int:
         n = int(snap.value("gpu.count") or 0)
     except (TypeError, ValueError):
         n = 0
-    return max(n, len(snap.gpus()))
+    ranks = snap.mapping("log.nccl").get("ranks")
+    hint = snap.value("log.parallel_hint")
+    extra = [v for v in (ranks, hint) if isinstance(v, int)]
+    return max([n, len(snap.gpus())] + extra)
 
 
 def _quant(snap: Snapshot) -> str:
@@ -204,9 +210,29 @@ def _torch_arch_gap(snap: Snapshot) -> tuple[str, list[str]] | None:
     return None
 
 
+def _torch_covers(snap: Snapshot) -> bool:
+    """True when the torch build in the evidence is known to carry kernels for every GPU shown."""
+    torch = snap.value("torch")
+    variant = str(torch.get("variant") or "") if isinstance(torch, dict) else ""
+    ccs = _gpu_ccs(snap)
+    if not variant.startswith("cu") or not ccs:
+        return False
+    for cc in ccs:
+        req = arch_requirements(f"{cc[0]}.{cc[1]}")
+        if req is None or variant not in tuple(getattr(req, "torch_cuda_variants", ()) or ()):
+            return False
+    return True
+
+
 def check_torch_arch(snap: Snapshot) -> Outcome | None:
     gap = _torch_arch_gap(snap)
     nki = _errors(snap, "no_kernel_image")
+    stated = _errors(snap, "torch_arch_stated")
+    if gap is None and stated and not _torch_covers(snap):
+        return _out("fail", f"The report says the installed PyTorch does not support the GPU ({_first(stated)})"
+                    + (f"; the log fails with 'no kernel image' ({_first(nki)})" if nki else ""),
+                    ["log.errors", "torch"] + _gpu_evidence(snap), 0.7 if nki else 0.55,
+                    remedies=["torch.reinstall-cuda-variant"])
     if gap is None:
         return None
     msg, ev = gap
@@ -282,6 +308,15 @@ def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
                                 f"(a kernel compiled for the wrong arch variant) in vLLM or a kernel library, not the "
                                 f"environment", ["log.errors", "torch", "vllm"] + _gpu_evidence(snap), 0.3,
                         cause="none_env_ok", remedies=[]))
+    elif nki and _torch_arch_gap(snap) is None and not snap.has("torch") and not _errors(snap, "torch_arch_stated") \
+            and any(cc >= (10, 0) for cc in ccs):
+        # torch's kernels run before vLLM's: with the torch build unknown on a GPU newer than older CUDA 12 builds
+        # cover, torch is the likelier owner of the missing kernel
+        out.append(_out("fail", f"'no kernel image is available' ({_first(nki)}) on compute capability "
+                                f"{ccs[0][0]}.{ccs[0][1]}, with no torch build in the evidence: torch's kernels run "
+                                f"first, and torch builds before CUDA 12.8 have none for this GPU (paste pip list / "
+                                f"collect_env to tell torch from vLLM)", ["log.errors"] + _gpu_evidence(snap), 0.55,
+                        cause="arch_not_in_torch_wheel", remedies=["torch.reinstall-cuda-variant"]))
     elif nki and _torch_arch_gap(snap) is None:
         conf = 0.55
         why = "no torch arch gap is shown, so the missing kernel is most likely in vLLM's compiled extensions"
@@ -497,7 +532,7 @@ def check_ptxas(snap: Snapshot) -> Outcome | None:
 
 
 def check_attention(snap: Snapshot) -> Outcome | None:
-    errs = _errors(snap, "attention_softcap", "flash_attn_arch", "no_attention_backend")
+    errs = _errors(snap, "attention_softcap", "flash_attn_arch", "no_attention_backend", "attention_backend_arch")
     if not errs:
         return None
     return _out("fail", f"No attention backend available supports this GPU/model combination ({_first(errs)})",
@@ -724,6 +759,12 @@ def _mig_markers(snap: Snapshot) -> list[str]:
 
 
 def check_mig(snap: Snapshot) -> Outcome | None:
+    uuid = _errors(snap, "mig_uuid_as_index")
+    if uuid:
+        return _out("fail", f"A MIG instance is addressed by its UUID where an integer device index is expected "
+                            f"({_first(uuid)}): expose exactly one MIG slice to the process (container device "
+                            f"isolation) so that it appears as device 0", ["log.errors", "log.mig", "host.env"], 0.85,
+                    remedies=["gpu.mig-guidance"])
     marks = _mig_markers(snap)
     if not marks:
         return None
@@ -738,6 +779,15 @@ def check_mig(snap: Snapshot) -> Outcome | None:
 
 
 def check_nccl_version(snap: Snapshot) -> Outcome | None:
+    too_old = _errors(snap, "nccl_build_too_old")
+    if too_old:
+        ver0 = snap.value("nccl.version")
+        nccl0 = snap.mapping("log.nccl")
+        what = f"NCCL {ver0}" + (f" (built for CUDA {nccl0.get('cuda')})" if nccl0.get("cuda") else "") if ver0 \
+            else "The NCCL in use"
+        return _out("fail", f"{what} is too old for the CUDA runtime or driver in use: NCCL says so itself "
+                            f"({_first(too_old)}); an old system NCCL or a wheel of another CUDA was picked up",
+                    ["log.errors", "nccl.version", "log.nccl"], 0.8, remedies=["nccl.upgrade"])
     ver = snap.value("nccl.version")
     nccl = snap.value("log.nccl") if isinstance(snap.value("log.nccl"), dict) else {}
     vt = version_tuple(str(ver)) if ver else None
@@ -766,16 +816,39 @@ def check_nccl_version(snap: Snapshot) -> Outcome | None:
                 remedies=["nccl.upgrade"])
 
 
+def _setup_stall(snap: Snapshot) -> str | None:
+    """A multi-GPU start-up whose log stops inside NCCL / custom all-reduce set-up with no error at all."""
+    prog = snap.mapping("log.progress")
+    nccl = snap.mapping("log.nccl")
+    last = prog.get("last_line")
+    if not isinstance(last, int) or prog.get("ready_line") or prog.get("errors"):
+        return None
+    marks = [v for v in (nccl.get("last_info_line"), nccl.get("custom_allreduce_line")) if isinstance(v, int)]
+    if marks and last - max(marks) <= 8:
+        return f"the log stops at line {last}, {last - max(marks)} line(s) after NCCL / custom all-reduce set-up, " \
+               f"with no error and the engine never ready"
+    return None
+
+
 def check_nccl_p2p(snap: Snapshot) -> Outcome | None:
-    p2p = _errors(snap, "p2p_unsupported")
+    p2p = _errors(snap, "p2p_unsupported", "cuda_ipc_failure", "iommu_fault")
     if p2p:
-        return _out("fail", f"GPU peer-to-peer access fails ({_first(p2p)})", ["log.errors", "host.gpu_topology"], 0.75)
+        return _out("fail", f"GPU peer-to-peer access fails ({_first(p2p)}): disable NCCL P2P and vLLM's custom "
+                            f"all-reduce, or fix IOMMU/ACS", ["log.errors", "host.gpu_topology"], 0.75)
     hang = _errors(snap, "collective_hang")
     nvlink = _has_nvlink(snap)
     multi = _gpu_count(snap) > 1 or _tp(snap) > 1
     if not hang and (multi or nvlink is False):
         # the engine stopped producing output: a collective stall only where several GPUs talk
         hang = _errors(snap, "engine_stall")
+    stall = _setup_stall(snap) if not hang and (multi or nvlink is False) else None
+    if stall:
+        transports = snap.mapping("log.nccl").get("transports") or []
+        via = f" (NCCL channels via {', '.join(map(str, transports))})" if transports else ""
+        conf = 0.6 if nvlink is False or any(str(t).startswith("P2P") for t in transports) else 0.45
+        return _out("fail", f"Several GPUs stall while setting up communication: {stall}{via}. On GPUs linked "
+                            f"through PCIe the direct P2P path (IOMMU/ACS, platforms without P2P) is the usual cause",
+                    ["log.progress", "log.nccl", "host.gpu_topology"] + _gpu_evidence(snap), conf)
     if not hang:
         return None
     if nvlink is False:
@@ -792,16 +865,39 @@ def check_nccl_env(snap: Snapshot) -> Outcome | None:
     errs = _errors(snap, "nccl_env_invalid")
     if errs:
         return _out("fail", f"An NCCL_* setting is invalid ({_first(errs)})", ["log.errors", "host.env"], 0.75)
-    nccl_errs = _errors(snap, "nccl_error")
-    env = snap.value("host.env")
+    nccl_errs = _errors(snap, "nccl_error", "collective_hang")
+    env = dict(snap.mapping("host.env"))
+    env.update({k: v for k, v in (snap.mapping("log.nccl").get("env") or {}).items() if isinstance(k, str)})
     risky = ("NCCL_BUFFSIZE", "NCCL_SOCKET_IFNAME", "NCCL_IB_HCA", "NCCL_NET", "NCCL_PROTO", "NCCL_ALGO",
              "NCCL_NTHREADS", "NCCL_MAX_NCHANNELS", "NCCL_MIN_NCHANNELS", "NCCL_CUMEM_ENABLE")
-    if nccl_errs and isinstance(env, dict):
-        set_vars = [k for k in env if k in risky]
+    if nccl_errs and env:
+        set_vars = [f"{k}={env[k]}" for k in env if k in risky]
         if set_vars:
-            return _out("warn", f"NCCL fails ({_first(nccl_errs)}) with tuning variables set: {', '.join(set_vars)}",
-                        ["log.errors", "host.env"], 0.4)
+            return _out("warn", f"NCCL fails ({_first(nccl_errs)}) with tuning variables set: {', '.join(set_vars)}; "
+                                f"unset them and retry with NCCL's defaults", ["log.errors", "host.env", "log.nccl"],
+                        0.45)
     return None
+
+
+def _in_container(snap: Snapshot) -> bool:
+    return bool(snap.value("log.container_hint") or snap.value("host.container") or snap.has("config.docker_run")
+                or snap.has("config.compose"))
+
+
+def _shm_from_container(snap: Snapshot) -> Outcome | None:
+    """NCCL's 'unhandled system error' with several GPUs inside a container and no NCCL_* tuning in the evidence:
+    the container's /dev/shm (Docker's 64 MiB default) is the usual cause."""
+    sys_errs = [e for e in _errors(snap, "nccl_error") if "system error" in str(e.get("text", "")).lower()
+                or "system_error" in str(e.get("text", "")).lower()]
+    if not sys_errs or not _in_container(snap) or (_gpu_count(snap) < 2 and _tp(snap) < 2):
+        return None
+    env = dict(snap.mapping("host.env"))
+    env.update(snap.mapping("log.nccl").get("env") or {})
+    if any(str(k).startswith("NCCL_") and k not in ("NCCL_DEBUG", "NCCL_DEBUG_SUBSYS") for k in env):
+        return None  # NCCL_* variables are set: BWD-ENV-005 judges them first
+    return _out("fail", f"NCCL fails with a system error ({_first(sys_errs)}) while several GPUs run inside a "
+                        f"container: NCCL's shared-memory transport needs more than Docker's default 64 MiB /dev/shm "
+                        f"(--ipc=host or --shm-size)", ["log.errors", "host.container", "log.container_hint"], 0.55)
 
 
 def check_shm(snap: Snapshot) -> Outcome | None:
@@ -809,7 +905,7 @@ def check_shm(snap: Snapshot) -> Outcome | None:
     errs = _errors(snap, "shm_error")
     small = isinstance(size, int) and size < (1 << 30)
     if not small and not errs:
-        return None
+        return _shm_from_container(snap)
     multi = _gpu_count(snap) > 1 or _tp(snap) > 1
     if small and (errs or multi):
         return _out("fail", f"/dev/shm is {size >> 20} MiB, too small for NCCL/vLLM shared-memory IPC"
@@ -818,12 +914,15 @@ def check_shm(snap: Snapshot) -> Outcome | None:
     if errs:
         return _out("fail", f"A shared-memory segment could not be created ({_first(errs)}): /dev/shm is too small",
                     ["log.errors"], 0.65)
+    if not small:
+        return None
     return _out("warn", f"/dev/shm is {size >> 20} MiB (Docker's default 64 MiB); vLLM and NCCL need more",
                 ["host.shm_bytes"], 0.5)
 
 
 def check_container(snap: Snapshot) -> Outcome | None:
     weights = {"container_no_gpu_driver": 0.85, "container_unknown_runtime": 0.85, "container_cli_error": 0.6,
+               "container_gpu_missing": 0.6,
                "nvml_unknown_error": 0.6, "no_nvidia_driver": 0.55, "no_cuda_device": 0.4}
     errs = _errors(snap, *weights)
     if not errs:
@@ -873,6 +972,18 @@ def check_gpu_health(snap: Snapshot) -> Outcome | None:
         act = str(g.get("recovery_action") or "")
         if act and act.lower() not in ("none", "n/a"):
             return _out("fail", f"gpu{i} asks for recovery action '{act}'", [f"gpu.{i}"], 0.8)
+    tp = snap.mapping("log.throughput")
+    top = tp.get("generation_tps_max")
+    cfg = snap.mapping("vllm.config")
+    offload = any(k in str(snap.value("log.non_default_args") or "") for k in ("cpu_offload", "offload"))
+    if isinstance(top, (int, float)) and top < SLOW_DECODE_TPS and int(tp.get("samples") or 0) >= 2 \
+            and not _errors(snap) and str(cfg.get("device") or "cuda") != "cpu" and not offload and not _cpu_build(snap):
+        return _out("warn", f"With requests running, generation never exceeds {top:g} tokens/s over "
+                            f"{tp.get('samples')} metrics samples: far below what any supported GPU does even for one "
+                            f"request, and no error is logged. A GPU that is throttled, degraded or needs a reset "
+                            f"behaves like this: check nvidia-smi -q (Clocks Event Reasons, GPU Reset Status / Reset "
+                            f"Required, Remapped Rows) and the kernel log for Xid events",
+                    ["log.throughput"] + _gpu_evidence(snap), 0.45)
     return None
 
 
@@ -992,12 +1103,15 @@ def bwdoctor_checks() -> list[CheckSpec]:
               "nccl_version_mismatch", ["nccl.upgrade"],
               "Compares the NCCL version in the evidence (NCCL banner, libnccl package version, nvidia-nccl wheel) "
               "with the minimum for each GPU's architecture (knowledge base) and NCCL's CUDA build with the runtime's "
-              "CUDA major. Fails when NCCL also errors in the log. Fix: upgrade NCCL / use the wheel's NCCL.", 0.8,
-              needs=["nccl.version"]),
+              "CUDA major. Fails when NCCL also errors in the log, or when NCCL itself says its build is too old for the "
+              "CUDA runtime/driver. Fix: upgrade NCCL / use the wheel's NCCL.", 0.8,
+              needs=[], needs_any=["nccl.version", "log.errors"]),
         _spec("BWD-ENV-004", "GPU peer-to-peer works for NCCL", check_nccl_p2p, "nccl_p2p", ["nccl.p2p-disable"],
               "Peer access errors, or NCCL collectives that hang on GPUs linked only through PCIe (nvidia-smi topo "
               "PHB/NODE/SYS, no NVLink): IOMMU/ACS or platform P2P problems. Fix: NCCL_P2P_DISABLE=1 and "
-              "--disable-custom-all-reduce, or fix IOMMU/ACS in BIOS/kernel.", 0.75),
+              "--disable-custom-all-reduce, or fix IOMMU/ACS in BIOS/kernel. Also a multi-GPU start-up whose log "
+              "stops right after NCCL / custom all-reduce set-up with no error (a stall), IOMMU page faults and CUDA "
+              "IPC failures.", 0.75, needs=[], needs_any=["log.errors", "log.progress"]),
         _spec("BWD-ENV-005", "NCCL_* settings are valid", check_nccl_env, "nccl_env_misconfig", ["nccl.env-fix"],
               "NCCL warnings about invalid NCCL_* values or missing socket interfaces, or NCCL failures with tuning "
               "variables set. Fix: remove or correct the NCCL_* variables.", 0.75),
@@ -1020,6 +1134,8 @@ def bwdoctor_checks() -> list[CheckSpec]:
         _spec("BWD-ENV-009", "The GPU is healthy (log evidence)", check_gpu_health, "gpu_health", ["gpu.advisory"],
               "Hardware/driver XIDs (48, 63, 64, 74, 79, 92, 94, 95, 119, ...: facts.md 5c), 'GPU has fallen off the "
               "bus', uncorrectable ECC errors, or a pending recovery action: software settings are not the cause. "
-              "Advice only: reset or service the GPU.", 0.8, needs=[], needs_any=["log.errors", "gpu.*"]),
+              "Generation far below any GPU's speed (under 2 tokens/s with requests running) with no error warns. "
+              "Advice only: reset or service the GPU.", 0.8, needs=[], needs_any=["log.errors", "gpu.*",
+                                                                                  "log.throughput"]),
     ]
 

@@ -19,7 +19,14 @@ Facts produced (all with ``vllm-log:line N`` provenance):
 * ``log.errors``: list of ``{"signature", "line", "text", "env_class", "context", ...}``: one entry per
   recognised failure (first 200 kept; ``log.error_counts`` counts them all). ``env_class`` is the
   environment class the message names, or ``null`` for failures that are not environment problems.
-* ``log.nccl``: ``{"version", "cuda", "p2p_unsupported", ...}``; ``nccl.version``.
+* ``log.nccl``: ``{"version", "cuda", "p2p_disabled_or_unsupported", "env" (NCCL_* variables NCCL reports it read),
+  "transports" (P2P/IPC, P2P/CUMEM, SHM, NET from NCCL_DEBUG=INFO channel lines), "driver_cuda", "last_info_line",
+  "custom_allreduce_line", "ranks"}``; ``nccl.version``.
+* ``log.throughput``: ``{"generation_tps_max", "samples", "running_max"}`` from the periodic metrics lines taken
+  while requests were running.
+* ``log.parallel_hint``: the largest GPU count a command line in the text asks for (--tensor-parallel-size,
+  --tp, --n-gpu, ...); ``log.container_hint``: the text mentions running in a container.
+* ``log.progress``: ``{"ready_line", "last_line", "errors"}``: whether and where the engine finished starting.
 * ``log.mig``: MIG markers seen; ``host.wsl``: true when WSL markers appear; ``host.shm_bytes`` from
   Ray's "/dev/shm has only N bytes available" warning.
 * ``gpu.0`` ``{"name", "compute_capability"}`` and ``torch`` ``{"arch_list"}`` derived from PyTorch's
@@ -99,8 +106,24 @@ FP8_KV_RE = re.compile(r"Using fp8 data type to store kv cache")
 SELECTED_KERNEL_RE = re.compile(r"Selected (\w+) for (\w+)")
 NCCL_VERSION_RE = re.compile(r"NCCL version (\d+\.\d+\.\d+)(?:\+cuda(\d+\.\d+))?|vLLM is using nccl==(\d+\.\d+\.\d+)"
                              r"|\b(2\.\d{1,2}\.\d{1,2})-\d+\+cuda(\d+\.\d+)\b")
+# NCCL_DEBUG=INFO lines: variables NCCL read from the environment, the transport of each channel, the driver
+NCCL_ENV_RE = re.compile(r"NCCL INFO (NCCL_[A-Z0-9_]+) set by environment to (\S*)")
+NCCL_TRANSPORT_RE = re.compile(r"NCCL INFO Channel \d+(?:/\d+)? : [^\n]*? via (P2P/[\w]+|SHM(?:/\w+)*|NET/[\w]+|"
+                               r"P2P|IPC|CollNet\w*)")
+NCCL_RANKS_RE = re.compile(r"\bnranks (\d+)|\b(\d+)\[\d+\] -> (\d+)\[\d+\]")
+# GPU counts asked for on a command line (vLLM, SGLang, Xinference, Ray flags) and container hints
+PARALLEL_FLAG_RE = re.compile(r"--(?:tensor[-_]parallel[-_]size|tp(?:[-_]size)?|n[-_]gpus?|num[-_]gpus|"
+                              r"pipeline[-_]parallel[-_]size)[ =]+(\d+)")
+CONTAINER_HINT_RE = re.compile(r"\b(?:docker|podman|kubernetes|k8s|container)\b", re.I)
+NCCL_DRIVER_RE = re.compile(r"NCCL INFO cudaDriverVersion (\d{4,5})")
+NCCL_P2P_LEVEL_RE = re.compile(r"NCCL INFO (?:P2P is disabled|Peer access not supported|P2P/IPC is not supported|"
+                               r"Check P2P Type isAllDirectP2p 0)", re.I)
+# the engine finished starting: a stall after this is not a start-up stall
+READY_RE = re.compile(r"Application startup complete|Starting vLLM API server|Uvicorn running on|"
+                      r"Graph capturing finished|init engine \(profile", re.I)
 P2P_OFF_RE = re.compile(r"Custom allreduce is disabled because your platform lacks GPU P2P capability|"
                         r"P2P is disabled|NCCL_P2P_DISABLE=1", re.I)
+GEN_TPS_RE = re.compile(r"Avg generation throughput:\s*([\d.]+) tokens/s,\s*Running:\s*(\d+) req")
 NVCC_RELEASE_RE = re.compile(r"Cuda compilation tools, release (\d+\.\d+)")
 PLATFORM_RE = re.compile(r"Automatically detected platform (\w+)")
 MAX_LEN_RE = re.compile(r"Using max model len (\d+)")
@@ -116,7 +139,9 @@ FP4_FORMAT_RE = re.compile(r"\b(nvfp4|mxfp4|modelopt_fp4|w4a4(?:_nvfp4)?|fp4)\b|
 # description of it, and the FP4/MoE backend or kernel it selected
 FP4_MARLIN_RE = re.compile(r"does not have native support for FP4|(?:fall(?:s|ing|en)?|fell) ?back to (?:the )?"
                            r"(?:weight-only )?(?:FP4 )?Marlin|Weight-only FP4 compression", re.I)
-FP4_BACKEND_RE = re.compile(r"\bUsing ([A-Za-z][\w -]{0,60}?) (?:backend|kernels?)\b", re.I)
+FP4_BACKEND_RE = re.compile(r"\bUsing ([A-Za-z][\w -]{0,60}?) (?:backend|kernels?)\b|\bUsing ([A-Za-z][\w.]{1,60}) "
+                            r"for [^\n]{0,30}?(?:nv|mx)?fp4|\bSelected (\w+) for (\w*fp4\w*)|"
+                            r"(?:NvFp4|NVFP4|MXFP4|Mxfp4)\w* (?:MoE |GEMM |linear )?backend[:=]? '?([\w.]+)", re.I)
 FP4_FILE_RE = re.compile(r"\[(?:mxfp4|modelopt|marlin_utils_fp4|compressed_tensors_moe|nvfp4\w*|fp4\w*)\.py:\d+\]", re.I)
 MIG_RE = re.compile(r"\bMIG-[0-9a-f]{8}-[0-9a-f-]{8,}|\bMIG-GPU-|MIG \d+g\.\d+gb|\b\d+g\.\d+gb\b|Multi-Instance GPU|"
                     r"MIG (?:mode|M\.)\s*[:|]?\s*Enabled|\bMIG (?:slice|instance|device|partition)s?\b", re.I)
@@ -241,6 +266,8 @@ class _LogScan:
         self.frames: deque[str] = deque(maxlen=6)
         self.fp8: list[dict[str, Any]] = []
         self.fp4: list[dict[str, Any]] = []
+        self.ready = 0
+        self.tps: dict[str, Any] = {}
         self.kv: dict[str, Any] = {}
         self.mem: dict[str, Any] = {}
         self.nccl: dict[str, Any] = {}
@@ -473,10 +500,49 @@ class _LogScan:
                     self.nccl["cuda"] = cuda
                 self.put("nccl.version", ver, n)
         if "P2P" in line or "p2p" in line:
-            if P2P_OFF_RE.search(line):
+            if P2P_OFF_RE.search(line) or NCCL_P2P_LEVEL_RE.search(line):
                 self.nccl["p2p_disabled_or_unsupported"] = True
+        if "NCCL INFO" in line:
+            self.nccl["last_info_line"] = n
+            m = NCCL_ENV_RE.search(line)
+            if m and len(self.nccl.setdefault("env", {})) < 40:
+                self.nccl["env"][m.group(1)] = m.group(2)
+            m = NCCL_TRANSPORT_RE.search(line)
+            if m:
+                kinds = self.nccl.setdefault("transports", [])
+                t = m.group(1).split("/")[0] if not m.group(1).startswith("P2P") else m.group(1)
+                if t not in kinds and len(kinds) < 10:
+                    kinds.append(t)
+            m = NCCL_RANKS_RE.search(line)
+            if m:
+                ranks = int(m.group(1)) if m.group(1) else max(int(m.group(2)), int(m.group(3))) + 1
+                self.nccl["ranks"] = max(int(self.nccl.get("ranks") or 0), ranks)
+            m = NCCL_DRIVER_RE.search(line)
+            if m:
+                self.nccl["driver_cuda"] = cuda_from_driver_int(m.group(1))
+        if "custom all" in low or "custom_all" in low or "customallreduce" in low:
+            self.nccl["custom_allreduce_line"] = n
+        if not self.ready and READY_RE.search(line):
+            self.ready = n
+        if "--" in line and ("parallel" in low or "gpu" in low or "--tp" in low):
+            for m in PARALLEL_FLAG_RE.finditer(line):
+                prev = self.facts.get("log.parallel_hint", (0, n))[0]
+                if int(m.group(1)) > prev:
+                    self.put("log.parallel_hint", int(m.group(1)), n)
+        if "log.container_hint" not in self.facts and ("docker" in low or "podman" in low or "container" in low
+                                                       or "kubernetes" in low) and CONTAINER_HINT_RE.search(line):
+            self.put("log.container_hint", True, n)
         if "PCIe-only" in line and PCIE_ONLY_RE.search(line) and "host.gpu_topology" not in self.facts:
             self.put("host.gpu_topology", {"nvlink": False, "source": "vLLM custom all-reduce notice"}, n)
+        if "generation throughput" in line:
+            m = GEN_TPS_RE.search(line)
+            if m and int(m.group(2)) > 0:
+                tps = to_float(m.group(1)) or 0.0
+                t = self.tps
+                t["samples"] = t.get("samples", 0) + 1
+                t["generation_tps_max"] = max(t.get("generation_tps_max", 0.0), tps)
+                t["running_max"] = max(t.get("running_max", 0), int(m.group(2)))
+                t.setdefault("line", n)
         if "compilation tools" in line:
             m = NVCC_RELEASE_RE.search(line)
             if m:
@@ -529,7 +595,8 @@ class _LogScan:
             return
         m = FP4_BACKEND_RE.search(line)
         if m and (FP4_FILE_RE.search(line) or FP4_FORMAT_RE.search(line)):
-            self.fp4.append({"kind": "backend", "backend": m.group(1).strip(), "format": fmt_name, "line": n,
+            backend = next(g for g in (m.group(1), m.group(2), m.group(3), m.group(5)) if g)
+            self.fp4.append({"kind": "backend", "backend": backend.strip().strip("'\""), "format": fmt_name, "line": n,
                              "text": clip(line, 300)})
 
     # ---------------------------------------------------------------- results
@@ -549,6 +616,13 @@ class _LogScan:
             yield Fact("log.fp4", self.fp4, f"{SRC}:line {self.fp4[0]['line']}")
         if self.nccl:
             yield Fact("log.nccl", self.nccl, SRC)
+        if self.tps:
+            line = self.tps.pop("line", 0)
+            yield Fact("log.throughput", self.tps, f"{SRC}:line {line}")
+        if self.lines:
+            # where the log stops: a multi-GPU start-up that ends in NCCL set-up with no error is a stall
+            yield Fact("log.progress", {"ready_line": self.ready or None, "last_line": self.lines,
+                                        "errors": len(self.errors)}, SRC)
         if self.mig:
             first_line = self.facts.get("_mig_line", (0, 0))[0]
             yield Fact("log.mig", sorted(set(self.mig)), f"{SRC}:line {first_line}")
