@@ -25,7 +25,6 @@ import contextlib
 import difflib
 import hashlib
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -34,13 +33,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bwdoctor.lazy import lazy_regex
 from bwdoctor.types import Finding, FixPlan, FixStep
 
 __all__ = ["ApplyResult", "PatchError", "StepResult", "apply_plans", "apply_unified_diff", "render_script",
            "step_kind", "unified_diff"]
 
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+ENV_NAME_RE = lazy_regex(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONTROL_RE = lazy_regex(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 
 
 # ----------------------------------------------------------------------------- text helpers
@@ -116,7 +116,7 @@ class PatchError(Exception):
     """The diff does not apply to the file as it is now."""
 
 
-_HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_HUNK_RE = lazy_regex(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
 def unified_diff(old: str, new: str, name: str) -> str:

@@ -66,6 +66,9 @@ class LazyPattern:
     def split(self, string: str, maxsplit: int = 0) -> list[str | Any]:
         return self.compiled.split(string, maxsplit)
 
+    def __getattr__(self, name: str) -> Any:  # groups, groupindex, scanner ...
+        return getattr(self.compiled, name)
+
     def __repr__(self) -> str:
         return f"lazy_regex({self._source!r})"
 

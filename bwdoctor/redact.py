@@ -11,33 +11,35 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bwdoctor.lazy import lazy_regex
+
 REDACTED = "***REDACTED***"
 
 # A secret-looking word as a whole part of the name (parts split on _ - . or case): HF_TOKEN, apiKey,
 # DB_PASSWORD, aws_secret_access_key. Counts and settings that merely mention tokens are not secrets.
-_SECRET_NAME = re.compile(
+_SECRET_NAME = lazy_regex(
     r"(?i)(?:^|[_\-.])(?:token|secret|passw(?:or)?d|passwd|pwd|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|"
     r"credentials?|auth|authorization|session[_\-]?key|cookie|client[_\-]?secret)(?:$|[_\-.])"
 )
-_NOT_SECRET_NAME = re.compile(r"(?i)(?:token[_\-]?(?:s|count|len|length|ids?|budget|limit|per[_\-].*|type|izer.*)|"
+_NOT_SECRET_NAME = lazy_regex(r"(?i)(?:token[_\-]?(?:s|count|len|length|ids?|budget|limit|per[_\-].*|type|izer.*)|"
                               r"(?:max|num|total|prompt|completion|generated|batched)[_\-]?tokens?)(?:$|[_\-.])")
 
 _TOKEN_PATTERNS = [
-    re.compile(r"\bhf_[A-Za-z0-9]{20,}\b"),
-    re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{16,}\b"),
-    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),
-    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{30,}\b"),
-    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),
-    re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}\b"),
-    re.compile(r"\bnvapi-[A-Za-z0-9_\-]{20,}\b"),
-    re.compile(r"\beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\b"),
+    lazy_regex(r"\bhf_[A-Za-z0-9]{20,}\b"),
+    lazy_regex(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{16,}\b"),
+    lazy_regex(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    lazy_regex(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),
+    lazy_regex(r"\bgithub_pat_[A-Za-z0-9_]{30,}\b"),
+    lazy_regex(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),
+    lazy_regex(r"\bglpat-[A-Za-z0-9_\-]{20,}\b"),
+    lazy_regex(r"\bnvapi-[A-Za-z0-9_\-]{20,}\b"),
+    lazy_regex(r"\beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\b"),
 ]
-_BEARER = re.compile(r"(?i)\b(bearer|token)(\s+|=|:\s*)([A-Za-z0-9_\-\.=/+]{16,})")
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]+):([^@/\s]+)@")
+_BEARER = lazy_regex(r"(?i)\b(bearer|token)(\s+|=|:\s*)([A-Za-z0-9_\-\.=/+]{16,})")
+_URL_PASSWORD = lazy_regex(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]+):([^@/\s]+)@")
 # NAME=value / NAME: value / "NAME": "value" pairs inside free text (logs, compose files, env dumps)
-_ASSIGN = re.compile(r"""(?P<name>\b[A-Za-z_][A-Za-z0-9_\-]*)(?P<sep>["']?\s*[=:]\s*["']?)(?P<value>[^\s"',;]+)""")
-_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
+_ASSIGN = lazy_regex(r"""(?P<name>\b[A-Za-z_][A-Za-z0-9_\-]*)(?P<sep>["']?\s*[=:]\s*["']?)(?P<value>[^\s"',;]+)""")
+_AWS_SECRET = lazy_regex(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
 
 
 def is_secret_name(name: str) -> bool:

@@ -363,6 +363,7 @@ class JudgedGpu:
     cc_source: str | None
     platform: str | None  # host CPU architecture: "x86_64", "aarch64" or None when unknown
     fact: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    source: str = ""  # the fact's provenance: "nvml" (live), "nvidia-smi:line 9" (recorded), "cli:--target"
 
     @property
     def subject(self) -> str:
@@ -379,6 +380,11 @@ class JudgedGpu:
     @property
     def display_name(self) -> str:
         return self.name or (self.spec.name if self.spec is not None else None) or "unknown GPU"
+
+
+def _source(snap: Snapshot, key: str) -> str:
+    f = snap.facts.get(key)
+    return str(getattr(f, "source", "") or "")
 
 
 def _gpu_platform(snap: Snapshot, spec: GpuSpec | None) -> str | None:
@@ -401,7 +407,7 @@ def judged_gpus(snap: Snapshot, *, usable_only: bool = True, need_cc: bool = Tru
             continue
         name = g.get("name") if isinstance(g.get("name"), str) and _known(g.get("name")) else None
         out.append(JudgedGpu(index=i, key=f"gpu.{i}", name=name, cc=ccv, spec=spec, origin="gpu", cc_source=how,
-                             platform=_gpu_platform(snap, spec), fact=g))
+                             platform=_gpu_platform(snap, spec), fact=g, source=_source(snap, f"gpu.{i}")))
     if not out:
         t = snap.value("target")
         if isinstance(t, dict):
@@ -409,10 +415,20 @@ def judged_gpus(snap: Snapshot, *, usable_only: bool = True, need_cc: bool = Tru
             if ccv is not None:
                 name = t.get("name") or t.get("query")
                 out.append(JudgedGpu(index=None, key="target", name=str(name) if name else None, cc=ccv, spec=spec,
-                                     origin="target", cc_source=how, platform=_gpu_platform(snap, spec), fact=t))
+                                     origin="target", cc_source=how, platform=_gpu_platform(snap, spec), fact=t,
+                                     source=_source(snap, "target")))
     if distinct_cc:
         seen: dict[Any, JudgedGpu] = {}
         for j in out:
             seen.setdefault((j.cc, j.platform), j)
         out = list(seen.values())
     return out
+
+
+_NAME_SEPARATORS = re.compile(r"[-_.]+")
+
+
+def canonical_name(name: str) -> str:
+    """A distribution's canonical name (PEP 503: ``Flash_Attn`` and ``flash.attn`` are ``flash-attn``),
+    as ``packaging.utils.canonicalize_name`` gives it, without importing packaging's tag machinery."""
+    return _NAME_SEPARATORS.sub("-", name).lower()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
 
 from bwdoctor import Finding, FixPlan, FixStep, RemedySpec, Snapshot, hookimpl, kb, resolve
@@ -122,6 +121,8 @@ def torch_reinstall(finding: Finding, snap: Snapshot) -> FixPlan | None:
 
 def _required_by(snap: Snapshot, name: str) -> list[str]:
     """Installed distributions that require ``name``."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     out: list[str] = []
     pk = snap.value("packages")
     if not isinstance(pk, dict):
@@ -158,7 +159,7 @@ def align_companions(finding: Finding, snap: Snapshot) -> FixPlan | None:
         if not have or name not in want:
             continue
         target = want[name] + (f"+{variant}" if variant else "")
-        if have == target or (not variant and have.split("+")[0] == want[name]):
+        if have == target or (not variant and str(c.vparse(have)) == want[name]):
             continue
         users = _required_by(snap, name)
         if not users:
@@ -387,6 +388,8 @@ def nccl_upgrade(finding: Finding, snap: Snapshot) -> FixPlan | None:
 
 
 def install_dependency(finding: Finding, snap: Snapshot) -> FixPlan | None:
+    from packaging.requirements import InvalidRequirement, Requirement
+
     details = finding.details if isinstance(finding.details, dict) else {}
     dist = details.get("package")
     if not dist or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(dist)):

@@ -38,7 +38,9 @@ def nccl_env_fix(finding: Finding, snap: Snapshot) -> FixPlan | None:
     names = [str(n) for n in (c.details(finding).get("variables") or []) if isinstance(n, str)]
     if not names:
         names = sorted(n for n in env if str(n).startswith("NCCL_"))
-    steps = [c.advice(f"Unset {n} (currently {c.host_env(snap).get(n)!s}) where the vLLM process is started, "
+    seen = c.details(finding).get("values") or {}
+    steps = [c.advice(f"Unset {n} (currently {env.get(n, seen.get(n) if isinstance(seen, dict) else None)!s}) where "
+                      "the vLLM process is started, "
                       "unless it is needed for this network", ["unset", n]) for n in names]
     if not steps:
         steps = [c.advice("Remove hand-set NCCL_* variables and let NCCL auto-detect; set NCCL_DEBUG=INFO to see "

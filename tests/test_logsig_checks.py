@@ -206,3 +206,25 @@ def test_nvcc_reported_missing_while_nvcc_runs_is_a_discovery_bug():
     assert out.status == "warn" and out.root_cause == "none_env_ok"
     out = outcome("BWD-LOG-006", snap_from("RuntimeError: Could not find nvcc\n"))
     assert out.status == "fail" and out.root_cause == "flashinfer_jit_toolchain"
+
+
+def test_fp8_refusal_on_a_gpu_with_fp8_is_a_kernel_bug_not_the_environment():
+    from logsig_util import outcome, snap_from
+
+    text = "triton.CompilationError: type fp8e4nv not supported in this architecture\n"
+    out = outcome("BWD-LOG-009", snap_from(text, gpu__0={"name": "NVIDIA L40S", "compute_capability": "8.9"}))
+    assert out.status == "warn" and out.root_cause == "none_env_ok" and "FP8 tensor cores" in out.message
+    out = outcome("BWD-LOG-009", snap_from(text, gpu__0={"name": "NVIDIA A10", "compute_capability": "8.6"}))
+    assert out.status == "fail" and out.root_cause == "fp8_unsupported_on_gpu"
+
+
+def test_jit_arch_list_empty_while_nvcc_supports_the_gpu_is_a_library_bug():
+    from logsig_util import outcome, snap_from
+
+    text = "RuntimeError: No supported CUDA architectures found for major versions [9].\n"
+    gpu = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
+    out = outcome("BWD-LOG-006", snap_from(text, gpu__0=gpu, toolkit__nvcc={"version": "12.8"}))
+    assert out.status == "warn" and out.root_cause == "none_env_ok"
+    out = outcome("BWD-LOG-006", snap_from(text, gpu__0={"name": "NVIDIA GeForce RTX 5090", "compute_capability": "12.0"},
+                                           toolkit__nvcc={"version": "12.8"}))
+    assert out.status == "fail" and out.root_cause == "flashinfer_jit_toolchain"

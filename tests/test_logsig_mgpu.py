@@ -112,3 +112,13 @@ def test_mig_uuid_given_as_a_device_index():
     text = "ValueError: invalid literal for int() with base 10: 'MIG-9f8e7d6c-aaaa-bbbb-cccc-ddddeeeeffff'\n"
     out = outcome("BWD-ENV-002", snap_from(text))
     assert out.root_cause == "mig" and out.confidence >= 0.8
+
+
+def test_env_fix_plan_names_the_variables_nccl_reported():
+    from bwdoctor_remedies import runtime
+
+    text = NCCL_INIT + "RuntimeError: NCCL error: unhandled system error\n"
+    snap = snap_from(text)
+    out = outcome("BWD-ENV-005", snap)
+    plan = runtime.nccl_env_fix(out, snap)
+    assert plan.steps[0].argv == ["unset", "NCCL_SOCKET_IFNAME"] and "eth9" in plan.steps[0].description

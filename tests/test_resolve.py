@@ -93,6 +93,7 @@ def test_judged_gpus_live_recorded_and_target():
         (0, "10.0", "gpu0", "gpu.0"), (1, "10.0", "gpu1", "gpu.1"), (3, "12.0", "gpu3", "gpu.3")]
     assert js[2].spec.key == "rtx-pro-6000" and js[2].cc_source == "knowledge base"
     assert len(resolve.judged_gpus(s, distinct_cc=True)) == 2
+    assert js[0].source == "test"  # the fact's provenance: nvml when live, a file and line when recorded
     assert [j.index for j in resolve.judged_gpus(s, usable_only=False)] == [0, 1, 2, 3]
     t = resolve.judged_gpus(make_snapshot({"target": kb.resolve_target("v100")}))
     assert len(t) == 1 and t[0].is_target and t[0].cc == "7.0" and t[0].subject == "target"

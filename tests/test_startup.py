@@ -67,3 +67,19 @@ def test_a_run_from_a_stored_report_imports_no_collector_or_parser(tmp_path):
     res = loaded("run", "--from", str(report), "--fail-on", "never")
     assert res["code"] == 0
     assert _under(res["modules"], "bwdoctor_checks.collectors", "bwdoctor_checks.parsers") == []
+
+
+def test_a_lazy_regex_compiles_at_first_use_and_behaves_as_the_compiled_pattern():
+    import re
+
+    from bwdoctor import lazy_regex
+
+    pat = lazy_regex(r"(?P<major>\d+)\.(?P<minor>\d+)", re.I)
+    assert pat._compiled is None and pat.pattern == r"(?P<major>\d+)\.(?P<minor>\d+)"
+    m = pat.search("driver CUDA 12.8")
+    assert m is not None and m.group("minor") == "8"
+    assert pat._compiled is not None and pat.flags & re.I
+    assert pat.sub("X", "a 1.2 b 3.4") == "a X b X" and pat.findall("1.2 3.4") == [("1", "2"), ("3", "4")]
+    assert [m.group(0) for m in pat.finditer("1.2, 3.4")] == ["1.2", "3.4"]
+    assert pat.groupindex == {"major": 1, "minor": 2} and pat.groups == 2
+    assert pat.fullmatch("10.0") and not pat.match("v10.0") and pat.split("a1.2b") == ["a", "1", "2", "b"]

@@ -44,6 +44,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from bwdoctor import lazy_regex
+
 FATBIN_MAGIC = 0xBA55ED50
 FATBIN_MAGIC_BYTES = struct.pack("<I", FATBIN_MAGIC)
 ELF_MAGIC = b"\x7fELF"
@@ -68,7 +70,7 @@ _CONTAINER = struct.Struct("<IHHQ")
 _ENTRY = struct.Struct("<HHIQIIHHIIIQQQ")  # 64 bytes
 _MAX_ENTRIES = 1_000_000
 
-_ARCH_RE = re.compile(r"^(sm|compute)_(\d+)([af]?)$")
+_ARCH_RE = lazy_regex(r"^(sm|compute)_(\d+)([af]?)$")
 
 
 @dataclass(frozen=True)
@@ -475,7 +477,7 @@ def needed_libraries(path: str | os.PathLike) -> list[str]:
         return []
 
 
-_CUDART_RE = re.compile(r"^libcudart\.so\.(\d+)")
+_CUDART_RE = lazy_regex(r"^libcudart\.so\.(\d+)")
 
 
 def cuda_runtime_major(needed: Iterable[str]) -> int | None:

@@ -12,10 +12,10 @@ the non-KV overhead mirrors ``gpu_worker.determine_available_memory`` (weights +
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bwdoctor import lazy_regex
 from bwdoctor.kb import models as kbm
 
 GiB = float(1 << 30)
@@ -209,7 +209,7 @@ def _count(m: Model) -> None:
     m.params_total, m.params_active, m.params_embed = int(total), int(active), int(embed)
 
 
-_PARAMS_IN_NAME = re.compile(r"(?i)(?:^|[-_/.])(?:(\d+)x)?(\d+(?:\.\d+)?)b(?:[-_.]a(\d+(?:\.\d+)?)b)?(?=$|[-_.])")
+_PARAMS_IN_NAME = lazy_regex(r"(?i)(?:^|[-_/.])(?:(\d+)x)?(\d+(?:\.\d+)?)b(?:[-_.]a(\d+(?:\.\d+)?)b)?(?=$|[-_.])")
 
 
 def estimate_from_name(name: str, quantization: str | None = None) -> Model | None:

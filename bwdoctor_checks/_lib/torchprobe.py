@@ -508,16 +508,21 @@ def child_probes(args: dict[str, Any], w: _Writer) -> None:
                 torch, dev, max(64 << 20, min(copy_bytes, budget // 2)))),
             ("bf16_gemm", lambda dev=dev: probe_matmul_bf16(torch, dev, n)),
         ]
-        if cc >= (8, 9) and hasattr(torch, "float8_e4m3fn") and hasattr(torch, "_scaled_mm"):
+        # thresholds from the knowledge base (quantization.json), passed by the parent
+        fp8_min = tuple(args.get("fp8_min_cc") or (99, 0))
+        fp4_min = tuple(args.get("fp4_min_cc") or (99, 0))
+        if cc >= fp8_min and hasattr(torch, "float8_e4m3fn") and hasattr(torch, "_scaled_mm"):
             steps.append(("fp8_gemm", lambda dev=dev: probe_matmul_fp8(torch, dev, n)))
         else:
-            r["fp8_gemm"] = {"skipped": (f"compute capability {cc[0]}.{cc[1]} has no FP8 tensor cores (needs 8.9+)"
-                                         if cc < (8, 9) else f"torch {torch.__version__} has no float8/_scaled_mm")}
-        if cc[0] >= 10 and hasattr(torch, "float4_e2m1fn_x2"):
+            r["fp8_gemm"] = {"skipped": (f"compute capability {cc[0]}.{cc[1]} has no FP8 tensor cores (needs "
+                                         f"{fp8_min[0]}.{fp8_min[1]}+)" if cc < fp8_min
+                                         else f"torch {torch.__version__} has no float8/_scaled_mm")}
+        if cc >= fp4_min and hasattr(torch, "float4_e2m1fn_x2"):
             steps.append(("fp4_gemm", lambda dev=dev: probe_matmul_fp4(torch, dev, n)))
         else:
-            r["fp4_gemm"] = {"skipped": (f"compute capability {cc[0]}.{cc[1]} has no FP4 tensor cores (needs 10.0+)"
-                                         if cc[0] < 10 else f"torch {torch.__version__} has no float4_e2m1fn_x2")}
+            r["fp4_gemm"] = {"skipped": (f"compute capability {cc[0]}.{cc[1]} has no FP4 tensor cores (needs "
+                                         f"{fp4_min[0]}.{fp4_min[1]}+)" if cc < fp4_min
+                                         else f"torch {torch.__version__} has no float4_e2m1fn_x2")}
         steps.append(("host_copy", lambda dev=dev, budget=budget: probe_host_copy(
             torch, dev, max(16 << 20, min(host_bytes, budget // 2)))))
         for name, fn in steps:

@@ -350,9 +350,10 @@ def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
         if _fp4_context(snap, e):
             continue
         cap = e.get("capability")
-        if not isinstance(cap, int):
+        found = resolve.cc_tuple(cap) if isinstance(cap, int) and not isinstance(cap, bool) else None
+        if found is None:
             continue
-        cc = (cap // 10, cap % 10)
+        cc = found
         if _built_for(snap, cc, vver):
             # vLLM is built for this arch: a dispatch gap inside vLLM, not the environment
             out.append(_out("warn", f"vLLM has no '{e.get('kernel')}' kernel for capability {cap} although its wheels "
@@ -504,6 +505,16 @@ def check_flashinfer_jit(snap: Snapshot) -> Outcome | None:
                             f"installed and runs in the same evidence: the library's toolkit discovery failed (a bug "
                             f"of that release), not a missing toolkit", ["log.errors", "toolkit.nvcc"], 0.3,
                     cause="none_env_ok", remedies=[])
+    arch_sigs = [e for e in errs if e["signature"] in ("flashinfer_no_arch", "nvcc_unknown_arch")]
+    nvcc_v = version_tuple(tk.get("version")) if isinstance(tk, dict) else None
+    ccs = _gpu_ccs(snap)
+    if arch_sigs and len(arch_sigs) == len(errs) and nvcc_v and ccs and _toolkit_too_old(snap) is None:
+        # nvcc is known and new enough for every GPU shown: the arch list the library built is its own bug
+        return _out("warn", f"A JIT build found no usable CUDA architecture ({_first(arch_sigs)}), but nvcc "
+                            f"{'.'.join(map(str, nvcc_v))} supports compute capability "
+                            f"{', '.join(f'{a}.{b}' for a, b in ccs)}: likely a bug in the library's arch selection, "
+                            f"not the environment", ["log.errors", "toolkit.nvcc"] + _gpu_evidence(snap), 0.3,
+                    cause="none_env_ok", remedies=[])
     conf = max(weights[e["signature"]] for e in errs)
     old = _toolkit_too_old(snap)
     msg = f"A JIT kernel build (FlashInfer or similar) cannot compile or load ({_first(errs)})"
@@ -554,8 +565,12 @@ def check_fp8(snap: Snapshot) -> Outcome | None:
         note = (f"; compute capability {ccs[0][0]}.{ccs[0][1]} has no FP8 tensor cores (needs "
                 f"{kb.quantization()['fp8']['native_min_cc']}+)")
     elif ccs and all(native):
-        conf = 0.4
-        note = "; the GPU does have FP8, so the kernel's own arch gate is the likely culprit"
+        # the environment contradicts the text: the hardware has FP8, so a kernel's arch gate or dispatch is wrong
+        first = errs or quant
+        return _out("warn", f"An FP8 kernel refused to run ({_first(first)}), but the GPU (compute capability "
+                            f"{ccs[0][0]}.{ccs[0][1]}) has FP8 tensor cores: likely a kernel bug (an arch gate or "
+                            f"dispatch in vLLM/Triton), not the environment", ["log.errors"] + _gpu_evidence(snap),
+                    0.3, cause="none_env_ok", remedies=[])
     first = errs or quant
     return _out("fail", f"An FP8 kernel was used on a GPU without native FP8 ({_first(first)}){note}",
                 ["log.errors"] + _gpu_evidence(snap), conf)
@@ -873,9 +888,10 @@ def check_nccl_env(snap: Snapshot) -> Outcome | None:
     if nccl_errs and env:
         set_vars = [f"{k}={env[k]}" for k in env if k in risky]
         if set_vars:
+            names = [k for k in env if k in risky]
             return _out("warn", f"NCCL fails ({_first(nccl_errs)}) with tuning variables set: {', '.join(set_vars)}; "
                                 f"unset them and retry with NCCL's defaults", ["log.errors", "host.env", "log.nccl"],
-                        0.45)
+                        0.45, variables=names, values={k: str(env[k]) for k in names})
     return None
 
 

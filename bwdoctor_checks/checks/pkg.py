@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from bwdoctor import CheckResult, CheckSpec, Snapshot, failed, hookimpl, passed, resolve, skipped, warned
@@ -45,6 +43,9 @@ def check_companions(snap: Snapshot) -> CheckResult:
                                    ["packages"], subject=comp, confidence=0.3))
             continue
         pin = None
+        from packaging.requirements import InvalidRequirement, Requirement  # only when there are requirements
+        from packaging.utils import canonicalize_name
+
         for raw in reqs:
             try:
                 req = Requirement(raw)

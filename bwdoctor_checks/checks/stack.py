@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import InvalidSpecifier
 from packaging.version import InvalidVersion, Version
 
 import bwdoctor_checks._lib.compat as _compat
@@ -207,6 +205,8 @@ def check_vllm_torch(snap: Snapshot) -> CheckResult:
     spec = vllm.get("torch_requirement")
     if not spec:
         return skipped("vLLM's torch requirement is not known (no metadata)", evidence=["vllm"])
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         req = Requirement(spec)
     except InvalidRequirement:
@@ -272,6 +272,9 @@ def check_flashinfer(snap: Snapshot) -> CheckResult:
     spec = vllm.get("flashinfer_requirement")
     have = pkgs.get("flashinfer-python")
     if spec and have:
+        from packaging.requirements import InvalidRequirement, Requirement
+        from packaging.specifiers import InvalidSpecifier
+
         try:
             req = Requirement(spec)
             ok = req.specifier.contains(base_version(have) or Version("0"), prereleases=True) or \

@@ -21,9 +21,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from packaging.utils import canonicalize_name
-
 from bwdoctor import CollectorSpec, Fact, RunOptions, hookimpl
+from bwdoctor.resolve import canonical_name
 
 ENV_PREFIXES = ("CUDA", "NVIDIA_", "VLLM_", "NCCL_", "TORCH", "PYTORCH_", "HF_", "HUGGING_FACE", "TRITON_",
                 "FLASHINFER", "TRANSFORMERS_", "OMP_", "LD_LIBRARY_PATH", "LD_PRELOAD", "CUBLAS_", "CUDNN_",
@@ -146,7 +145,7 @@ def _scan_dist_info(paths: list[str]) -> tuple[dict[str, tuple[str, str]], list[
         for name in names:
             m = _DIST_INFO.match(name)
             if m:
-                found.setdefault(canonicalize_name(m.group("name")), (m.group("version"), os.path.join(entry, name)))
+                found.setdefault(canonical_name(m.group("name")), (m.group("version"), os.path.join(entry, name)))
             elif name.endswith(".egg-info"):
                 other.append(os.path.join(entry, name))
     return found, other
@@ -190,15 +189,15 @@ def collect_packages(options: RunOptions | None) -> Iterator[Fact]:
             name = dist.metadata["Name"]
         except Exception:  # noqa: BLE001 - broken metadata is skipped, not fatal
             continue
-        if not name or canonicalize_name(name) in pkgs:
+        if not name or canonical_name(name) in pkgs:
             continue
         entry = {"version": dist.version}
-        if STACK_PACKAGES.match(canonicalize_name(name)):
+        if STACK_PACKAGES.match(canonical_name(name)):
             try:
                 entry["requires"] = list(dist.requires or [])
             except Exception:  # noqa: BLE001
                 entry["requires"] = []
-        pkgs[canonicalize_name(name)] = entry
+        pkgs[canonical_name(name)] = entry
     yield Fact("packages", dict(sorted(pkgs.items())), f"package metadata ({_python_env(options).get('executable')})")
 
 

@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from bwdoctor import CollectorSpec, Fact, Missing, RunOptions, Unavailable, Unsupported, hookimpl
+from bwdoctor import CollectorSpec, Fact, Missing, RunOptions, Unavailable, Unsupported, hookimpl, resolve
 from bwdoctor_checks._lib.gpuutil import (
     ARCHITECTURES,
     CLOCK_EVENT_REASONS,
@@ -471,7 +471,7 @@ def _gpu_dict(q: Any, i: int) -> dict[str, Any]:
     else:
         g["pci_bus_id"] = pci
     cc = d.get("nvmlDeviceGetCudaComputeCapability")
-    g["compute_capability"] = f"{int(cc[0])}.{int(cc[1])}" if isinstance(cc, (list, tuple)) and len(cc) == 2 else cc
+    g["compute_capability"] = resolve.cc(cc) or cc if isinstance(cc, (list, tuple)) else cc
     g["arch"] = _map(d.get("nvmlDeviceGetArchitecture"), ARCHITECTURES)
     g["brand"] = d.get("nvmlDeviceGetBrand")
     g["vbios"] = d.get("nvmlDeviceGetVbiosVersion")

@@ -35,6 +35,8 @@ from bwdoctor import (
     Unavailable,
     Unsupported,
     hookimpl,
+    kb,
+    resolve,
 )
 from bwdoctor.progress import terminal_progress_fd
 from bwdoctor_checks._lib.classify import classify_cuda_error
@@ -167,7 +169,9 @@ def probe_facts(res: dict[str, Any], python: str) -> list[Fact]:
 def collect_probes(options: RunOptions) -> list[Fact]:
     python = torch_python(options)
     _check_torch_present(python)
-    args: dict[str, Any] = {}
+    quant = kb.quantization()
+    args: dict[str, Any] = {"fp8_min_cc": resolve.cc_tuple(quant["fp8"]["native_min_cc"]),
+                            "fp4_min_cc": resolve.cc_tuple(quant["fp4"]["native_min_cc"])}
     for key in ("copy_bytes", "host_bytes", "matmul_n", "gpus"):
         if options.extra.get(f"probe_{key}") is not None:
             args[key] = options.extra[f"probe_{key}"]

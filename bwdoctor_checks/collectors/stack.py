@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 
 import bwdoctor_checks._lib.cudabin as cb
 from bwdoctor import (
@@ -46,7 +45,7 @@ from bwdoctor import (
     Unavailable,
     hookimpl,
 )
-from bwdoctor.resolve import base_version, parse_version
+from bwdoctor.resolve import base_version, canonical_name, parse_version
 from bwdoctor_checks._lib.nccl import nccl_version_from_library
 
 # ----------------------------------------------------------------------------- metadata helpers
@@ -82,7 +81,7 @@ def _distributions(options: RunOptions | None) -> dict[str, Any]:
         except Exception:  # noqa: BLE001 - broken metadata is skipped
             continue
         if name:
-            out.setdefault(canonicalize_name(name), dist)
+            out.setdefault(canonical_name(name), dist)
     _DIST_MEMO.clear()
     _DIST_MEMO[key] = (time.monotonic(), out)
     return out
@@ -109,7 +108,7 @@ def _requirement(dist: Any, name: str) -> str | None:
             req = Requirement(raw)
         except InvalidRequirement:
             continue
-        if canonicalize_name(req.name) != canonicalize_name(name):
+        if canonical_name(req.name) != canonical_name(name):
             continue
         if req.marker is not None and "extra" in str(req.marker):
             continue

@@ -42,7 +42,7 @@ import shlex
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from bwdoctor import Evidence, Fact, ParserSpec, hookimpl
+from bwdoctor import Evidence, Fact, ParserSpec, hookimpl, lazy_regex
 from bwdoctor.kb import vllm as kbv
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -141,7 +141,7 @@ _PIP_VALUE_OPTS = {"-r", "--requirement", "-c", "--constraint", "-i", "--index-u
                    "--python", "-p", "--torch-backend", "--config-settings", "-C", "--log", "--timeout",
                    "--retries", "--proxy", "--cert", "--client-cert", "--global-option", "--install-option"}
 
-_VARIANT_RE = re.compile(r"/whl/(?:nightly/|test/)?(cu\d{3}|cpu|rocm[\d.]+|xpu)\b", re.I)
+_VARIANT_RE = lazy_regex(r"/whl/(?:nightly/|test/)?(cu\d{3}|cpu|rocm[\d.]+|xpu)\b", re.I)
 
 
 def _pip_install_args(cmd: list[str]) -> list[str] | None:
@@ -294,7 +294,7 @@ def _parse_len(s: str) -> int | None:
 # ----------------------------------------------------------------------------- commands in a blob
 
 
-_CMD_START = re.compile(
+_CMD_START = lazy_regex(
     r"(?:(?:sudo\s+)?(?:docker|podman|nerdctl)\s+(?:container\s+)?run\b"
     r"|\bvllm\s+serve\b"
     r"|\bpython[\d.]*\s+-m\s+vllm\.entrypoints\.(?:openai\.)?api_server\b)")
@@ -510,10 +510,10 @@ def _commands_into(acc: _Acc, lines: Iterable[str]) -> int:
 # ----------------------------------------------------------------------------- Dockerfile
 
 
-_DF_INSTR = re.compile(r"^\s*(FROM|RUN|ENV|ARG|COPY|ADD|CMD|ENTRYPOINT|WORKDIR|EXPOSE|LABEL|USER|VOLUME|SHELL|"
+_DF_INSTR = lazy_regex(r"^\s*(FROM|RUN|ENV|ARG|COPY|ADD|CMD|ENTRYPOINT|WORKDIR|EXPOSE|LABEL|USER|VOLUME|SHELL|"
                        r"HEALTHCHECK|ONBUILD|STOPSIGNAL)\s+\S", re.M)
-_DF_FROM = re.compile(r"^\s*FROM\s+(--platform=\S+\s+)?[\w${}.\-/:@]+", re.M | re.I)
-_DF_NAME = re.compile(r"(^|[._-])(docker|container)file($|[._-])", re.I)
+_DF_FROM = lazy_regex(r"^\s*FROM\s+(--platform=\S+\s+)?[\w${}.\-/:@]+", re.M | re.I)
+_DF_NAME = lazy_regex(r"(^|[._-])(docker|container)file($|[._-])", re.I)
 
 
 def _dockerfile_region(text: str, named: bool) -> tuple[str, int]:
@@ -668,7 +668,7 @@ def _serve_args_in_run(value: str) -> Iterator[list[str]]:
 # ----------------------------------------------------------------------------- compose
 
 
-_COMPOSE_NAME = re.compile(r"(compose|stack).*\.ya?ml$|\.ya?ml$", re.I)
+_COMPOSE_NAME = lazy_regex(r"(compose|stack).*\.ya?ml$|\.ya?ml$", re.I)
 _SERVICE_KEYS = {"image", "build", "environment", "env_file", "command", "entrypoint", "deploy", "ipc", "shm_size",
                  "runtime", "gpus", "volumes", "ports", "container_name", "devices"}
 
@@ -854,7 +854,7 @@ def _compose_gpus(svc: dict[str, Any]) -> tuple[Any, int | None]:
 # ----------------------------------------------------------------------------- .env
 
 
-_ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=(?!=)(.*)$")
+_ENV_LINE = lazy_regex(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=(?!=)(.*)$")
 _ENV_PREFIXES = ("VLLM_", "CUDA_", "NCCL_", "HF_", "HUGGING", "TORCH", "PYTORCH_", "NVIDIA_", "TRITON_",
                  "FLASHINFER_", "OMP_", "TOKENIZERS_", "TRANSFORMERS_", "LD_LIBRARY_PATH", "MODEL", "PORT")
 

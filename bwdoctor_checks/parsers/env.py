@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from bwdoctor import Evidence, Fact, ParserSpec, hookimpl
+from bwdoctor import Evidence, Fact, ParserSpec, hookimpl, lazy_regex
 from bwdoctor_checks._lib.gpuutil import SMI_CLOCK_REASON_LABELS
 from bwdoctor_checks._lib.textutil import (
     canonical_name,
@@ -43,7 +43,7 @@ from bwdoctor_checks._lib.textutil import (
 
 ENV_PREFIXES = ("CUDA", "NVIDIA", "VLLM", "NCCL", "TORCH", "HF_", "HUGGING", "PYTORCH", "TRITON", "FLASHINFER",
                 "LD_LIBRARY_PATH", "OMP_", "TOKENIZERS", "TRANSFORMERS", "NV_", "CUBLAS", "CUDNN", "RAY_")
-_ENV_LINE = re.compile(r"^\s*([A-Z][A-Z0-9_]{1,63})=(.*)$")
+_ENV_LINE = lazy_regex(r"^\s*([A-Z][A-Z0-9_]{1,63})=(.*)$")
 
 
 def _lines(ev: Evidence, limit: int | None = None) -> Iterator[tuple[int, str]]:
@@ -78,11 +78,11 @@ def _head(ev: Evidence) -> str:
 
 # =========================================================================== collect_env
 
-CE_MARKERS = re.compile(r"PyTorch version\s*:|Is debug build\s*:|CUDA used to build PyTorch\s*:|Collecting environment "
+CE_MARKERS = lazy_regex(r"PyTorch version\s*:|Is debug build\s*:|CUDA used to build PyTorch\s*:|Collecting environment "
                         r"information|vLLM Version\s*:|vLLM Build Flags|GPU models and configuration\s*:|Nvidia driver "
                         r"version\s*:|^\[(?:pip3?|conda)\] |Versions of relevant libraries|collect_env", re.M)
-_CE_KV = re.compile(r"^\s*([A-Za-z][A-Za-z0-9 ._/()+-]{1,60}?)\s*:\s?(.*)$")
-_GPU_LINE = re.compile(r"GPU (\d+):\s*(.+?)(?:\s*\(UUID:[^)]*\))?\s*$")
+_CE_KV = lazy_regex(r"^\s*([A-Za-z][A-Za-z0-9 ._/()+-]{1,60}?)\s*:\s?(.*)$")
+_GPU_LINE = lazy_regex(r"GPU (\d+):\s*(.+?)(?:\s*\(UUID:[^)]*\))?\s*$")
 
 
 def detect_collect_env(ev: Evidence) -> bool:
@@ -262,10 +262,10 @@ def _cuda_archs(text: str, where: str) -> Iterator[Fact]:
 
 # =========================================================================== packages
 
-_FREEZE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:==|===)\s*([^\s;#]+)")
-_AT_URL = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*(\S+)")
-_LIST_ROW = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s+(\d[\w.+!-]*)(?:\s+(/\S.*|\S+))?\s*$")
-_CONDA_ROW = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s+(\d[\w.+!-]*)\s+(\S+)(?:\s+(\S+))?\s*$")
+_FREEZE = lazy_regex(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:==|===)\s*([^\s;#]+)")
+_AT_URL = lazy_regex(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*(\S+)")
+_LIST_ROW = lazy_regex(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s+(\d[\w.+!-]*)(?:\s+(/\S.*|\S+))?\s*$")
+_CONDA_ROW = lazy_regex(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s+(\d[\w.+!-]*)\s+(\S+)(?:\s+(\S+))?\s*$")
 CONDA_ALIASES = {"pytorch": "torch", "pytorch-cuda": "pytorch-cuda", "torchtriton": "triton"}
 
 
@@ -341,7 +341,7 @@ def _cuda_from_companions(packages: dict[str, dict[str, Any]]) -> str | None:
     return None
 
 
-PIP_MARKERS = re.compile(r"^Package\s+Version\s*(?:Location|Editable project location|Installer)?\s*$|"
+PIP_MARKERS = lazy_regex(r"^Package\s+Version\s*(?:Location|Editable project location|Installer)?\s*$|"
                          r"^-{5,}\s+-{3,}|^# packages in environment at|^# Name\s+Version\s+Build|"
                          r"^\s*(?:torch|vllm|numpy|transformers|triton|flashinfer[-\w]*)\s*==\s*\d", re.M | re.I)
 
@@ -417,17 +417,17 @@ def parse_packages(ev: Evidence) -> Iterator[Fact]:
 
 # =========================================================================== nvidia-smi
 
-SMI_MARKERS = re.compile(r"NVIDIA-SMI \d|Driver Version:\s*\d|==+NVSMI LOG==+|Attached GPUs\s*:|--query-gpu|"
+SMI_MARKERS = lazy_regex(r"NVIDIA-SMI \d|Driver Version:\s*\d|==+NVSMI LOG==+|Attached GPUs\s*:|--query-gpu|"
                          r"^name, (?:driver_version|compute_cap|memory\.total|pci\.bus_id|uuid)|"
                          r"^\s+GPU0\s+(?:GPU1|CPU Affinity|NIC0)", re.M)
-_SMI_HEADER = re.compile(r"NVIDIA-SMI\s+([\d.]+)\s+Driver Version:\s*([\d.]+)(?:\s+CUDA Version:\s*([\d.]+))?")
-_SMI_GPU_ROW = re.compile(r"^\|\s*(\d+)\s+(.+?)\s+(On|Off)\s*\|\s*([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d)"
+_SMI_HEADER = lazy_regex(r"NVIDIA-SMI\s+([\d.]+)\s+Driver Version:\s*([\d.]+)(?:\s+CUDA Version:\s*([\d.]+))?")
+_SMI_GPU_ROW = lazy_regex(r"^\|\s*(\d+)\s+(.+?)\s+(On|Off)\s*\|\s*([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d)"
                           r"\s+(On|Off)\s*\|\s*(\S+)\s*\|")
-_SMI_MEM_ROW = re.compile(r"^\|\s*(\S+)\s+(\S+)\s+(P\d+)\s+(?:(\S+)\s*/\s*(\S+))?\s*\|\s*(\d+)MiB\s*/\s*(\d+)MiB\s*\|"
+_SMI_MEM_ROW = lazy_regex(r"^\|\s*(\S+)\s+(\S+)\s+(P\d+)\s+(?:(\S+)\s*/\s*(\S+))?\s*\|\s*(\d+)MiB\s*/\s*(\d+)MiB\s*\|"
                           r"\s*(\d+)%\s+(\S+)\s*\|")
-_SMI_MIG_ROW = re.compile(r"^\|\s*\|\s*\|\s*(Disabled|Enabled|N/A)\s*\|")
-_SMI_PROC_ROW = re.compile(r"^\|\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(C|G|C\+G)\s+(.+?)\s+(\d+)MiB\s*\|")
-_SMI_MIG_DEV = re.compile(r"^\|\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+\|\s*(\d+)MiB\s*/\s*(\d+)MiB")
+_SMI_MIG_ROW = lazy_regex(r"^\|\s*\|\s*\|\s*(Disabled|Enabled|N/A)\s*\|")
+_SMI_PROC_ROW = lazy_regex(r"^\|\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(C|G|C\+G)\s+(.+?)\s+(\d+)MiB\s*\|")
+_SMI_MIG_DEV = lazy_regex(r"^\|\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+\|\s*(\d+)MiB\s*/\s*(\d+)MiB")
 
 
 def detect_nvidia_smi(ev: Evidence) -> bool:
@@ -777,27 +777,27 @@ def _topology(rows: list[str]) -> dict[str, Any] | None:
 
 # =========================================================================== issue text
 
-_TEXT_TORCH = re.compile(r"(?:PyTorch|torch)(?: version)?\s*[:=]?\s*`?v?(\d+\.\d+\.\d+(?:\.post\d+)?\+(?:cu\d{2,3}|cpu|"
+_TEXT_TORCH = lazy_regex(r"(?:PyTorch|torch)(?: version)?\s*[:=]?\s*`?v?(\d+\.\d+\.\d+(?:\.post\d+)?\+(?:cu\d{2,3}|cpu|"
                          r"rocm[\d.]+))`?", re.I)
-_TEXT_TORCH_PRINT = re.compile(r"^\s*(\d+\.\d+\.\d+\+(?:cu\d{2,3}|cpu))\s+(\d+\.\d+|None)\s*$")
-_TEXT_VLLM = re.compile(r"\bvLLM(?: version)?\s*[:=]?\s*`?v?(\d+\.\d+\.\d+(?:\.post\d+|rc\d+|\.dev\d+)?(?:\+[\w.]+)?)`?",
+_TEXT_TORCH_PRINT = lazy_regex(r"^\s*(\d+\.\d+\.\d+\+(?:cu\d{2,3}|cpu))\s+(\d+\.\d+|None)\s*$")
+_TEXT_VLLM = lazy_regex(r"\bvLLM(?: version)?\s*[:=]?\s*`?v?(\d+\.\d+\.\d+(?:\.post\d+|rc\d+|\.dev\d+)?(?:\+[\w.]+)?)`?",
                         re.I)
-_TEXT_DRIVER = re.compile(r"(?:NVIDIA[- ])?driver(?: version)?\s*[:=]?\s*`?(\d{3}\.\d{2,3}(?:\.\d{2,3})?)`?", re.I)
-_TEXT_CUDA = re.compile(r"^\s*[-*]?\s*\**CUDA(?: Version| runtime(?: version)?)?\**\s*:\s*`?(\d+(?:\.\d+){0,2})`?",
+_TEXT_DRIVER = lazy_regex(r"(?:NVIDIA[- ])?driver(?: version)?\s*[:=]?\s*`?(\d{3}\.\d{2,3}(?:\.\d{2,3})?)`?", re.I)
+_TEXT_CUDA = lazy_regex(r"^\s*[-*]?\s*\**CUDA(?: Version| runtime(?: version)?)?\**\s*:\s*`?(\d+(?:\.\d+){0,2})`?",
                         re.I)
-_TEXT_TOOLKIT = re.compile(r"CUDA toolkit\s*`?v?(\d+\.\d+)|nvcc[^\n]{0,30}?(?:release|V)\s*(\d+\.\d+)|"
+_TEXT_TOOLKIT = lazy_regex(r"CUDA toolkit\s*`?v?(\d+\.\d+)|nvcc[^\n]{0,30}?(?:release|V)\s*(\d+\.\d+)|"
                            r"(?:CUDA(?:_HOME)?)[^\n]{0,20}?/usr/local/cuda-(\d+\.\d+)", re.I)
-_TEXT_CC = re.compile(r"Compute Capability\s*[:=]?\s*(\d+\.\d)|\(SM ?(\d{2,3})\)|\busing (sm_\d{2,3})\b", re.I)
-_TEXT_GPU_LABEL = re.compile(r"^\s*[-*]?\s*\**GPUs?\**\s*[:=]\s*(?:\d+\s*x\s*)?([^\n(]{3,80})", re.I)
-_TEXT_COUNT = re.compile(r"\b(\d+)\s*x\s*(?:NVIDIA\s+)?", re.I)
-_TEXT_IMAGE_TAG = re.compile(r"vllm/vllm-openai:v(\d+\.\d+\.\d+(?:\.post\d+)?)\b")
-_TEXT_BASE_IMAGE = re.compile(r"nvidia/cuda:(\d+\.\d+(?:\.\d+)?)")
-_TEXT_SOURCE_BUILD = re.compile(r"(?:built|installed|compiled) (?:vllm |it )?from (?:the )?source|Installation "
+_TEXT_CC = lazy_regex(r"Compute Capability\s*[:=]?\s*(\d+\.\d)|\(SM ?(\d{2,3})\)|\busing (sm_\d{2,3})\b", re.I)
+_TEXT_GPU_LABEL = lazy_regex(r"^\s*[-*]?\s*\**GPUs?\**\s*[:=]\s*(?:\d+\s*x\s*)?([^\n(]{3,80})", re.I)
+_TEXT_COUNT = lazy_regex(r"\b(\d+)\s*x\s*(?:NVIDIA\s+)?", re.I)
+_TEXT_IMAGE_TAG = lazy_regex(r"vllm/vllm-openai:v(\d+\.\d+\.\d+(?:\.post\d+)?)\b")
+_TEXT_BASE_IMAGE = lazy_regex(r"nvidia/cuda:(\d+\.\d+(?:\.\d+)?)")
+_TEXT_SOURCE_BUILD = lazy_regex(r"(?:built|installed|compiled) (?:vllm |it )?from (?:the )?source|Installation "
                                 r"Method\W+[^\n]{0,20}source|pip install -e \.|python setup\.py (?:develop|install)", re.I)
-_TEXT_NCCL = re.compile(r"\bNCCL(?: version)?\s*[:=]?\s*`?v?(2\.\d{1,2}\.\d{1,2})", re.I)
-_TEXT_FLASHINFER = re.compile(r"flashinfer(?:-python)?\s*(?:==|:|\s)\s*`?v?(\d+\.\d+\.\d+(?:\.post\d+)?)", re.I)
-_PKG_ROW = re.compile(r"^\s*(?:\[(?:pip\d?|conda)\]\s*)?[\w.-]+\s*(?:==\s*|\s+)\d[\w.+!-]*(?:\s+\S+){0,2}\s*$")
-_SKIP_LINE = re.compile(r"^\s*(?:RUN|FROM|ARG|ENV)\b|pip3? install|uv pip install|--index-url|docker pull", re.I)
+_TEXT_NCCL = lazy_regex(r"\bNCCL(?: version)?\s*[:=]?\s*`?v?(2\.\d{1,2}\.\d{1,2})", re.I)
+_TEXT_FLASHINFER = lazy_regex(r"flashinfer(?:-python)?\s*(?:==|:|\s)\s*`?v?(\d+\.\d+\.\d+(?:\.post\d+)?)", re.I)
+_PKG_ROW = lazy_regex(r"^\s*(?:\[(?:pip\d?|conda)\]\s*)?[\w.-]+\s*(?:==\s*|\s+)\d[\w.+!-]*(?:\s+\S+){0,2}\s*$")
+_SKIP_LINE = lazy_regex(r"^\s*(?:RUN|FROM|ARG|ENV)\b|pip3? install|uv pip install|--index-url|docker pull", re.I)
 
 
 def detect_env_text(ev: Evidence) -> bool:
@@ -836,10 +836,10 @@ def _gpu_mentions(text: str) -> list[tuple[str, int]]:
     return sorted(found, key=lambda t: t[1])
 
 
-_STRUCT_GPU = re.compile(r"NVIDIA-SMI \d.*Driver Version|==+NVSMI LOG==+|--query-gpu|^name, |GPU models and "
+_STRUCT_GPU = lazy_regex(r"NVIDIA-SMI \d.*Driver Version|==+NVSMI LOG==+|--query-gpu|^name, |GPU models and "
                          r"configuration\s*:", re.M)
-_STRUCT_TORCH = re.compile(r"PyTorch version\s*:", re.M)
-_STRUCT_VLLM = re.compile(r"vLLM Version\s*:", re.M)
+_STRUCT_TORCH = lazy_regex(r"PyTorch version\s*:", re.M)
+_STRUCT_VLLM = lazy_regex(r"vLLM Version\s*:", re.M)
 
 
 def parse_env_text(ev: Evidence) -> Iterator[Fact]:

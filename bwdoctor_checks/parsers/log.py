@@ -274,8 +274,12 @@ class _LogScan:
         self.mig: list[str] = []
         self.lines = 0
         self.vllm_lines = 0
-        self.table = sigtable.compiled()
         self.triggers = sigtable.trigger_words()
+
+    @property
+    def table(self) -> tuple[tuple[Any, re.Pattern[str]], ...]:
+        """The signature table, compiled the first time a line carries one of its trigger words."""
+        return sigtable.compiled()
 
     def put(self, key: str, value: Any, line: int) -> None:
         self.facts[key] = (value, line)
