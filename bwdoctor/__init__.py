@@ -8,6 +8,8 @@ This module is the public API for plugins. Importing it imports neither torch no
 from bwdoctor.hookspecs import hookimpl
 from bwdoctor.lazy import lazy_command, lazy_regex
 from bwdoctor.types import (
+    INFERRED,
+    STATED,
     CheckResult,
     CheckSpec,
     CollectorSpec,
@@ -37,7 +39,8 @@ from bwdoctor.types import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckResult", "CheckSpec", "CollectorSpec", "Evidence", "Fact", "Finding", "FixPlan", "FixStep", "Missing", "Outcome",
+    "INFERRED", "STATED", "CheckResult", "CheckSpec", "CollectorSpec", "Evidence", "Fact", "Finding", "FixPlan",
+    "FixStep", "Missing", "Outcome",
     "ParserSpec", "RemedySpec", "Report", "ReporterSpec", "RunOptions", "Snapshot", "Unavailable", "kb", "resolve",
     "Unsupported", "__version__", "failed", "hookimpl", "is_unsupported", "known", "lazy_command", "lazy_regex",
     "passed", "skipped", "warned",

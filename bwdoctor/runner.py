@@ -21,6 +21,8 @@ from bwdoctor.hostchecks import CORE_CHECKS, reported_by_host
 from bwdoctor.isolation import CallResult, ChildCall, call_with_deadline
 from bwdoctor.manager import PluginManager, Registry
 from bwdoctor.types import (
+    INFERRED,
+    RANK_FACTOR,
     CheckSpec,
     CollectorFunc,
     CollectorSpec,
@@ -440,6 +442,7 @@ def _parse_into(registry: Registry, paths: Sequence[str], snap: Snapshot, spool:
             continue
         is_gpu = item.key == "gpu.count" or (item.key.startswith("gpu.") and item.key[4:].isdigit())
         if item.key in snap.facts and item.key not in guessed or (is_gpu and has_gpu and item.key not in guessed):
+            snap.disagree(item)  # not taken, but a different value is kept as a conflict
             continue
         _add(snap, item)
         guessed[item.key] = snap.facts[item.key].source
@@ -488,6 +491,28 @@ def select_checks(checks: Iterable[CheckSpec], level: str, select: Sequence[str]
 _DEFAULT_SEVERITY = {"fail": "high", "warn": "medium", "error": "high", "pass": "info", "skip": "info"}
 
 
+def _basis(evidence: list[Fact]) -> tuple[float, dict[str, Any], str]:
+    """How directly a verdict's facts are known (``Fact.rank``): the factor its confidence keeps,
+    the details that record it, and a note for the message. A verdict on what a person stated, or
+    on what the knowledge base infers from it, is weaker evidence than one on a tool's output."""
+    # A person naming their GPU or OS is as good as a tool listing it; versions are what people get
+    # wrong (the one they meant to install, the one on another machine).
+    weighed = [f for f in evidence if not f.key.startswith(("gpu.", "host."))] or list(evidence)
+    # (a verdict that rests on nothing but a GPU or host a person named is as strong as that statement)
+    weakest = min((f.rank for f in weighed), default=0)
+    if weakest >= 0:
+        return 1.0, {}, ""
+    notes = []
+    for f in weighed:
+        if f.rank >= 0:
+            continue
+        v = f.value if isinstance(f.value, dict) else {}
+        reason = v.get("inferred") or v.get("cuda_inferred")
+        notes.append(str(reason) if reason else f"{f.key} as stated ({f.source.split(';')[0]})")
+    basis = "inferred" if weakest <= INFERRED else "stated"
+    return RANK_FACTOR.get(weakest, RANK_FACTOR[INFERRED]), {"basis": basis, "basis_facts": notes}, "; ".join(notes)
+
+
 def _finding_from(spec: CheckSpec, o: Outcome, snap: Snapshot, duration: float) -> Finding:
     evidence = []
     for key in o.evidence:
@@ -495,13 +520,21 @@ def _finding_from(spec: CheckSpec, o: Outcome, snap: Snapshot, duration: float) 
         if f is not None:
             evidence.append(f)
     problem = o.status in ("fail", "warn")
+    confidence = (o.confidence if o.confidence is not None else spec.confidence) if problem else None
+    message, details = o.message, o.details
+    factor, extra, note = _basis(evidence)
+    if extra:
+        details = {**(details or {}), **extra}
+        if problem:
+            if confidence is not None:
+                confidence = round(confidence * factor, 3)
+            message = f"{message} [from the text: {note}]" if note else message
     return Finding(
-        id=spec.id, title=spec.title, area=spec.area, status=o.status, message=o.message,
+        id=spec.id, title=spec.title, area=spec.area, status=o.status, message=message,
         severity=o.severity or _DEFAULT_SEVERITY[o.status], subject=o.subject, evidence=evidence,
         root_cause=(o.root_cause or spec.root_cause) if problem else None,
         remedies=list(o.remedies if o.remedies is not None else spec.remedies) if problem else [],
-        confidence=(o.confidence if o.confidence is not None else spec.confidence) if problem else None,
-        details=o.details, duration_s=duration, plugin=spec.plugin,
+        confidence=confidence, details=details, duration_s=duration, plugin=spec.plugin,
     )
 
 

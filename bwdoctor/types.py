@@ -121,17 +121,31 @@ def from_jsonable(value: Any) -> Any:
     return value
 
 
+STATED = -1  # Fact.rank: written by a person in prose
+INFERRED = -2  # Fact.rank: derived from other facts through the knowledge base
+# the share of a check's confidence that survives when the weakest fact it judged has this rank
+RANK_FACTOR = {0: 1.0, STATED: 0.8, INFERRED: 0.7}
+
+
 @dataclass
 class Fact:
     """One piece of knowledge about the machine, with where it came from.
 
     ``key`` is a dotted name (``driver.version``, ``gpu.0``, ``packages``); ``source`` is the
     provenance (``nvml``, ``collect_env:line 37``, ``vllm-log:line 812``).
+
+    ``rank`` says how directly the source knows it: 0 (the default) for a machine or a tool's
+    output (NVML, collect_env, nvidia-smi, pip list, a log line), ``STATED`` for what a person
+    wrote in prose ("vLLM version: 0.13.0"), ``INFERRED`` for what follows from other facts through
+    the knowledge base (the torch a vLLM release pins). A fact never replaces one of higher rank; the
+    disagreement is kept in the snapshot's ``meta["conflicts"]``. Not serialised: a stored
+    snapshot is already reconciled.
     """
 
     key: str
     value: Any
     source: str
+    rank: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         self.value = from_jsonable(to_jsonable(self.value))
@@ -173,16 +187,80 @@ class Snapshot:
 
     # -- writing
     def add(self, fact: Fact) -> None:
-        """Add a fact. A dict value merges into an existing dict value of the same key
-        (new entries win); anything else replaces it."""
+        """Add a fact. A dict value merges into an existing dict value of the same key (new
+        entries win); anything else replaces it. A fact of lower ``rank`` (stated in prose,
+        inferred) never overwrites a value of higher rank, only fills what is absent; a
+        replaced or refused differing value is recorded in ``meta["conflicts"]``."""
         old = self.facts.get(fact.key)
-        if old is not None and isinstance(old.value, dict) and isinstance(fact.value, dict):
-            merged = dict(old.value)
-            merged.update(fact.value)
-            src = old.source if old.source == fact.source else f"{old.source}; {fact.source}"
-            self.facts[fact.key] = Fact(fact.key, merged, src)
-        else:
+        if old is None:
             self.facts[fact.key] = fact
+            return
+        rank = max(old.rank, fact.rank)
+        if isinstance(old.value, dict) and isinstance(fact.value, dict):
+            ident = next((k for k in self.IDENTITY_FIELDS if old.value.get(k) is not None
+                          and fact.value.get(k) is not None and old.value[k] != fact.value[k]), None)
+            if ident is not None:
+                # another version or product: the other fields describe that one, so they are not mixed
+                self._conflict(f"{fact.key}.{ident}", old, old.value[ident], fact, fact.value[ident])
+                if fact.rank >= old.rank:
+                    self.facts[fact.key] = Fact(fact.key, dict(fact.value), fact.source, rank)
+                return
+            merged = dict(old.value)
+            took = False  # the new fact supplied a field that stays
+            for k, v in fact.value.items():
+                if k in merged and merged[k] is not None and v is not None and merged[k] != v:
+                    self._conflict(f"{fact.key}.{k}", old, merged[k], fact, v)
+                    if fact.rank < old.rank:
+                        continue
+                elif k in merged and merged[k] is not None and fact.rank < old.rank:
+                    continue
+                took = took or merged.get(k) != v
+                merged[k] = v
+            kept_old = any(k not in fact.value for k in old.value)
+            # the merged value is only as direct as the weakest source that still supplies part of it
+            if took and kept_old:
+                rank = min(old.rank, fact.rank)
+            elif took:
+                rank = fact.rank
+            else:
+                rank = old.rank
+            src = old.source if old.source == fact.source else f"{old.source}; {fact.source}"
+            self.facts[fact.key] = Fact(fact.key, merged, src, rank)
+            return
+        if old.value != fact.value and old.value is not None and fact.value is not None:
+            self._conflict(fact.key, old, old.value, fact, fact.value)
+        if fact.rank >= old.rank:
+            self.facts[fact.key] = Fact(fact.key, fact.value, fact.source, rank)
+
+    def disagree(self, fact: Fact) -> None:
+        """Record where ``fact`` (not added) disagrees with the value held for its key."""
+        old = self.facts.get(fact.key)
+        if old is None or old.value is None or fact.value is None:
+            return
+        if isinstance(old.value, dict) and isinstance(fact.value, dict):
+            for k, v in fact.value.items():
+                if old.value.get(k) is not None and v is not None and old.value[k] != v:
+                    self._conflict(f"{fact.key}.{k}", old, old.value[k], Fact(fact.key, v, fact.source, -99), v)
+        elif old.value != fact.value:
+            self._conflict(fact.key, old, old.value, Fact(fact.key, fact.value, fact.source, -99), fact.value)
+
+    CONFLICT_FIELDS_IGNORED = ("cc_source", "source", "file", "line", "kb_key")
+    IDENTITY_FIELDS = ("version",)
+
+    def _conflict(self, key: str, old: Fact, old_value: Any, new: Fact, new_value: Any) -> None:
+        if key.rsplit(".", 1)[-1] in self.CONFLICT_FIELDS_IGNORED or isinstance(old_value, (dict, list)):
+            return
+        if old.source == new.source or old.source.endswith(new.source) or new.source.endswith(old.source):
+            return  # one source updating what it said (a log's running counters), not two sources disagreeing
+        kept_new = new.rank >= old.rank
+        rows = self.meta.setdefault("conflicts", [])
+        if not isinstance(rows, list) or len(rows) >= 100:
+            return
+        rows.append({"key": key,
+                     "kept": to_jsonable(new_value if kept_new else old_value),
+                     "kept_source": new.source if kept_new else old.source,
+                     "other": to_jsonable(old_value if kept_new else new_value),
+                     "other_source": old.source if kept_new else new.source})
 
     def set(self, key: str, value: Any, source: str) -> None:
         self.add(Fact(key, value, source))

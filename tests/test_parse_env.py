@@ -158,30 +158,6 @@ def test_conda_list():
     assert f["vllm"]["version"] == "0.6.6.post1"
 
 
-def test_issue_text():
-    f = run("env-text", ev_of(DATA / "issue-report.md"))
-    assert f["gpu.count"] == 2
-    assert f["gpu.0"]["name"] == "NVIDIA GeForce RTX 5090" and f["gpu.0"]["compute_capability"] == "12.0"
-    assert f["torch"]["variant"] == "cu124"
-    assert f["vllm"]["version"] == "0.8.5"
-    assert f["driver.version"] == "570.86.16"
-    assert f["_sources"]["torch"] == "issue-text:line 4"
-
-
-def test_issue_text_ignores_install_commands(tmp_path):
-    text = "We tried:\npip install torch==2.8.0+cu128 --index-url https://download.pytorch.org/whl/cu128\n" \
-           "RUN pip install vllm==0.10.0\nGPU: NVIDIA B200\n"
-    f = run("env-text", ev_text(tmp_path, text))
-    assert "torch" not in f and "vllm" not in f
-    assert f["gpu.0"]["compute_capability"] == "10.0"
-
-
-def test_issue_text_leaves_gpus_to_structured_output(tmp_path):
-    text = (DATA / "h100-nvidia-smi.txt").read_text() + "\nIt also fails on my RTX 4090 at home.\n"
-    ev = ev_text(tmp_path, text)
-    assert "gpu.0" not in facts(SPECS["env-text"].func, ev)
-
-
 def test_env_dump_needs_a_real_listing(tmp_path):
     prose = "The fix was\n```\nNCCL_P2P_DISABLE=1\n```\nwhich made it pass.\n"
     assert not SPECS["env-dump"].detect(ev_text(tmp_path, prose))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from bwdoctor_checks._lib.cudabin import parse_arch
 
@@ -108,3 +109,24 @@ def explain(component: str, sass: Iterable[str], ptx: Iterable[str], cc: str | t
     else:
         why = "; no PTX to JIT-compile"
     return f"{component}: no kernel for {target} (has {has}{why})"
+
+
+def torch_gap(torch: dict[str, Any], scanned: dict[str, Any] | None, cc: str, torch_variants: Iterable[str]) -> str | None:
+    """Why the torch of a snapshot has no kernels for ``cc`` (its scanned library, the arch list it
+    printed, or its CUDA variant against the variants built for the architecture), or None when it
+    has them or nothing tells. When torch cannot run on the GPU it fails first, before any vLLM
+    kernel is launched."""
+    if isinstance(scanned, dict) and scanned.get("files"):
+        v = verdict(scanned.get("sass", []), scanned.get("ptx", []), cc)
+        return f"torch's libraries have no kernel for {cc}" if v.verdict == NO_KERNEL else None
+    archs = torch.get("arch_list")
+    if isinstance(archs, list) and archs:
+        v = verdict([a for a in archs if str(a).startswith("sm_")], [a for a in archs if str(a).startswith("compute_")],
+                    cc)
+        return f"torch's arch list ({' '.join(map(str, archs))}) has no kernel for {cc}" if v.verdict == NO_KERNEL \
+            else None
+    variant = torch.get("variant")
+    variants = list(torch_variants or [])
+    if variant and variants and str(variant).startswith("cu") and variant not in variants:
+        return f"torch {torch.get('version')} is a {variant} build (CC {cc} needs one of {', '.join(variants)})"
+    return None

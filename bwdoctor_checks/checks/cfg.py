@@ -23,6 +23,7 @@ from packaging.version import Version
 
 from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, kb, passed, resolve, warned
 from bwdoctor.kb import vllm as kbv
+from bwdoctor_checks._lib import compat as _compat
 
 _FALSY = {"", "0", "false", "no", "off", "n", "none", "disabled"}
 _SECRET_NAME = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|PASS|KEY|API_KEY|CREDENTIALS?|AUTH)(_|$)", re.I)
@@ -347,11 +348,17 @@ def check_vllm_pin(snap: Snapshot) -> list[Outcome] | None:
         v = _v(version)
         if v is not None:
             if resolve.at_least(v, lo) is False:
+                # torch without the architecture fails before any vLLM kernel runs: then this pin is the
+                # second problem of the two (the same newer pin fixes both)
+                gap = _compat.torch_gap(snap.mapping("torch"), snap.mapping("cudabin.torch") or None, g["cc"],
+                                        getattr(_req(g["cc"]), "torch_cuda_variants", None) or [])
                 out.append(failed(
                     f"{what} is older than vLLM {lo}, the first release{plat} with kernels for compute capability "
                     f"{g['cc']} ({g['label']}): its CUDA kernels have no sm_{g['cc'].replace('.', '')} code and fail "
-                    f"with 'no kernel image'. Pin vllm>={lo} (or a vllm/vllm-openai:v{lo}+ image).",
-                    evidence=ev, subject=g["subject"], details=details))
+                    f"with 'no kernel image'. Pin vllm>={lo} (or a vllm/vllm-openai:v{lo}+ image)."
+                    + (f" Torch fails first: {gap}." if gap else ""),
+                    evidence=ev, subject=g["subject"], details=dict(details, secondary_to="torch") if gap else details,
+                    confidence=0.5 if gap else None))
             elif hi is not None and resolve.compare(v, hi) == 1:
                 out.append(failed(f"{what} is newer than vLLM {hi}, the last release with kernels for compute "
                                   f"capability {g['cc']} ({g['label']}): later releases dropped "

