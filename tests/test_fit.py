@@ -103,13 +103,17 @@ def _run(args):
     return CliRunner().invoke(cli, args, catch_exceptions=False)
 
 
-def test_analyze_log_with_model_folder_compares_with_the_logged_kv_size():
-    r = _run(["analyze", str(DATA / "cpu-0.32" / "generate-tiny-llama.log"), str(DATA / "cpu-0.32" / "model"),
-              "--format", "json"])
+@pytest.mark.parametrize("folder,log,tokens", [
+    ("cpu-0.32", "generate-tiny-llama.log", 1_048_576),   # full attention
+    ("cpu-0.32-gemma2", "engine.log", 233_016),           # 2 sliding-window + 2 full layers in one block pool
+    ("cpu-0.32-deepseek-mla", "engine.log", 466_032),     # MLA: one 512 + 64 latent per token and layer
+])
+def test_analyze_log_with_model_folder_compares_with_the_logged_kv_size(folder, log, tokens):
+    r = _run(["analyze", str(DATA / folder / log), str(DATA / folder / "model"), "--format", "json"])
     rep = json.loads(r.output)
     f = next(x for x in rep["findings"] if x["id"] == "BWD-FIT-004")
     assert f["status"] == "pass", f["message"]
-    assert f["details"]["logged_tokens"] == 1_048_576 and f["details"]["estimated_tokens"] == 1_048_576
+    assert f["details"]["logged_tokens"] == tokens and f["details"]["estimated_tokens"] == tokens
 
 
 @pytest.mark.skipif(not SEED.is_dir(), reason="the shared seed-config fixture is not on this machine")
@@ -169,3 +173,52 @@ def test_fit_reads_a_model_folder_exactly(tmp_path):
     assert res["budget_gib"]["weights"] == round(n / 2**30, 3)
     (tmp_path / "config.json").write_text("{not json")
     assert _run(["fit", str(tmp_path), "--target", "h100"]).exit_code == 2
+
+
+def test_recorded_gpu_and_a_serve_command(tmp_path):
+    """Evidence of an H100 (nvidia-smi -q) and a vllm serve line: the recorded GPU is judged."""
+    cmd = tmp_path / "serve.sh"
+    cmd.write_text("vllm serve meta-llama/Llama-3.1-8B-Instruct --max-model-len 32768 --max-num-seqs 256 "
+                   "--gpu-memory-utilization 0.9 --kv-cache-dtype fp8\n")
+    r = _run(["analyze", str(ROOT / "tests" / "data" / "evidence" / "h100-nvidia-smi-q.txt"), str(cmd), "--format", "json"])
+    by = {x["id"]: x for x in json.loads(r.output)["findings"] if x["id"].startswith("BWD-FIT")}
+    mem = by["BWD-FIT-001"]
+    assert mem["status"] == "pass" and "H100" in mem["subject"], mem["message"]
+    assert mem["details"]["settings"]["max_model_len"] == 32768
+    assert mem["details"]["settings_origin"]["kv_cache_dtype"].startswith("--kv-cache-dtype")
+    # FP8 KV: 32 layers x 2 x 8 heads x 128 x 1 byte
+    assert mem["details"]["kv"]["bytes_per_token"] == 32 * 2 * 8 * 128
+    assert "one stream decodes at most" in by["BWD-FIT-003"]["message"]
+    assert by["BWD-FIT-002"]["status"] == "skip"  # no MIG plan in this configuration
+
+
+H200 = ROOT / "tests" / "data" / "gpu" / "h200-vllm-0.22.1"
+
+
+@pytest.mark.skipif(not (H200 / "m1b-kv-cache.json").is_file(), reason="the H200 vLLM capture is not in tests/data")
+@pytest.mark.parametrize("run", ["m1b", "m1b-fp8"])
+def test_h200_whole_budget_matches_the_engine(run):
+    """The whole budget (weights, activations, CUDA graphs, runtime from the GPU's total memory) against the
+    KV cache vLLM 0.22.1 sized on a real H200 for a ~1B Llama, BF16 and online FP8: within 1%."""
+    doc = json.loads((H200 / "m1b-kv-cache.json").read_text())
+    r = doc["runs"][run]
+    st = r["settings"]
+    m = fc.describe(doc["model_config"], run, "folder", "m1b", quantization=st["quantization"])
+    total_mib = int(doc["machine"].split(" MiB")[0].rsplit("(", 1)[1])
+    d = fc.Deployment(max_model_len=st["max_model_len"], gpu_memory_utilization=st["gpu_memory_utilization"],
+                      max_num_batched_tokens=16384)  # the engine logged it (LLM class default on H200)
+    b = fc.budget(m, d, fc.Gpu("H200", total_mib / 1024, 4800, fp8=True))
+    assert abs(b.capacity.tokens - r["kv_cache_tokens"]) / r["kv_cache_tokens"] < 0.01
+    assert abs(fc.gib(b.weights) - r["weights_gib"]) < 0.05
+
+
+@pytest.mark.skipif(not (H200 / "m1b-smoke-engine.log").is_file(), reason="the H200 vLLM capture is not in tests/data")
+def test_h200_engine_log_with_its_model_folder(tmp_path):
+    doc = json.loads((H200 / "m1b-kv-cache.json").read_text())
+    folder = tmp_path / "m1b"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(doc["model_config"]))
+    r = _run(["analyze", str(H200 / "m1b-smoke-engine.log"), str(folder), "--format", "json"])
+    f = next(x for x in json.loads(r.output)["findings"] if x["id"] == "BWD-FIT-004")
+    assert f["status"] == "pass" and abs(f["details"]["error_pct"]) < 0.01, f["message"]
+    assert abs(f["details"]["weights_estimated_gib"] - 1.82) < 0.05
