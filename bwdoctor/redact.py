@@ -41,9 +41,9 @@ _PART_SPLIT = lazy_regex(r"[_\-.\s/]+")
 _CAMEL = lazy_regex(r"(?<=[a-z0-9])(?=[A-Z])")
 # A part that makes the name secret wherever it stands (unless a harmless part follows it).
 _STRONG = {"password", "passwd", "passphrase", "secret", "secrets", "credential", "credentials", "apikey",
-           "privatekey", "accesskey", "secretkey", "authtoken", "accesstoken", "refreshtoken", "pat"}
+           "privatekey", "accesskey", "secretkey", "authtoken", "accesstoken", "refreshtoken"}
 # A part that makes the name secret when it is the last one.
-_LAST = {"token", "pass", "pwd", "pw", "auth", "authorization", "cookie", "key", "sig", "signature_key"}
+_LAST = {"token", "pass", "pwd", "pw", "pat", "auth", "authorization", "cookie", "key", "sig", "signature_key"}
 # Two-part compounds that are secret wherever they stand.
 _PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key"), ("session", "key"),
           ("auth", "token"), ("access", "token"), ("refresh", "token"), ("id", "token"), ("bearer", "token"),
@@ -57,9 +57,14 @@ _HARMLESS_AFTER = {"file", "files", "path", "paths", "dir", "name", "names", "id
 # Names ending in ``key`` that are not credentials.
 _HARMLESS_KEY_PREFIX = {"cache", "sort", "lookup", "primary", "foreign", "partition", "group", "routing", "dict",
                         "map", "hash", "index", "kv", "prefix", "public", "idempotency", "dedup", "shard", "join",
-                        "row", "column", "field", "record", "metric", "label", "hot", "short", "keyboard", "sub"}
+                        "row", "column", "field", "record", "metric", "label", "hot", "short", "keyboard", "sub", "cc",
+                        "kb", "gpu", "model", "arch", "cuda", "table", "fact", "finding", "check", "entry"}
+# Words before a final ``token`` that make it a model's token (a rate, a special token), not a credential.
+_HARMLESS_TOKEN_PREFIX = {"per", "first", "last", "next", "special", "bos", "eos", "pad", "unk", "sep", "cls", "mask",
+                          "start", "end", "stop", "image", "video", "audio", "vision", "sentinel", "placeholder",
+                          "dummy", "decoder", "encoder", "output", "input", "prompt", "generated", "each", "new"}
 _HARMLESS_NAMES = {"tokens", "max_tokens", "num_tokens", "token_count", "author", "signature", "secretary", "monkey",
-                   "turkey", "passed", "passes", "bypass", "compass"}
+                   "turkey", "passed", "passes", "bypass", "compass", "tiktoken"}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -85,10 +90,12 @@ def is_secret_name(name: str) -> bool:
             if part not in _HARMLESS_NAMES:
                 return True
     last = parts[-1]
+    if last == "token" and len(parts) >= 2 and parts[-2] in _HARMLESS_TOKEN_PREFIX:
+        return False  # bytes_per_token, time_to_first_token, eos_token: tokens of a model, not credentials
     if last in _LAST:
         if last in ("key", "sig"):
             return len(parts) >= 2 and parts[-2] not in _HARMLESS_KEY_PREFIX
-        if last in ("pass", "pw") and len(parts) < 2:
+        if last in ("pass", "pw", "pat") and len(parts) < 2:
             return False
         return True
     # one-word names: HFTOKEN, GHTOKEN, OPENAIKEY, PGPASS

@@ -163,7 +163,8 @@ def test_secret_names(name):
 @pytest.mark.parametrize("name", ["encoder_cudagraph_token_budgets", "max_num_batched_tokens", "kv_cache_token_count",
                                   "HF_TOKEN_PATH", "cache_key", "prefix_cache_key", "tokens", "pass", "bypass",
                                   "TOKENIZERS_PARALLELISM", "--max-num-batched-tokens", "token_budget", "key",
-                                  "secretary", "author", "passed"])
+                                  "secretary", "author", "passed", "bytes_per_token", "time_to_first_token",
+                                  "eos_token", "pad_token_id"])
 def test_harmless_names(name):
     assert not is_secret_name(name)
 
