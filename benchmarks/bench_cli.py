@@ -34,11 +34,11 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE" and
 TARGETS = {"--help": 2.0, "--version": 2.0, "list": None, "run --level quick": 3.0, "analyze (one file)": 3.0}
 
 
-def once(argv: list[str]) -> tuple[float, float, int]:
+def once(argv: list[str], cwd: Path = ROOT) -> tuple[float, float, int]:
     """Wall time, CPU time (user + system, the child's and its children's) and exit code."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300, cwd=str(ROOT),
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300, cwd=str(cwd),
                           env=ENV)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -46,7 +46,14 @@ def once(argv: list[str]) -> tuple[float, float, int]:
     return wall, cpu, proc.returncode
 
 
-def cases(py: str, tools: bool) -> list[tuple[str, list[str]]]:
+def cases(py: str, tools: bool, other: Path | None = None) -> list[tuple[str, list[str], Path]]:
+    out = [(name, argv, ROOT) for name, argv in _cases(py, tools)]
+    if other is not None:  # the same commands run from another checkout (python -m imports from the cwd first)
+        out += [(f"{name} [{other.name}]", argv, other) for name, argv in _cases(py, False)[1:]]
+    return out
+
+
+def _cases(py: str, tools: bool) -> list[tuple[str, list[str]]]:
     bw = [py, "-m", "bwdoctor.cli"]
     out = [("floor: import click, rich.console", [py, "-c", "import click, rich.console"]),
            ("--help", [*bw, "--help"]),
@@ -68,19 +75,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=7, help="interleaved rounds (default 7)")
     ap.add_argument("--tools", action="store_true", help="also time torch's and vLLM's collect-env (3 rounds)")
+    ap.add_argument("--other", type=Path, default=None, metavar="DIR",
+                    help="also run the bwdoctor commands from another checkout (an earlier commit), interleaved")
     args = ap.parse_args()
-    todo = cases(sys.executable, args.tools)
-    times: dict[str, list[float]] = {name: [] for name, _ in todo}
-    cpus: dict[str, list[float]] = {name: [] for name, _ in todo}
+    todo = cases(sys.executable, args.tools, args.other.resolve() if args.other else None)
+    times: dict[str, list[float]] = {name: [] for name, _, _ in todo}
+    cpus: dict[str, list[float]] = {name: [] for name, _, _ in todo}
     codes: dict[str, int] = {}
-    for _, argv in todo:  # a warm-up round, not counted: byte code written, files in the page cache
-        once(argv)
+    for _, argv, cwd in todo:  # a warm-up round, not counted: byte code written, files in the page cache
+        once(argv, cwd)
     for _ in range(max(1, args.runs)):
-        for name, argv in todo:
+        for name, argv, cwd in todo:
             if "collect" in name and len(times[name]) >= 3:
                 continue
             try:
-                took, cpu, code = once(argv)
+                took, cpu, code = once(argv, cwd)
             except (OSError, subprocess.TimeoutExpired):
                 continue
             times[name].append(took)
@@ -91,13 +100,13 @@ def main() -> int:
     print(f"{'command':36} {'median s':>9} {'best s':>8} {'x floor':>8} {'target':>7} {'cpu s':>7} {'cpu x':>6} "
           f"{'exit':>5}")
     worst = 0
-    for name, _ in todo:
+    for name, _, _ in todo:
         if not times[name]:
             print(f"{name:36} {'failed':>9}")
             continue
         med = statistics.median(times[name])
         ratio = med / floor
-        target = TARGETS.get(name)
+        target = TARGETS.get(name.split(" [")[0])
         mark = "" if target is None else (f"<={target:g}" + ("" if ratio <= target else " !"))
         if target is not None and ratio > target:
             worst = 1

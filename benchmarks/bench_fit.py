@@ -33,8 +33,9 @@ from bwdoctor_checks._lib import fitcalc as fc  # noqa: E402
 
 KV_GIB = 1
 MAX_LEN = 512
-CPU_BLOCK_SIZE = 128  # vllm/platforms/cpu.py: the CPU backend's default block size
-CPU_BATCHED_TOKENS = 4096  # vllm/engine/arg_utils.py: the CPU LLM-class default max_num_batched_tokens
+CPU = fc.kbm.fit_data()["engine_defaults"]["cpu"]
+CPU_BLOCK_SIZE = CPU["block_size"]  # the CPU backend's default block size
+CPU_BATCHED_TOKENS = CPU["max_num_batched_tokens_llm_class"]  # the CPU LLM-class default max_num_batched_tokens
 
 # model_type -> config fields (the architecture's own config class, shrunk)
 ARCHS: dict[str, dict[str, Any]] = {
@@ -53,6 +54,11 @@ ARCHS: dict[str, dict[str, Any]] = {
     "gemma3": dict(model_type="gemma3_text", hidden_size=512, intermediate_size=1024, num_hidden_layers=6,
                    num_attention_heads=4, num_key_value_heads=2, head_dim=128, sliding_window=128,
                    sliding_window_pattern=6),
+    "deepseek_v3": dict(model_type="deepseek_v3", hidden_size=256, intermediate_size=512, moe_intermediate_size=128,
+                        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, n_routed_experts=4,
+                        n_shared_experts=1, num_experts_per_tok=2, first_k_dense_replace=1, n_group=1, topk_group=1,
+                        kv_lora_rank=512, q_lora_rank=None, qk_rope_head_dim=64, qk_nope_head_dim=64, v_head_dim=64,
+                        topk_method="noaux_tc"),
     "mixtral": dict(model_type="mixtral", hidden_size=512, intermediate_size=512, num_hidden_layers=2,
                     num_attention_heads=8, num_key_value_heads=2, head_dim=64, num_local_experts=4,
                     num_experts_per_tok=2, sliding_window=None),
@@ -94,7 +100,7 @@ KV_RE = re.compile(r"KV cache size: ([\d,]+) tokens")
 KV_SPACE_RE = re.compile(r"Explicitly set \(?([\d.]+)(?:/[\d.]+)?\)? GiB for KV cache|Available KV cache memory: ([\d.]+) GiB")
 
 
-def run_one(python: str, name: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+def run_one(python: str, name: str, spec: dict[str, Any], timeout: float, keep: str | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {"arch": name, "engine": "vLLM CPU", "logged": None, "estimate": None, "error": None}
     with tempfile.TemporaryDirectory(prefix=f"bwd-fit-{name}-") as tmp:
         child = os.path.join(tmp, "child.py")
@@ -116,12 +122,18 @@ def run_one(python: str, name: str, spec: dict[str, Any], timeout: float) -> dic
             tail = [ln for ln in log.splitlines() if "Error" in ln or "error" in ln][-2:]
             row["error"] = "; ".join(t[:200] for t in tail) or "no KV cache size line"
         cfg_path = os.path.join(tmp, "model", "config.json")
+        if keep:
+            dest = Path(keep) / name
+            (dest / "model").mkdir(parents=True, exist_ok=True)
+            (dest / "engine.log").write_text(log)
+            if os.path.isfile(cfg_path):
+                (dest / "model" / "config.json").write_text(Path(cfg_path).read_text())
         if os.path.isfile(cfg_path):
             cfg = json.loads(Path(cfg_path).read_text())
             model = fc.describe(cfg, name, "folder", cfg_path)
             sp = KV_SPACE_RE.search(log)
             kv_gib = float(sp.group(1) or sp.group(2)) if sp else float(KV_GIB)
-            cap = fc.kv_capacity(model, kv_gib * fc.GiB, MAX_LEN, block_size=CPU_BLOCK_SIZE,
+            cap = fc.kv_capacity(model, kv_gib * fc.GiB, MAX_LEN, block_size=16 if model.mla else CPU_BLOCK_SIZE,
                                  max_num_batched_tokens=CPU_BATCHED_TOKENS)
             row.update(estimate=cap.tokens, kv_gib=kv_gib, layers=model.layers, sliding=model.sliding_layers,
                        bytes_per_token=cap.bytes_per_token)
@@ -156,11 +168,12 @@ def main() -> int:
     ap.add_argument("--log", action="append", default=[])
     ap.add_argument("--log-model", action="append", default=[])
     ap.add_argument("--json")
+    ap.add_argument("--keep-logs", metavar="DIR", help="keep each engine log and config.json under DIR/<arch>/")
     a = ap.parse_args()
     names = [n for n in ARCHS if not a.only or n in a.only.split(",")]
     rows = []
     for n in names:
-        r = run_one(a.python, n, ARCHS[n], a.timeout)
+        r = run_one(a.python, n, ARCHS[n], a.timeout, a.keep_logs)
         rows.append(r)
         print(f"# {n}: logged {r['logged']} estimate {r['estimate']} ({r.get('seconds')} s) {r['error'] or ''}",
               file=sys.stderr, flush=True)

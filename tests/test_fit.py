@@ -103,13 +103,17 @@ def _run(args):
     return CliRunner().invoke(cli, args, catch_exceptions=False)
 
 
-def test_analyze_log_with_model_folder_compares_with_the_logged_kv_size():
-    r = _run(["analyze", str(DATA / "cpu-0.32" / "generate-tiny-llama.log"), str(DATA / "cpu-0.32" / "model"),
-              "--format", "json"])
+@pytest.mark.parametrize("folder,log,tokens", [
+    ("cpu-0.32", "generate-tiny-llama.log", 1_048_576),   # full attention
+    ("cpu-0.32-gemma2", "engine.log", 233_016),           # 2 sliding-window + 2 full layers in one block pool
+    ("cpu-0.32-deepseek-mla", "engine.log", 466_032),     # MLA: one 512 + 64 latent per token and layer
+])
+def test_analyze_log_with_model_folder_compares_with_the_logged_kv_size(folder, log, tokens):
+    r = _run(["analyze", str(DATA / folder / log), str(DATA / folder / "model"), "--format", "json"])
     rep = json.loads(r.output)
     f = next(x for x in rep["findings"] if x["id"] == "BWD-FIT-004")
     assert f["status"] == "pass", f["message"]
-    assert f["details"]["logged_tokens"] == 1_048_576 and f["details"]["estimated_tokens"] == 1_048_576
+    assert f["details"]["logged_tokens"] == tokens and f["details"]["estimated_tokens"] == tokens
 
 
 @pytest.mark.skipif(not SEED.is_dir(), reason="the shared seed-config fixture is not on this machine")
@@ -169,3 +173,20 @@ def test_fit_reads_a_model_folder_exactly(tmp_path):
     assert res["budget_gib"]["weights"] == round(n / 2**30, 3)
     (tmp_path / "config.json").write_text("{not json")
     assert _run(["fit", str(tmp_path), "--target", "h100"]).exit_code == 2
+
+
+def test_recorded_gpu_and_a_serve_command(tmp_path):
+    """Evidence of an H100 (nvidia-smi -q) and a vllm serve line: the recorded GPU is judged."""
+    cmd = tmp_path / "serve.sh"
+    cmd.write_text("vllm serve meta-llama/Llama-3.1-8B-Instruct --max-model-len 32768 --max-num-seqs 256 "
+                   "--gpu-memory-utilization 0.9 --kv-cache-dtype fp8\n")
+    r = _run(["analyze", str(ROOT / "tests" / "data" / "evidence" / "h100-nvidia-smi-q.txt"), str(cmd), "--format", "json"])
+    by = {x["id"]: x for x in json.loads(r.output)["findings"] if x["id"].startswith("BWD-FIT")}
+    mem = by["BWD-FIT-001"]
+    assert mem["status"] == "pass" and "H100" in mem["subject"], mem["message"]
+    assert mem["details"]["settings"]["max_model_len"] == 32768
+    assert mem["details"]["settings_origin"]["kv_cache_dtype"].startswith("--kv-cache-dtype")
+    # FP8 KV: 32 layers x 2 x 8 heads x 128 x 1 byte
+    assert mem["details"]["kv"]["bytes_per_token"] == 32 * 2 * 8 * 128
+    assert "one stream decodes at most" in by["BWD-FIT-003"]["message"]
+    assert by["BWD-FIT-002"]["status"] == "skip"  # no MIG plan in this configuration

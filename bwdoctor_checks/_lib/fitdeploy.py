@@ -14,7 +14,6 @@ import re
 from typing import Any
 
 from bwdoctor import Snapshot, known
-from bwdoctor import kb as kbgpu
 from bwdoctor.kb import vllm as kbv
 from bwdoctor_checks._lib import fitcalc as fc
 from bwdoctor_checks._lib.fitcalc import Deployment
@@ -181,25 +180,28 @@ def gpu_from_spec(spec: Any, origin: str) -> fc.Gpu:
 
 
 def judged_gpu(snap: Snapshot) -> tuple[fc.Gpu | None, Any, str]:
-    """The GPU one engine process gets, its knowledge-base spec, or why it is unknown."""
-    target = snap.mapping("target")
-    if target:
-        spec = kbgpu.find_gpu(str(target.get("gpu") or target.get("name") or ""))
+    """The GPU one engine process gets (the first judged GPU: ``--target``, else the first live or
+    recorded ``gpu.<i>``, through :func:`bwdoctor.resolve.judged_gpus`), its knowledge-base spec, or why
+    it is unknown."""
+    from bwdoctor import resolve
+
+    judged = resolve.judged_gpus(snap, need_cc=False)
+    if not judged:
+        return None, None, snap.missing.get("gpu.*") or "no GPU found and no --target given"
+    j = judged[0]
+    spec = j.spec
+    if j.is_target:
         if spec is None:
-            return None, None, (f"--target {target.get('query') or target.get('name')} names an architecture, not a GPU: "
+            t = j.fact
+            return None, None, (f"--target {t.get('query') or t.get('name')} names an architecture, not a GPU: "
                                 "its memory and bandwidth are unknown")
         return gpu_from_spec(spec, "--target"), spec, ""
-    gpus = snap.gpus()
-    if not gpus:
-        return None, None, snap.missing.get("gpu.*") or "no GPU found and no --target given"
-    idx, g = gpus[0]
-    spec = kbgpu.find_gpu(pci_device_id=g.get("pci_device_id")) if g.get("pci_device_id") else None
-    spec = spec or (kbgpu.find_gpu(str(g.get("name"))) if g.get("name") else None)
+    g = j.fact
     total = g.get("memory_total_mib")
     if spec is None and not isinstance(total, (int, float)):
-        return None, None, f"GPU {idx} ({g.get('name')}) is not in the knowledge base and its memory is unknown"
-    gpu = gpu_from_spec(spec, f"GPU {idx}") if spec else fc.Gpu(name=str(g.get("name")), memory_gib=0.0,
-                                                                 origin=f"GPU {idx}")
+        return None, None, f"GPU {j.index} ({j.display_name}) is not in the knowledge base and its memory is unknown"
+    gpu = gpu_from_spec(spec, f"GPU {j.index}") if spec else fc.Gpu(name=j.display_name, memory_gib=0.0,
+                                                                    origin=f"GPU {j.index}")
     if isinstance(total, (int, float)) and total > 0:
         gpu.memory_gib = round(total / 1024, 2)
     used = g.get("memory_used_mib")

@@ -128,13 +128,17 @@ def _check_memory(snap: Snapshot) -> CheckResult:
     msg = head + body + _settings_note(d)
     if b.verdict == "fits":
         return passed(msg, evidence=ev, subject=gpu.name, details=details)
+    if b.verdict == "fits_partly" and b.capacity:
+        # fewer full-length sequences than max_num_seqs is how most deployments run: shorter requests
+        # share the cache, and the scheduler queues the rest
+        need = b.capacity.bytes_per_token * L * seqs
+        return passed(msg + f" All {seqs} at full length would need {fc.gib(need):,.0f} GiB of KV cache.",
+                      evidence=ev, subject=gpu.name, details=details)
     items = fc.remedies(m, d, gpu, draft)
     details["remedies"] = [{"change": f, "verdict": bb.verdict, "concurrency": bb.concurrency,
                             "max_model_len": bb.settings["max_model_len"]} for f, bb in items]
     if items:
         msg += f" Smallest changes that fit: {_remedy_words(items)}."
-    if b.verdict == "fits_partly":
-        return warned(msg, evidence=ev, subject=gpu.name, details=details, root_cause="kv_cache_oom")
     cause = "gpu_memory_contention" if b.verdict == "others_hold_memory" else "kv_cache_oom"
     return failed(msg, evidence=ev, subject=gpu.name, details=details, root_cause=cause)
 
@@ -259,10 +263,13 @@ def _check_logged_kv(snap: Snapshot) -> CheckResult:
         return passed(logged + "; without its KV memory in GiB the estimate cannot be compared", evidence=[src_key])
     # the pure KV arithmetic at the engine's own KV memory
     dd = fc._defaults(fc.Gpu("", 0.0))
+    cpu = str(kvlog.get("device") or eng.get("device") or "").lower() == "cpu"
+    cpu_d = fc.kbm.fit_data()["engine_defaults"].get("cpu") or {}
+    block = d.block_size or (cpu_d.get("block_size") if cpu and not m.mla else None) or dd["block_size"]
+    batched = d.max_num_batched_tokens or (cpu_d.get("max_num_batched_tokens_llm_class") if cpu else None) or 2048
     cap = fc.kv_capacity(m, kv_gib * fc.GiB, int(L), kv_cache_dtype=str(d.kv_cache_dtype or "auto"),
                          tp=int(d.tensor_parallel_size or 1), pp=int(d.pipeline_parallel_size or 1),
-                         block_size=int(d.block_size or dd["block_size"]),
-                         max_num_batched_tokens=int(d.max_num_batched_tokens or 2048),
+                         block_size=int(block), max_num_batched_tokens=int(batched),
                          hybrid=not d.disable_hybrid_kv_cache_manager)
     err = 100.0 * (cap.tokens - tokens) / tokens if tokens else math.inf
     msg = (f"{logged}; the budget's arithmetic gives {cap.tokens:,} tokens for {kv_gib:g} GiB "
@@ -294,8 +301,9 @@ def bwdoctor_checks() -> list[CheckSpec]:
                 "the LoRA slots vLLM preallocates, the activation peak, CUDA graphs and the runtime's own memory, "
                 "subtracted from total x gpu_memory_utilization as vLLM does; what is left is the KV cache, sized "
                 "with vLLM's own page and block arithmetic (full and sliding-window layer groups, MLA latents, FP8). "
-                "Passes when max_num_seqs sequences of max_model_len fit, warns when fewer do, fails when not one "
-                "does or the weights alone do not fit. The finding lists the smallest single changes that fit, as "
+                "Passes when at least one max_model_len sequence fits (saying how many, against max_num_seqs), "
+                "fails when not one does, the weights alone do not fit, or other processes hold the memory vLLM "
+                "asks for. The finding lists the smallest single changes that fit, as "
                 "vLLM flags (--kv-cache-dtype fp8, --max-model-len, --tensor-parallel-size, a quantized checkpoint). "
                 "No automatic remedy: each of those trades quality, context length or GPUs, so the choice is the "
                 "user's."),

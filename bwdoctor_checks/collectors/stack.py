@@ -35,8 +35,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 import bwdoctor_checks._lib.cudabin as cb
 from bwdoctor import (
     CollectorSpec,
@@ -96,14 +94,10 @@ def _pkg_dir(dist: Any, top: str) -> Path | None:
     return p if p.is_dir() else None
 
 
-
-
-
-
-
-
 def _requirement(dist: Any, name: str) -> str | None:
     """The dependency on ``name`` declared by ``dist`` (markers with extras ignored)."""
+    from packaging.requirements import InvalidRequirement, Requirement  # only where a package declares some
+
     for raw in dist.requires or []:
         try:
             req = Requirement(raw)
@@ -287,10 +281,6 @@ def _triton_facts(dists: dict[str, Any]) -> Iterator[Fact]:
                           "ptxas_path": paths.get(chosen), "ptxas": found}, "importlib.metadata; ptxas --version")
 
 
-
-
-
-
 def _nccl_facts(dists: dict[str, Any]) -> Iterator[Fact]:
     for name in NCCL_DISTS:
         if name in dists:
@@ -443,8 +433,6 @@ def collect_cudabin(options: RunOptions | None) -> Iterator[Fact]:
                 yield fact
     if not found and tdir is None and vdir is None:
         raise Unavailable("neither torch nor vLLM is installed")
-
-
 
 
 @hookimpl
