@@ -160,6 +160,42 @@ def log_row(path: str, model_name: str) -> dict[str, Any]:
     return row
 
 
+def kv_json_rows(path: str) -> list[dict[str, Any]]:
+    """Rows from a recorded KV-sizing file (``tests/data/gpu/h200-vllm-0.22.1/m1b-kv-cache.json``): per run,
+    (1) the KV arithmetic at the engine's own "Available KV cache memory" and (2) the whole budget from
+    the GPU's total memory (weights, activations, CUDA graphs, runtime estimated), both against the
+    logged "KV cache size"."""
+    doc = json.loads(Path(path).read_text())
+    cfg = doc["model_config"]
+    total = re.search(r"(\d+) MiB", str(doc.get("machine", "")))
+    gpu_name = str(doc.get("machine", "GPU")).split(" (")[0].replace("NVIDIA ", "")
+    rows = []
+    for name, run in doc["runs"].items():
+        st = run["settings"]
+        m = fc.describe(cfg, name, "folder", path, quantization=st.get("quantization"))
+        L = int(st["max_model_len"])
+        log = Path(path).parent / str(run.get("engine_log") or "")
+        batched = None
+        if log.is_file():
+            b = re.search(r"max_num_batched_tokens=(\d+)", log.read_text(errors="replace"))
+            batched = int(b.group(1)) if b else None
+        cap = fc.kv_capacity(m, run["available_kv_cache_gib"] * fc.GiB, L, kv_cache_dtype=st.get("kv_cache_dtype") or "auto",
+                             block_size=int(st.get("block_size") or 16))
+        rows.append({"arch": f"{name} (Llama 1B)", "engine": f"{gpu_name} KV", "logged": run["kv_cache_tokens"],
+                     "estimate": cap.tokens, "kv_gib": run["available_kv_cache_gib"], "error": None})
+        if total:
+            gpu = fc.Gpu(gpu_name, int(total.group(1)) / 1024, fp8=True)
+            d = fc.Deployment(max_model_len=L, gpu_memory_utilization=st.get("gpu_memory_utilization"),
+                              max_num_batched_tokens=batched, kv_cache_dtype=st.get("kv_cache_dtype") or "auto",
+                              enforce_eager=bool(st.get("enforce_eager")), quantization=st.get("quantization"))
+            bud = fc.budget(m, d, gpu)
+            rows.append({"arch": f"{name} (Llama 1B)", "engine": f"{gpu_name} all", "logged": run["kv_cache_tokens"],
+                         "estimate": bud.capacity.tokens if bud.capacity else 0, "kv_gib": round(fc.gib(bud.kv_bytes), 2),
+                         "error": None, "weights_estimate_gib": round(fc.gib(bud.weights), 2),
+                         "weights_logged_gib": run.get("weights_gib")})
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--python", default=os.environ.get("BWDOCTOR_VLLM_PYTHON") or "/work/main/.venv-vllm/bin/python")
@@ -167,10 +203,12 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--log", action="append", default=[])
     ap.add_argument("--log-model", action="append", default=[])
+    ap.add_argument("--kv-json", action="append", default=[], metavar="PATH",
+                    help="a recorded KV-sizing file of a GPU run (model config, settings, logged sizes)")
     ap.add_argument("--json")
     ap.add_argument("--keep-logs", metavar="DIR", help="keep each engine log and config.json under DIR/<arch>/")
     a = ap.parse_args()
-    names = [n for n in ARCHS if not a.only or n in a.only.split(",")]
+    names = [n for n in ARCHS if not a.only or n in a.only.split(",")] if a.only != "none" else []
     rows = []
     for n in names:
         r = run_one(a.python, n, ARCHS[n], a.timeout, a.keep_logs)
@@ -181,15 +219,17 @@ def main() -> int:
         ap.error("give one --log-model per --log")
     for path, model in zip(a.log, a.log_model, strict=True):
         rows.append(log_row(path, model))
-    print(f"{'architecture':14} {'engine':12} {'KV GiB':>7} {'logged tokens':>14} {'estimate':>12} {'error':>8}")
+    for path in a.kv_json:
+        rows.extend(kv_json_rows(path))
+    print(f"{'architecture':18} {'engine':12} {'KV GiB':>7} {'logged tokens':>14} {'estimate':>12} {'error':>8}")
     for r in rows:
         if r["logged"] and r["estimate"] is not None:
             err = 100.0 * (r["estimate"] - r["logged"]) / r["logged"]
             r["error_pct"] = round(err, 2)
-            print(f"{r['arch']:14} {r['engine']:12} {r.get('kv_gib', 0):7.2f} {r['logged']:14,} {r['estimate']:12,} "
+            print(f"{r['arch']:18} {r['engine']:12} {r.get('kv_gib', 0):7.2f} {r['logged']:14,} {r['estimate']:12,} "
                   f"{err:+7.2f}%")
         else:
-            print(f"{r['arch']:14} {r['engine']:12} {'':7} {'-':>14} {str(r['estimate'] or '-'):>12}  {r['error']}")
+            print(f"{r['arch']:18} {r['engine']:12} {'':7} {'-':>14} {str(r['estimate'] or '-'):>12}  {r['error']}")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2))
     bad = [r for r in rows if "error_pct" in r and abs(r["error_pct"]) > 10]

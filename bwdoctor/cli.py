@@ -218,7 +218,8 @@ def build_report(ctx: click.Context, mode: str, *, from_report: str | None = Non
                          smoke=bool(extra.pop("smoke", False)), verbose=int(extra.pop("verbose", 0)), extra=extra)
     request = pipeline.Request(mode=mode, options=options, paths=tuple(paths), from_report=from_report,
                                select=tuple(select), skip=tuple(skip), fail_on=fail_on, run_checks=run_checks,
-                               show_progress=_stderr_is_terminal(), python=python,
+                               show_progress=_stderr_is_terminal(), progress_lines=not _stderr_is_terminal(),
+                               python=python,
                                python_source=_python_source(ctx))
     roles: Sequence[str]
     if from_report:
@@ -399,18 +400,22 @@ def snapshot(ctx: click.Context, level: str, target: str | None, python: str | N
     errors = [f for f in report.findings if f.status == "error"]
     for f in errors:
         click.echo(f"error: {f.message}", err=True)
+    if output and output != "-":
+        click.echo(f"wrote {len(data['facts'])} facts to {output} (read back by 'bwdoctor run --from' and "
+                   f"'bwdoctor analyze')", err=True)
     ctx.exit(EXIT_OK)
 
 
 @cli.command(epilog=EPILOG)
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
 @_apply(_selection)
 @_apply(_common_output)
 @click.pass_context
 def analyze(ctx: click.Context, paths: tuple[str, ...], select: tuple[str, ...], skip: tuple[str, ...],
             target: str | None, fmt: str, output: str | None, fail_on: str, verbose: int) -> None:
     """Read pasted evidence (collect_env, nvidia-smi, pip list, vLLM logs, Dockerfile, compose,
-    .env, command lines; files or folders), run the checks on it and name the root cause."""
+    .env, command lines, bwdoctor reports and snapshots; files, folders, or - for standard input),
+    run the checks on it and name the root cause."""
     report = build_report(ctx, "analyze", paths=paths, select=select, skip=skip, target=target, fail_on=fail_on,
                           options_extra={"verbose": verbose})
     finish(ctx, report, fmt, output, verbose, fail_on)
@@ -470,21 +475,35 @@ def list_(ctx: click.Context, fmt: str) -> None:
 @click.argument("check_id")
 @click.pass_context
 def explain(ctx: click.Context, check_id: str) -> None:
-    """What a check verifies, why it matters, and how it is fixed."""
+    """What a check verifies, why it matters, and how it is fixed. ID is a check id with or without
+    BWD- (BWD-STACK-001, stack-001), or a root-cause label (arch_not_in_torch_wheel): then the checks
+    that point at it and their remedies."""
+    from difflib import get_close_matches
+
+    from bwdoctor.types import ROOT_CAUSES
+
     rows = {r["id"]: r for r in _catalogue(ctx)}
-    row = rows.get(check_id.upper())
-    if row is None:
-        close = [i for i in rows if i.startswith(check_id.upper())]
-        hint = f" Did you mean: {', '.join(close[:8])}?" if close else " Run 'bwdoctor list' for the catalogue."
-        raise click.UsageError(f"no check with id {check_id!r}.{hint}")
+    query = check_id.strip()
+    up = query.upper()
+    row = rows.get(up) or rows.get("BWD-" + up)
     reg = _manager(ctx, ROLES_CATALOGUE).registry()
     remedies = {r.id: r for r in reg.remedies}
-    click.echo(f"{row['id']} — {row['title']}")
+    if row is None and query.lower() in ROOT_CAUSES:
+        _explain_root_cause(query.lower(), list(rows.values()), remedies)
+        return
+    if row is None:
+        close = [i for i in rows if i.startswith(up) or i.startswith("BWD-" + up)]
+        close += [c for c in get_close_matches(up if up.startswith("BWD-") else "BWD-" + up, list(rows), n=4, cutoff=0.6)
+                  if c not in close]
+        close += get_close_matches(query.lower(), ROOT_CAUSES, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close[:8])}?" if close else " Run 'bwdoctor list' for the catalogue."
+        raise click.UsageError(f"no check id or root-cause label {check_id!r}.{hint}")
+    click.echo(f"{row['id']} - {row['title']}")
     click.echo(f"area {row['area']}, level {row['level']}, plugin {row['plugin']}")
     if row["needs"]:
         click.echo(f"needs facts: {', '.join(row['needs'])}")
     if row["root_cause"]:
-        click.echo(f"root cause when it fails: {row['root_cause']}")
+        click.echo(f"root cause when it fails: {row['root_cause']} ('bwdoctor explain {row['root_cause']}')")
     click.echo("")
     click.echo(row["doc"].strip() or "(no documentation)")
     for rid in row["remedies"]:
@@ -492,6 +511,22 @@ def explain(ctx: click.Context, check_id: str) -> None:
         click.echo(f"\nremedy {rid}: {r.title if r else '(not installed)'}")
         if r and r.doc:
             click.echo("  " + r.doc.strip().replace("\n", "\n  "))
+
+
+def _explain_root_cause(label: str, rows: list[dict[str, Any]], remedies: dict[str, Any]) -> None:
+    checks = [r for r in rows if r["root_cause"] == label]
+    click.echo(f"root cause {label}")
+    click.echo(f"{len(checks)} check(s) point at it when they fail:" if checks else
+               "no installed check names it as its default (log signatures and per-finding labels may)")
+    for r in sorted(checks, key=lambda r: r["id"]):
+        click.echo(f"  {r['id']}  {r['title']}")
+    used = sorted({rid for r in checks for rid in r["remedies"]})
+    if used:
+        click.echo("\nremedies:")
+        for rid in used:
+            rem = remedies.get(rid)
+            click.echo(f"  {rid}: {rem.title if rem else '(not installed)'}")
+    click.echo("\n'bwdoctor explain ID' tells what each check verifies and how it is fixed.")
 
 
 @cli.command()
@@ -530,7 +565,7 @@ def plugins(ctx: click.Context, fmt: str) -> None:
 
 
 @cli.command(epilog=FIX_EPILOG)
-@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--from", "from_report", type=click.Path(dir_okay=False), default=None,
               help="Build the fixes for an earlier JSON report's facts.")
 @_level_option()

@@ -12,6 +12,7 @@ import errno
 import os
 import stat
 import tempfile
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -151,12 +152,71 @@ def load_report(path: str) -> Report:
     except ValueError as exc:  # e.g. an integer with thousands of digits
         raise BadInput(f"{path} is not a valid bwdoctor report: {exc}") from None
     facts = data.get("snapshot", {}).get("facts") if isinstance(data, dict) and isinstance(data.get("snapshot"), dict) else None
+    if isinstance(data, dict) and isinstance(data.get("facts"), list) and "snapshot" not in data:
+        facts = data["facts"]
     if isinstance(facts, list) and len(facts) > MAX_REPORT_FACTS:
         raise BadInput(f"{path} is not a valid bwdoctor report: {len(facts)} facts (a report has at most "
                          f"{MAX_REPORT_FACTS})")
     try:
+        if isinstance(data, dict) and "snapshot" not in data and isinstance(data.get("facts"), list) \
+                and "schema_version" in data and "findings" not in data:
+            # what `bwdoctor snapshot` writes: the facts alone
+            from bwdoctor.types import Snapshot
+
+            return Report(mode="snapshot", snapshot=Snapshot.from_dict(data))
         return Report.from_dict(data)
     except RecursionError:
         raise BadInput(f"{path} is not a valid bwdoctor report: a value is nested too deeply") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadInput(f"{path} is not a valid bwdoctor report: {exc}") from None
+
+
+STDIN_NAMES = ("-",)
+_JSON_HEAD = 4096
+
+
+def is_bwdoctor_json(path: str) -> bool:
+    """True when ``path`` is a regular file that starts like a bwdoctor report or snapshot (a JSON
+    object with a ``schema_version`` and ``facts`` or ``snapshot``)."""
+    import stat as st_
+
+    try:
+        if not st_.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb") as fh:
+            head = fh.read(_JSON_HEAD).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:
+        return False
+    return head.startswith(b"{") and b'"schema_version"' in head and (b'"facts"' in head or b'"tool"' in head
+                                                                       or b'"snapshot"' in head)
+
+
+def check_named_inputs(paths: Sequence[str]) -> list[str]:
+    """The evidence paths named on the command line, ``-`` (standard input) as ``/dev/stdin``.
+    :class:`BadInput` (exit 2) names the first that cannot be used: missing or unreadable, a device
+    or socket (``/dev/zero``), a folder without a file in it, a terminal as standard input."""
+    import stat as st_
+
+    out: list[str] = []
+    for p in paths:
+        if p in STDIN_NAMES:
+            try:
+                if os.isatty(0):
+                    raise BadInput("analyze -: standard input is a terminal; pipe or redirect the evidence into it")
+            except OSError:
+                pass
+            out.append("/dev/stdin")
+            continue
+        try:
+            mode = os.stat(p).st_mode
+        except OSError as exc:
+            raise BadInput(f"cannot read {p}: {exc.strerror or exc}") from None
+        if st_.S_ISDIR(mode):
+            if not any(files for _, _, files in os.walk(p)):
+                raise BadInput(f"{p} is an empty folder: no evidence to analyze")
+        elif not (st_.S_ISREG(mode) or st_.S_ISFIFO(mode)):
+            raise BadInput(f"cannot read {p}: not a regular file or a pipe (a device, socket or the like)")
+        elif not os.access(p, os.R_OK):
+            raise BadInput(f"cannot read {p}: permission denied")
+        out.append(p)
+    return out

@@ -62,6 +62,8 @@ class Request:
     run_checks: bool = True
     show_progress: bool = False
     """Show a live status line on the terminal while slow collectors run."""
+    progress_lines: bool = False
+    """Without a terminal: one line per stage on stderr while slow steps run."""
     python: str | None = None
     """The Python environment to inspect (``--python``: a venv or conda folder, or an interpreter);
     None: this interpreter, or the one behind ``vllm`` on PATH when this one has no vLLM."""
@@ -118,15 +120,19 @@ def plugin_problems(manager: PluginManager) -> list[Finding]:
     return runner.plugin_findings(manager)
 
 
-def collect(registry: Registry, options: RunOptions, *, show_progress: bool = False) -> tuple[Snapshot, list[Finding]]:
-    """Run the collectors enabled for ``options`` (their failures become findings)."""
+def collect(registry: Registry, options: RunOptions, *, show_progress: bool = False,
+            progress_lines: bool = False) -> tuple[Snapshot, list[Finding]]:
+    """Run the collectors enabled for ``options`` (their failures become findings). With
+    ``show_progress`` a status line on the terminal, with ``progress_lines`` one line per stage on
+    stderr, say what runs and for how long."""
     from bwdoctor import runner
 
-    if not show_progress:
+    if not (show_progress or progress_lines):
         return runner.collect(registry, options)
     from bwdoctor.progress import live_progress
 
-    with live_progress(True, "bwdoctor: collecting facts"):
+    label = "collecting facts"
+    with live_progress(True, ("bwdoctor: " + label) if show_progress else label, plain=not show_progress):
         return runner.collect(registry, options)
 
 
@@ -180,6 +186,103 @@ def diagnose(findings: Sequence[Finding]) -> list[Diagnosis]:
     return rank(findings)
 
 
+BIG_EVIDENCE_BYTES = 64 * 1024 * 1024
+"""Evidence at least this big (in all) shows progress while it is read."""
+
+
+def read_evidence(registry: Registry, paths: Sequence[str], show_progress: bool = False,
+                  progress_lines: bool = False) -> tuple[Snapshot, list[Finding], list[str]]:
+    """The facts of the evidence named (files, folders, ``-`` for standard input, bwdoctor reports
+    and snapshots), the findings about reading them, and the inputs read.
+
+    :class:`~bwdoctor.files.BadInput` (exit 2) for a named input that cannot be used: unreadable,
+    a device, an empty folder, a file no parser recognises, or evidence of different machines."""
+    from bwdoctor.files import BadInput, check_named_inputs, is_bwdoctor_json, load_report
+    from bwdoctor.runner import MixedMachines
+
+    named = check_named_inputs(paths)
+    stored = [p for p in named if is_bwdoctor_json(p)]
+    evidence = [p for p in named if p not in stored]
+    snap = Snapshot()
+    for path in stored:  # a report or snapshot: its facts, as recorded
+        old = load_report(path).snapshot
+        for fact in old:
+            snap.add(fact)
+        for pattern, reason in old.missing.items():
+            snap.mark_missing(pattern, reason)
+        snap.meta.setdefault("evidence", []).append({"path": path, "size": os.path.getsize(path),
+                                                     "parsers": ["bwdoctor-json"]})
+    found: list[Finding] = []
+    if evidence:
+        from bwdoctor.progress import live_progress
+
+        big = (show_progress or progress_lines) and _size_of(evidence) >= BIG_EVIDENCE_BYTES
+        label = "reading evidence"
+        try:
+            with live_progress(big, ("bwdoctor: " + label) if show_progress else label, plain=not show_progress):
+                snap, found = parse(registry, evidence, snap)
+        except MixedMachines as exc:
+            raise BadInput(str(exc)) from None
+    read = {str(i.get("path")): i for i in snap.meta.get("evidence", []) if isinstance(i, dict)}
+    for path in evidence:
+        item = read.get(path)
+        if item is not None and not item.get("parsers"):
+            shown = "standard input" if path == "/dev/stdin" else path
+            raise BadInput(f"no parser recognises {shown}: give raw collect_env, nvidia-smi or pip list output, a vLLM "
+                           f"log, a Dockerfile, compose or .env file, or a bwdoctor report or snapshot")
+    expand_gpu_names(snap)
+    return snap, found, [str(i["path"]) for i in snap.meta.get("evidence", []) if isinstance(i, dict)]
+
+
+def _size_of(paths: Sequence[str]) -> int:
+    """Bytes in the regular files named and under the folders named (a pipe counts as big)."""
+    import stat
+
+    total = 0
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if stat.S_ISFIFO(st.st_mode):
+            return BIG_EVIDENCE_BYTES
+        if stat.S_ISDIR(st.st_mode):
+            for root, _, files in os.walk(p):
+                for name in files:
+                    with contextlib.suppress(OSError):
+                        total += os.path.getsize(os.path.join(root, name))
+        else:
+            total += st.st_size
+    return total
+
+
+def expand_gpu_names(snap: Snapshot) -> None:
+    """GPU names cut by nvidia-smi's table ("NVIDIA RTX PRO 6000 Blac...") in their full form from
+    the knowledge base, noted as expanded (``name_as_seen``, ``name_expanded``). A prefix several
+    products share keeps its name and gets the candidates (``name_candidates``)."""
+    from bwdoctor import kb
+    from bwdoctor.types import Fact
+
+    for key in snap.keys("gpu."):
+        fact = snap.get(key)
+        if fact is None or not key[4:].isdigit() or not isinstance(fact.value, dict):
+            continue
+        name = fact.value.get("name")
+        if not isinstance(name, str) or not name.rstrip().endswith(("...", "\u2026")):
+            continue
+        stem = name.rstrip().rstrip(".\u2026").strip()
+        cands = sorted({g.name for g in kb.gpus() if g.name.lower().startswith(stem.lower())})
+        if not cands:
+            continue
+        if len(cands) == 1:
+            value = {**fact.value, "name": cands[0], "name_as_seen": name, "name_expanded": True}
+            note = "name expanded from the knowledge base"
+        else:  # the checks keep judging what the prefix tells; the report lists what it may be
+            value = {**fact.value, "name_candidates": cands}
+            note = "the name's candidates from the knowledge base"
+        snap.facts[key] = Fact(key, value, f"{fact.source}; {note}")
+
+
 def inspect_environment(request: Request) -> None:
     """Point the collectors at the Python environment to inspect (see :mod:`bwdoctor.pyenv`);
     :class:`BadOption` when ``--python`` names no usable interpreter."""
@@ -224,19 +327,13 @@ def _build(manager: PluginManager, request: Request) -> Report:
         inputs.append(request.from_report)
         mode = "from"
     elif mode == "analyze":
-        from bwdoctor.files import BadInput
-        from bwdoctor.runner import MixedMachines
-
-        try:
-            snap, found = parse(registry, request.paths)
-        except MixedMachines as exc:
-            raise BadInput(str(exc)) from None
+        snap, found, inputs = read_evidence(registry, request.paths, request.show_progress, request.progress_lines)
         findings += found
-        inputs = [i["path"] for i in snap.meta.get("evidence", [])]
     else:
         inspect_environment(request)
         slow = options.level != "quick" or options.smoke or bool(options.endpoint)
-        snap, found = collect(registry, options, show_progress=slow and request.show_progress)
+        snap, found = collect(registry, options, show_progress=slow and request.show_progress,
+                              progress_lines=slow and request.progress_lines)
         findings += found
     apply_target(snap, options.target, target)
     plans: list[FixPlan] = []

@@ -3,7 +3,8 @@
 The CLI opens a pipe and names its write end in ``BWDOCTOR_PROGRESS_FD``. Collectors, and the
 child processes they start (forked collectors inherit it; subprocesses get it through
 ``pass_fds``), write short status lines to it; a reader thread in the CLI shows the latest one in
-a rich status spinner on stderr. Nothing is shown when stderr is not a terminal.
+a rich status spinner on stderr with the time spent in the stage; when stderr is not a terminal
+(``plain``), one line per stage.
 """
 
 from __future__ import annotations
@@ -61,21 +62,49 @@ def clean(raw: bytes) -> list[str]:
 
 @contextmanager
 def live_progress(enabled: bool, label: str, console: Any = None,
-                  on_update: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Show ``label`` and the latest status line from the progress channel while the block runs
-    (``on_update`` also receives each status text)."""
+                  on_update: Callable[[str], None] | None = None, plain: bool = False) -> Iterator[None]:
+    """Show ``label``, the latest status line from the progress channel (the stage) and the time
+    spent in it while the block runs (``on_update`` also receives each status text).
+
+    On a terminal: one rich status line on stderr, redrawn with the elapsed time. ``plain`` (stderr
+    is not a terminal: a CI log, a file): one line per stage on stderr, ``bwdoctor: LABEL: STAGE
+    (started at 12.3 s)``, and a last line with the total time."""
     if not enabled:
         yield
         return
-    from rich.console import Console
+    import sys
+    import time
+
     from rich.markup import escape
 
-    con = console or Console(stderr=True)
+    start = time.monotonic()
+    state: dict[str, Any] = {"text": "", "since": start}
+    lock = threading.Lock()
+    status: Any = None
+    if not plain:
+        from rich.console import Console
+
+        con = console or Console(stderr=True)
+        status = con.status(escape(label))
+        status.start()
+
+    def show() -> None:
+        now = time.monotonic()
+        with lock:
+            text, since = state["text"], state["since"]
+        if status is not None:
+            stage = f": {text}" if text else ""
+            status.update(escape(f"{label}{stage} ({now - since:.0f} s; {now - start:.0f} s in all)"))
+
+    def emit_line(text: str) -> None:
+        with suppress(OSError, ValueError):
+            sys.stderr.write(f"bwdoctor: {label}: {text} (at {time.monotonic() - start:.1f} s)\n")
+            sys.stderr.flush()
+
     read_end, write_end = os.pipe()
     old = os.environ.get(PROGRESS_ENV)
     os.environ[PROGRESS_ENV] = str(write_end)
-    status = con.status(escape(label))
-    status.start()
+    done = threading.Event()
 
     def reader() -> None:
         pending = b""
@@ -90,21 +119,39 @@ def live_progress(enabled: bool, label: str, console: Any = None,
                 pending += chunk
                 texts = clean(pending)  # a status line may come without its end (terminal redraw style)
                 if texts:
-                    status.update(escape(f"{label}: {texts[-1]}"))
+                    with lock:
+                        changed = texts[-1] != state["text"]
+                        if changed:
+                            state["text"], state["since"] = texts[-1], time.monotonic()
+                    if changed and plain:
+                        emit_line(texts[-1])
+                    show()
                     if on_update is not None:
                         on_update(texts[-1])
                 cut = max(pending.rfind(b"\n"), pending.rfind(b"\r"))
                 pending = pending[cut + 1:][-4096:]
 
+    def ticker() -> None:
+        while not done.wait(0.5):
+            show()
+
     thread = threading.Thread(target=reader, daemon=True, name="bwdoctor-progress")
     thread.start()
+    tick = threading.Thread(target=ticker, daemon=True, name="bwdoctor-progress-clock")
+    if status is not None:
+        tick.start()
     try:
         yield
     finally:
+        done.set()
         if old is None:
             os.environ.pop(PROGRESS_ENV, None)
         else:
             os.environ[PROGRESS_ENV] = old
         os.close(write_end)
         thread.join(1.0)
-        status.stop()
+        if status is not None:
+            tick.join(1.0)
+            status.stop()
+        elif state["text"]:
+            emit_line("done")

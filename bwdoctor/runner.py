@@ -387,6 +387,8 @@ def _parse_into(registry: Registry, paths: Sequence[str], snap: Snapshot, spool:
             continue
         used = []
         own: list[Fact] = []
+        from bwdoctor.progress import report as progress
+
         for spec in registry.parsers:
             det = call_with_deadline(spec.detect, (ev,), 5.0)
             if not det.ok:
@@ -397,6 +399,7 @@ def _parse_into(registry: Registry, paths: Sequence[str], snap: Snapshot, spool:
             if not det.value:
                 continue
             box: list[Any] = []
+            progress(f"{path.name} ({ev.size / 2**20:.0f} MiB): {spec.name}")
             res = call_with_deadline(_consume, (spec.func, ev, box), spec.timeout)
             value = res.value
             if not res.ok:

@@ -320,7 +320,7 @@ class Snapshot:
             pre = ".".join(parts[:i])
             if pre in self.missing:
                 return self.missing[pre]
-        return f"{plain_fact_name(key)} is not known from what was given"
+        return f"no facts about {plain_fact_name(key)} were collected or given"
 
     def judged_view(self) -> Snapshot:
         """The snapshot the checks judge. When the ``target`` fact replaces the GPUs (set from

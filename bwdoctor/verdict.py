@@ -120,12 +120,17 @@ def compute(findings: Sequence[Any], diagnosis: Sequence[Any] = (), mode: str = 
     warned = f"; {len(warns)} warning{'s' if len(warns) != 1 else ''}" if warns else ""
     decisive = [f for f in findings if _get(f, "id") in DECISIVE]
     if decisive:
-        open_ = [f for f in decisive if _get(f, "status") == "skip"]
+        # the environment check skips for evidence files: no environment was inspected, nothing open
+        open_ = [f for f in decisive if _get(f, "status") == "skip" and _get(f, "id") != ENVIRONMENT_CHECK]
         if open_:
             first = sorted(open_, key=lambda f: DECISIVE.index(str(_get(f, "id"))))[0]
-            return {"status": UNKNOWN, "reason": f"{_plain_title(first)} could not be judged: {_get(first, 'message')}",
+            return {"status": UNKNOWN, "reason": f"{_get(first, 'message')}, so '{_get(first, 'title')}' could not "
+                    "be judged",
                     "findings": [_key(f) for f in open_]}
-        judged = sorted({str(_get(f, "id")) for f in decisive})
+        judged = sorted({str(_get(f, "id")) for f in decisive if _get(f, "status") != "skip"})
+        if not judged:
+            return {"status": UNKNOWN, "reason": "nothing failed, but nothing shows whether the installed torch and "
+                    f"vLLM have kernels for the GPU{warned}", "findings": []}
         if set(judged) >= {"BWD-STACK-001", "BWD-STACK-002"}:
             what = "the installed torch and vLLM have kernels for the GPU judged and no check failed"
         else:
@@ -145,11 +150,6 @@ def compute(findings: Sequence[Any], diagnosis: Sequence[Any] = (), mode: str = 
     what = "the evidence" if mode == "analyze" else "the facts"
     return {"status": UNKNOWN, "reason": f"nothing failed, but {what} do not show whether the installed torch and "
             f"vLLM have kernels for the GPU{warned}", "findings": []}
-
-
-def _plain_title(f: Any) -> str:
-    title = str(_get(f, "title") or _get(f, "id"))
-    return title[0].lower() + title[1:] if title[:2] != title[:2].upper() else title
 
 
 def _common_reason(skips: list[Any]) -> str:

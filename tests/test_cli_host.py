@@ -61,7 +61,7 @@ def test_bad_inputs_give_clear_errors_and_documented_exit_codes(tmp_path: Path):
     code, out, err = run_cli(["run", "--level", "extreme"], env=clean_env())
     assert code == 2
     code, out, err = run_cli(["explain", "BWD-NOPE-999"], env=clean_env())
-    assert code == 2 and "no check with id" in err
+    assert code == 2 and "no check id or root-cause label" in err
 
 
 def test_output_file_unwritable_exits_3_without_partial_file(tmp_path: Path):

@@ -63,8 +63,9 @@ def test_missing_reasons_follow_patterns_and_prefixes():
     snap.mark_missing("torch", "torch is not installed")
     assert snap.why_missing("gpu.0") == "no NVIDIA driver: libnvidia-ml.so.1 not found"
     assert snap.why_missing("torch.cuda") == "torch is not installed"
-    assert snap.why_missing("other") == "other is not known from what was given"
-    assert snap.why_missing("config.base_image") == "the serving configuration (base image) is not known from what was given"
+    assert snap.why_missing("other") == "no facts about other were collected or given"
+    assert snap.why_missing("config.base_image") == \
+        "no facts about the serving configuration (base image) were collected or given"
     assert not snap.has("gpu.*")
     snap.set("gpu.1", {"name": "x"}, "t")
     assert snap.has("gpu.*") and snap.gpus() == [(1, {"name": "x"})]

@@ -190,3 +190,35 @@ def test_recorded_gpu_and_a_serve_command(tmp_path):
     assert mem["details"]["kv"]["bytes_per_token"] == 32 * 2 * 8 * 128
     assert "one stream decodes at most" in by["BWD-FIT-003"]["message"]
     assert by["BWD-FIT-002"]["status"] == "skip"  # no MIG plan in this configuration
+
+
+H200 = ROOT / "tests" / "data" / "gpu" / "h200-vllm-0.22.1"
+
+
+@pytest.mark.skipif(not (H200 / "m1b-kv-cache.json").is_file(), reason="the H200 vLLM capture is not in tests/data")
+@pytest.mark.parametrize("run", ["m1b", "m1b-fp8"])
+def test_h200_whole_budget_matches_the_engine(run):
+    """The whole budget (weights, activations, CUDA graphs, runtime from the GPU's total memory) against the
+    KV cache vLLM 0.22.1 sized on a real H200 for a ~1B Llama, BF16 and online FP8: within 1%."""
+    doc = json.loads((H200 / "m1b-kv-cache.json").read_text())
+    r = doc["runs"][run]
+    st = r["settings"]
+    m = fc.describe(doc["model_config"], run, "folder", "m1b", quantization=st["quantization"])
+    total_mib = int(doc["machine"].split(" MiB")[0].rsplit("(", 1)[1])
+    d = fc.Deployment(max_model_len=st["max_model_len"], gpu_memory_utilization=st["gpu_memory_utilization"],
+                      max_num_batched_tokens=16384)  # the engine logged it (LLM class default on H200)
+    b = fc.budget(m, d, fc.Gpu("H200", total_mib / 1024, 4800, fp8=True))
+    assert abs(b.capacity.tokens - r["kv_cache_tokens"]) / r["kv_cache_tokens"] < 0.01
+    assert abs(fc.gib(b.weights) - r["weights_gib"]) < 0.05
+
+
+@pytest.mark.skipif(not (H200 / "m1b-smoke-engine.log").is_file(), reason="the H200 vLLM capture is not in tests/data")
+def test_h200_engine_log_with_its_model_folder(tmp_path):
+    doc = json.loads((H200 / "m1b-kv-cache.json").read_text())
+    folder = tmp_path / "m1b"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(doc["model_config"]))
+    r = _run(["analyze", str(H200 / "m1b-smoke-engine.log"), str(folder), "--format", "json"])
+    f = next(x for x in json.loads(r.output)["findings"] if x["id"] == "BWD-FIT-004")
+    assert f["status"] == "pass" and abs(f["details"]["error_pct"]) < 0.01, f["message"]
+    assert abs(f["details"]["weights_estimated_gib"] - 1.82) < 0.05

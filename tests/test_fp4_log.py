@@ -75,3 +75,10 @@ def test_fp4_backend_lines_of_several_log_formats():
     for text, backend in lines:
         facts = {f.key: f.value for f in parse_log.parse_text(text)}
         assert facts["log.fp4"][0]["backend"] == backend, text
+
+
+def test_a_one_line_report_of_the_fallback_is_read_as_evidence(tmp_path):
+    note = tmp_path / "report.txt"
+    note.write_text("NVFP4 checkpoints keep falling back to the Marlin kernel on our cards\n")
+    report = _analyze(note, DATA / "fp4" / "rtxpro6000-nvidia-smi.txt")
+    assert report["diagnosis"][0]["root_cause"] == "fp4_kernel_arch_mismatch"

@@ -66,3 +66,19 @@ def test_remedy_installs_the_pinned_version():
     assert step.argv[-1] == "pycountry==24.6.1" and not step.advisory
     reg = PluginManager().registry()
     assert "python.install-dependency" in {r.id for r in reg.remedies}
+
+
+def test_an_error_asking_for_a_stack_package_names_it():
+    out = outcome("BWD-LOG-015", snap_from("ImportError: Please install xgrammar via `pip install xgrammar` to use "
+                                           "structured outputs\n"))
+    assert out.root_cause == "python_dependency_broken" and out.details["package"] == "xgrammar"
+    assert out.confidence >= 0.7
+    # the same words in a warning of a healthy log are not a failure
+    assert outcome("BWD-LOG-015", snap_from("WARNING please install hf_transfer for faster downloads\n")).status \
+        == "skip"
+
+
+def test_version_requirement_in_an_import_error():
+    out = outcome("BWD-LOG-015", snap_from("ImportError: this architecture requires transformers>=4.57.0, found "
+                                           "4.51.3\n"))
+    assert out.details["requirement"] == "transformers>=4.57.0"

@@ -34,6 +34,20 @@ def arch_rows() -> list[dict[str, Any]]:
     return [a.to_dict() for a in kb.architectures()]
 
 
+def _nearest(query: str) -> str:
+    """" Nearest: b200, h200, ..." — the GPU keys and names closest to a query that matched none."""
+    from difflib import get_close_matches
+
+    names: dict[str, str] = {}
+    for g in kb.gpus():
+        for label in (g.key, g.name, *g.aliases):
+            if label:
+                names.setdefault(label.lower(), g.key)
+    close = get_close_matches(query.lower(), list(names), n=30, cutoff=0.0)  # always the closest few
+    keys = list(dict.fromkeys(names[c] for c in close))[:5]
+    return f" Nearest: {', '.join(keys)} ('bwdoctor kb' lists them all)."
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -51,13 +65,21 @@ def _fmt(v: Any) -> str:
 @click.command(name="kb")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="table: rich tables; json: {\"gpus\": [...], \"architectures\": [...]}")
-@click.option("--gpu", "gpu_filter", default=None, help="Show only GPUs whose key or name contains this text.")
+@click.option("--gpu", "gpu_filter", default=None, help="Show only GPUs whose key, name or alias contains this text "
+              "(spaces, dashes and case ignored); none matching is an error naming the nearest.")
 def kb_command(fmt: str, gpu_filter: str | None) -> None:
     """Show the knowledge base: GPU specifications and per-architecture software requirements."""
     gpus = gpu_rows()
     if gpu_filter:
-        f = gpu_filter.lower()
-        gpus = [g for g in gpus if f in g["key"] or f in g["name"].lower()]
+        import re
+
+        def norm(text: str) -> str:
+            return re.sub(r"[^a-z0-9]", "", text.lower())
+
+        f = norm(gpu_filter)
+        gpus = [g for g in gpus if f and any(f in norm(str(x)) for x in (g["key"], g["name"], *(g.get("aliases") or [])))]
+        if not gpus:
+            raise click.UsageError(f"no GPU in the knowledge base matches {gpu_filter!r}.{_nearest(gpu_filter)}")
     archs = arch_rows()
     if fmt == "json":
         click.echo(json.dumps({"gpus": gpus, "architectures": archs}, indent=2))

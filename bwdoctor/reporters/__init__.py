@@ -51,6 +51,8 @@ def gpu_line(report: Report) -> str | None:
             name = str(g.get("name") or "unknown GPU")
             if g.get("name_expanded"):
                 name += f" (expanded from '{g.get('name_as_seen')}')"
+            elif isinstance(g.get("name_candidates"), list) and g["name_candidates"]:
+                name += f" (cut by nvidia-smi: one of {', '.join(str(c) for c in g['name_candidates'])})"
             cc = g.get("compute_capability")
             parts.append(f"GPU {i}: {name}" + (f" (compute capability {cc})" if cc else ""))
         text = "; ".join(parts)

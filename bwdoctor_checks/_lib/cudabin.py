@@ -35,6 +35,7 @@ Results are cached in memory by (path, size, mtime).
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import re
@@ -354,6 +355,64 @@ def scan(path: str | os.PathLike, use_cache: bool = True) -> ScanResult | None:
         with _cache_lock:
             _cache[p] = (sig, result)
     return result
+
+
+def _fatbin_truncated(mm, start: int, end: int) -> bool:
+    """True when a fatbin container in ``mm[start:end]`` claims more bytes than there are."""
+    pos = mm.find(FATBIN_MAGIC_BYTES, start, end)
+    if pos < 0:
+        return False
+    if pos + _CONTAINER.size > end:
+        return True
+    _magic, _ver, hsize, fsize = _CONTAINER.unpack_from(mm, pos)
+    return pos + hsize + fsize > end or hsize < _CONTAINER.size
+
+
+def describe(path: str | os.PathLike) -> tuple[ScanResult | None, str | None, bool]:
+    """``(result, reason, unreadable)`` for one file: its scan result, else why it has no CUDA
+    device code ("not an ELF file", "no CUDA device code", "truncated fatbin", ...); ``unreadable``
+    is True when the file could not be read or parsed at all (a missing file, a malformed ELF)."""
+    p = os.fspath(path)
+    try:
+        st = os.stat(p)
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc}", True
+    if not os.path.isfile(p):
+        return None, "not a regular file", True
+    result = scan(p)
+    if result is not None:
+        note = None
+        if result.format == "fatbin":
+            with contextlib.suppress(OSError, ValueError), open(p, "rb") as fh, \
+                    mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                note = "truncated fatbin: only the entries before the cut" if _fatbin_truncated(mm, 0, len(mm)) \
+                    else None
+        return result, note, False
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+            if head == FATBIN_MAGIC_BYTES:
+                with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                    return None, ("truncated fatbin" if _fatbin_truncated(mm, 0, len(mm)) else
+                                  "fatbin without device code"), False
+            if head != ELF_MAGIC or st.st_size < 16:
+                return None, "not an ELF file", False
+            from elftools.common.exceptions import ELFError
+            from elftools.elf.elffile import ELFFile
+
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                try:
+                    elf = ELFFile(_MMapStream(mm))  # type: ignore[arg-type]
+                    secs = {sec.name: (int(sec["sh_offset"]), int(sec["sh_size"])) for sec in elf.iter_sections()
+                            if sec.name in FATBIN_SECTIONS and sec["sh_type"] != "SHT_NOBITS"}
+                except (ELFError, struct.error, ValueError, IndexError, KeyError, OSError) as exc:
+                    return None, f"malformed ELF file ({exc})", True
+                for off, size in secs.values():
+                    if off + size > len(mm) or _fatbin_truncated(mm, off, min(off + size, len(mm))):
+                        return None, "truncated fatbin", False
+                return None, ("fatbin section without device code" if secs else "no CUDA device code"), False
+    except (OSError, ValueError) as exc:
+        return None, f"cannot read: {getattr(exc, 'strerror', None) or exc}", True
 
 
 def clear_cache() -> None:

@@ -335,6 +335,9 @@ def check_lost(snap: Snapshot) -> list[Outcome] | Outcome:
                               "A lost GPU (Xid 79, fell off the bus) needs a reset or a reboot",
                               [f"gpu.{i}"], subject=_subject(i), confidence=1.0))
     if not out:
+        guessed = snap.meta.get("guessed") or {}
+        if all(f"gpu.{i}" in guessed for i, _ in gpus):  # a GPU named in prose says nothing about its state
+            return skipped("the GPU is only named in prose: whether it answers is not known")
         return passed(f"all {len(gpus)} GPU(s) answer NVML", [f"gpu.{i}" for i, _ in gpus])
     return out
 
@@ -570,9 +573,16 @@ def check_mig(snap: Snapshot) -> list[Outcome] | Outcome:
                           f"{'on' if g['mig'].get('current') else 'off'}); it takes effect after a GPU reset",
                           _ev(i), subject=_subject(i)))
     if not mig_gpus and not mig_items:
-        if snap.gpus() or ev:
-            out.append(passed("MIG is not enabled", [*ev, *[f"gpu.{i}" for i, _ in snap.gpus()]]))
-        return out or skipped("no GPU facts and no environment")
+        # "not enabled" only where a GPU's MIG mode is known (NVML, nvidia-smi); never from silence
+        known_mode = [(i, g) for i, g in _live_gpus(snap) if isinstance(g.get("mig"), dict)]
+        mig_settings = sorted(k for k, v in env.items() if k.upper().startswith("MIG") or "MIG-" in str(v))
+        if known_mode and not mig_settings:
+            out.append(passed(f"MIG is not enabled on GPU {', '.join(str(i) for i, _ in known_mode)}",
+                              [*ev, *[f"gpu.{i}" for i, _ in known_mode]]))
+        elif mig_settings:
+            out.append(skipped(f"{', '.join(mig_settings)} set, but no GPU facts show whether MIG is on",
+                               ev))
+        return out or skipped("no GPU facts show the MIG mode")
     gev = [f"gpu.{i}" for i, _ in mig_gpus]
     guide = ("each process can use exactly one MIG device: set CUDA_VISIBLE_DEVICES to one MIG UUID "
              "(nvidia-smi -L) per vLLM instance; tensor parallelism across MIG slices is not supported")

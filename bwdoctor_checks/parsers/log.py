@@ -400,6 +400,9 @@ class _LogScan:
             extra["required_by"] = c(0)
             extra["requirement"] = f"{c(1)}{c(2) or ''}" if c(2) else None
             extra["installed"] = c(4)
+        elif name == "package_install_hint":
+            extra["package"] = c(0)
+            extra["module"] = c(0)
         elif name == "package_version_required":
             extra["package"] = c(0)
             extra["requirement"] = f"{c(0)}{c(1)}{c(2)}"
@@ -642,7 +645,8 @@ class _LogScan:
 _CONFIG_NAMES = re.compile(r"^(?:Dockerfile|Containerfile)(?:\..*)?$|\.(?:ya?ml|env|toml|json|dockerfile)$|^\.env",
                            re.I)
 _DETECT_RE = re.compile(r"Traceback \(most recent call last\)|LLM engine|vllm|NCCL|CUDA error|RuntimeError|"
-                        r"ImportError|ValueError|nvidia-container|/dev/shm|ptxas|Xid|out of memory|driver", re.I)
+                        r"ImportError|ValueError|nvidia-container|/dev/shm|ptxas|Xid|out of memory|driver|Marlin|"
+                        r"[nm]xfp4|\bfp[48]\b|ModuleNotFoundError", re.I)
 
 
 def detect(ev: Evidence) -> bool:
