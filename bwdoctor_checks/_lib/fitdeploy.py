@@ -174,7 +174,11 @@ def mig_slices(profile: str) -> int | None:
 
 
 def gpu_from_spec(spec: Any, origin: str) -> fc.Gpu:
-    return fc.Gpu(name=spec.name, memory_gib=float(spec.memory_gib), bandwidth_gbs=spec.memory_bandwidth_gbs,
+    """A knowledge-base GPU; its memory is what CUDA reports (NVML's total, where observed), which vLLM
+    multiplies by gpu_memory_utilization, else the marketed figure."""
+    nvml = getattr(spec, "nvml_memory_total_mib", None)
+    mem = round(nvml / 1024, 2) if isinstance(nvml, (int, float)) and nvml > 0 else float(spec.memory_gib)
+    return fc.Gpu(name=spec.name, memory_gib=mem, bandwidth_gbs=spec.memory_bandwidth_gbs,
                   bf16_tflops=spec.bf16_dense_tflops or spec.fp16_dense_tflops, fp8_tflops=spec.fp8_dense_tflops,
                   fp4_tflops=spec.fp4_dense_tflops, fp8=bool(spec.fp8), origin=origin)
 

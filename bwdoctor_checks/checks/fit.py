@@ -191,7 +191,8 @@ def _check_mig(snap: Snapshot) -> CheckResult:
     if items:
         msg += f" Smallest changes that fit: {_remedy_words(items)}."
     elif alts or spec is not None:
-        msg += " No single change makes it fit a slice: serve it on the whole GPU (MIG off)."
+        msg += (f" No single change makes it fit a {mem:g} GiB slice"
+                + (" nor the largest one" if alts else "") + ": see BWD-FIT-001 for the whole GPU.")
     return failed(msg, evidence=["config.env"], subject=profile, details=details, root_cause="mig")
 
 

@@ -262,7 +262,8 @@ def fit_command() -> Any:
             raise click.UsageError(f"--speculative-model {d.speculative_model!r} cannot be sized (not in the table, no "
                                    "parameter count in its name)")
         b = fc.budget(m, d, gpu, draft)
-        items = fc.remedies(m, d, gpu, draft, gpus_available=1 if mig else None) if b.verdict != "fits" else []
+        items = fc.remedies(m, d, gpu, draft, gpus_available=1 if mig else None) \
+            if b.verdict not in ("fits", "fits_partly") else []
         sp = fc.speed(m, d, gpu)
         need = fc.streams_needed(sp, claim) if (sp and claim) else None
         result = {
