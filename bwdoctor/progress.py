@@ -17,6 +17,8 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 PROGRESS_ENV = "BWDOCTOR_PROGRESS_FD"
+PLAIN_AFTER_S = 2.0
+"""Without a terminal, stage lines start once a step has run this long (quick steps print nothing)."""
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -67,8 +69,8 @@ def live_progress(enabled: bool, label: str, console: Any = None,
     spent in it while the block runs (``on_update`` also receives each status text).
 
     On a terminal: one rich status line on stderr, redrawn with the elapsed time. ``plain`` (stderr
-    is not a terminal: a CI log, a file): one line per stage on stderr, ``bwdoctor: LABEL: STAGE
-    (started at 12.3 s)``, and a last line with the total time."""
+    is not a terminal: a CI log, a file): once the step has run 2 s, one line per stage on stderr,
+    ``bwdoctor: LABEL: STAGE (at 12.3 s)``, and a last line with the total time."""
     if not enabled:
         yield
         return
@@ -96,7 +98,12 @@ def live_progress(enabled: bool, label: str, console: Any = None,
             stage = f": {text}" if text else ""
             status.update(escape(f"{label}{stage} ({now - since:.0f} s; {now - start:.0f} s in all)"))
 
+    printed = {"any": False}
+
     def emit_line(text: str) -> None:
+        if time.monotonic() - start < PLAIN_AFTER_S:  # a quick step stays silent
+            return
+        printed["any"] = True
         with suppress(OSError, ValueError):
             sys.stderr.write(f"bwdoctor: {label}: {text} (at {time.monotonic() - start:.1f} s)\n")
             sys.stderr.flush()
@@ -132,14 +139,20 @@ def live_progress(enabled: bool, label: str, console: Any = None,
                 pending = pending[cut + 1:][-4096:]
 
     def ticker() -> None:
+        late = False
         while not done.wait(0.5):
             show()
+            if plain and not late and time.monotonic() - start >= PLAIN_AFTER_S:
+                late = True  # the step turned out slow: say where it is
+                with lock:
+                    text = state["text"]
+                if text:
+                    emit_line(text)
 
     thread = threading.Thread(target=reader, daemon=True, name="bwdoctor-progress")
     thread.start()
     tick = threading.Thread(target=ticker, daemon=True, name="bwdoctor-progress-clock")
-    if status is not None:
-        tick.start()
+    tick.start()
     try:
         yield
     finally:
@@ -150,8 +163,8 @@ def live_progress(enabled: bool, label: str, console: Any = None,
             os.environ[PROGRESS_ENV] = old
         os.close(write_end)
         thread.join(1.0)
+        tick.join(1.0)
         if status is not None:
-            tick.join(1.0)
             status.stop()
-        elif state["text"]:
+        elif printed["any"]:
             emit_line("done")

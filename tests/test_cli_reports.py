@@ -140,8 +140,10 @@ def test_a_big_log_shows_its_stages_on_stderr(tmp_path, monkeypatch):
     code, out, err = run_cli(["analyze", str(log), "--format", "json"], env=env)
     assert "reading evidence" not in err  # small: nothing to show
     import bwdoctor.pipeline as pipeline
+    import bwdoctor.progress as progress
 
     monkeypatch.setattr(pipeline, "BIG_EVIDENCE_BYTES", 1024 * 1024)
+    monkeypatch.setattr(progress, "PLAIN_AFTER_S", 0.0)  # lines from the start, however fast
     from click.testing import CliRunner
 
     from bwdoctor.cli import cli

@@ -472,9 +472,9 @@ def check_clock_reasons(snap: Snapshot) -> list[Outcome] | Outcome:
                  if isinstance(power.get("draw_w"), (int, float)) and isinstance(power.get("enforced_limit_w"),
                                                                                   (int, float)) else "")
         if not costly:
-            state = "idle" if active & IDLE_BIT else "no clock limit active"
-            out.append(passed(f"{label}: {state} ({cer.get('active_hex') or hex(active)})", _ev(i),
-                              subject=_subject(i)))
+            state = "clocks not throttled (the GPU is idle)" if active & IDLE_BIT else "clocks not throttled"
+            out.append(passed(f"{label}: {state}", _ev(i), subject=_subject(i),
+                              details={"active": active, "active_hex": cer.get("active_hex") or hex(active)}))
             continue
         text = "; ".join(f"{n} ({meaning})" for _, (n, meaning, _c) in costly)
         msg = f"{label}: clocks limited{tinfo}{pinfo}: {text}"

@@ -658,7 +658,9 @@ def check_environment(snap: Snapshot) -> Any:
                           confidence=1.0))
     elif torch.get("variant") == "cpu" or (torch and not torch.get("cuda") and torch.get("variant") is not None
                                            and not str(torch.get("variant")).startswith("cu")):
-        out.append(failed(f"torch {torch.get('version')} in {where} is a {torch.get('variant')} build without CUDA: "
+        variant = str(torch.get("variant"))
+        out.append(failed(f"torch {torch.get('version')} in {where} is a {'CPU' if variant == 'cpu' else variant} "
+                          f"build without CUDA: "
                           f"vLLM cannot use an NVIDIA GPU from this environment", evidence=["host.python_env", "torch"],
                           subject="torch", severity="critical", confidence=1.0, root_cause="arch_not_in_torch_wheel",
                           remedies=["torch.reinstall-cuda-variant"]))
