@@ -96,8 +96,11 @@ def _strings(where: str, items: list[Any], nonempty: bool = True) -> tuple[str, 
     return tuple(items)
 
 
-def validate(doc: Any) -> tuple[tuple[Signature, ...], dict[str, ProbeKind], dict[str, str]]:
-    """Check a loaded table strictly and build its entries (raises :class:`SignatureTableError`)."""
+def validate(doc: Any, compile_patterns: bool = True) -> tuple[tuple[Signature, ...], dict[str, ProbeKind], dict[str, str]]:
+    """Check a loaded table strictly and build its entries (raises :class:`SignatureTableError`).
+
+    ``compile_patterns=False`` (the runtime loader) leaves the regular expressions to
+    :func:`compiled`, which compiles each signature once and names the one that does not compile."""
     if not isinstance(doc, dict):
         raise SignatureTableError("top level must be an object")
     if set(doc) != _TOP_FIELDS:
@@ -138,12 +141,8 @@ def validate(doc: Any) -> tuple[tuple[Signature, ...], dict[str, ProbeKind], dic
         if any(t != t.lower() for t in triggers):
             raise SignatureTableError(f"{where}.triggers: must be lower case")
         patterns = _strings(f"{where}.patterns", raw["patterns"])
-        flags = re.I if raw["ignore_case"] else 0
-        for p in patterns:
-            try:
-                re.compile(p, flags)
-            except re.error as exc:
-                raise SignatureTableError(f"{where}.patterns: {p!r} does not compile: {exc}") from None
+        if compile_patterns:
+            _compile_each(where, patterns, re.I if raw["ignore_case"] else 0)
         out.append(Signature(sid, patterns, raw["ignore_case"], env, rc,
                              _strings(f"{where}.remedies", raw["remedies"], nonempty=False), kind, raw["meaning"],
                              triggers, _strings(f"{where}.examples", raw["examples"])))
@@ -160,7 +159,7 @@ def _table() -> tuple[tuple[Signature, ...], dict[str, ProbeKind], dict[str, str
         _schema.check("signatures", doc)  # the shared strict schema check of every knowledge-base file
     except _schema.KnowledgeBaseError as exc:
         raise SignatureTableError(str(exc)) from None
-    return validate(doc)
+    return validate(doc, compile_patterns=False)
 
 
 def python_package(module: str | None) -> str | None:
@@ -185,10 +184,29 @@ def probe_kinds() -> dict[str, ProbeKind]:
     return dict(_table()[1])
 
 
+def _compile_each(where: str, patterns: tuple[str, ...] | list[str], flags: int) -> None:
+    for p in patterns:
+        try:
+            re.compile(p, flags)
+        except re.error as exc:
+            raise SignatureTableError(f"{where}.patterns: {p!r} does not compile: {exc}") from None
+
+
 @cache
 def compiled() -> tuple[tuple[Signature, re.Pattern[str]], ...]:
-    """Each signature with its wordings compiled as one alternation (compiled once, on first use)."""
-    return tuple((sig, re.compile(sig.pattern, (re.I if sig.ignore_case else 0) | re.M)) for sig in signatures())
+    """Each signature with its wordings compiled as one alternation (compiled once, on first use).
+
+    A wording that does not compile is reported by the signature it belongs to; the table is not
+    compiled a second time wording by wording when every alternation compiles."""
+    out = []
+    for sig in signatures():
+        flags = re.I if sig.ignore_case else 0
+        try:
+            out.append((sig, re.compile(sig.pattern, flags | re.M)))
+        except re.error:
+            _compile_each(f"signatures ({sig.id})", sig.patterns, flags)
+            raise
+    return tuple(out)
 
 
 @cache
