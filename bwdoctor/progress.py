@@ -22,6 +22,7 @@ PROGRESS_ENV = "BWDOCTOR_PROGRESS_FD"
 PLAIN_AFTER_S = 2.0
 """Without a terminal, stage lines start once a step has run this long (quick steps print nothing)."""
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_NUMBERS = re.compile(r"\d+(?:\.\d+)?")
 
 
 def progress_fd() -> int | None:
@@ -130,9 +131,14 @@ def live_progress(enabled: bool, label: str, console: Any = None,
                 if texts:
                     with lock:
                         changed = texts[-1] != state["text"]
+                        # a stage is its words: "import 3 s / 240 s" is still the import stage
+                        stage = _NUMBERS.sub("#", texts[-1])
+                        new_stage = stage != state.get("stage")
                         if changed:
-                            state["text"], state["since"] = texts[-1], time.monotonic()
-                    if changed and plain:
+                            state["text"] = texts[-1]
+                        if new_stage:
+                            state["stage"], state["since"] = stage, time.monotonic()
+                    if new_stage and plain:
                         emit_line(texts[-1])
                     show()
                     if on_update is not None:
@@ -148,7 +154,7 @@ def live_progress(enabled: bool, label: str, console: Any = None,
                 late = True  # the step turned out slow: say where it is
                 with lock:
                     text = state["text"]
-                if text:
+                if text and not printed["any"]:
                     emit_line(text)
 
     thread = threading.Thread(target=reader, daemon=True, name="bwdoctor-progress")

@@ -528,7 +528,8 @@ def _basis(evidence: list[Fact]) -> tuple[float, dict[str, Any], str]:
             continue
         v = f.value if isinstance(f.value, dict) else {}
         reason = v.get("inferred") or v.get("cuda_inferred")
-        notes.append(str(reason) if reason else f"{f.key} as stated ({f.source.split(';')[0]})")
+        how = "inferred" if f.rank <= INFERRED else "as stated"
+        notes.append(str(reason) if reason else f"{f.key} {how} ({f.source.split(';')[0]})")
     basis = "inferred" if weakest <= INFERRED else "stated"
     return RANK_FACTOR.get(weakest, RANK_FACTOR[INFERRED]), {"basis": basis, "basis_facts": notes}, "; ".join(notes)
 

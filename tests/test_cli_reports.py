@@ -153,3 +153,20 @@ def test_a_big_log_shows_its_stages_on_stderr(tmp_path, monkeypatch):
     assert lines and "serve.log" in lines[0] and "vllm-log" in lines[0] and "(at " in lines[0]
     assert lines[-1].startswith("bwdoctor: reading evidence: done (at ")
     assert Path(log).exists()
+
+
+def test_without_a_terminal_each_stage_is_one_line(monkeypatch, capsys):
+    import time
+
+    from bwdoctor import progress
+
+    monkeypatch.setattr(progress, "PLAIN_AFTER_S", 0.0)
+    with progress.live_progress(True, "collecting facts", plain=True):
+        for text in ("smoke: import 1 s / 240 s", "smoke: import 2 s / 240 s", "smoke: load 1 s / 300 s",
+                     "smoke: load 2 s / 300 s", "smoke: generate 0 s / 180 s"):
+            progress.report(text)
+            time.sleep(0.15)
+    lines = capsys.readouterr().err.splitlines()
+    stages = [line.split(": ")[-1].split()[0] for line in lines]
+    assert stages == ["import", "load", "generate", "done"], lines
+    assert all(line.startswith("bwdoctor: collecting facts: ") and "(at " in line for line in lines)

@@ -250,3 +250,17 @@ def test_bare_cuda_major_and_the_libnccl_package_form(tmp_path):
     f = run(tmp_path, "- CUDA: 13\n- Libraries: `2.25.1-1+cuda12.8`\n")
     assert f["log.cuda_runtime"] == "13"
     assert f["nccl.version"] == "2.25.1" and f["nccl.cuda"] == "12.8"
+
+
+def test_driver_named_by_its_branch(tmp_path):
+    from bwdoctor.diagnosis import diagnose
+
+    f = run(tmp_path, "Host: Driver 570, RTX 5090\n")
+    assert f["driver.branch"] == 570 and f["driver.cuda_version"] == "12.8" and "driver.version" not in f
+    snap, findings = analyze(tmp_path, {"t.md": "Host has the R570 driver, GPU: RTX 5090\n"
+                                                "pip install vllm==0.20.1\n"})
+    assert snap.get("driver.cuda_version").rank == INFERRED
+    drv = [f for f in findings if f.id == "BWD-DRV-003" and f.status == "fail"]
+    assert drv and "CUDA 13" in drv[0].message and "inferred" in drv[0].message
+    assert diagnose(findings)[0]["root_cause"] == "driver_too_old_for_cuda"
+    assert "driver.branch" not in run(tmp_path, "Driver Version: 570.133.20\n")

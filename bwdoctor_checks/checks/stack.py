@@ -423,6 +423,8 @@ def check_triton(snap: Snapshot) -> CheckResult:
 def _one_gpu_only(snap: Snapshot) -> bool:
     """True when the evidence shows one GPU and no parallelism asked for (NCCL then moves nothing)."""
     count = snap.value("gpu.count")
+    if count is None:
+        count = len(snap.gpus()) or None  # GPUs named without a count
     if not isinstance(count, int) or count != 1:
         return False
     for key in ("config.requested", "vllm.config"):

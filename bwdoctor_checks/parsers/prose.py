@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from bwdoctor import STATED, Evidence, Fact, ParserSpec, hookimpl, lazy_regex
+from bwdoctor import INFERRED, STATED, Evidence, Fact, ParserSpec, hookimpl, kb, lazy_regex
 from bwdoctor.kb import vllm as kbv
 from bwdoctor_checks._lib.textutil import cc_from_sm, gpu_entry, gpu_names, short_version, torch_fact
 
@@ -64,6 +64,9 @@ _F_DRIVER = lazy_regex(r"(?:driver(?:[^\S\n]*version)?|NVIDIA[^\S\n]+driver)[^\S
 _F_IMAGE = lazy_regex(r"\b((?:docker\.io/)?vllm/vllm-openai(?:-cpu)?):(v?\d+\.\d+(?:\.\d+){0,2}(?:\.?post\d+)?)\b")
 _F_BASE_IMAGE = lazy_regex(r"\bnvidia/cuda:(\d+\.\d+(?:\.\d+)?)")
 _F_NCCL = lazy_regex(r"\bNCCL(?:[^\S\n]*version)?[^\S\n]*[:：=]?[^\S\n]*v?(2\.\d{1,2}\.\d{1,2})(?:\+cuda(\d+\.\d+))?", re.I)
+# a driver named by its branch only: "Driver 570", "R570", "the 575 driver"
+_F_DRIVER_BRANCH = lazy_regex(r"\bdriver(?:[^\S\n]*(?:version|branch))?[^\S\n]*[:：=]?[^\S\n]*R?(\d{3})(?![\d.])|"
+                              r"\bR?(\d{3})[^\S\n]+(?:series[^\S\n]+)?driver\b|\bR(5\d\d|6\d\d)\b", re.I)
 _F_NCCL_DEB = lazy_regex(r"\b(2\.\d{1,2}\.\d{1,2})-\d+\+cuda(\d+\.\d+)\b")
 _F_FLASHINFER = lazy_regex(r"\bflashinfer(?:-python)?[^\S\n]*(?:==|:|\s)[^\S\n]*v?(\d+\.\d+\.\d+(?:\.post\d+)?)", re.I)
 _F_TOOLKIT = lazy_regex(r"CUDA toolkit[^\S\n]*v?(\d+\.\d+)|nvcc[^\n]{0,30}?(?:release|V)[^\S\n]*(\d+\.\d+)|"
@@ -216,6 +219,19 @@ def _vllm_info(version: str, install: str | None = None) -> dict[str, Any]:
     return info
 
 
+def _branch_cuda(branch: int, line: int) -> Iterator[Fact]:
+    """The CUDA a driver branch supports at least: the newest toolkit whose own driver is not newer
+    than the branch's first release (570 -> 12.8). Drivers later in a branch may support more."""
+    best: tuple[int, ...] | None = None
+    for cuda, drv in kb.cuda_driver_table():
+        if kb.version_tuple(drv)[:1] <= (branch,):
+            t = kb.version_tuple(cuda)[:2]
+            best = t if best is None or t > best else best
+    if best is not None and len(best) == 2:
+        yield Fact("driver.cuda_version", f"{best[0]}.{best[1]}", f"{SRC}:line {line} (driver branch {branch})",
+                   INFERRED)
+
+
 def _torch(version: str, cuda: str | None = None) -> dict[str, Any]:
     return torch_fact(version, cuda)
 
@@ -304,6 +320,8 @@ def parse_env_text(ev: Evidence) -> Iterator[Fact]:
             pick.offer("torch", _torch(m.group(1)), n, MENTION)
         if (m := _F_DRIVER.search(line)):
             pick.offer("driver.version", m.group(1), n, MENTION)
+        if "driver.version" not in pick.best and (m := _F_DRIVER_BRANCH.search(line)):
+            pick.offer("driver.branch", int(m.group(1) or m.group(2) or m.group(3)), n, MENTION)
         if (m := _F_NCCL_DEB.search(line)):  # the libnccl2 package form: 2.25.1-1+cuda12.8
             pick.offer("nccl.version", m.group(1), n, MENTION)
             pick.offer("nccl.cuda", m.group(2), n, MENTION)
@@ -341,9 +359,13 @@ def parse_env_text(ev: Evidence) -> Iterator[Fact]:
             wsl_line = n
         if not source_build_line and _F_SOURCE_BUILD.search(line):
             source_build_line = n
+    if "driver.version" in pick.best:
+        pick.best.pop("driver.branch", None)
     for key, (strength, value, n) in pick.best.items():
         stated.append({"key": key, "value": value, "line": n, "how": "labelled" if strength >= LABEL else "mention"})
         yield Fact(key, value, f"{SRC}:line {n}", STATED)
+    if "driver.branch" in pick.best:
+        yield from _branch_cuda(pick.best["driver.branch"][1], pick.best["driver.branch"][2])
     if source_build_line:
         yield Fact("vllm", {"source_build": True}, f"{SRC}:line {source_build_line}", STATED)
     if wsl_line:
@@ -379,10 +401,10 @@ def _gpu_facts(head: str, lines: list[str], label: tuple[str, int, int | None] |
         entry = gpu_entry(name, SRC)
         if cc_hint and not entry.get("compute_capability"):
             entry.update({"compute_capability": cc_hint[0], "cc_source": SRC})
-        count = count or 1
-        for i in range(count):
+        for i in range(count or 1):
             yield Fact(f"gpu.{i}", entry, f"{SRC}:line {n}", STATED)
-        yield Fact("gpu.count", count, f"{SRC}:line {n}", STATED)
+        if count:  # a count only when one is written ("2x", "two", "*4"); naming a GPU is not saying "one"
+            yield Fact("gpu.count", count, f"{SRC}:line {n}", STATED)
         stated.append({"key": "gpu", "value": {"name": name, "count": count}, "line": n})
     elif cc_hint is not None:
         yield Fact("gpu.0", {"compute_capability": cc_hint[0], "cc_source": SRC}, f"{SRC}:line {cc_hint[1]}", STATED)
