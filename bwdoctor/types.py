@@ -790,9 +790,13 @@ class Report:
         return compute(self.findings, self.diagnosis, self.mode, self.options)
 
     def inspected(self) -> dict[str, Any]:
-        """What this report judged: the Python environment (live runs) and the input files."""
+        """What this report judged: the Python environment (live runs), the input files, and the
+        GPUs in words (or why none was seen)."""
+        from bwdoctor.reporters import gpu_line
+
         env = self.snapshot.value("host.python_env")
-        return {"python": to_jsonable(env) if isinstance(env, dict) else None, "inputs": list(self.inputs)}
+        return {"python": to_jsonable(env) if isinstance(env, dict) else None, "inputs": list(self.inputs),
+                "gpus": gpu_line(self)}
 
     def to_dict(self) -> dict[str, Any]:
         return {

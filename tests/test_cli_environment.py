@@ -102,10 +102,11 @@ def test_no_vllm_in_the_inspected_environment_is_not_ready_in_every_format():
     assert rep["verdict"]["status"] == "not ready"
     assert rep["verdict"]["reason"].startswith("vLLM is not installed in the inspected environment")
     assert rep["inspected"]["python"]["executable"] == sys.executable
+    assert rep["inspected"]["gpus"].startswith("no GPU seen: ")  # the console's banner, machine-readable
     code, md, _ = run_cli(["run", "--format", "markdown"], env=clean_env())
     assert code == 1 and md.startswith("## bwdoctor: **NOT READY**")
     code, xml, _ = run_cli(["run", "--format", "junit"], env=clean_env())
-    assert '<property name="verdict" value="not ready" />' in xml
+    assert '<property name="verdict" value="not ready" />' in xml and '<property name="gpus" value="no GPU seen' in xml
     code, sarif, _ = run_cli(["run", "--format", "sarif"], env=clean_env())
     assert json.loads(sarif)["runs"][0]["properties"]["verdict"]["status"] == "not ready"
     # the CI gate of docs/gating.md fails without vLLM and torch

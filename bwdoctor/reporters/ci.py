@@ -49,6 +49,9 @@ def junit(report: Report, verbose: int = 0) -> str:
     ET.SubElement(props, "property", name="verdict", value=_x(verdict["status"]))
     ET.SubElement(props, "property", name="reason", value=_x(verdict["reason"]))
     ET.SubElement(props, "property", name="inspected", value=_x(inspected_line(report)))
+    gpus = report.inspected().get("gpus")
+    if gpus:
+        ET.SubElement(props, "property", name="gpus", value=_x(gpus))
     ET.SubElement(vsuite, "system-out").text = _x(headline(report))
     for k in totals:
         vsuite.set(k, "0")
