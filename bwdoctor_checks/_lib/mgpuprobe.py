@@ -27,31 +27,13 @@ import sys
 import time
 from typing import Any
 
+try:  # as a child script, torchprobe lies beside this file under its module name (run_child copies it)
+    from bwdoctor_torchprobe import _err, _Writer  # type: ignore[import-not-found]
+except ImportError:  # imported in the parent (for its path) or by the tests
+    from bwdoctor_checks._lib.torchprobe import _err, _Writer
+
 MIB = 1 << 20
 DEFAULT_SIZES = [MIB << k for k in range(0, 11, 2)]  # 1, 4, 16, 64, 256, 1024 MiB
-
-
-class _Writer:
-    """The result dict, rewritten atomically at each stage."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.data: dict[str, Any] = {"ok": False, "stage": "start", "pid": os.getpid()}
-
-    def stage(self, name: str) -> None:
-        self.data["stage"] = name
-        self.flush()
-        print(f"[bwdoctor] stage: {name}", flush=True)
-
-    def flush(self) -> None:
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.data, fh, default=str)
-        os.replace(tmp, self.path)
-
-
-def _err(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:2000]
 
 
 # ------------------------------------------------------------------------------ peer-to-peer

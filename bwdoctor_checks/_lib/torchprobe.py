@@ -34,6 +34,8 @@ LOG_TAIL_BYTES = 256 * 1024
 REPEATS = 3  # timed smoke requests: TTFT and decode speed are the median
 CHILD_SCRIPT = "bwdoctor_child.py"
 TINYMODEL_MODULE = "bwdoctor_tinymodel"
+# beside another child script (script_source), this file is importable under this name
+TORCHPROBE_MODULE = "bwdoctor_torchprobe"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -78,6 +80,8 @@ def run_child(python: str, mode: str, args: dict[str, Any], timeout: float, work
     script = os.path.join(workdir, CHILD_SCRIPT)
     shutil.copyfile(script_source or os.path.abspath(__file__), script)
     shutil.copyfile(os.path.join(_HERE, "tinymodel.py"), os.path.join(workdir, TINYMODEL_MODULE + ".py"))
+    if script_source:
+        shutil.copyfile(os.path.abspath(__file__), os.path.join(workdir, TORCHPROBE_MODULE + ".py"))
     args_path = os.path.join(workdir, "args.json")
     result_path = os.path.join(workdir, "result.json")
     log_path = os.path.join(workdir, "child.log")
