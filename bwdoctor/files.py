@@ -23,6 +23,14 @@ class BadInput(Exception):
     """An input file that cannot be read or is not valid (the CLI exits 2 with this message)."""
 
 
+def _stdin_is_terminal() -> bool:
+    """True when standard input is a terminal (False when it is closed or not a descriptor)."""
+    try:
+        return os.isatty(0)
+    except OSError:
+        return False
+
+
 def encodable(text: str) -> str:
     """Text that encodes as UTF-8: strings from the machine (file names with undecodable bytes,
     a report with lone surrogates) keep their odd characters as backslash escapes."""
@@ -200,11 +208,8 @@ def check_named_inputs(paths: Sequence[str]) -> list[str]:
     out: list[str] = []
     for p in paths:
         if p in STDIN_NAMES:
-            try:
-                if os.isatty(0):
-                    raise BadInput("analyze -: standard input is a terminal; pipe or redirect the evidence into it")
-            except OSError:
-                pass
+            if _stdin_is_terminal():
+                raise BadInput("analyze -: standard input is a terminal; pipe or redirect the evidence into it")
             out.append("/dev/stdin")
             continue
         try:

@@ -345,11 +345,8 @@ class PluginManager:
         """pluggy's ``check_pending()``: a hook implementation whose name no hook specification
         has (``bwdoctor_check`` for ``bwdoctor_checks``) is never called. Each such implementation
         becomes one problem naming the plugin and the hook, instead of passing in silence."""
-        try:
+        with contextlib.suppress(pluggy.PluginValidationError):  # it names only the first: all are reported below
             self.pm.check_pending()
-        except pluggy.PluginValidationError:
-            pass
-        else:
             return
         reported = {(p.plugin, p.hook) for p in self._load_problems if p.kind == "hook"}
         for plugin_name, plugin in self.pm.list_name_plugin():

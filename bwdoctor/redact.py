@@ -26,6 +26,7 @@ not followed by a part that makes it harmless (``_file``, ``_count``, ``_budgets
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Callable
@@ -132,29 +133,37 @@ _DS_MODULES = ("artifactory", "azure_storage_key", "discord", "github_token", "g
                "openai", "pypi_token", "sendgrid", "slack", "square_oauth", "stripe", "twilio", "aws")
 
 
+def _detect_secrets_patterns() -> list[str]:
+    """The token shapes of detect-secrets' shape-only detectors, bounded so that they do not eat a
+    separator. A detector module a detect-secrets release lacks, or a pattern this engine cannot
+    compile, is left out; the built-in shapes stay either way."""
+    import importlib
+
+    out = []
+    for mod in _DS_MODULES:
+        try:
+            module = importlib.import_module(f"detect_secrets.plugins.{mod}")
+        except ImportError:
+            continue
+        for obj in vars(module).values():
+            denylist = getattr(obj, "denylist", ()) if isinstance(obj, type) else ()
+            # a detector class lists its patterns; the abstract base declares the attribute only
+            for rx in denylist if isinstance(denylist, (list, tuple)) else ():
+                pattern = getattr(rx, "pattern", None)
+                if not isinstance(pattern, str) or rx.flags & re.VERBOSE or "(?<=" in pattern:
+                    continue
+                # detect-secrets' boundary groups (\s|=|:|"|^) would eat the separator
+                pattern = re.sub(r"^\(\?:\\s\|=\|:\|\"\|\^\)|\(\?:\\s\|\"\|\$\)$", "", pattern)
+                with_bounds = rf"(?<![A-Za-z0-9])(?:{pattern})"
+                with contextlib.suppress(re.error):
+                    re.compile(with_bounds)
+                    out.append(with_bounds)
+    return out
+
+
 @functools.lru_cache(maxsize=1)
 def _token_regex() -> re.Pattern[str]:
-    patterns = list(_BUILTIN_TOKENS)
-    try:
-        import importlib
-
-        for mod in _DS_MODULES:
-            module = importlib.import_module(f"detect_secrets.plugins.{mod}")
-            for obj in vars(module).values():
-                for rx in getattr(obj, "denylist", ()) if isinstance(obj, type) else ():
-                    pattern = getattr(rx, "pattern", None)
-                    if isinstance(pattern, str) and not rx.flags & re.VERBOSE and "(?<=" not in pattern:
-                        # detect-secrets' boundary groups (\s|=|:|"|^) would eat the separator
-                        pattern = re.sub(r"^\(\?:\\s\|=\|:\|\"\|\^\)|\(\?:\\s\|\"\|\$\)$", "", pattern)
-                        with_bounds = rf"(?<![A-Za-z0-9])(?:{pattern})"
-                        try:
-                            re.compile(with_bounds)
-                        except re.error:
-                            continue
-                        patterns.append(with_bounds)
-    except Exception:  # noqa: BLE001 - the detector is optional; the built-in shapes stay
-        pass
-    return re.compile("|".join(f"(?:{p})" for p in patterns))
+    return re.compile("|".join(f"(?:{p})" for p in [*_BUILTIN_TOKENS, *_detect_secrets_patterns()]))
 
 
 # ----------------------------------------------------------------------------- contexts

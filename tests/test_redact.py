@@ -35,3 +35,14 @@ def test_text_patterns():
                    "abcdefghijklmnopqrstuvwxyz012345"):
         assert secret not in out
     assert "max_num_batched_tokens=8192" in out and "https://bob:" in out
+
+
+def test_detect_secrets_detectors_contribute_their_shapes():
+    """The maintained detector's token shapes are really in use (a broken import or an abstract
+    base class must not silently leave only the built-in shapes)."""
+    from bwdoctor import redact
+
+    assert len(redact._detect_secrets_patterns()) >= 10
+    # shapes only detect-secrets knows here: a Mailchimp key, a Twilio key
+    for token in ("0123456789abcdef0123456789abcdef-us12", "SK0123456789abcdef0123456789abcdef"):
+        assert token not in redact.redact_text(f"key {token} here")

@@ -32,7 +32,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_POST = do_GET
 
     def log_message(self, *args):
-        pass
+        """Silence the per-request access log on stderr."""
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ collective, as a blocked peer does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -186,11 +187,9 @@ def child_entry(argv: list[str]) -> int:
         import traceback
 
         traceback.print_exc()
-        try:  # rank 0 may have written figures meanwhile: keep them
+        with contextlib.suppress(OSError, ValueError):  # rank 0 may have written figures meanwhile: keep them
             with open(result_path, encoding="utf-8") as fh:
                 w.data.update({k: v for k, v in json.load(fh).items() if k not in w.data or k == "sizes"})
-        except (OSError, ValueError):
-            pass
         w.data["ok"] = False
         w.data["error"] = _err(exc)
         w.flush()

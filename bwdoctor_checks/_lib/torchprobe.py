@@ -172,10 +172,8 @@ def _follow(proc: subprocess.Popen[bytes], watch: Any, start: float, timeout: fl
     outlived its deadline (the caller then dumps the stacks and kills the group)."""
     watch.start(start)
     while True:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             return proc.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            pass
         now = time.perf_counter()
         if watch.poll(now):
             watch.scope = "stage"
