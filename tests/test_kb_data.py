@@ -192,3 +192,13 @@ def test_kb_cli_table():
     assert "rtx-pro-6000" in r.output and "sm_120" in r.output and "GDDR7" in r.output
     r = CliRunner().invoke(kb_command, ["--gpu", "l40s", "--format", "json"])
     assert [g["key"] for g in json.loads(r.output)["gpus"]] == ["l40s"]
+
+
+def test_nvlink_topology_and_torch_cuda_firsts_come_from_the_data():
+    # an NV18 / NV12 entry of `nvidia-smi topo -m` allows only the SXM parts with that many links
+    assert kb.ccs_with_nvlink_links(18) == ("9.0", "10.0", "10.3")
+    assert kb.ccs_with_nvlink_links(12) == ("8.0",)
+    assert kb.ccs_with_nvlink_links(7) == ()
+    # the first torch with a cu128 index build, and the first whose PyPI default is CUDA >= 12.8
+    assert kb.torch_first_with_cuda("12.8") == ("2.7", "2.8.0")
+    assert kb.torch_first_with_cuda("13.0") == ("2.9", "2.11.0")

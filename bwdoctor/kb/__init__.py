@@ -648,6 +648,26 @@ def torch_index_variants() -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in _torch_doc()["index_variants"].items()}
 
 
+def torch_first_with_cuda(cuda: str) -> tuple[str | None, str | None]:
+    """The first torch minor published with a CUDA ``cuda`` build on download.pytorch.org, and the first
+    release whose default PyPI wheel is built with that CUDA or newer (``"12.8"`` -> ``("2.7", "2.8.0")``)."""
+    from bwdoctor.resolve import compare, variant_of_cuda, version_tuple
+
+    variant = variant_of_cuda(cuda)
+    index = sorted((m for m, vs in torch_index_variants().items() if variant in vs), key=version_tuple)
+    default = next((row["from"] for row in _torch_doc()["pypi_default"] if compare(row["cuda"], cuda) != -1), None)
+    return (index[0] if index else None), default
+
+
+def ccs_with_nvlink_links(links: int) -> tuple[str, ...]:
+    """The compute capabilities of the knowledge base's GPUs with ``links`` NVLinks per GPU: what an
+    ``NV<links>`` entry of ``nvidia-smi topo -m`` allows the GPUs to be (NV18 -> 9.0, 10.0, 10.3)."""
+    from bwdoctor.resolve import version_tuple
+
+    ccs = {g.compute_capability for g in gpus() if isinstance(g.nvlink, dict) and g.nvlink.get("links") == links}
+    return tuple(sorted(ccs, key=version_tuple))
+
+
 def torch_pypi_variant(minor: str) -> str | None:
     """The CUDA variant of the default PyPI wheel of a torch minor (``"2.8"`` -> ``"cu128"``)."""
     from bwdoctor.resolve import variant_of_cuda

@@ -437,10 +437,13 @@ def check_image_torch(snap: Snapshot) -> list[Outcome] | None:
                 evidence=ev, subject=subject, details=dict(details, torch_cuda_variants=list(variants_ok),
                                                            max_cuda_major=max_major)))
         elif need and resolve.compare(cuda, need) == -1:
-            fix = (f"add --extra-index-url https://download.pytorch.org/whl/cu{need.replace('.', '')}"
-                   if resolve.at_least(torch_v, "2.7.0") else
-                   f"move to a vLLM release whose torch has a CUDA ≥ {need} build (torch ≥ 2.7 cu128; PyPI default "
-                   f"from 2.8)")
+            variant = resolve.variant_of_cuda(need)
+            minor = ".".join(str(x) for x in resolve.version_tuple(torch_v)[:2])
+            first_index, first_default = kb.torch_first_with_cuda(need)
+            fix = (f"add --extra-index-url https://download.pytorch.org/whl/{variant}"
+                   if variant in kb.torch_index_variants().get(minor, ()) else
+                   f"move to a vLLM release whose torch has a CUDA ≥ {need} build (torch ≥ {first_index} {variant}; "
+                   f"PyPI default from {first_default})")
             out.append(failed(
                 f"torch {torch_v} ({how}; {origin}) is a CUDA {cuda} build with no sm_{g['cc'].replace('.', '')} "
                 f"kernels, so {g['label']} (compute capability {g['cc']}, needs CUDA ≥ {need}) gets 'no kernel "

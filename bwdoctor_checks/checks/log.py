@@ -260,7 +260,6 @@ def _built_for(snap: Snapshot, cc: tuple[int, int], vver: tuple[int, ...] | None
 
 # NVLink link counts that only SXM datacenter boards have (nvidia-smi topo -m "NV12"/"NV18"): A100 SXM has 12
 # NVLink 3 links; H100/H200 SXM 18 NVLink 4 links; B200/B300 18 NVLink 5 links (NVIDIA product briefs).
-TOPOLOGY_CCS = {"NV12": ((8, 0),), "NV18": ((9, 0), (10, 0), (10, 3))}
 
 
 def _possible_ccs(snap: Snapshot) -> tuple[list[tuple[int, int]], str]:
@@ -271,8 +270,11 @@ def _possible_ccs(snap: Snapshot) -> tuple[list[tuple[int, int]], str]:
     topo = snap.value("host.gpu_topology")
     kinds = topo.get("kinds") if isinstance(topo, dict) else None
     for kind in kinds or []:
-        if str(kind) in TOPOLOGY_CCS:
-            return list(TOPOLOGY_CCS[str(kind)]), f"the {kind} NVLink topology (an SXM datacenter board)"
+        links = str(kind)[2:] if str(kind).startswith("NV") else ""
+        allowed = kb.ccs_with_nvlink_links(int(links)) if links.isdigit() else ()
+        if allowed:
+            ccs = [t for cc in allowed if (t := resolve.cc_tuple(cc))]
+            return ccs, f"the {kind} NVLink topology (an SXM datacenter board)"
     return [], ""
 
 
