@@ -302,7 +302,7 @@ def add_compose_flags(text: str, flags: list[str]) -> str:
         s = lines[j]
         if s.strip() and not s.lstrip().startswith("#") and len(s) - len(s.lstrip()) <= indent:
             break
-        m = re.match(r"^(\s*)command:\s*(.*?)\s*(\r?\n?)$", s)
+        m = re.match(r"^(\s*)command:[ \t]*(.*?)[ \t]*(\r?\n?)$", s)
         if not m:
             continue
         new_lines = list(lines)
