@@ -166,3 +166,11 @@ def test_without_a_move_the_advice_stays_for_the_pinned_release(tmp_path):
     assert [f["status"] for f in _findings(report, "BWD-CFG-001")] == ["pass"]
     fix = _fix([str(folder), "--target", "rtx-pro-6000"])
     assert "--attention-backend" not in fix and "compose.yaml" not in fix
+
+
+def test_a_flag_joins_a_one_line_compose_command_and_the_next_key_stays():
+    from bwdoctor_remedies import configfiles
+
+    text = "services:\n  api:\n    command: --model m/x\n    ipc: host\n"
+    new = configfiles.add_compose_flags(text, ["--attention-backend", "FLASHINFER"])
+    assert new == "services:\n  api:\n    command: --model m/x --attention-backend FLASHINFER\n    ipc: host\n"
