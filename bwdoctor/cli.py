@@ -78,9 +78,10 @@ Exit codes: 0 the facts were written; 2 usage error (a bad option or --python);
 
 FIX_EPILOG = """\b
 Exit codes: 0 the script was written (or, with --apply, every step ran and
-the findings it fixes are resolved); 1 with --apply, a step failed or a
-finding is still failing; 2 usage error or an unusable input; 3 could not run;
-130 interrupted.
+the findings it fixes are resolved); 1 with --apply, a step failed, a
+finding it fixes is still failing, or a new one appeared (findings no fix
+addresses are listed, not counted); 2 usage error or an unusable input;
+3 could not run; 130 interrupted.
 """ + _ENV_EPILOG
 
 
@@ -621,13 +622,29 @@ def fix(ctx: click.Context, paths: tuple[str, ...], from_report: str | None, lev
         ctx.exit(EXIT_OK)
     after = build_report(ctx, mode, from_report=None, paths=paths, level=level, select=select, skip=skip,
                          target=target, options_extra={"verbose": verbose, "python": python})
-    before_bad = {f.key for f in report.findings if f.status in ("fail", "warn")}
-    after_bad = {f.key for f in after.findings if f.status in ("fail", "warn")}
-    for key in sorted(before_bad - after_bad):
-        click.echo(f"resolved: {key}")
-    for key in sorted(before_bad & after_bad):
-        click.echo(f"still failing: {key}")
-    ctx.exit(EXIT_OK if result.ok and not (before_bad & after_bad) else EXIT_FINDINGS)
+    bad = ("fail", "warn", "error")
+    addressed = {fid for plan in report.plans for fid in plan.finding_ids}
+    before_bad = {f.key for f in report.findings if f.status in bad}
+    now = {f.key: f.status for f in after.findings}
+    judged = {f.id for f in after.findings if f.status != "skip"}
+    ids = {f.key: f.id for f in report.findings}
+    failing = []
+    for key in sorted(before_bad | {k for k, st in now.items() if st in bad}):
+        # a subject that is gone while its check still judges (a variable removed) is resolved
+        status = now.get(key, "pass" if ids.get(key) in judged else "skip")
+        if key not in before_bad:
+            click.echo(f"new finding: {key} ({status})")
+            failing.append(key)
+        elif status == "pass":
+            click.echo(f"resolved: {key}")
+        elif status not in bad:  # the evidence it was judged on is gone (e.g. a variable commented out)
+            click.echo(f"no longer judged: {key} (not confirmed fixed)")
+        elif key in addressed:
+            click.echo(f"still failing: {key}")
+            failing.append(key)
+        else:
+            click.echo(f"not addressed by any fix: {key}")
+    ctx.exit(EXIT_OK if result.ok and not failing else EXIT_FINDINGS)
 
 
 def _quiet_broken_pipe() -> None:
