@@ -625,13 +625,27 @@ def fix(ctx: click.Context, paths: tuple[str, ...], from_report: str | None, lev
     bad = ("fail", "warn", "error")
     addressed = {fid for plan in report.plans for fid in plan.finding_ids}
     before_bad = {f.key for f in report.findings if f.status in bad}
-    now = {f.key: f.status for f in after.findings}
-    judged = {f.id for f in after.findings if f.status != "skip"}
+    def outcome(found: list) -> str:
+        """pass, a bad status, or skip when facts the check needs are missing now."""
+        for st in bad:
+            if any(f.status == st for f in found):
+                return st
+        if any(f.status == "skip" and (f.details or {}).get("missing") for f in found) or not found:
+            return "skip"
+        return "pass"  # passes, or is no longer applicable (the package or variable is gone)
+
+    by_key: dict[str, list] = {}
+    by_id: dict[str, list] = {}
+    for f in after.findings:
+        by_key.setdefault(f.key, []).append(f)
+        by_id.setdefault(f.id, []).append(f)
     ids = {f.key: f.id for f in report.findings}
+    now = {f.key: f.status for f in after.findings}
     failing = []
     for key in sorted(before_bad | {k for k, st in now.items() if st in bad}):
-        # a subject that is gone while its check still judges (a variable removed) is resolved
-        status = now.get(key, "pass" if ids.get(key) in judged else "skip")
+        # a subject that is gone (a variable removed) counts as its check does now
+        status = outcome(by_key.get(key) or [f for f in by_id.get(ids.get(key, ""), []) if f.status != "skip"]
+                         or by_id.get(ids.get(key, ""), []))
         if key not in before_bad:
             click.echo(f"new finding: {key} ({status})")
             failing.append(key)
