@@ -5,6 +5,7 @@ files edits only those files; steps shared by several findings appear once."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -117,6 +118,11 @@ def test_seed_folder_fix_is_scoped_deduplicated_and_whole(tmp_path):
     assert "vllm==0.6.2" not in docker and "0.6.2+" not in docker  # pin and stale comment moved together
     code, out, err = run_cli(["analyze", str(d)], env=_env())
     assert "no parser recognised" not in out + err
+    # the comments the fix leaves are not read back as a command line ("... on the vllm serve
+    # command line" made a model named 'command')
+    code, out, err = run_cli(["analyze", str(d), "--format", "json"], env=_env())
+    requested = [f["value"] for f in json.loads(out)["snapshot"]["facts"] if f["key"] == "config.requested"]
+    assert all(r.get("model") != "command" for r in requested), requested
 
 
 def _patch_plan(path: Path, old: str, new: str, kind: str = "") -> FixPlan:
