@@ -46,3 +46,30 @@ def test_detect_secrets_detectors_contribute_their_shapes():
     # shapes only detect-secrets knows here: a Mailchimp key, a Twilio key
     for token in ("0123456789abcdef0123456789abcdef-us12", "SK0123456789abcdef0123456789abcdef"):
         assert token not in redact.redact_text(f"key {token} here")
+
+
+def test_detect_secrets_shapes_are_cached_per_detector_files(tmp_path, monkeypatch):
+    """The derived shapes are written once to the cache folder and read back from it; a cache that
+    is corrupt, or a folder that cannot be written, falls back to deriving them again."""
+    from bwdoctor import redact
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    fresh = redact._detect_secrets_patterns()
+    files = list((tmp_path / "bwdoctor").glob("detect-secrets-patterns-*.json"))
+    assert len(files) == 1 and fresh
+    assert not list((tmp_path / "bwdoctor").glob("*.tmp"))
+
+    def fail() -> list[str]:
+        raise AssertionError("derived again although the cache is valid")
+
+    monkeypatch.setattr(redact, "_derive_detect_secrets", fail)
+    assert redact._detect_secrets_patterns() == fresh
+
+    files[0].write_text("{not json", encoding="utf-8")
+    monkeypatch.setattr(redact, "_derive_detect_secrets", lambda: ["(?:x)"])
+    assert redact._detect_secrets_patterns() == ["(?:x)"]
+
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("", encoding="utf-8")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    assert redact._detect_secrets_patterns() == ["(?:x)"]
