@@ -275,11 +275,7 @@ class _LogScan:
         self.lines = 0
         self.vllm_lines = 0
         self.triggers = sigtable.trigger_words()
-
-    @property
-    def table(self) -> tuple[tuple[Any, re.Pattern[str]], ...]:
-        """The signature table, compiled the first time a line carries one of its trigger words."""
-        return sigtable.compiled()
+        self.rows = sigtable.signatures()
 
     def put(self, key: str, value: Any, line: int) -> None:
         self.facts[key] = (value, line)
@@ -308,15 +304,21 @@ class _LogScan:
             self.window.append("")
             return
         if _triggered(low, self.triggers):
-            self._signatures(line, n)
+            self._signatures(line, n, low)
         self.window.append(line.strip())
 
-    def _signatures(self, line: str, n: int) -> None:
+    def _signatures(self, line: str, n: int, low: str) -> None:
+        """Try, in table order, each signature one of whose trigger words the text it is matched
+        against (this line and the window before it) contains; only those rows are compiled."""
         prev = " ".join(self.window)
         joined = (prev + " " + line.strip()) if prev else line.strip()
         offset = len(joined) - len(line.strip())
+        joined_low = joined.lower()
         seen_here: set[str] = set()
-        for sig, rx in self.table:
+        for sig in self.rows:
+            if not _triggered(low if sig.id == "python_exception" else joined_low, sig.triggers):
+                continue
+            rx = sigtable.pattern_of(sig)
             name = sig.id
             text = line if name == "python_exception" else joined
             m = rx.search(text)
@@ -656,7 +658,9 @@ def detect(ev: Evidence) -> bool:
         head = ev.head or ""
         if LOGLINE_RE.search(head) or _DETECT_RE.search(head):
             return True
-        return bool(any(rx.search(head) for sig, rx in sigtable.compiled() if sig.id != "python_exception"))
+        low = head.lower()
+        return any(sigtable.pattern_of(sig).search(head) for sig in sigtable.signatures()
+                   if sig.id != "python_exception" and _triggered(low, sig.triggers))
     except Exception:
         return False
 
