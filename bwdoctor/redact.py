@@ -315,9 +315,18 @@ def _sub_values(text: str, rx: Any, name_of: Callable[[re.Match[str]], str],
     return "".join(out)
 
 
+# No token shape matches fewer characters than this (a test holds every shape to it), and every
+# other rule needs white space, "=" or ":" (a flag's value, an assignment, a header, a URL), so a
+# shorter text without them is returned as it is: most strings of a report are versions and names.
+SHORTEST_TOKEN = 8
+_NEEDS_FULL_SCAN = frozenset(" \t\n\r\f\v=:")
+
+
 def redact_text(text: str) -> str:
     """Remove secrets from free text (a log, a config file, a command line, a message)."""
     if not text or not isinstance(text, str):
+        return text
+    if len(text) < SHORTEST_TOKEN and _NEEDS_FULL_SCAN.isdisjoint(text):
         return text
     out = text
     if "PRIVATE KEY" in out:
