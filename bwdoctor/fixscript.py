@@ -45,6 +45,9 @@ _CONTROL_RE = lazy_regex(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 # ----------------------------------------------------------------------------- text helpers
 
 
+ADVICE_LIMIT = 1 << 20  # advice is shown whole; this only bounds a runaway value
+
+
 def _one_line(text: Any, limit: int = 400) -> str:
     """Text safe to put after ``#`` in a script: control characters (newlines included) are
     shown escaped, so nothing can end the comment."""
@@ -355,7 +358,8 @@ def _finding_lines(plans: Sequence[FixPlan], findings: Sequence[Finding]) -> lis
 
 def _render_step(step: FixStep, label: str) -> list[str]:
     kind = step_kind(step)
-    out = [f"# Step {label}: {_one_line(step.description)}"]
+    # advice is the whole of an advisory step: never cut (the other steps' diff or command follows)
+    out = [f"# Step {label}: {_one_line(step.description, ADVICE_LIMIT if kind == 'advisory' else 400)}"]
     if step.needs_root and kind != "advisory":
         out.append("#   needs root")
     if step.undo:
@@ -660,16 +664,17 @@ def apply_plans(plans: Sequence[FixPlan], *, yes: bool = False, dry_run: bool = 
     result = ApplyResult()
     if confirm is None:
         confirm = (lambda _prompt: False) if not yes else (lambda _prompt: True)
-    done: set[tuple[str, ...]] = set()
-    for plan in plans:
-        echo(f"== {plan.title} ({plan.remedy_id})")
+    done: dict[tuple[str, ...], str] = {}  # step -> where it first came ("plan 1, step 2")
+    for plan_no, plan in enumerate(plans, 1):
+        echo(f"== {plan_no}. {plan.title} ({plan.remedy_id})")
         declined = False
         for i, step in enumerate(plan.steps, 1):
             identity = step_identity(step)
             if identity in done:
+                echo(f"  step {i}: the same as {done[identity]} above")
                 result.steps.append(StepResult(plan.remedy_id, i, step.description, "skipped", "the same step ran above"))
                 continue
-            done.add(identity)
+            done[identity] = f"plan {plan_no}, step {i}"
             def record(status: str, detail: str = "", rc: int | None = None,
                        _i: int = i, _s: FixStep = step, _p: FixPlan = plan) -> StepResult:
                 r = StepResult(_p.remedy_id, _i, _s.description, status, detail, rc)
@@ -686,7 +691,7 @@ def apply_plans(plans: Sequence[FixPlan], *, yes: bool = False, dry_run: bool = 
                 echo(f"  FAILED: {_one_line(step.description)}: {problem}")
                 return result
             if kind == "advisory":
-                echo(f"  ADVICE: {_one_line(step.description)}")
+                echo(f"  ADVICE: {_one_line(step.description, ADVICE_LIMIT)}")
                 if step.argv:
                     echo(f"    suggested command (not run): {_join(_command_words(step))}")
                 record("advisory")

@@ -23,6 +23,11 @@ _interrupted = threading.Event()
 _handler_installed = threading.Event()
 _children: dict[int, bool] = {}  # pid -> whether it leads its own process group
 _children_lock = threading.Lock()
+# the children that run bwdoctor code (ChildCall): asked to end their own children first, since
+# those may lead process groups of their own (the smoke generation's vLLM) that a kill of the
+# child's group does not reach
+_cleaners: set[int] = set()
+CLEANUP_WAIT_S = 2.0
 
 
 class Terminated(KeyboardInterrupt):
@@ -34,16 +39,20 @@ class Terminated(KeyboardInterrupt):
         self.exit_code = 128 + signum
 
 
-def register_child(pid: int, group: bool = True) -> None:
+def register_child(pid: int, group: bool = True, cleans_up: bool = False) -> None:
     """Remember a child process (and, with ``group``, the process group it leads) so that a
-    signal ending bwdoctor ends it too."""
+    signal ending bwdoctor ends it too. A child that ``cleans_up`` is sent SIGTERM first and
+    given a moment to end the children it registered itself."""
     with _children_lock:
         _children[pid] = group
+        if cleans_up:
+            _cleaners.add(pid)
 
 
 def unregister_child(pid: int) -> None:
     with _children_lock:
         _children.pop(pid, None)
+        _cleaners.discard(pid)
 
 
 def kill_child(pid: int, group: bool = True) -> None:
@@ -55,13 +64,52 @@ def kill_child(pid: int, group: bool = True) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def kill_children() -> None:
-    """End every registered child with its descendants (at a signal and at exit)."""
-    with _children_lock:
-        items = list(_children.items())
+def _gone(pid: int) -> bool:
+    """True when ``pid`` has exited (a zombie not yet reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+
+
+def kill_children(locked: bool = True) -> None:
+    """End every registered child with its descendants (at a signal and at exit). Children that
+    clean up get SIGTERM and up to ``CLEANUP_WAIT_S`` to end theirs first. ``locked=False`` is
+    for a signal handler, which must not wait for a lock the interrupted code may hold."""
+    if locked:
+        with _children_lock:
+            items, cleaners = list(_children.items()), set(_cleaners)
+            _children.clear()
+            _cleaners.clear()
+    else:
+        items, cleaners = list(_children.items()), set(_cleaners)
         _children.clear()
+        _cleaners.clear()
+    waiting = []
+    for pid in cleaners:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+            waiting.append(pid)
+    end = time.monotonic() + CLEANUP_WAIT_S
+    while waiting and time.monotonic() < end:
+        waiting = [pid for pid in waiting if not _gone(pid)]
+        if waiting:
+            time.sleep(0.02)
     for pid, group in items:
         kill_child(pid, group)
+
+
+def _end_child(signum: int, frame: Any) -> None:
+    """In a ChildCall child: a signal ends what it started, then the child."""
+    kill_children(locked=False)
+    os._exit(128 + signum)
 
 
 def install_interrupt_handler() -> None:
@@ -72,7 +120,7 @@ def install_interrupt_handler() -> None:
 
     def handler(signum: int, frame: Any) -> None:
         _interrupted.set()
-        kill_children()
+        kill_children(locked=False)
         raise Terminated(signum)
 
     with contextlib.suppress(ValueError, OSError):  # not the main thread, or no SIGINT here
@@ -313,11 +361,14 @@ def call_with_deadline(func: Callable[..., Any], args: tuple = (), timeout: floa
 
 
 def _child_main(conn: Any, func: Callable[..., Any], args: tuple) -> None:
+    global _children, _children_lock, _cleaners
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)  # its own process group: at the deadline it dies with whatever it started
+    # the parent's children are not this child's to end (and the lock may have been held at fork)
+    _children, _children_lock, _cleaners = {}, threading.Lock(), set()
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         with contextlib.suppress(ValueError, OSError):
-            signal.signal(sig, signal.SIG_DFL)
+            signal.signal(sig, _end_child)
     try:
         value = func(*args)
         if hasattr(value, "__iter__") and not isinstance(value, (str, bytes, dict, list, tuple)):
@@ -353,7 +404,7 @@ class ChildCall:
         if self.proc.pid is not None:
             with contextlib.suppress(OSError):
                 os.setpgid(self.proc.pid, self.proc.pid)  # (also done by the child: no race either way)
-            register_child(self.proc.pid, True)
+            register_child(self.proc.pid, True, cleans_up=True)
 
     def result(self) -> CallResult:
         deadline = self.start + self.timeout

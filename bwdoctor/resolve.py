@@ -27,6 +27,13 @@ GPU identity::
 The GPUs being judged::
 
     judged_gpus(snapshot) -> [JudgedGpu, ...]   # live or recorded gpu.<i>, else --target
+
+The vLLM release (checks, the diagnosis and the remedies ask the same functions)::
+
+    vllm_bounds(snapshot) -> ("0.9.2", None, None)      # releases with kernels for every judged GPU
+    recommended_vllm(snapshot) -> ("0.33.0", "why")     # newest of those whose CUDA build the driver runs
+    vllm_in_use(snapshot, prefer_config=True) -> ("0.6.2", "the configuration's pin", ["config.vllm_pin"])
+    vllm_release(snapshot) -> VllmRelease(current="0.6.2", target="0.33.0", ...)  # .advice: "0.33.0"
 """
 
 from __future__ import annotations
@@ -43,9 +50,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from bwdoctor.types import Snapshot
 
 __all__ = [
-    "JudgedGpu", "at_least", "base_version", "cc", "cc_key", "cc_tuple", "compare", "cuda_of_variant",
+    "JudgedGpu", "VllmRelease", "at_least", "base_version", "cc", "cc_key", "cc_tuple", "compare", "cuda_of_variant",
     "family_cc", "find_version", "gpu_cc", "gpu_spec", "host_platform", "in_range", "judged_gpus", "local_variant",
-    "parse_version", "platform_of", "short_version", "sm", "variant_of_cuda", "version_tuple",
+    "parse_version", "platform_of", "recommended_vllm", "short_version", "sm", "variant_of_cuda", "version_tuple",
+    "cuda_compat_driver", "driver_version", "vllm_bounds", "vllm_in_use", "vllm_release",
 ]
 
 
@@ -432,3 +440,179 @@ def canonical_name(name: str) -> str:
     """A distribution's canonical name (PEP 503: ``Flash_Attn`` and ``flash.attn`` are ``flash-attn``),
     as ``packaging.utils.canonicalize_name`` gives it, without importing packaging's tag machinery."""
     return _NAME_SEPARATORS.sub("-", name).lower()
+
+
+# ----------------------------------------------------------------------------------- the vLLM release
+
+
+def _public(text: Any) -> Version | None:
+    from packaging.version import Version
+
+    v = parse_version(text)
+    return Version(v.public) if v is not None else None
+
+
+def driver_version(snap: Snapshot) -> Version | None:
+    """The NVIDIA driver of the host being judged (``driver.version``), None when unknown."""
+    return _public(snap.value("driver.version"))
+
+
+def cuda_compat_driver(cuda: Any) -> str | None:
+    """The oldest driver that runs a CUDA runtime (minor-version compatibility within a major, else
+    the driver the toolkit shipped with); None when unknown."""
+    if not cuda or not _known(cuda):
+        return None
+    kb = _kb()
+    try:
+        return kb.cuda_compat_min_driver(str(cuda)) or kb.cuda_min_driver(str(cuda))  # type: ignore[no-any-return]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def vllm_bounds(snap: Snapshot) -> tuple[str | None, str | None, str | None]:
+    """``(first, last, unsupported cc)``: the vLLM releases (inclusive) with kernels for every judged
+    GPU on its host platform (the knowledge base's ``arch.json`` ranges); ``unsupported`` names a
+    capability no release supports."""
+    lo: str | None = None
+    hi: str | None = None
+    kb = _kb()
+    for j in judged_gpus(snap, distinct_cc=True):
+        rng = kb.vllm_range(j.cc, j.platform)
+        if rng is None:
+            continue
+        if rng.first is None:
+            if rng.established:
+                return None, None, j.cc
+            continue
+        if lo is None or compare(rng.first, lo) == 1:
+            lo = rng.first
+        if rng.last is not None and (hi is None or compare(rng.last, hi) == -1):
+            hi = rng.last
+    return lo, hi, None
+
+
+def recommended_vllm(snap: Snapshot) -> tuple[str | None, str]:
+    """``(release, why)``: the newest vLLM release bwdoctor knows that has kernels for every judged
+    GPU (:func:`vllm_bounds`) and whose CUDA build the driver runs (``driver.version``, when known);
+    ``(None, why)`` when no release fits."""
+    from bwdoctor.kb import vllm as kbv
+
+    versions = [v for v in kbv.known_versions() if (pv := _public(v)) is not None and not pv.is_prerelease]
+    first, last, unsupported = vllm_bounds(snap)
+    if unsupported:
+        return None, f"vLLM does not support compute capability {unsupported}"
+    lo, hi = _public(first), _public(last)
+    have = driver_version(snap)
+    best = None
+    for v in versions:
+        pv = _public(v)
+        if pv is None or (lo and pv < lo) or (hi and pv > hi):
+            continue
+        if have is not None:
+            floor = _public(cuda_compat_driver(kbv.build_cuda_for(v)))
+            if floor and have < floor:
+                continue
+        best = v
+    why = []
+    if lo:
+        why.append(f"first release with kernels for this GPU: {lo}")
+    if hi:
+        why.append(f"last release for it: {hi}")
+    if have is not None:
+        why.append(f"its CUDA build must run on driver {str(snap.value('driver.version')).strip()}")
+    if best is None and have is not None and why:
+        why.append("no release fits")
+    return best, "; ".join(why)
+
+
+def vllm_in_use(snap: Snapshot, prefer_config: bool = True) -> tuple[str | None, str, list[str]]:
+    """``(version, how it is known, evidence keys)`` of the vLLM in use: the configuration's pin
+    (``config.vllm_pin``), the installed ``vllm/envs.py`` (``vllm.env_vars``) or the reported vLLM
+    (``vllm``), else the engine config's or the package list's; ``prefer_config`` puts the pin first
+    (judging configuration files), else after the installed and reported versions."""
+    def field_of(key: str) -> Any:
+        v = snap.value(key)
+        return v.get("version") if isinstance(v, dict) else None
+
+    pk = snap.value("packages")
+    listed = pk.get("vllm") if isinstance(pk, dict) else None
+    order = [(field_of("config.vllm_pin"), "the configuration's pin", "config.vllm_pin"),
+             (field_of("vllm.env_vars"), "installed", "vllm.env_vars"),
+             (field_of("vllm"), "reported", "vllm")]
+    if not prefer_config:
+        order = order[1:] + order[:1]
+    order += [(field_of("vllm.config"), "reported", "vllm.config"),
+              (listed.get("version") if isinstance(listed, dict) else None, "installed", "packages")]
+    for ver, how, key in order:
+        if isinstance(ver, str) and _public(ver) is not None:
+            return ver, how, [key]
+    return None, "unknown", []
+
+
+@dataclass(frozen=True)
+class VllmRelease:
+    """The vLLM release a configuration or environment runs, and the one a fix moves it to.
+
+    ``target`` is set when a fix replaces the release: the one in use has no kernels for a judged GPU
+    (older than the first or newer than the last release with them), or, for a configuration, its
+    base image's CUDA predates the GPU (the base image becomes the official image of ``target``).
+    Advice that depends on the release (flag names, variables) is phrased for :attr:`advice`."""
+
+    current: str | None
+    current_from: str  # "the configuration's pin", "installed", "reported" or "unknown"
+    target: str | None
+    why: str  # why it moves and how the target was chosen ("" when nothing moves it)
+    evidence: tuple[str, ...] = ()
+    reason: str = ""  # why it moves, in a few words: "vLLM 0.6.2 has no kernels for the GPU"
+
+    @property
+    def moves(self) -> bool:
+        return self.target is not None and (self.current is None or compare(self.current, self.target) != 0)
+
+    @property
+    def advice(self) -> str | None:
+        """The release advice is for: the one a fix moves to, else the one in use."""
+        return self.target if self.moves else self.current
+
+
+def _base_image_too_old(snap: Snapshot) -> str | None:
+    """Why the configuration's base image (``config.base_image``) predates a judged GPU, or None."""
+    img = snap.value("config.base_image")
+    cuda = img.get("cuda_version") if isinstance(img, dict) else None
+    if not cuda:
+        return None
+    kb = _kb()
+    for j in judged_gpus(snap, distinct_cc=True):
+        req = kb.arch_requirements(j.cc)
+        need = getattr(req, "min_cuda", None) if req is not None else None
+        if need and compare(cuda, need) == -1:
+            return f"its base image's CUDA {cuda} predates compute capability {j.cc} (needs {need})"
+    return None
+
+
+def vllm_release(snap: Snapshot, prefer_config: bool = True) -> VllmRelease:
+    """The vLLM release in use (:func:`vllm_in_use`) and the one a fix moves it to
+    (:func:`recommended_vllm`), see :class:`VllmRelease`. Nothing moves when the GPUs or their
+    ranges are unknown, or when no release fits."""
+    current, how, keys = vllm_in_use(snap, prefer_config)
+    first, last, unsupported = vllm_bounds(snap)
+    reason = short = None
+    if current is not None and not unsupported:
+        if first and at_least(current, first) is False:
+            reason = f"vLLM {current} predates {first}, the first release with kernels for the GPU"
+            short = f"vLLM {current} has no kernels for the GPU"
+        elif last and compare(current, last) == 1:
+            reason = f"vLLM {current} is later than {last}, the last release with kernels for the GPU"
+            short = f"vLLM {current} has no kernels for the GPU"
+    if reason is None and prefer_config and not unsupported:
+        reason = _base_image_too_old(snap)
+        if reason:
+            keys = keys + ["config.base_image"]
+            short = "the base image predates the GPU"
+    if reason is None:
+        return VllmRelease(current, how, None, "", tuple(keys))
+    target, why = recommended_vllm(snap)
+    if target is None:
+        return VllmRelease(current, how, None, f"{reason}, and no release fits ({why})", tuple(keys), short or "")
+    return VllmRelease(current, how, target, f"{reason}; {target} is the newest that fits ({why})", tuple(keys),
+                       short or "")

@@ -20,6 +20,9 @@ import sys
 from typing import Any
 
 ERROR_HANDLER = "bwdoctor-ascii"
+# ASCII under a name of its own: click treats a stream whose encoding is "ascii" as misconfigured
+# and writes UTF-8 to it instead, bytes an ASCII terminal or file cannot show
+ASCII_CODEC = "bwdoctor_ascii"
 _ASCII = {
     "✔": "+", "✖": "x", "▲": "!", "○": "o", "‼": "!!", "—": "-", "–": "-", "…": "...", "→": "->", "←": "<-",
     "≥": ">=", "≤": "<=", "×": "x", "·": "-", "•": "*", "‘": "'", "’": "'", "“": '"', "”": '"', "³": "^3",
@@ -34,20 +37,46 @@ def _ascii_fallback(exc: UnicodeError) -> tuple[str, int]:
     return "".join(_ASCII.get(ch, "?") for ch in bad), exc.end
 
 
+def _find_codec(name: str) -> codecs.CodecInfo | None:
+    if name != ASCII_CODEC:
+        return None
+    ascii_codec = codecs.lookup("ascii")
+    return codecs.CodecInfo(ascii_codec.encode, ascii_codec.decode, name=ASCII_CODEC,
+                            incrementalencoder=ascii_codec.incrementalencoder,
+                            incrementaldecoder=ascii_codec.incrementaldecoder,
+                            streamwriter=ascii_codec.streamwriter, streamreader=ascii_codec.streamreader)
+
+
+def _is_ascii(encoding: str) -> bool:
+    try:
+        return codecs.lookup(encoding).name == "ascii"
+    except LookupError:
+        return False
+
+
 def install_stdio_fallback() -> None:
-    """Make standard output and error write an ASCII stand-in for what their encoding lacks."""
+    """Make standard output and error write an ASCII stand-in for what their encoding lacks.
+
+    A stream whose encoding is ASCII is switched to the same encoding under another name, so
+    that click writes to it as it is instead of replacing it with a UTF-8 one."""
     try:
         codecs.lookup_error(ERROR_HANDLER)
     except LookupError:
         codecs.register_error(ERROR_HANDLER, _ascii_fallback)
+        codecs.register(_find_codec)
     for stream in (sys.stdout, sys.stderr):
-        enc = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+        raw = getattr(stream, "encoding", None) or ""
+        enc = raw.lower().replace("-", "").replace("_", "")
         if enc in ("utf8", "utf8sig"):
             continue
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             try:
-                reconfigure(errors=ERROR_HANDLER)
+                if _is_ascii(raw):
+                    stream.flush()
+                    reconfigure(encoding=ASCII_CODEC, errors=ERROR_HANDLER)
+                else:
+                    reconfigure(errors=ERROR_HANDLER)
             except (ValueError, OSError, io.UnsupportedOperation):
                 continue
 

@@ -90,14 +90,8 @@ def kb_cuda_min_driver(cuda: str | None) -> str | None:
 
 
 def kb_cuda_compat_driver(cuda: str | None) -> str | None:
-    """Oldest driver that runs a CUDA <major>.x runtime (minor-version compatibility)."""
-    if not cuda:
-        return None
-    try:
-        from bwdoctor import kb
-        return kb.cuda_compat_min_driver(cuda) or kb.cuda_min_driver(cuda)
-    except Exception:
-        return None
+    """Oldest driver that runs a CUDA <major>.x runtime (:func:`bwdoctor.resolve.cuda_compat_driver`)."""
+    return resolve.cuda_compat_driver(cuda)
 
 
 def gpu_specs(snap: Snapshot) -> list[Any]:
@@ -143,29 +137,8 @@ def requirements(snap: Snapshot) -> list[tuple[str, Any]]:
 
 
 def vllm_bounds(snap: Snapshot) -> tuple[str | None, str | None, str | None]:
-    """``(first, last, unsupported cc)``: the vLLM releases (inclusive) with kernels for every judged
-    GPU on its host platform (the knowledge base's ``arch.json`` ranges); ``unsupported`` names a
-    capability no release supports."""
-    lo: str | None = None
-    hi: str | None = None
-    for j in resolve.judged_gpus(snap, distinct_cc=True):
-        try:
-            from bwdoctor import kb
-
-            rng = kb.vllm_range(j.cc, j.platform)
-        except Exception:
-            rng = None
-        if rng is None:
-            continue
-        if rng.first is None:
-            if rng.established:
-                return None, None, j.cc
-            continue
-        if lo is None or resolve.compare(rng.first, lo) == 1:
-            lo = rng.first
-        if rng.last is not None and (hi is None or resolve.compare(rng.last, hi) == -1):
-            hi = rng.last
-    return lo, hi, None
+    """The vLLM releases with kernels for every judged GPU (:func:`bwdoctor.resolve.vllm_bounds`)."""
+    return resolve.vllm_bounds(snap)
 
 
 def strictest(snap: Snapshot, field: str) -> str | None:
@@ -213,7 +186,8 @@ def container(snap: Snapshot) -> str | None:
 
 
 def driver_version(snap: Snapshot) -> Version | None:
-    return vparse(snap.value("driver.version"))
+    """:func:`bwdoctor.resolve.driver_version`."""
+    return resolve.driver_version(snap)
 
 
 def driver_branch(version: Any) -> int | None:
@@ -253,46 +227,9 @@ def host_env(snap: Snapshot) -> dict[str, Any]:
 
 
 def recommended_vllm(snap: Snapshot) -> tuple[str | None, str]:
-    """The newest known vLLM release with kernels for every GPU that the driver can run."""
-    kbv = kb_vllm()
-    if kbv is None:
-        return None, "the vLLM knowledge base is unavailable"
-    try:
-        versions = [v for v in kbv.known_versions() if (pv := vparse(v)) is not None and not pv.is_prerelease]
-    except Exception:
-        return None, "the vLLM knowledge base is unavailable"
-    first, last, unsupported = vllm_bounds(snap)
-    if unsupported:
-        return None, f"vLLM does not support compute capability {unsupported}"
-    lo, hi = vparse(first), vparse(last)
-    have = driver_version(snap)
-    why = []
-    best = None
-    for v in versions:
-        pv = vparse(v)
-        if pv is None:
-            continue
-        if lo and pv < lo:
-            continue
-        if hi and pv > hi:
-            continue
-        if have is not None:
-            try:
-                cuda = kbv.build_cuda_for(v)
-            except Exception:
-                cuda = None
-            floor = vparse(kb_cuda_compat_driver(cuda)) if cuda else None
-            if floor and have < floor:
-                continue
-        best = v
-    if lo:
-        why.append(f"first release with kernels for this GPU: {lo}")
-    if hi:
-        why.append(f"last release for it: {hi}")
-    if have is not None:
-        why.append(f"its CUDA build must run on driver {have}")
-    return best, "; ".join(why)
-
+    """The release a fix moves vLLM to (:func:`bwdoctor.resolve.recommended_vllm`): the checks and the
+    diagnosis ask the same function, so the report and the fix name the same release."""
+    return resolve.recommended_vllm(snap)
 
 
 # --------------------------------------------------------------------------- commands

@@ -24,7 +24,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from bwdoctor import Finding, FixPlan, FixStep, RemedySpec, Snapshot, hookimpl
+from bwdoctor import Finding, FixPlan, FixStep, RemedySpec, Snapshot, hookimpl, resolve
 
 from . import _common as c
 
@@ -35,18 +35,11 @@ SHM_SIZE = "16gb"
 # --------------------------------------------------------------------------- env variables
 
 
-def _vllm_release(snap: Snapshot) -> str | None:
-    """The vLLM release the configuration will run: its pin (raised to the release the Dockerfile
-    fix installs when the pin is too old for the GPU), else the installed or logged vLLM."""
-    pin = snap.value("config.vllm_pin")
-    if isinstance(pin, dict) and pin.get("version"):
-        v = str(pin["version"])
-        vmin = c.vparse(c.strictest(snap, "vllm_min"))
-        pv = c.vparse(v)
-        if vmin is not None and pv is not None and pv < vmin:
-            v = c.recommended_vllm(snap)[0] or v  # the pin is replaced by the Dockerfile fix
-        return v
-    return c.vllm_version(snap)
+def _vllm_release(snap: Snapshot, prefer_config: bool = True) -> str | None:
+    """The vLLM release the configuration (or, ``prefer_config`` False, the environment) will run
+    once fixed: the one a fix moves it to, else its pin or the installed/reported vLLM
+    (:func:`bwdoctor.resolve.vllm_release`, the release the checks phrase their advice for)."""
+    return resolve.vllm_release(snap, prefer_config=prefer_config).advice
 
 
 def env_replacement(name: str, value: str, version: str | None) -> tuple[str, str] | None:
@@ -309,7 +302,7 @@ def add_compose_flags(text: str, flags: list[str]) -> str:
         s = lines[j]
         if s.strip() and not s.lstrip().startswith("#") and len(s) - len(s.lstrip()) <= indent:
             break
-        m = re.match(r"^(\s*)command:\s*(.*?)\s*(\r?\n?)$", s)
+        m = re.match(r"^(\s*)command:[ \t]*(.*?)[ \t]*(\r?\n?)$", s)
         if not m:
             continue
         new_lines = list(lines)
@@ -523,7 +516,7 @@ def replace_vllm_env(finding: Finding, snap: Snapshot) -> FixPlan | None:
         env = c.host_env(snap)
         extra = []
         for name, value in sorted(env.items()):
-            unread, flags, why = unread_var(str(name), str(value), _vllm_release(snap))
+            unread, flags, why = unread_var(str(name), str(value), _vllm_release(snap, prefer_config=False))
             if unread:
                 extra.append(c.advice(f"Unset {name} where vLLM is started ({why})"
                                       + (f"; use {shlex.join(flags)}" if flags else ""), ["unset", str(name)]))

@@ -158,6 +158,19 @@ def test_advisory_steps_are_printed_not_run(tmp_path: Path) -> None:
     assert [s.status for s in result.steps] == ["advisory"]
 
 
+def test_advice_is_never_cut() -> None:
+    flags = " ".join(f"--flag-{i} value-{i}" for i in range(60)) + " --last '{\"model\": \"m\"}'"
+    advice = FixStep(f"Add these flags to the vllm serve command line: {flags}", advisory=True)
+    plans = [FixPlan("t.x", "t", [], [advice]), FixPlan("t.y", "t again", [], [advice])]
+    script = render_script(plans, [], "1")
+    step_comment = next(line for line in script.splitlines() if line.startswith("# Step 1.1:"))
+    assert step_comment.endswith("--last '{\"model\": \"m\"}'") and "\u2026" not in script
+    shown: list[str] = []
+    apply_plans(plans, dry_run=True, echo=shown.append)
+    assert f"  ADVICE: {advice.description}" in shown
+    assert "  step 1: the same as plan 1, step 1 above" in shown  # the second plan says why it is empty
+
+
 def test_empty_plans_render(tmp_path: Path) -> None:
     script = render_script([], [], "1")
     lint(script, tmp_path)

@@ -148,11 +148,22 @@ def bwdoctor_collectors():
 '''
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
-def test_signal_ends_the_run_and_every_child(tmp_path, sig, code):
+# the way the smoke generation starts vLLM: in a session of its own (its engine processes die with
+# it at a deadline), remembered so that the end of the run ends it too
+OWN_SESSION = PLUGIN.replace(
+    'gc = subprocess.Popen(["sleep", "300"])',
+    'from bwdoctor.isolation import register_child\n'
+    '    gc = subprocess.Popen(["sleep", "300"], start_new_session=True)\n'
+    '    register_child(gc.pid, True)')
+
+
+@pytest.mark.parametrize("sig,code,plugin", [(signal.SIGTERM, 143, PLUGIN), (signal.SIGHUP, 129, PLUGIN),
+                                             (signal.SIGINT, 130, PLUGIN), (signal.SIGINT, 130, OWN_SESSION),
+                                             (signal.SIGTERM, 143, OWN_SESSION)])
+def test_signal_ends_the_run_and_every_child(tmp_path, sig, code, plugin):
     plugins = tmp_path / "plugins"
     plugins.mkdir(mode=0o755)
-    (plugins / "hang.py").write_text(textwrap.dedent(PLUGIN))
+    (plugins / "hang.py").write_text(textwrap.dedent(plugin))
     (plugins / "hang.py").chmod(0o644)
     pids = tmp_path / "pids"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BWDOCTOR_")}

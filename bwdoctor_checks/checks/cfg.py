@@ -81,22 +81,27 @@ def _min_cuda(cc: str) -> str | None:
 
 
 def vllm_in_use(snap: Snapshot, prefer_config: bool) -> tuple[str | None, str, list[str]]:
-    """(version, how it is known, evidence keys). ``prefer_config``: the configuration's pin
-    before the installed/logged version (for judging configuration files)."""
-    installed = snap.value("vllm.env_vars")
-    inst_v = installed.get("version") if isinstance(installed, dict) else None
-    vfact = snap.value("vllm")
-    fact_v = vfact.get("version") if isinstance(vfact, dict) else None
-    pin = snap.value("config.vllm_pin")
-    pin_v = pin.get("version") if isinstance(pin, dict) else None
-    order = [(pin_v, "the configuration's pin", "config.vllm_pin"), (inst_v, "installed", "vllm.env_vars"),
-             (fact_v, "reported", "vllm")]
-    if not prefer_config:
-        order = order[1:] + order[:1]
-    for ver, how, key in order:
-        if _v(ver) is not None:
-            return str(ver), how, [key]
-    return None, "unknown", []
+    """(version, how it is known, evidence keys) (:func:`bwdoctor.resolve.vllm_in_use`).
+    ``prefer_config``: the configuration's pin before the installed/logged version."""
+    return resolve.vllm_in_use(snap, prefer_config)
+
+
+def advice_release(snap: Snapshot, prefer_config: bool) -> tuple[str | None, str, list[str], str | None, str]:
+    """``(version in use, how it is known, evidence keys, release the advice is for, how to name it)``.
+
+    When a fix moves the release (:func:`bwdoctor.resolve.vllm_release`: the pinned or installed vLLM
+    has no kernels for the GPU, or the base image predates it) variables and flags are judged for
+    the release it moves to, and the text says so; otherwise for the release in use."""
+    rel = resolve.vllm_release(snap, prefer_config=prefer_config)
+    keys = list(rel.evidence)
+    if rel.moves:
+        what = "this configuration" if prefer_config else "this environment"
+        return (rel.current, rel.current_from, keys, rel.target,
+                f"vLLM {rel.target} (the release the fix moves {what} to: {rel.reason})")
+    if rel.current:
+        return rel.current, rel.current_from, keys, rel.current, f"vLLM {rel.current}"
+    latest, _ = kbv.resolve_version(None)
+    return None, rel.current_from, keys, None, f"vLLM (version unknown; judged as {latest})"
 
 
 def env_names_for(snap: Snapshot, version: str | None) -> tuple[set[str], str]:
@@ -174,6 +179,23 @@ def _replacement_text(rep: dict[str, Any], name: str, value: Any) -> str:
 # ----------------------------------------------------------------------------- BWD-CFG-001 / 002
 
 
+def _was_in_use(snap: Snapshot, name: str, value: Any, in_use: str | None, instead: str) -> str:
+    """What the release in use (before the fix moves it) makes of the variable, when that differs
+    from the advice for the release moved to: `` (vLLM 0.6.2 still reads it)`` or
+    `` (vLLM 0.6.2 took: --speculative-model X)``."""
+    if not in_use:
+        return ""
+    names, _ = env_names_for(snap, in_use)
+    if name in names:
+        return f" (vLLM {in_use}, in use now, still reads it)"
+    old = kbv.env_var_replacement(name, in_use)
+    if old is None:
+        return ""
+    then = _replacement_text(old, name, value)
+    return f" (vLLM {in_use} took: {then})" if then != instead else ""
+
+
+
 def check_unread_env(snap: Snapshot) -> list[Outcome]:
     items = _configured_vars(snap)
     if not items:
@@ -183,30 +205,32 @@ def check_unread_env(snap: Snapshot) -> list[Outcome]:
     ok: list[str] = []
     for it in items:
         name, value = it["name"], it["value"]
-        version, how, vkeys = vllm_in_use(snap, prefer_config=it["origin"] == "config")
+        in_use, how, vkeys, version, ver_txt = advice_release(snap, prefer_config=it["origin"] == "config")
         names, basis = env_names_for(snap, version)
         if name in names:
             ok.append(name)
             continue
-        rel, _ = kbv.resolve_version(version)
-        ver_txt = f"vLLM {version}" if version else f"vLLM (version unknown; judged as {rel})"
+        moved = version is not None and version != in_use
         rep = kbv.env_var_replacement(name, version)
         hist = kbv.env_var_history(name)
         path, line = _file_line(snap, it["location"])
         where = f" (set at {it['location']})" if it["location"] else ""
         details = {"variable": name, "origin": it["origin"], "location": it["location"], "file": path, "line": line,
-                   "vllm_version": version, "version_basis": how, "judged_against": basis,
+                   "vllm_version": in_use, "version_basis": how, "judged_against": basis,
                    "replacement": rep, "history": [list(r) for r in hist]}
+        if moved:
+            details["advice_for_vllm"] = version
         ev = list(it["evidence"]) + vkeys + (["config.files"] if path else [])
         if rep is not None:
             instead = _replacement_text(rep, name, value)
             details["use_instead"] = instead
+            before = _was_in_use(snap, name, value, in_use, instead) if moved else ""
             if not hist:
                 msg = (f"{name}{where} is read by no vLLM release (0.6.2–{kbv.latest_version()}), so {ver_txt} "
-                       f"ignores it. {rep.get('why', '')} Use instead: {instead}.")
+                       f"ignores it. {rep.get('why', '')} Use instead: {instead}{before}.")
             else:
                 msg = (f"{name}{where} is not read by {ver_txt} (read only by {_fmt_ranges(hist)}). "
-                       f"{rep.get('why', '')} Use instead: {instead}.")
+                       f"{rep.get('why', '')} Use instead: {instead}{before}.")
             status = failed if _truthy(value) or "use_if_false" not in rep else warned
             out.append(status(msg, evidence=ev, subject=name, details=details))
             continue
@@ -239,16 +263,16 @@ def check_deprecated_env(snap: Snapshot) -> list[Outcome] | None:
     items = _configured_vars(snap)
     out: list[Outcome] = []
     for it in items:
-        version, how, vkeys = vllm_in_use(snap, prefer_config=it["origin"] == "config")
+        in_use, how, vkeys, version, ver_txt = advice_release(snap, prefer_config=it["origin"] == "config")
         info = kbv.is_deprecated(it["name"], version)
         if not info or version is None:
             continue
         use = kbv.render(info["use"], _safe(it["name"], it["value"]) or "<value>")
         path, line = _file_line(snap, it["location"])
-        out.append(warned(f"{it['name']} is deprecated in vLLM {version} (since {info['since']}, no longer read from "
+        out.append(warned(f"{it['name']} is deprecated in {ver_txt} (since {info['since']}, no longer read from "
                           f"{info['removed']}): use {use}.", evidence=list(it["evidence"]) + vkeys, subject=it["name"],
                           details={"variable": it["name"], "use_instead": use, "file": path, "line": line,
-                                   "location": it["location"], "vllm_version": version}))
+                                   "location": it["location"], "vllm_version": in_use, "advice_for_vllm": version}))
     if not out and items:
         return [passed("no deprecated VLLM_* variable is set")]
     return out or None
@@ -319,6 +343,17 @@ def _spec_allows_any(spec: str, lo: str | None, hi: str | None) -> bool | None:
     return False
 
 
+def _pin_advice(snap: Snapshot, fallback: str) -> str:
+    """The release to pin, as the fix pins it (:func:`bwdoctor.resolve.recommended_vllm`)."""
+    rec, _ = resolve.recommended_vllm(snap)
+    if rec is None:
+        return f"Pin {fallback}."
+    drv = str(snap.value("driver.version")).strip() if resolve.driver_version(snap) is not None else None
+    runs = f" whose CUDA build driver {drv} runs" if drv else ""
+    return (f"Pin vllm=={rec} (or the vllm/vllm-openai:v{rec} image), the newest release with kernels for every "
+            f"GPU judged{runs}.")
+
+
 def check_vllm_pin(snap: Snapshot) -> list[Outcome] | None:
     pin = snap.value("config.vllm_pin")
     gpus = _dedupe_cc(judged_gpus(snap))
@@ -328,6 +363,7 @@ def check_vllm_pin(snap: Snapshot) -> list[Outcome] | None:
     where = f"{pin.get('file')}:{pin.get('line')}"
     what = (f"vllm{spec}" if pin.get("origin") == "pip" else f"image {pin.get('image')}") + f" ({where})"
     out: list[Outcome] = []
+    rec = resolve.recommended_vllm(snap)[0]
     for g in gpus:
         lo, hi = _vllm_min(g), _vllm_max(g)
         rng = _vllm_range(g)
@@ -355,15 +391,15 @@ def check_vllm_pin(snap: Snapshot) -> list[Outcome] | None:
                 out.append(failed(
                     f"{what} is older than vLLM {lo}, the first release{plat} with kernels for compute capability "
                     f"{g['cc']} ({g['label']}): its CUDA kernels have no sm_{g['cc'].replace('.', '')} code and fail "
-                    f"with 'no kernel image'. Pin vllm>={lo} (or a vllm/vllm-openai:v{lo}+ image)."
+                    f"with 'no kernel image'. {_pin_advice(snap, f'vllm>={lo} (or a vllm/vllm-openai:v{lo}+ image)')}"
                     + (f" Torch fails first: {gap}." if gap else ""),
-                    evidence=ev, subject=g["subject"], details=dict(details, secondary_to="torch") if gap else details,
-                    confidence=0.5 if gap else None))
+                    evidence=ev, subject=g["subject"], details=dict(details, secondary_to="torch", recommended=rec)
+                    if gap else dict(details, recommended=rec), confidence=0.5 if gap else None))
             elif hi is not None and resolve.compare(v, hi) == 1:
                 out.append(failed(f"{what} is newer than vLLM {hi}, the last release with kernels for compute "
                                   f"capability {g['cc']} ({g['label']}): later releases dropped "
-                                  f"{resolve.sm(g['cc'])}. Pin vllm<={hi}.", evidence=ev,
-                                  subject=g["subject"], details=details))
+                                  f"{resolve.sm(g['cc'])}. {_pin_advice(snap, f'vllm<={hi}')}", evidence=ev,
+                                  subject=g["subject"], details=dict(details, recommended=rec)))
             else:
                 span = f"{lo} to {hi}" if hi else f"≥ {lo}"
                 out.append(passed(f"{what} has kernels for compute capability {g['cc']} ({g['label']}; needs "
@@ -595,7 +631,7 @@ def _fp8_ignored_vars(snap: Snapshot) -> list[dict[str, Any]]:
     out = []
     for it in _configured_vars(snap):
         name, value = it["name"], it["value"]
-        version, _, _ = vllm_in_use(snap, prefer_config=it["origin"] == "config")
+        version = advice_release(snap, prefer_config=it["origin"] == "config")[3]
         names, _ = env_names_for(snap, version)
         if name in names:
             continue

@@ -160,6 +160,16 @@ def _torch_first(snap: Snapshot, cc: str) -> str | None:
                              req.torch_cuda_variants if req else [])
 
 
+def _move_to(snap: Snapshot) -> str:
+    """``"; install vLLM 0.33.0, ..."``: the release the fix installs (:func:`bwdoctor.resolve.recommended_vllm`)."""
+    rec, _ = resolve.recommended_vllm(snap)
+    if rec is None:
+        return ""
+    drv = str(snap.value("driver.version")).strip() if resolve.driver_version(snap) is not None else None
+    return (f"; install vLLM {rec}, the newest release with kernels for every GPU judged"
+            + (f" whose CUDA build driver {drv} runs" if drv else ""))
+
+
 def check_vllm_arch(snap: Snapshot) -> CheckResult:
     vllm = snap.mapping("vllm")
     tgts = _dedupe(targets(snap))
@@ -218,11 +228,12 @@ def check_vllm_arch(snap: Snapshot) -> CheckResult:
                                   subject=subject, confidence=0.5, details={"secondary_to": "torch"}))
             else:
                 out.append(failed(f"vLLM {version} predates {rng.first}, the first release with {_sm(cc)} kernels: "
-                                  f"it has no kernels for {label}", evidence=["vllm"], subject=subject,
+                                  f"it has no kernels for {label}{_move_to(snap)}", evidence=["vllm"], subject=subject,
                                   severity="critical", confidence=0.9))
         elif rng is not None and rng.last and version and resolve.compare(version, rng.last) == 1:
             out.append(failed(f"vLLM {version} is later than {rng.last}, the last release with {_sm(cc)} kernels "
-                              f"({label})", evidence=["vllm"], subject=subject, severity="critical", confidence=0.9))
+                              f"({label}){_move_to(snap)}", evidence=["vllm"], subject=subject, severity="critical",
+                              confidence=0.9))
         elif rng is not None and rng.first and version:
             span = f"{rng.first} to {rng.last}" if rng.last else f">= {rng.first}"
             out.append(passed(f"vLLM {version} is within {span}, the releases with {_sm(cc)} kernels",
