@@ -6,7 +6,7 @@ This module is the public API for plugins. Importing it imports neither torch no
 """
 
 from bwdoctor.hookspecs import hookimpl
-from bwdoctor.lazy import lazy_command, lazy_regex
+from bwdoctor.lazy import lazy_command, lazy_module, lazy_regex
 from bwdoctor.types import (
     INFERRED,
     STATED,
@@ -42,6 +42,6 @@ __all__ = [
     "INFERRED", "STATED", "CheckResult", "CheckSpec", "CollectorSpec", "Evidence", "Fact", "Finding", "FixPlan",
     "FixStep", "Missing", "Outcome",
     "ParserSpec", "RemedySpec", "Report", "ReporterSpec", "RunOptions", "Snapshot", "Unavailable", "kb", "resolve",
-    "Unsupported", "__version__", "failed", "hookimpl", "is_unsupported", "known", "lazy_command", "lazy_regex",
+    "Unsupported", "__version__", "failed", "hookimpl", "is_unsupported", "known", "lazy_command", "lazy_module", "lazy_regex",
     "passed", "skipped", "warned",
 ]

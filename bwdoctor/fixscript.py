@@ -22,8 +22,6 @@ Two ways to use the :class:`~bwdoctor.types.FixPlan` objects the remedies built:
 from __future__ import annotations
 
 import contextlib
-import difflib
-import hashlib
 import os
 import shlex
 import shutil
@@ -207,6 +205,8 @@ _HUNK_RE = lazy_regex(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 def unified_diff(old: str, new: str, name: str) -> str:
     """A unified diff of two texts that GNU patch and :func:`apply_unified_diff` both accept
     (a missing final newline is marked with ``\\ No newline at end of file``)."""
+    import difflib
+
     safe = _one_line(name, 200).replace(" ", "_") or "file"
     out = []
     for line in difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
@@ -303,6 +303,8 @@ def apply_unified_diff(text: str, diff: str, reverse: bool = False) -> str:
 
 
 def _delimiter(diff: str) -> str:
+    import hashlib
+
     base = "BWDOCTOR_PATCH_" + hashlib.sha256(diff.encode("utf-8", "surrogatepass")).hexdigest()[:12].upper()
     present = set(diff.splitlines())
     delim, n = base, 0

@@ -269,9 +269,95 @@ class ThreadCall:
         return CallResult(True, value=self.box.get("value"), duration_s=dur)
 
 
+class _Job:
+    __slots__ = ("func", "args", "box", "done")
+
+    def __init__(self, func: Callable[..., Any], args: tuple) -> None:
+        self.func, self.args = func, args
+        self.box: dict[str, Any] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.box["value"] = self.func(*self.args)
+        except BaseException as exc:  # noqa: BLE001 - everything becomes a result
+            self.box["exc"] = exc
+            self.box["trace"] = traceback.format_exc()
+        finally:
+            self.box["end"] = time.perf_counter()
+            self.done.set()
+
+
+class _Worker:
+    """A daemon thread that runs calls one after another, so that a run's hundreds of short
+    calls (hooks, checks, parsers) do not each start a thread. A call that overruns its deadline
+    keeps this worker; the next call gets a new one."""
+
+    def __init__(self) -> None:
+        import queue
+
+        self.jobs: Any = queue.SimpleQueue()
+        self.busy = False
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="bwdoctor-worker")
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self.jobs.get()
+            job.run()
+
+
+_worker: _Worker | None = None
+_worker_lock = threading.Lock()
+
+
+def _take_worker() -> _Worker | None:
+    """The idle worker (started on first use), or None when it is busy with another caller's call
+    or the caller is the worker itself (a call made from inside a call)."""
+    global _worker
+    with _worker_lock:
+        if _worker is not None and (_worker.busy or threading.current_thread() is _worker.thread):
+            return None
+        if _worker is None:
+            _worker = _Worker()
+        _worker.busy = True
+        return _worker
+
+
+def _give_back(worker: _Worker, hung: bool) -> None:
+    global _worker
+    with _worker_lock:
+        if hung:
+            if _worker is worker:
+                _worker = None  # abandoned: still inside the hung call
+        else:
+            worker.busy = False
+
+
 def call_with_deadline(func: Callable[..., Any], args: tuple = (), timeout: float = 5.0) -> CallResult:
-    """Run ``func(*args)`` in a daemon thread; give up at ``timeout`` seconds."""
-    return ThreadCall(func, args, timeout).result()
+    """Run ``func(*args)`` on a daemon worker thread; give up at ``timeout`` seconds (the call is
+    abandoned, its thread cannot block the exit). Calls made while the worker is busy (from
+    another thread, or from inside a call) get a thread of their own."""
+    worker = _take_worker()
+    if worker is None:
+        return ThreadCall(func, args, timeout).result()
+    job = _Job(func, args)
+    start = time.perf_counter()
+    worker.jobs.put(job)
+    finished = False
+    try:
+        finished = job.done.wait(timeout)
+    finally:
+        _give_back(worker, hung=not finished)
+    if not finished:
+        return CallResult(False, error=f"timed out after {timeout:g} s", timed_out=True,
+                          duration_s=time.perf_counter() - start)
+    dur = job.box.get("end", time.perf_counter()) - start
+    if "exc" in job.box:
+        exc = job.box["exc"]
+        return CallResult(False, error=f"{type(exc).__name__}: {exc}", trace=job.box.get("trace", ""),
+                          exception=exc, duration_s=dur)
+    return CallResult(True, value=job.box.get("value"), duration_s=dur)
 
 
 def _child_main(conn: Any, func: Callable[..., Any], args: tuple) -> None:

@@ -5,6 +5,8 @@
 * :func:`lazy_command` declares a ``click`` command by name and one-line help; the module that
   builds the real command is imported only when the command runs or its ``--help`` is asked for,
   so ``bwdoctor --help`` lists a plugin's command without importing its implementation.
+* :func:`lazy_module` stands for a module that is imported the first time one of its attributes
+  is read: a check module that needs a large helper only for some inputs imports it then.
 """
 
 from __future__ import annotations
@@ -78,6 +80,31 @@ def lazy_regex(pattern: str, flags: int = 0) -> LazyPattern:
     return LazyPattern(pattern, flags)
 
 
+class LazyModule:
+    """A module imported on first attribute access (through :func:`importlib.import_module`, so
+    under the import lock: two threads that reach it at once get the same module)."""
+
+    __slots__ = ("_name", "_module")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+    def __repr__(self) -> str:
+        return f"lazy_module({self._name!r})"
+
+
+def lazy_module(name: str) -> Any:
+    """The module ``name``, imported when first used. For type checkers, import the module itself
+    under ``if TYPE_CHECKING:`` and assign this in the ``else`` branch."""
+    return LazyModule(name)
+
+
 def lazy_command(name: str, factory: str, short_help: str) -> click.Command:
     """A command named ``name`` whose implementation, ``factory`` (``"package.module:attribute"``:
     a ``click.Command``, or a function returning one), is imported only when the command runs or
@@ -111,4 +138,4 @@ def lazy_command(name: str, factory: str, short_help: str) -> click.Command:
     return LazyCommand(name, short_help=short_help, help=short_help)
 
 
-__all__ = ["LazyPattern", "lazy_command", "lazy_regex"]
+__all__ = ["LazyModule", "LazyPattern", "lazy_command", "lazy_module", "lazy_regex"]

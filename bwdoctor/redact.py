@@ -134,6 +134,58 @@ _DS_MODULES = ("artifactory", "azure_storage_key", "discord", "github_token", "g
 
 
 def _detect_secrets_patterns() -> list[str]:
+    """The token shapes of detect-secrets' shape-only detectors (see ``_derive_detect_secrets``).
+
+    Importing detect-secrets pulls in ``requests`` and takes longer than the rest of a report, so
+    the derived patterns are kept in the user's cache folder, keyed by the detector files they came
+    from (path, size and modification time): an upgraded or edited detect-secrets derives afresh. A
+    cache that cannot be read or written is ignored."""
+    import importlib.util
+    import json
+    import os
+    import zlib
+
+    try:
+        spec = importlib.util.find_spec("detect_secrets")
+    except (ImportError, ValueError):
+        spec = None
+    folders = list(spec.submodule_search_locations or ()) if spec is not None else []
+    if not folders:
+        return []
+    key = []
+    for mod in _DS_MODULES:
+        path = os.path.join(folders[0], "plugins", f"{mod}.py")
+        try:
+            st = os.stat(path)
+        except OSError:
+            key.append(f"{path}:absent")
+            continue
+        key.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    stamp = "\n".join(key).encode("utf-8", "surrogateescape")
+    cache = _cache_dir() / f"detect-secrets-patterns-{zlib.crc32(stamp):08x}-{zlib.adler32(stamp):08x}.json"
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(cache.read_text(encoding="utf-8"))
+        if isinstance(data, list) and all(isinstance(x, str) for x in data):
+            return data
+    out = _derive_detect_secrets()
+    with contextlib.suppress(OSError):
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(out), encoding="utf-8")
+        os.replace(tmp, cache)
+    return out
+
+
+def _cache_dir() -> Any:
+    """``$XDG_CACHE_HOME/bwdoctor`` (``~/.cache/bwdoctor`` by default)."""
+    import os
+    from pathlib import Path
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "bwdoctor"
+
+
+def _derive_detect_secrets() -> list[str]:
     """The token shapes of detect-secrets' shape-only detectors, bounded so that they do not eat a
     separator. A detector module a detect-secrets release lacks, or a pattern this engine cannot
     compile, is left out; the built-in shapes stay either way."""
@@ -263,9 +315,18 @@ def _sub_values(text: str, rx: Any, name_of: Callable[[re.Match[str]], str],
     return "".join(out)
 
 
+# No token shape matches fewer characters than this (a test holds every shape to it), and every
+# other rule needs white space, "=" or ":" (a flag's value, an assignment, a header, a URL), so a
+# shorter text without them is returned as it is: most strings of a report are versions and names.
+SHORTEST_TOKEN = 8
+_NEEDS_FULL_SCAN = frozenset(" \t\n\r\f\v=:")
+
+
 def redact_text(text: str) -> str:
     """Remove secrets from free text (a log, a config file, a command line, a message)."""
     if not text or not isinstance(text, str):
+        return text
+    if len(text) < SHORTEST_TOKEN and _NEEDS_FULL_SCAN.isdisjoint(text):
         return text
     out = text
     if "PRIVATE KEY" in out:

@@ -15,7 +15,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from bwdoctor import Finding, FixPlan, FixStep, Snapshot, fixscript, known, resolve
+from bwdoctor import Finding, FixPlan, FixStep, Snapshot, known, resolve
 from bwdoctor.redact import escape_controls, redact_text
 
 MAX_PATCH_BYTES = 1024 * 1024
@@ -317,6 +317,8 @@ def read_user_file(path: str) -> str | None:
 def unified_diff(old: str, new: str, name: str) -> str:
     """The host's unified diff (what ``bwdoctor fix --apply`` and GNU patch both apply), labelled
     with the file's base name."""
+    from bwdoctor import fixscript  # the script writer, only when a file is patched
+
     return fixscript.unified_diff(old, new, os.path.basename(name) or "file")
 
 

@@ -26,6 +26,9 @@ from bwdoctor import Finding, FixPlan, FixStep, RemedySpec, Snapshot, hookimpl, 
 from . import _common as c
 
 COMPANIONS = ("torchvision", "torchaudio")
+# the project name a requirement string starts with (PEP 508), read before the full parse
+_REQ_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+canonical_name = resolve.canonical_name
 
 
 # --------------------------------------------------------------------------- torch
@@ -121,16 +124,20 @@ def torch_reinstall(finding: Finding, snap: Snapshot) -> FixPlan | None:
 
 def _required_by(snap: Snapshot, name: str) -> list[str]:
     """Installed distributions that require ``name``."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
     out: list[str] = []
     pk = snap.value("packages")
     if not isinstance(pk, dict):
         return out
+    want = canonical_name(name)
     for dist, info in pk.items():
         if dist == name or not isinstance(info, dict):
             continue
         for raw in info.get("requires") or []:
+            head = _REQ_NAME.match(str(raw))
+            if head is None or canonical_name(head.group(0)) != want:
+                continue  # another project: only a requirement that names this one is parsed
+            from packaging.requirements import InvalidRequirement, Requirement
+
             try:
                 req = Requirement(str(raw))
             except InvalidRequirement:

@@ -149,34 +149,22 @@ def test_arch_fp8_and_versions():
     assert V.image_tag_version("nvidia/cuda", "12.8.0-runtime") is None
 
 
-def test_installed_envs_collector(monkeypatch, tmp_path):
-    from importlib import metadata
-
+def test_installed_envs_collector(tmp_path):
+    """The collector finds vLLM's envs.py through the inspected environment's metadata folders."""
     import bwdoctor_checks.collectors.vllm_envs as ve
     from bwdoctor import RunOptions, Unavailable
 
-    (tmp_path / "vllm").mkdir()
-    (tmp_path / "vllm" / "envs.py").write_text(ENVS_SAMPLE)
-
-    class FakeDist:
-        version = "0.99.0"
-
-        def locate_file(self, rel):
-            return tmp_path / rel
-
-    def fake(name):
-        if name == "vllm":
-            return FakeDist()
-        raise metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(ve.metadata, "distribution", fake)
-    (fact,) = ve.collect_vllm_env_vars(RunOptions())
+    site = tmp_path / "site"
+    (site / "vllm").mkdir(parents=True)
+    (site / "vllm" / "envs.py").write_text(ENVS_SAMPLE)
+    (site / "vllm-0.99.0.dist-info").mkdir()
+    (site / "vllm-0.99.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: vllm\nVersion: 0.99.0\n")
+    (fact,) = ve.collect_vllm_env_vars(RunOptions(extra={"site_packages": [str(site)]}))
     assert fact.key == "vllm.env_vars" and fact.value["version"] == "0.99.0"
     assert "VLLM_GAMMA" in fact.value["names"] and fact.value["source"] == "envs.py"
+    assert fact.value["path"] == str(site / "vllm" / "envs.py")
 
-    def none(name):
-        raise metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(ve.metadata, "distribution", none)
+    empty = tmp_path / "empty"
+    empty.mkdir()
     with pytest.raises(Unavailable):
-        ve.collect_vllm_env_vars(RunOptions())
+        ve.collect_vllm_env_vars(RunOptions(extra={"site_packages": [str(empty)]}))

@@ -48,3 +48,28 @@ def test_container_detection_markers():
     assert detect_container({}, "0::/", True, False) == "docker"
     assert detect_container({}, "12:cpu:/docker/abc", False, False) == "docker"
     assert detect_container({}, "0::/init.scope", False, False) is None
+
+
+def test_one_finder_serves_the_package_list_and_the_stack_collectors(tmp_path: Path):
+    """The package list and the stack collectors read the same metadata folders: versions with a
+    local part from the folder name, files from RECORD relative to the site folder."""
+    from bwdoctor import RunOptions
+    from bwdoctor_checks._lib import dists
+
+    site = tmp_path / "site"
+    info = site / "torch-2.9.0+cu130.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.9.0+cu130\n"
+                                   "Requires-Dist: triton==3.5.0; platform_system == \"Linux\"\n")
+    (site / "torch").mkdir()
+    (site / "torch" / "version.py").write_text("__version__ = '2.9.0+cu130'\ncuda = '13.0'\n")
+    (info / "RECORD").write_text("torch/version.py,,\ntorch-2.9.0+cu130.dist-info/METADATA,,\n")
+    opts = RunOptions(extra={"site_packages": [str(site)]})
+    found = dists.distributions(opts)
+    assert set(found) == {"torch"}
+    torch = found["torch"]
+    assert torch.version == "2.9.0+cu130" and torch.requires == ['triton==3.5.0; platform_system == "Linux"']
+    assert [str(f) for f in torch.files] == ["torch/version.py", "torch-2.9.0+cu130.dist-info/METADATA"]
+    assert torch.locate_file("torch/version.py") == site / "torch" / "version.py"
+    [fact] = list(collect_packages(opts))
+    assert fact.value["torch"]["version"] == torch.version

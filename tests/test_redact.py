@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bwdoctor.redact import REDACTED, is_secret_name, redact, redact_text
 
@@ -46,3 +48,55 @@ def test_detect_secrets_detectors_contribute_their_shapes():
     # shapes only detect-secrets knows here: a Mailchimp key, a Twilio key
     for token in ("0123456789abcdef0123456789abcdef-us12", "SK0123456789abcdef0123456789abcdef"):
         assert token not in redact.redact_text(f"key {token} here")
+
+
+def test_detect_secrets_shapes_are_cached_per_detector_files(tmp_path, monkeypatch):
+    """The derived shapes are written once to the cache folder and read back from it; a cache that
+    is corrupt, or a folder that cannot be written, falls back to deriving them again."""
+    from bwdoctor import redact
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    fresh = redact._detect_secrets_patterns()
+    files = list((tmp_path / "bwdoctor").glob("detect-secrets-patterns-*.json"))
+    assert len(files) == 1 and fresh
+    assert not list((tmp_path / "bwdoctor").glob("*.tmp"))
+
+    def fail() -> list[str]:
+        raise AssertionError("derived again although the cache is valid")
+
+    monkeypatch.setattr(redact, "_derive_detect_secrets", fail)
+    assert redact._detect_secrets_patterns() == fresh
+
+    files[0].write_text("{not json", encoding="utf-8")
+    monkeypatch.setattr(redact, "_derive_detect_secrets", lambda: ["(?:x)"])
+    assert redact._detect_secrets_patterns() == ["(?:x)"]
+
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("", encoding="utf-8")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    assert redact._detect_secrets_patterns() == ["(?:x)"]
+
+
+def test_every_token_shape_is_at_least_the_short_text_bound():
+    """redact_text returns texts shorter than SHORTEST_TOKEN without white space, '=' or ':'
+    unchanged; that is only sound while no token shape can match fewer characters."""
+    import re._parser as sre_parse  # the engine's own parser gives a pattern's minimum width
+
+    from bwdoctor import redact
+
+    shapes = [*redact._BUILTIN_TOKENS, *redact._detect_secrets_patterns()]
+    widths = {p: sre_parse.parse(p).getwidth()[0] for p in shapes}
+    assert min(widths.values()) >= redact.SHORTEST_TOKEN, min(widths.items(), key=lambda kv: kv[1])
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=7))
+def test_short_texts_take_the_fast_path_with_the_same_result(text):
+    from bwdoctor import redact
+
+    fast = redact.redact_text(text)
+    slow_bound = redact.SHORTEST_TOKEN
+    try:
+        redact.SHORTEST_TOKEN = 0  # force the full scan
+        assert redact.redact_text(text) == fast
+    finally:
+        redact.SHORTEST_TOKEN = slow_bound

@@ -20,7 +20,7 @@ SNAPS = Path(__file__).parent / "data" / "stack"
 
 
 def _dist(site: Path, name: str, version: str, files: dict[str, Path | str], requires: list[str] = ()) -> None:
-    info = site / f"{name.replace('-', '_')}-{version.split('+')[0]}.dist-info"
+    info = site / f"{name.replace('-', '_')}-{version}.dist-info"  # as pip names it: the local version included
     info.mkdir(parents=True)
     meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     meta += [f"Requires-Dist: {r}" for r in requires]

@@ -194,19 +194,29 @@ def _compile_each(where: str, patterns: tuple[str, ...] | list[str], flags: int)
 
 @cache
 def compiled() -> tuple[tuple[Signature, re.Pattern[str]], ...]:
-    """Each signature with its wordings compiled as one alternation (compiled once, on first use).
+    """Each signature with its wordings compiled as one alternation (compiled once, on first use)."""
+    return tuple((sig, pattern_of(sig)) for sig in signatures())
 
-    A wording that does not compile is reported by the signature it belongs to; the table is not
-    compiled a second time wording by wording when every alternation compiles."""
-    out = []
-    for sig in signatures():
-        flags = re.I if sig.ignore_case else 0
-        try:
-            out.append((sig, re.compile(sig.pattern, flags | re.M)))
-        except re.error:
-            _compile_each(f"signatures ({sig.id})", sig.patterns, flags)
-            raise
-    return tuple(out)
+
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def pattern_of(sig: Signature) -> re.Pattern[str]:
+    """One signature's wordings compiled as one alternation, the first time that row is tried (a log
+    scan compiles only the rows whose trigger words its lines contain).
+
+    A wording that does not compile is reported by the signature it belongs to; the row is not
+    compiled a second time wording by wording when its alternation compiles."""
+    rx = _PATTERNS.get(sig.id)
+    if rx is not None:
+        return rx
+    flags = re.I if sig.ignore_case else 0
+    try:
+        rx = _PATTERNS[sig.id] = re.compile(sig.pattern, flags | re.M)
+    except re.error:
+        _compile_each(f"signatures ({sig.id})", sig.patterns, flags)
+        raise
+    return rx
 
 
 @cache

@@ -4,12 +4,18 @@ deployment the evidence describes, on the judged GPU (``--target``, the live GPU
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bwdoctor import CheckResult, CheckSpec, Snapshot, failed, hookimpl, passed, skipped, warned
-from bwdoctor_checks._lib import fitcalc as fc
-from bwdoctor_checks._lib import fitdeploy as fd
-from bwdoctor_checks._lib.tinymodel import model_config as tiny_config
+from bwdoctor import CheckResult, CheckSpec, Snapshot, failed, hookimpl, lazy_module, passed, skipped, warned
+
+if TYPE_CHECKING:
+    from bwdoctor_checks._lib import fitcalc as fc
+    from bwdoctor_checks._lib import fitdeploy as fd
+    from bwdoctor_checks._lib import tinymodel
+else:  # imported when a deployment is judged, not when the checks are listed or skip
+    fc = lazy_module("bwdoctor_checks._lib.fitcalc")
+    fd = lazy_module("bwdoctor_checks._lib.fitdeploy")
+    tinymodel = lazy_module("bwdoctor_checks._lib.tinymodel")
 
 MODEL_FACTS = ["config.serve_args", "vllm.config", "config.env", "model.local", "model.name", "smoke.engine"]
 AGGREGATE_TARGETS = (100, 200, 300, 500, 1000, 2000, 5000)
@@ -30,7 +36,7 @@ def model_for(snap: Snapshot, name: str | None, quantization: str | None = None)
                                exact_weight_source=str(local.get("weight_source") or ""))
     eng = snap.mapping("smoke.engine")
     if eng.get("model_source") == "tiny" and (name is None or name == eng.get("model")):
-        return fc.describe(tiny_config(), "the smoke run's tiny Llama", "folder", "tinymodel.model_config()")
+        return fc.describe(tinymodel.model_config(), "the smoke run's tiny Llama", "folder", "tinymodel.model_config()")
     if not name:
         return None
     return fc.resolve_model(name, quantization)

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bwdoctor import CollectorSpec, Fact, RunOptions, hookimpl
-from bwdoctor.resolve import canonical_name
+from bwdoctor_checks._lib.dists import distributions
 
 ENV_PREFIXES = ("CUDA", "NVIDIA_", "VLLM_", "NCCL_", "TORCH", "PYTORCH_", "HF_", "HUGGING_FACE", "TRITON_",
                 "FLASHINFER", "TRANSFORMERS_", "OMP_", "LD_LIBRARY_PATH", "LD_PRELOAD", "CUBLAS_", "CUDNN_",
@@ -82,17 +82,6 @@ def _python_env(options: Any) -> dict[str, Any]:
             "selected_by": "this interpreter", "note": None, "own": True}
 
 
-def site_paths(options: Any) -> list[str]:
-    """Where the inspected environment's packages are: its ``sys.path`` (``--python``), else ours."""
-    import sys
-
-    extra = getattr(options, "extra", None) or {}
-    paths = extra.get("site_packages")
-    if isinstance(paths, str):
-        return [paths]
-    return [str(p) for p in paths] if paths else list(sys.path)
-
-
 def collect_host(options: RunOptions | None) -> Iterator[Fact]:
     src = "host"
     osr = _os_release()
@@ -127,80 +116,19 @@ def collect_host(options: RunOptions | None) -> Iterator[Fact]:
                    "/proc/driver/nvidia/version")
 
 
-_DIST_INFO = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)\.dist-info$")
-
-
-def _scan_dist_info(paths: list[str]) -> tuple[dict[str, tuple[str, str]], list[str]]:
-    """``{canonical name: (version, dist-info path)}`` from the ``NAME-VERSION.dist-info`` folder
-    names on ``paths`` (the wheel standard), the first copy on the path winning as for imports,
-    and the ``.egg-info`` paths, which need their metadata read."""
-    found: dict[str, tuple[str, str]] = {}
-    other: list[str] = []
-    for entry in paths:
-        try:
-            with os.scandir(entry or ".") as it:
-                names = sorted(e.name for e in it)
-        except OSError:
-            continue
-        for name in names:
-            m = _DIST_INFO.match(name)
-            if m:
-                found.setdefault(canonical_name(m.group("name")), (m.group("version"), os.path.join(entry, name)))
-            elif name.endswith(".egg-info"):
-                other.append(os.path.join(entry, name))
-    return found, other
-
-
-def _requires(dist_info: str) -> list[str]:
-    """The Requires-Dist headers of a METADATA file (the header block ends at the first blank line)."""
-    out: list[str] = []
-    try:
-        with open(os.path.join(dist_info, "METADATA"), encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if not line.strip():
-                    break
-                if line.startswith("Requires-Dist:"):
-                    out.append(line[len("Requires-Dist:"):].strip())
-    except OSError:
-        return []
-    return out
-
-
 def collect_packages(options: RunOptions | None) -> Iterator[Fact]:
     """Installed distributions from their metadata folders; nothing is imported.
 
     Names and versions come from the ``.dist-info`` folder names (parsing every METADATA file
     costs a quarter of a second on a big environment); ``requires`` is read from METADATA for the
-    serving-stack packages only. Eggs and other layouts go through importlib.metadata."""
-    from importlib.metadata import PathDistribution
-    from pathlib import Path
-
-    paths = site_paths(options)
-    fast, eggs = _scan_dist_info(paths)
+    serving-stack packages only. Eggs go through importlib.metadata."""
     pkgs: dict[str, dict[str, Any]] = {}
-    for cname, (version, path) in fast.items():
-        entry: dict[str, Any] = {"version": version}
+    for cname, dist in distributions(options).items():
+        entry: dict[str, Any] = {"version": dist.version}
         if STACK_PACKAGES.match(cname):
-            entry["requires"] = _requires(path)
+            entry["requires"] = dist.requires
         pkgs[cname] = entry
-    for egg in eggs:
-        dist = PathDistribution(Path(egg))
-        try:
-            name = dist.metadata["Name"]
-        except Exception:  # noqa: BLE001 - broken metadata is skipped, not fatal
-            continue
-        if not name or canonical_name(name) in pkgs:
-            continue
-        entry = {"version": dist.version}
-        if STACK_PACKAGES.match(canonical_name(name)):
-            try:
-                entry["requires"] = list(dist.requires or [])
-            except Exception:  # noqa: BLE001
-                entry["requires"] = []
-        pkgs[canonical_name(name)] = entry
     yield Fact("packages", dict(sorted(pkgs.items())), f"package metadata ({_python_env(options).get('executable')})")
-
-
 
 
 @hookimpl

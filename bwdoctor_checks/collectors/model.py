@@ -20,10 +20,14 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bwdoctor import CollectorSpec, Fact, RunOptions, hookimpl
-from bwdoctor_checks._lib import fitcalc as fc
+from bwdoctor import CollectorSpec, Fact, RunOptions, hookimpl, lazy_module
+
+if TYPE_CHECKING:
+    from bwdoctor_checks._lib import fitcalc as fc
+else:  # imported when a model is read or sized
+    fc = lazy_module("bwdoctor_checks._lib.fitcalc")
 
 MAX_CONFIG_BYTES = 4 << 20
 MAX_HEADER_BYTES = 100 << 20  # safetensors caps its header at 100 MB

@@ -26,7 +26,7 @@ import importlib.util
 import os
 import sys
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bwdoctor import (
     CollectorSpec,
@@ -36,11 +36,16 @@ from bwdoctor import (
     Unsupported,
     hookimpl,
     kb,
+    lazy_module,
     resolve,
 )
 from bwdoctor.progress import terminal_progress_fd
-from bwdoctor_checks._lib.classify import classify_cuda_error
-from bwdoctor_checks._lib.torchprobe import gpu_lock, run_child
+
+if TYPE_CHECKING:
+    from bwdoctor_checks._lib import classify, torchprobe
+else:  # the child runner and the error table: imported when a probe runs, not when the plugins load
+    classify = lazy_module("bwdoctor_checks._lib.classify")
+    torchprobe = lazy_module("bwdoctor_checks._lib.torchprobe")
 
 KERNEL_TIMEOUT = 90.0
 PROBE_TIMEOUT = 300.0
@@ -101,7 +106,7 @@ def kernel_facts(res: dict[str, Any], timed_out: bool, python: str) -> list[Fact
         if "No module named 'torch'" in err:
             raise Unavailable(f"PyTorch is not installed in {python}: no CUDA kernel to launch")
         return [Fact("probe.kernel_launch", {"ok": False, "import_error": err, "init_error": err,
-                                             "init_error_kind": classify_cuda_error(err), "devices": []}, src)]
+                                             "init_error_kind": classify.classify_cuda_error(err), "devices": []}, src)]
     if not res:
         raise RuntimeError("the kernel-launch child gave no answer")
     if not res.get("cuda") and not res.get("hip"):
@@ -109,14 +114,14 @@ def kernel_facts(res: dict[str, Any], timed_out: bool, python: str) -> list[Fact
     if res.get("hip"):
         raise Unavailable(f"torch {res.get('torch')} is a ROCm build: bwdoctor launches CUDA kernels only")
     init_error = res.get("init_error")
-    init_kind = classify_cuda_error(init_error) if init_error else None
+    init_kind = classify.classify_cuda_error(init_error) if init_error else None
     if not res.get("device_count") and init_kind in (None, "no_driver", "no_device", "other"):
         raise Unavailable(f"torch {res.get('torch')} sees no NVIDIA GPU" + (f": {init_error}" if init_error else ""))
     devices = []
     for d in res.get("devices") or []:
         d = dict(d)
         if not d.get("ok"):
-            d["error_kind"] = classify_cuda_error(d.get("error"))
+            d["error_kind"] = classify.classify_cuda_error(d.get("error"))
         devices.append(d)
     value = {"ok": bool(res.get("ok")), "torch": res.get("torch"), "cuda": res.get("cuda"),
              "device_count": res.get("device_count"), "devices": devices, "arch_list": res.get("arch_list") or [],
@@ -131,8 +136,8 @@ def collect_kernel(options: RunOptions) -> list[Fact]:
     python = torch_python(options)
     _check_torch_present(python)
     with tempfile.TemporaryDirectory(prefix="bwdoctor-kernel-") as workdir:
-        with gpu_lock(30.0) as waited:
-            run = run_child(python, "kernel", {}, KERNEL_TIMEOUT - waited, workdir, env=_child_env())
+        with torchprobe.gpu_lock(30.0) as waited:
+            run = torchprobe.run_child(python, "kernel", {}, KERNEL_TIMEOUT - waited, workdir, env=_child_env())
     return kernel_facts(run.result, run.timed_out, python)
 
 
@@ -182,8 +187,8 @@ def collect_probes(options: RunOptions) -> list[Fact]:
         if options.extra.get(f"probe_{key}") is not None:
             args[key] = options.extra[f"probe_{key}"]
     with tempfile.TemporaryDirectory(prefix="bwdoctor-probe-") as workdir:
-        with gpu_lock(60.0) as waited:
-            run = run_child(python, "probes", args, max(10.0, PROBE_TIMEOUT - MARGIN - waited), workdir,
+        with torchprobe.gpu_lock(60.0) as waited:
+            run = torchprobe.run_child(python, "probes", args, max(10.0, PROBE_TIMEOUT - MARGIN - waited), workdir,
                             env=_child_env(), progress_fd=terminal_progress_fd())
     res = run.result or {}
     if res.get("crashed") and not res.get("gpus"):

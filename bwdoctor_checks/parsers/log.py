@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from bwdoctor import Evidence, Fact, ParserSpec, hookimpl
+from bwdoctor import Evidence, Fact, ParserSpec, hookimpl, lazy_regex
 from bwdoctor.kb import signatures as sigtable
 from bwdoctor_checks._lib.textutil import (
     cc_from_sm,
@@ -69,7 +69,7 @@ WINDOW = 4  # lines joined to find messages wrapped over several lines
 # Steady-state serving lines: per-request logs (which quote the user's prompt: text in a prompt is
 # not an error of this machine), HTTP access logs and periodic metrics. They are most of a big
 # log, carry no failure signature, and are kept out of the signature window.
-NOISE_RE = re.compile(r"\b(?:Received|Added|Finished|Aborted) request\b|Avg prompt throughput|"
+NOISE_RE = lazy_regex(r"\b(?:Received|Added|Finished|Aborted) request\b|Avg prompt throughput|"
                       r"\"(?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS) /\S* HTTP/\d")
 
 
@@ -80,75 +80,75 @@ def _triggered(low: str, words: tuple[str, ...]) -> bool:
     return False
 
 
-LOGLINE_RE = re.compile(r"(?:^|\s|\))(?:INFO|WARNING|WARN|ERROR|DEBUG|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d")
-ENGINE_RE = re.compile(r"Initializing (?:a V[01] |an )?LLM engine(?: \(v([^)\s]+)\))? with config:\s*(.*)")
-API_VERSION_RE = re.compile(r"vLLM API server version\s+v?(\d+\.\d+[\w.+-]*)")
-BACKEND_AUTO_RE = re.compile(r"Using (\w+) attention backend out of potential backends:\s*\[([^\]]*)\]")
-BACKEND_FORCED_RE = re.compile(r"Using (?:AttentionBackendEnum\.)?([A-Z][A-Z0-9_]+) backend\.")
-BACKEND_OLD_RE = re.compile(r"Using (Flash Attention|FlashInfer|Triton|FlexAttention|XFormers|Torch SDPA|"
+LOGLINE_RE = lazy_regex(r"(?:^|\s|\))(?:INFO|WARNING|WARN|ERROR|DEBUG|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d")
+ENGINE_RE = lazy_regex(r"Initializing (?:a V[01] |an )?LLM engine(?: \(v([^)\s]+)\))? with config:\s*(.*)")
+API_VERSION_RE = lazy_regex(r"vLLM API server version\s+v?(\d+\.\d+[\w.+-]*)")
+BACKEND_AUTO_RE = lazy_regex(r"Using (\w+) attention backend out of potential backends:\s*\[([^\]]*)\]")
+BACKEND_FORCED_RE = lazy_regex(r"Using (?:AttentionBackendEnum\.)?([A-Z][A-Z0-9_]+) backend\.")
+BACKEND_OLD_RE = lazy_regex(r"Using (Flash Attention|FlashInfer|Triton|FlexAttention|XFormers|Torch SDPA|"
                             r"FlashMLA|Triton MLA|CUTLASS MLA|ROCmFlashAttention|Pallas|IPEX|CPU SDPA)"
                             r"(?: backend)?(?: with HND KV cache layout)?(?: on V1 engine)?")
-KV_COMBINED_RE = re.compile(r"(GPU|CPU|XPU|TPU)?\s*KV cache size:\s*([\d,]+) tokens(?:,\s*Maximum concurrency for "
+KV_COMBINED_RE = lazy_regex(r"(GPU|CPU|XPU|TPU)?\s*KV cache size:\s*([\d,]+) tokens(?:,\s*Maximum concurrency for "
                             r"([\d,]+) tokens per request:\s*([\d.,]+)x)?")
-KV_CONC_RE = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request:\s*([\d.,]+)x")
-KV_AVAIL_RE = re.compile(r"Available KV cache memory:\s*(-?[\d.]+)\s*GiB")
-KV_BLOCKS_RE = re.compile(r"#\s*(?:cuda|GPU) blocks:\s*(\d+),\s*#\s*CPU blocks:\s*(\d+)", re.I)
-KV_EXPLICIT_RE = re.compile(r"Explicitly set \(?([\d.]+)(?:/[\d.]+)?\)? GiB for KV cache")
-MEM_TOTAL_RE = re.compile(r"total_gpu_memory \(([\d.]+)GiB\) x gpu_memory_utilization \(([\d.]+)\)")
-MEM_KV_RE = re.compile(r"reserved for KV Cache is (-?[\d.]+)GiB")
-MEM_WEIGHTS_RE = re.compile(r"model weights take ([\d.]+)GiB")
-LOAD_RE = re.compile(r"(?:Model loading|Loading model weights) took ([\d.]+) ?(?:GiB|GB)(?: memory)?(?: and "
+KV_CONC_RE = lazy_regex(r"Maximum concurrency for ([\d,]+) tokens per request:\s*([\d.,]+)x")
+KV_AVAIL_RE = lazy_regex(r"Available KV cache memory:\s*(-?[\d.]+)\s*GiB")
+KV_BLOCKS_RE = lazy_regex(r"#\s*(?:cuda|GPU) blocks:\s*(\d+),\s*#\s*CPU blocks:\s*(\d+)", re.I)
+KV_EXPLICIT_RE = lazy_regex(r"Explicitly set \(?([\d.]+)(?:/[\d.]+)?\)? GiB for KV cache")
+MEM_TOTAL_RE = lazy_regex(r"total_gpu_memory \(([\d.]+)GiB\) x gpu_memory_utilization \(([\d.]+)\)")
+MEM_KV_RE = lazy_regex(r"reserved for KV Cache is (-?[\d.]+)GiB")
+MEM_WEIGHTS_RE = lazy_regex(r"model weights take ([\d.]+)GiB")
+LOAD_RE = lazy_regex(r"(?:Model loading|Loading model weights) took ([\d.]+) ?(?:GiB|GB)(?: memory)?(?: and "
                      r"([\d.]+) seconds)?")
-GRAPH_RE = re.compile(r"Graph capturing finished in ([\d.]+) secs?, took ([\d.]+) GiB")
-STARTUP_RE = re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) ?s")
-MARLIN_FP8_RE = re.compile(r"does not have native support for FP8 computation")
-FP8_KV_RE = re.compile(r"Using fp8 data type to store kv cache")
-SELECTED_KERNEL_RE = re.compile(r"Selected (\w+) for (\w+)")
-NCCL_VERSION_RE = re.compile(r"NCCL version (\d+\.\d+\.\d+)(?:\+cuda(\d+\.\d+))?|vLLM is using nccl==(\d+\.\d+\.\d+)"
+GRAPH_RE = lazy_regex(r"Graph capturing finished in ([\d.]+) secs?, took ([\d.]+) GiB")
+STARTUP_RE = lazy_regex(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) ?s")
+MARLIN_FP8_RE = lazy_regex(r"does not have native support for FP8 computation")
+FP8_KV_RE = lazy_regex(r"Using fp8 data type to store kv cache")
+SELECTED_KERNEL_RE = lazy_regex(r"Selected (\w+) for (\w+)")
+NCCL_VERSION_RE = lazy_regex(r"NCCL version (\d+\.\d+\.\d+)(?:\+cuda(\d+\.\d+))?|vLLM is using nccl==(\d+\.\d+\.\d+)"
                              r"|\b(2\.\d{1,2}\.\d{1,2})-\d+\+cuda(\d+\.\d+)\b")
 # NCCL_DEBUG=INFO lines: variables NCCL read from the environment, the transport of each channel, the driver
-NCCL_ENV_RE = re.compile(r"NCCL INFO (NCCL_[A-Z0-9_]+) set by environment to (\S*)")
-NCCL_TRANSPORT_RE = re.compile(r"NCCL INFO Channel \d+(?:/\d+)? : [^\n]*? via (P2P/[\w]+|SHM(?:/\w+)*|NET/[\w]+|"
+NCCL_ENV_RE = lazy_regex(r"NCCL INFO (NCCL_[A-Z0-9_]+) set by environment to (\S*)")
+NCCL_TRANSPORT_RE = lazy_regex(r"NCCL INFO Channel \d+(?:/\d+)? : [^\n]*? via (P2P/[\w]+|SHM(?:/\w+)*|NET/[\w]+|"
                                r"P2P|IPC|CollNet\w*)")
-NCCL_RANKS_RE = re.compile(r"\bnranks (\d+)|\b(\d+)\[\d+\] -> (\d+)\[\d+\]")
+NCCL_RANKS_RE = lazy_regex(r"\bnranks (\d+)|\b(\d+)\[\d+\] -> (\d+)\[\d+\]")
 # GPU counts asked for on a command line (vLLM, SGLang, Xinference, Ray flags) and container hints
-PARALLEL_FLAG_RE = re.compile(r"--(?:tensor[-_]parallel[-_]size|tp(?:[-_]size)?|n[-_]gpus?|num[-_]gpus|"
+PARALLEL_FLAG_RE = lazy_regex(r"--(?:tensor[-_]parallel[-_]size|tp(?:[-_]size)?|n[-_]gpus?|num[-_]gpus|"
                               r"pipeline[-_]parallel[-_]size)[ =]+(\d+)")
-CONTAINER_HINT_RE = re.compile(r"\b(?:docker|podman|kubernetes|k8s|container)\b", re.I)
-NCCL_DRIVER_RE = re.compile(r"NCCL INFO cudaDriverVersion (\d{4,5})")
-NCCL_P2P_LEVEL_RE = re.compile(r"NCCL INFO (?:P2P is disabled|Peer access not supported|P2P/IPC is not supported|"
+CONTAINER_HINT_RE = lazy_regex(r"\b(?:docker|podman|kubernetes|k8s|container)\b", re.I)
+NCCL_DRIVER_RE = lazy_regex(r"NCCL INFO cudaDriverVersion (\d{4,5})")
+NCCL_P2P_LEVEL_RE = lazy_regex(r"NCCL INFO (?:P2P is disabled|Peer access not supported|P2P/IPC is not supported|"
                                r"Check P2P Type isAllDirectP2p 0)", re.I)
 # the engine finished starting: a stall after this is not a start-up stall
-READY_RE = re.compile(r"Application startup complete|Starting vLLM API server|Uvicorn running on|"
+READY_RE = lazy_regex(r"Application startup complete|Starting vLLM API server|Uvicorn running on|"
                       r"Graph capturing finished|init engine \(profile", re.I)
-P2P_OFF_RE = re.compile(r"Custom allreduce is disabled because your platform lacks GPU P2P capability|"
+P2P_OFF_RE = lazy_regex(r"Custom allreduce is disabled because your platform lacks GPU P2P capability|"
                         r"P2P is disabled|NCCL_P2P_DISABLE=1", re.I)
-GEN_TPS_RE = re.compile(r"Avg generation throughput:\s*([\d.]+) tokens/s,\s*Running:\s*(\d+) req")
-NVCC_RELEASE_RE = re.compile(r"Cuda compilation tools, release (\d+\.\d+)")
-PLATFORM_RE = re.compile(r"Automatically detected platform (\w+)")
-MAX_LEN_RE = re.compile(r"Using max model len (\d+)")
-RAY_SHM_RE = re.compile(r"/dev/shm has only (\d+) bytes available")
+GEN_TPS_RE = lazy_regex(r"Avg generation throughput:\s*([\d.]+) tokens/s,\s*Running:\s*(\d+) req")
+NVCC_RELEASE_RE = lazy_regex(r"Cuda compilation tools, release (\d+\.\d+)")
+PLATFORM_RE = lazy_regex(r"Automatically detected platform (\w+)")
+MAX_LEN_RE = lazy_regex(r"Using max model len (\d+)")
+RAY_SHM_RE = lazy_regex(r"/dev/shm has only (\d+) bytes available")
 # vLLM's own notice that custom all-reduce is off because the GPUs are linked through PCIe only
-PCIE_ONLY_RE = re.compile(r"not supported on more than two PCIe-only GPUs|PCIe-only GPUs", re.I)
-WSL_PIN_OFF_RE = re.compile(r"pin_memory=False'? as WSL is detected", re.I)
-WSL_RE = re.compile(r"microsoft-standard-WSL|/usr/lib/wsl/lib|\bWSL ?2\b|WSL is detected|VLLM_WSL2|"
+PCIE_ONLY_RE = lazy_regex(r"not supported on more than two PCIe-only GPUs|PCIe-only GPUs", re.I)
+WSL_PIN_OFF_RE = lazy_regex(r"pin_memory=False'? as WSL is detected", re.I)
+WSL_RE = lazy_regex(r"microsoft-standard-WSL|/usr/lib/wsl/lib|\bWSL ?2\b|WSL is detected|VLLM_WSL2|"
                     r"dxgkio|/dev/dxg\b|Docker Desktop", re.I)
-FP4_RE = re.compile(r"\b(?:nv|mx)?fp4\b|nvfp4|mxfp4|modelopt_fp4|w4a4", re.I)
-FP4_FORMAT_RE = re.compile(r"\b(nvfp4|mxfp4|modelopt_fp4|w4a4(?:_nvfp4)?|fp4)\b|(NvFp4|Mxfp4|MXFP4|NVFP4)", re.I)
+FP4_RE = lazy_regex(r"\b(?:nv|mx)?fp4\b|nvfp4|mxfp4|modelopt_fp4|w4a4", re.I)
+FP4_FORMAT_RE = lazy_regex(r"\b(nvfp4|mxfp4|modelopt_fp4|w4a4(?:_nvfp4)?|fp4)\b|(NvFp4|Mxfp4|MXFP4|NVFP4)", re.I)
 # what the engine did with an FP4 checkpoint: vLLM's weight-only fallback warning (marlin_utils_fp4), a person's
 # description of it, and the FP4/MoE backend or kernel it selected
-FP4_MARLIN_RE = re.compile(r"does not have native support for FP4|(?:fall(?:s|ing|en)?|fell) ?back to (?:the )?"
+FP4_MARLIN_RE = lazy_regex(r"does not have native support for FP4|(?:fall(?:s|ing|en)?|fell) ?back to (?:the )?"
                            r"(?:weight-only )?(?:FP4 )?Marlin|Weight-only FP4 compression", re.I)
-FP4_BACKEND_RE = re.compile(r"\bUsing ([A-Za-z][\w -]{0,60}?) (?:backend|kernels?)\b|\bUsing ([A-Za-z][\w.]{1,60}) "
+FP4_BACKEND_RE = lazy_regex(r"\bUsing ([A-Za-z][\w -]{0,60}?) (?:backend|kernels?)\b|\bUsing ([A-Za-z][\w.]{1,60}) "
                             r"for [^\n]{0,30}?(?:nv|mx)?fp4|\bSelected (\w+) for (\w*fp4\w*)|"
                             r"(?:NvFp4|NVFP4|MXFP4|Mxfp4)\w* (?:MoE |GEMM |linear )?backend[:=]? '?([\w.]+)", re.I)
-FP4_FILE_RE = re.compile(r"\[(?:mxfp4|modelopt|marlin_utils_fp4|compressed_tensors_moe|nvfp4\w*|fp4\w*)\.py:\d+\]", re.I)
-MIG_RE = re.compile(r"\bMIG-[0-9a-f]{8}-[0-9a-f-]{8,}|\bMIG-GPU-|MIG \d+g\.\d+gb|\b\d+g\.\d+gb\b|Multi-Instance GPU|"
+FP4_FILE_RE = lazy_regex(r"\[(?:mxfp4|modelopt|marlin_utils_fp4|compressed_tensors_moe|nvfp4\w*|fp4\w*)\.py:\d+\]", re.I)
+MIG_RE = lazy_regex(r"\bMIG-[0-9a-f]{8}-[0-9a-f-]{8,}|\bMIG-GPU-|MIG \d+g\.\d+gb|\b\d+g\.\d+gb\b|Multi-Instance GPU|"
                     r"MIG (?:mode|M\.)\s*[:|]?\s*Enabled|\bMIG (?:slice|instance|device|partition)s?\b", re.I)
-TORCH_ARCH_LIST_RE = re.compile(r"current PyTorch install\s+supports CUDA capabilities\s+((?:sm_\d+\w*[\s,]*)+)", re.I)
-TORCH_ARCH_GPU_RE = re.compile(r"(?:UserWarning:\s*)?([A-Z][\w .()/-]{2,80}?) with CUDA capability (sm_\d+)\w*\s+is "
+TORCH_ARCH_LIST_RE = lazy_regex(r"current PyTorch install\s+supports CUDA capabilities\s+((?:sm_\d+\w*[\s,]*)+)", re.I)
+TORCH_ARCH_GPU_RE = lazy_regex(r"(?:UserWarning:\s*)?([A-Z][\w .()/-]{2,80}?) with CUDA capability (sm_\d+)\w*\s+is "
                                r"not compatible", re.I)
-FRAME_RE = re.compile(r'File "([^"]+)", line \d+')
+FRAME_RE = lazy_regex(r'File "([^"]+)", line \d+')
 CONFIG_DROP = {"tokenizer", "speculative_config", "compilation_config", "observability_config", "kernel_config",
                "structured_outputs_config", "aux_output_config", "pooler_config", "decoding_config",
                "quantization_config"}
@@ -275,11 +275,7 @@ class _LogScan:
         self.lines = 0
         self.vllm_lines = 0
         self.triggers = sigtable.trigger_words()
-
-    @property
-    def table(self) -> tuple[tuple[Any, re.Pattern[str]], ...]:
-        """The signature table, compiled the first time a line carries one of its trigger words."""
-        return sigtable.compiled()
+        self.rows = sigtable.signatures()
 
     def put(self, key: str, value: Any, line: int) -> None:
         self.facts[key] = (value, line)
@@ -308,15 +304,21 @@ class _LogScan:
             self.window.append("")
             return
         if _triggered(low, self.triggers):
-            self._signatures(line, n)
+            self._signatures(line, n, low)
         self.window.append(line.strip())
 
-    def _signatures(self, line: str, n: int) -> None:
+    def _signatures(self, line: str, n: int, low: str) -> None:
+        """Try, in table order, each signature one of whose trigger words the text it is matched
+        against (this line and the window before it) contains; only those rows are compiled."""
         prev = " ".join(self.window)
         joined = (prev + " " + line.strip()) if prev else line.strip()
         offset = len(joined) - len(line.strip())
+        joined_low = joined.lower()
         seen_here: set[str] = set()
-        for sig, rx in self.table:
+        for sig in self.rows:
+            if not _triggered(low if sig.id == "python_exception" else joined_low, sig.triggers):
+                continue
+            rx = sigtable.pattern_of(sig)
             name = sig.id
             text = line if name == "python_exception" else joined
             m = rx.search(text)
@@ -642,9 +644,9 @@ class _LogScan:
         yield Fact("log.lines", self.lines, SRC)
 
 
-_CONFIG_NAMES = re.compile(r"^(?:Dockerfile|Containerfile)(?:\..*)?$|\.(?:ya?ml|env|toml|json|dockerfile)$|^\.env",
+_CONFIG_NAMES = lazy_regex(r"^(?:Dockerfile|Containerfile)(?:\..*)?$|\.(?:ya?ml|env|toml|json|dockerfile)$|^\.env",
                            re.I)
-_DETECT_RE = re.compile(r"Traceback \(most recent call last\)|LLM engine|vllm|NCCL|CUDA error|RuntimeError|"
+_DETECT_RE = lazy_regex(r"Traceback \(most recent call last\)|LLM engine|vllm|NCCL|CUDA error|RuntimeError|"
                         r"ImportError|ValueError|nvidia-container|/dev/shm|ptxas|Xid|out of memory|driver|Marlin|"
                         r"[nm]xfp4|\bfp[48]\b|ModuleNotFoundError", re.I)
 
@@ -656,7 +658,9 @@ def detect(ev: Evidence) -> bool:
         head = ev.head or ""
         if LOGLINE_RE.search(head) or _DETECT_RE.search(head):
             return True
-        return bool(any(rx.search(head) for sig, rx in sigtable.compiled() if sig.id != "python_exception"))
+        low = head.lower()
+        return any(sigtable.pattern_of(sig).search(head) for sig in sigtable.signatures()
+                   if sig.id != "python_exception" and _triggered(low, sig.triggers))
     except Exception:
         return False
 

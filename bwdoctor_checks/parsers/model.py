@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bwdoctor import Evidence, Fact, ParserSpec, hookimpl
-from bwdoctor_checks._lib import fitcalc as fc
+from bwdoctor import Evidence, Fact, ParserSpec, hookimpl, lazy_module
+
+if TYPE_CHECKING:
+    from bwdoctor_checks._lib import fitcalc as fc
+else:  # imported when a model's config is read
+    fc = lazy_module("bwdoctor_checks._lib.fitcalc")
 
 MAX_CONFIG_BYTES = 4 << 20
 

@@ -1,0 +1,64 @@
+"""call_with_deadline: one reusable worker thread, a deadline per call, and a fresh worker after a
+call that hangs."""
+
+import threading
+import time
+
+from bwdoctor import isolation
+
+
+def test_results_errors_and_reuse_of_one_worker():
+    names = set()
+
+    def where():
+        names.add(threading.current_thread().ident)
+        return 42
+
+    for _ in range(20):
+        res = isolation.call_with_deadline(where, (), 5.0)
+        assert res.ok and res.value == 42
+    assert len(names) == 1  # one thread served every call
+
+    res = isolation.call_with_deadline(lambda: 1 / 0, (), 5.0)
+    assert not res.ok and res.error.startswith("ZeroDivisionError") and "Traceback" in res.trace
+    assert isinstance(res.exception, ZeroDivisionError)
+
+    def leaves():
+        raise SystemExit(3)
+
+    res = isolation.call_with_deadline(leaves, (), 5.0)
+    assert not res.ok and isinstance(res.exception, SystemExit)
+
+
+def test_a_hung_call_times_out_and_the_next_call_runs_on_a_new_worker():
+    release = threading.Event()
+    t0 = time.perf_counter()
+    res = isolation.call_with_deadline(release.wait, (30.0,), 0.2)
+    assert res.timed_out and not res.ok and "timed out after 0.2 s" in res.error
+    assert time.perf_counter() - t0 < 5.0
+    t1 = time.perf_counter()
+    res = isolation.call_with_deadline(lambda: "next", (), 5.0)
+    assert res.ok and res.value == "next" and time.perf_counter() - t1 < 1.0
+    release.set()
+
+
+def test_a_call_from_inside_a_call_and_calls_from_two_threads():
+    inner = isolation.call_with_deadline(lambda: isolation.call_with_deadline(lambda: "inner", (), 5.0).value, (), 5.0)
+    assert inner.ok and inner.value == "inner"
+
+    gate = threading.Event()
+    out = {}
+
+    def slow():
+        gate.wait(5.0)
+        return "slow"
+
+    t = threading.Thread(target=lambda: out.setdefault("a", isolation.call_with_deadline(slow, (), 10.0)))
+    t.start()
+    time.sleep(0.05)
+    # the worker is busy with the other thread's call: this one is not queued behind it
+    quick = isolation.call_with_deadline(lambda: "quick", (), 2.0)
+    gate.set()
+    t.join(10.0)
+    assert quick.ok and quick.value == "quick"
+    assert out["a"].ok and out["a"].value == "slow"
