@@ -78,9 +78,10 @@ Exit codes: 0 the facts were written; 2 usage error (a bad option or --python);
 
 FIX_EPILOG = """\b
 Exit codes: 0 the script was written (or, with --apply, every step ran and
-the findings it fixes are resolved); 1 with --apply, a step failed or a
-finding is still failing; 2 usage error or an unusable input; 3 could not run;
-130 interrupted.
+the findings it fixes are resolved); 1 with --apply, a step failed, a
+finding it fixes is still failing, or a new one appeared (findings no fix
+addresses are listed, not counted); 2 usage error or an unusable input;
+3 could not run; 130 interrupted.
 """ + _ENV_EPILOG
 
 
@@ -621,13 +622,43 @@ def fix(ctx: click.Context, paths: tuple[str, ...], from_report: str | None, lev
         ctx.exit(EXIT_OK)
     after = build_report(ctx, mode, from_report=None, paths=paths, level=level, select=select, skip=skip,
                          target=target, options_extra={"verbose": verbose, "python": python})
-    before_bad = {f.key for f in report.findings if f.status in ("fail", "warn")}
-    after_bad = {f.key for f in after.findings if f.status in ("fail", "warn")}
-    for key in sorted(before_bad - after_bad):
-        click.echo(f"resolved: {key}")
-    for key in sorted(before_bad & after_bad):
-        click.echo(f"still failing: {key}")
-    ctx.exit(EXIT_OK if result.ok and not (before_bad & after_bad) else EXIT_FINDINGS)
+    bad = ("fail", "warn", "error")
+    addressed = {fid for plan in report.plans for fid in plan.finding_ids}
+    before_bad = {f.key for f in report.findings if f.status in bad}
+    def outcome(found: list) -> str:
+        """pass, a bad status, or skip when facts the check needs are missing now."""
+        for st in bad:
+            if any(f.status == st for f in found):
+                return st
+        if any(f.status == "skip" and (f.details or {}).get("missing") for f in found) or not found:
+            return "skip"
+        return "pass"  # passes, or is no longer applicable (the package or variable is gone)
+
+    by_key: dict[str, list] = {}
+    by_id: dict[str, list] = {}
+    for f in after.findings:
+        by_key.setdefault(f.key, []).append(f)
+        by_id.setdefault(f.id, []).append(f)
+    ids = {f.key: f.id for f in report.findings}
+    now = {f.key: f.status for f in after.findings}
+    failing = []
+    for key in sorted(before_bad | {k for k, st in now.items() if st in bad}):
+        # a subject that is gone (a variable removed) counts as its check does now
+        status = outcome(by_key.get(key) or [f for f in by_id.get(ids.get(key, ""), []) if f.status != "skip"]
+                         or by_id.get(ids.get(key, ""), []))
+        if key not in before_bad:
+            click.echo(f"new finding: {key} ({status})")
+            failing.append(key)
+        elif status == "pass":
+            click.echo(f"resolved: {key}")
+        elif status not in bad:  # the evidence it was judged on is gone (e.g. a variable commented out)
+            click.echo(f"no longer judged: {key} (not confirmed fixed)")
+        elif key in addressed:
+            click.echo(f"still failing: {key}")
+            failing.append(key)
+        else:
+            click.echo(f"not addressed by any fix: {key}")
+    ctx.exit(EXIT_OK if result.ok and not failing else EXIT_FINDINGS)
 
 
 def _quiet_broken_pipe() -> None:

@@ -137,7 +137,7 @@ _DOCKER_ENV = re.compile(r"^(?P<indent>\s*)ENV\s+(?P<name>VLLM_[A-Za-z0-9_]+)(?:
 
 def _comment(line: str, indent: str, eol: str, name: str, flags: list[str], why: str) -> str:
     body = line[len(indent):].rstrip("\r\n")
-    hint = f"use `{shlex.join(flags)}` on the vllm serve command line" if flags else "remove it"
+    hint = f"use `{shlex.join(flags)}` on the vLLM server's command line" if flags else "remove it"
     return f"{indent}# {body}  # bwdoctor: vLLM does not read {name}; {hint}{eol or ''}"
 
 

@@ -74,6 +74,18 @@ def test_sarif_points_at_the_file_and_line(tmp_path):
     assert {2} <= {loc["region"]["startLine"] for loc in located}  # VLLM_ENABLE_FP8 is on line 2
 
 
+def test_sarif_line_of_a_finding_about_a_file_line(tmp_path):
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("# an old base image\nFROM nvidia/cuda:12.4.1-runtime-ubuntu22.04\n\nRUN pip3 install vllm==0.6.2\n")
+    code, out, _ = run_cli(["analyze", str(dockerfile), "--target", "rtx-pro-6000", "--format", "sarif"],
+                           env=clean_env())
+    results = json.loads(out)["runs"][0]["results"]
+    base = [r for r in results if r["ruleId"] == "BWD-CFG-003" and r["level"] == "error"]
+    assert base, [(r["ruleId"], r["level"]) for r in results]
+    first = base[0]["locations"][0]["physicalLocation"]
+    assert first["artifactLocation"]["uri"] == str(dockerfile) and first["region"]["startLine"] == 2  # FROM
+
+
 def test_explain_takes_ids_with_or_without_prefix_and_root_causes():
     for query in ("BWD-STACK-001", "STACK-001", "bwd-stack-001", "stack-001"):
         code, out, _ = run_cli(["explain", query], env=clean_env())

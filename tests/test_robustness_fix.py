@@ -5,6 +5,7 @@ files edits only those files; steps shared by several findings appear once."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -105,11 +106,23 @@ def test_seed_folder_fix_is_scoped_deduplicated_and_whole(tmp_path):
     code, out, err = run_cli(["fix", str(d), "--target", "rtx-pro-6000", "--apply", "--dry-run", "--yes"], env=_env())
     assert "would run" not in out
     assert code == 0, err
+    advice = [line for line in out.splitlines() if line.lstrip().startswith("ADVICE:")]
+    assert advice and not [line for line in advice if "…" in line]  # nor in the dry run
     code, out, err = run_cli(["fix", str(d), "--target", "rtx-pro-6000", "--apply", "--yes"], env=_env())
+    # every step ran and what the plans fix is fixed: exit 0; what no plan addresses (the evidence
+    # lacks a driver version) is listed, not counted
+    assert code == 0, out + err
+    assert "still failing" not in out and "not addressed by any fix: BWD-EVID-001" in out
+    assert "resolved: BWD-CFG-001[VLLM_MAX_NUM_SEQS]" in out  # the variable is gone, the check judges on
     docker = (d / "Dockerfile").read_text()
     assert "vllm==0.6.2" not in docker and "0.6.2+" not in docker  # pin and stale comment moved together
     code, out, err = run_cli(["analyze", str(d)], env=_env())
     assert "no parser recognised" not in out + err
+    # the comments the fix leaves are not read back as a command line ("... on the vllm serve
+    # command line" made a model named 'command')
+    code, out, err = run_cli(["analyze", str(d), "--format", "json"], env=_env())
+    requested = [f["value"] for f in json.loads(out)["snapshot"]["facts"] if f["key"] == "config.requested"]
+    assert all(r.get("model") != "command" for r in requested), requested
 
 
 def _patch_plan(path: Path, old: str, new: str, kind: str = "") -> FixPlan:

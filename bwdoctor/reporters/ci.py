@@ -124,6 +124,11 @@ def _locations(f: Finding, report: Report) -> list[dict]:
                 seen.add((quoted, int(q.group(1))))
                 locs.append({"physicalLocation": {"artifactLocation": {"uri": quoted},
                                                   "region": {"startLine": max(1, int(q.group(1)))}}})
+    at = re.fullmatch(r"(?P<path>.+):(?P<line>\d+)", f.subject or "")  # a finding about "Dockerfile:2"
+    if at and at.group("path") in files and (at.group("path"), int(at.group("line"))) not in seen:
+        seen.add((at.group("path"), int(at.group("line"))))
+        locs.insert(0, {"physicalLocation": {"artifactLocation": {"uri": at.group("path")},
+                                             "region": {"startLine": max(1, int(at.group("line")))}}})
     exact = {p for p, _ in seen}
     for e in f.evidence:
         for part in e.source.split("; "):
