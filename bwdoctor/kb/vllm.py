@@ -15,10 +15,8 @@ Nothing here imports vLLM: :func:`read_envs_py` reads an installed ``vllm/envs.p
 from __future__ import annotations
 
 import ast
-import difflib
 import json
 import re
-import shlex
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -206,6 +204,8 @@ def invented_env_vars() -> dict[str, dict[str, Any]]:
 
 def close_matches(name: str, version: Any = None, n: int = 3) -> list[str]:
     """Real variable names of that release close to ``name`` (typos)."""
+    import difflib
+
     return difflib.get_close_matches(name, sorted(vllm_env_vars(version)), n=n, cutoff=0.85)
 
 
@@ -286,6 +286,8 @@ def serve_flag_changes(args: Any, version: Any) -> dict[str, Any]:
     merged into one, ``--speculative-model X --num-speculative-tokens 4`` ->
     ``--speculative-config {"model":"X","num_speculative_tokens":4}``), ``drop``/``add``/``env``
     are the edit. Flags bwdoctor does not know are left alone."""
+    import shlex
+
     out: dict[str, Any] = {"problems": [], "drop": [], "add": [], "env": []}
     if not isinstance(args, dict):
         return out
