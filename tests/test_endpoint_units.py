@@ -205,6 +205,7 @@ def test_closed_port_fails_fast():
     out = res["BWD-EP-001"]
     assert out.status == "fail" and "connection refused" in out.message and "nothing listens" in out.message
     assert "BWD-EP-003" not in res
+    assert err["message"].endswith("Connection refused")  # the errno text alone, no quote of the wrapper
 
 
 def test_unresponsive_server_times_out():

@@ -157,7 +157,7 @@ def _error_kind(exc: BaseException) -> str:
 
 def _short(exc: BaseException) -> str:
     text = str(exc)
-    m = re.search(r"\[Errno -?\d+\][^')\]]*", text)
+    m = re.search(r"\[Errno -?\d+\][^'\")\]]*", text)  # the quoted reason inside urllib3's wrapper
     return (m.group(0) if m else text)[:300]
 
 
