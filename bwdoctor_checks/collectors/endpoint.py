@@ -333,7 +333,7 @@ STEPS = (("health", "smoke.endpoint.health"), ("models", "smoke.endpoint.models"
          ("completion", "smoke.endpoint.completion"), ("metrics", "smoke.endpoint.metrics"))
 
 
-def collect_endpoint(options: RunOptions) -> list[Fact | Missing]:
+def collect_endpoint(options: RunOptions) -> list[Any]:  # Fact and Missing
     base = clean_url(str(options.endpoint))
     probe = _Probe(base, options)
     tokens = int(options.extra.get("endpoint_tokens") or COMPLETION_TOKENS)
