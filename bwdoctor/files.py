@@ -11,7 +11,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -63,6 +62,8 @@ def write_atomic(path: str, text: str, mode: int | None = None) -> None:
     if st is not None and not os.access(real, os.W_OK):
         raise PermissionError(errno.EACCES, "the file is read-only", path)
     directory = os.path.dirname(real) or "."
+    import tempfile  # (with shutil and the archive modules: only when a file is written)
+
     fd, tmp = tempfile.mkstemp(prefix=".bwdoctor-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -311,6 +311,16 @@ _worker: _Worker | None = None
 _worker_lock = threading.Lock()
 
 
+def _forget_worker_in_child() -> None:
+    """A forked child has no worker thread (only the forking thread survives a fork): it starts its own."""
+    global _worker, _worker_lock
+    _worker = None
+    _worker_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_worker_in_child)
+
+
 def _take_worker() -> _Worker | None:
     """The idle worker (started on first use), or None when it is busy with another caller's call
     or the caller is the worker itself (a call made from inside a call)."""

@@ -141,9 +141,9 @@ def _detect_secrets_patterns() -> list[str]:
     from (path, size and modification time): an upgraded or edited detect-secrets derives afresh. A
     cache that cannot be read or written is ignored."""
     import importlib.util
-    import json
     import os
-    import zlib
+
+    from bwdoctor import usercache
 
     try:
         spec = importlib.util.find_spec("detect_secrets")
@@ -152,37 +152,22 @@ def _detect_secrets_patterns() -> list[str]:
     folders = list(spec.submodule_search_locations or ()) if spec is not None else []
     if not folders:
         return []
-    key = []
+    stamps = []
     for mod in _DS_MODULES:
         path = os.path.join(folders[0], "plugins", f"{mod}.py")
         try:
             st = os.stat(path)
         except OSError:
-            key.append(f"{path}:absent")
+            stamps.append(f"{path}:absent")
             continue
-        key.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
-    stamp = "\n".join(key).encode("utf-8", "surrogateescape")
-    cache = _cache_dir() / f"detect-secrets-patterns-{zlib.crc32(stamp):08x}-{zlib.adler32(stamp):08x}.json"
-    with contextlib.suppress(OSError, ValueError):
-        data = json.loads(cache.read_text(encoding="utf-8"))
-        if isinstance(data, list) and all(isinstance(x, str) for x in data):
-            return data
+        stamps.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    name = f"detect-secrets-patterns-{usercache.key_of(*stamps)}.json"
+    data = usercache.read_json(name)
+    if isinstance(data, list) and all(isinstance(x, str) for x in data):
+        return data
     out = _derive_detect_secrets()
-    with contextlib.suppress(OSError):
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(out), encoding="utf-8")
-        os.replace(tmp, cache)
+    usercache.write_json(name, out)
     return out
-
-
-def _cache_dir() -> Any:
-    """``$XDG_CACHE_HOME/bwdoctor`` (``~/.cache/bwdoctor`` by default)."""
-    import os
-    from pathlib import Path
-
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "bwdoctor"
 
 
 def _derive_detect_secrets() -> list[str]:

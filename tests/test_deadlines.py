@@ -62,3 +62,16 @@ def test_a_call_from_inside_a_call_and_calls_from_two_threads():
     t.join(10.0)
     assert quick.ok and quick.value == "quick"
     assert out["a"].ok and out["a"].value == "slow"
+
+
+def test_a_forked_child_runs_calls_on_a_worker_of_its_own(tmp_path):
+    """The worker thread does not survive a fork: a call in the child must not wait for it."""
+    import os
+
+    assert isolation.call_with_deadline(lambda: 1, (), 5.0).ok  # the parent's worker exists
+    pid = os.fork()
+    if pid == 0:  # the child
+        res = isolation.call_with_deadline(lambda: "child", (), 2.0)
+        os._exit(0 if res.ok and res.value == "child" else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -105,3 +105,35 @@ def test_schema_subset_keywords():
     assert _schema.errors({"a": None, "b": "x", "c": "0x1"}, s) == []
     assert _schema.errors({"a": 0}, s) and _schema.errors({"a": 1, "b": "y"}, s) and _schema.errors({"a": 1, "c": "1"}, s)
     assert _schema.errors({"a": True}, s)  # a boolean is not an integer
+
+
+def test_a_file_that_passed_is_not_checked_again_until_its_bytes_change(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    calls = []
+    real = _schema.check
+
+    def counting(name, data):
+        calls.append(name)
+        return real(name, data)
+
+    monkeypatch.setattr(_schema, "check", counting)
+    first = _schema.load("nvml")
+    assert calls == ["nvml"]
+    assert _schema.load("nvml") == first and calls == ["nvml"]  # the same bytes: remembered
+
+    folder = tmp_path / "kb"
+    shutil.copytree(_schema._DIR / "schema", folder / "schema")
+    data = json.loads((_schema._DIR / "nvml.json").read_text())
+    (folder / "nvml.json").write_text(json.dumps(data))
+    monkeypatch.setattr(_schema, "_DIR", folder)
+    _schema.schema.cache_clear()
+    try:
+        _schema.load("nvml")  # other bytes (re-serialised): checked again
+        assert calls == ["nvml", "nvml"]
+        data["unknown_field"] = 1
+        (folder / "nvml.json").write_text(json.dumps(data))
+        with pytest.raises(kb.KnowledgeBaseError, match="unknown_field"):
+            _schema.load("nvml")
+    finally:
+        monkeypatch.undo()
+        _schema.schema.cache_clear()

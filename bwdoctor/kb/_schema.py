@@ -11,6 +11,7 @@ The test suite also validates every file with the ``jsonschema`` package.
 from __future__ import annotations
 
 import json
+import os
 import re
 from functools import cache
 from pathlib import Path
@@ -115,8 +116,29 @@ def check(name: str, data: Any) -> Any:
     return data
 
 
-def load(name: str) -> dict[str, Any]:
-    """``<name>.json`` from the knowledge-base folder, checked against its schema."""
-    with open(_DIR / f"{name}.json", encoding="utf-8") as fh:
-        data = json.load(fh)
-    return check(name, data)  # type: ignore[no-any-return]
+def load(name: str, path: Path | None = None) -> dict[str, Any]:
+    """``<name>.json`` from the knowledge-base folder (or ``path``), checked against its schema.
+
+    A file that passed is remembered in the user's cache folder under a key of its bytes, its
+    schema's bytes and this validator's, so a later run skips checking the same bytes again; any
+    change to one of them checks afresh."""
+    from bwdoctor import usercache
+
+    raw = (path or _DIR / f"{name}.json").read_bytes()
+    data = json.loads(raw)
+    schema_raw = (_DIR / "schema" / f"{name}.schema.json").read_bytes()
+    stamp = f"kb-valid-{name}-{usercache.key_of(raw, schema_raw, _validator_stamp())}.json"
+    if usercache.read_json(stamp) == name:
+        return data  # type: ignore[no-any-return]
+    check(name, data)
+    usercache.write_json(stamp, name)
+    return data  # type: ignore[no-any-return]
+
+
+@cache
+def _validator_stamp() -> str:
+    try:
+        st = os.stat(__file__)
+    except OSError:
+        return "unknown"
+    return f"{__file__}:{st.st_size}:{st.st_mtime_ns}"

@@ -21,7 +21,6 @@ Public API::
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -153,10 +152,8 @@ def validate(doc: Any, compile_patterns: bool = True) -> tuple[tuple[Signature, 
 def _table() -> tuple[tuple[Signature, ...], dict[str, ProbeKind], dict[str, str]]:
     from bwdoctor.kb import _schema
 
-    with open(_PATH, encoding="utf-8") as fh:
-        doc = json.load(fh)
     try:
-        _schema.check("signatures", doc)  # the shared strict schema check of every knowledge-base file
+        doc = _schema.load("signatures", _PATH)  # the shared strict schema check of every knowledge-base file
     except _schema.KnowledgeBaseError as exc:
         raise SignatureTableError(str(exc)) from None
     return validate(doc, compile_patterns=False)

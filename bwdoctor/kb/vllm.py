@@ -15,7 +15,6 @@ Nothing here imports vLLM: :func:`read_envs_py` reads an installed ``vllm/envs.p
 from __future__ import annotations
 
 import ast
-import difflib
 import re
 from collections.abc import Iterable
 from functools import cache
@@ -204,6 +203,8 @@ def invented_env_vars() -> dict[str, dict[str, Any]]:
 
 def close_matches(name: str, version: Any = None, n: int = 3) -> list[str]:
     """Real variable names of that release close to ``name`` (typos)."""
+    import difflib
+
     return difflib.get_close_matches(name, sorted(vllm_env_vars(version)), n=n, cutoff=0.85)
 
 
