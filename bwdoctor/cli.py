@@ -40,9 +40,9 @@ Exit codes:
        fail). 'run' fails when the inspected environment has no vLLM or a
        CPU-only torch, and when a check asked for (--select ID, --smoke,
        --endpoint) could not run
-  2    usage error: a bad option, a --select/--disable that matches
-       nothing, an input that cannot be read or that no parser recognises,
-       evidence from different machines
+  2    usage error: a bad option, a --select/--skip/--disable (or
+       BWDOCTOR_DISABLE) that matches nothing, an input that cannot be read
+       or that no parser recognises, evidence from different machines
   3    internal error / could not run (e.g. the output cannot be written)
   130  interrupted (Ctrl-C)
 
@@ -118,12 +118,16 @@ def _manager(ctx: click.Context, roles: Sequence[str] | None = None) -> PluginMa
             mgr = PluginManager(disabled=obj.get("disable", ()), plugin_dirs=obj.get("plugin_dirs", ()),
                                 roles=roles)
             obj["manager"] = mgr
+            from bwdoctor.manager import DISABLE_ENV
+
             known = {p.get("name") for p in mgr.plugin_list()}
-            unknown = [n for n in obj.get("disable", ()) if n not in known]
-            if unknown:
-                obj["manager"] = None
-                raise click.BadParameter(f"no plugin named {', '.join(repr(n) for n in unknown)} (see 'bwdoctor "
-                                         "plugins')", param_hint="--disable")
+            from_env = os.environ.get(DISABLE_ENV, "").replace(",", " ").split()
+            for names, hint in ((obj.get("disable", ()), "--disable"), (from_env, DISABLE_ENV)):
+                unknown = [n for n in names if n not in known]
+                if unknown:
+                    obj["manager"] = None
+                    raise click.BadParameter(f"no plugin named {', '.join(repr(n) for n in unknown)} (see "
+                                             "'bwdoctor plugins')", param_hint=hint)
         else:
             mgr.load_roles(ROLES if roles is None else roles)
         mgr.registry()
@@ -230,11 +234,12 @@ def build_report(ctx: click.Context, mode: str, *, from_report: str | None = Non
     else:
         roles = ROLES_LIVE
     manager = _manager(ctx, roles)
-    with plugin_output_to_stderr():
-        unknown = pipeline.unknown_selections(manager.registry(), select)
-    if unknown:  # a typo in a CI gate must not pass unnoticed
-        raise click.BadParameter(f"{', '.join(repr(t) for t in unknown)} matches no check (see 'bwdoctor list')",
-                                 param_hint="--select")
+    for tokens, hint in ((select, "--select"), (skip, "--skip")):
+        with plugin_output_to_stderr():
+            unknown = pipeline.unknown_selections(manager.registry(), tokens)
+        if unknown:  # a typo in a CI gate must not pass unnoticed
+            raise click.BadParameter(f"{', '.join(repr(t) for t in unknown)} matches no check (see 'bwdoctor list')",
+                                     param_hint=hint)
     with _input_errors():
         return pipeline.build_report(manager, request)
 

@@ -3,7 +3,7 @@ diffs: invented or unread ``VLLM_*`` variables commented out with the real flag 
 to a compose ``command:`` when there is one), ``ipc: host`` / ``shm_size`` for the vLLM service,
 a base image and a vLLM pin with kernels for the GPU.
 
-Remedy ids: ``config.replace-vllm-env``, ``compose.ipc-host``, ``compose.shm-size``,
+Remedy ids: ``config.replace-vllm-env``, ``config.serve-flags``, ``compose.ipc-host``, ``compose.shm-size``,
 ``dockerfile.base-image``, ``dockerfile.vllm-pin``.
 Facts read: ``config.files`` (``{path: {"kind": "dotenv"|"compose"|"dockerfile", ...}}``), ``config.vllm_pin``,
 ``vllm``, ``vllm.config``, ``gpu.<i>``, ``target``, ``driver.version``.
@@ -336,6 +336,88 @@ def json_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _serve_args(tokens: list[str]) -> dict[str, Any]:
+    """``{"--flag": value}`` of a ``vllm serve`` argument list (``--flag value``, ``--flag=value``; a
+    flag without a value is True)."""
+    out: dict[str, Any] = {}
+    for i, tok in enumerate(tokens):
+        if not tok.startswith("--"):
+            continue
+        flag, eq, val = tok.partition("=")
+        flag = "--" + flag[2:].replace("_", "-")
+        if eq:
+            out[flag] = val
+        elif i + 1 < len(tokens) and not tokens[i + 1].startswith("-"):
+            out[flag] = tokens[i + 1]
+        else:
+            out[flag] = True
+    return out
+
+
+def rewrite_serve_flags(tokens: list[str], version: str | None) -> tuple[list[str], list[str], list[str]]:
+    """The argument list with the flags the release does not accept replaced
+    (:func:`bwdoctor.kb.vllm.serve_flag_changes`): ``(new tokens, what changed, VLLM_* settings to
+    make instead)``."""
+    kbv = c.kb_vllm()
+    if kbv is None:
+        return tokens, [], []
+    args = _serve_args(tokens)
+    changes = kbv.serve_flag_changes(args, version)
+    # a flag whose replacement is a VLLM_* variable stays until the variable is set (advice)
+    drop = set(changes["drop"]) - {p["flag"] for p in changes["problems"] if p["use"].startswith("VLLM_")}
+    if not drop:
+        return tokens, [], list(changes["env"])
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        flag, eq, _ = tok.partition("=")
+        flag = "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
+        if flag in drop:
+            takes_value = not eq and isinstance(args.get(flag), str)
+            i += 2 if takes_value else 1
+            continue
+        out.append(tok)
+        i += 1
+    out += changes["add"]
+    what = [f"{p['flag']} -> {p['use'] or 'removed'}" for p in changes["problems"] if not p["use"].startswith("VLLM_")]
+    return out, what, list(changes["env"])
+
+
+def fix_compose_command(text: str, version: str | None) -> tuple[str, list[str]]:
+    """Replace, in the vLLM service's one-line ``command:``, the ``vllm serve`` flags the release
+    does not accept; the result is verified by parsing it."""
+    services = _vllm_services(_compose_services(text))
+    if len(services) != 1:
+        return text, []
+    idx, indent, name, svc = services[0]
+    cmd = svc.get("command")
+    if not isinstance(cmd, str):
+        return text, []
+    try:
+        tokens = shlex.split(cmd)
+    except ValueError:
+        return text, []
+    new_tokens, what, _env = rewrite_serve_flags(tokens, version)
+    if not what:
+        return text, []
+    lines = text.splitlines(keepends=True)
+    for j in range(idx + 1, len(lines)):
+        s = lines[j]
+        if s.strip() and not s.lstrip().startswith("#") and len(s) - len(s.lstrip()) <= indent:
+            break
+        m = re.match(r"^(\s*)command:[ \t]*(.*?)[ \t]*(\r?\n?)$", s)
+        if not m or not m.group(2) or m.group(2)[0] in "\"'[|>":
+            continue
+        candidate = "".join(lines[:j] + [f"{m.group(1)}command: {shlex.join(new_tokens)}{m.group(3)}"] + lines[j + 1:])
+        check = [sv for sv in _vllm_services(_compose_services(candidate)) if sv[2] == name]
+        got = check[0][3].get("command") if check else None
+        if isinstance(got, str) and shlex.split(got) == new_tokens:
+            return candidate, [f"{name} command: " + "; ".join(what)]
+        return text, []
+    return text, []
+
+
 # --------------------------------------------------------------------------- Dockerfile
 
 _FROM = re.compile(r"^(?P<indent>\s*)FROM\s+(?P<flags>(?:--\S+\s+)*)(?P<image>[^\s:@]+)(?::(?P<tag>[^\s@]+))?(?P<rest>.*?)(?P<eol>\r?\n?)$", re.I)
@@ -383,11 +465,50 @@ def _refresh_comment(lines: list[str], i: int, old_versions: list[str], now: str
     lines[j] = f"{indent}# {now} (updated by bwdoctor; the comment named the replaced version){eol}"
 
 
+def _no_kernels(snap: Snapshot, version: Any) -> str | None:
+    """``"has no kernels for this GPU (needs >= 0.9.2)"`` when a vLLM release lies outside the
+    releases with kernels for every judged GPU (:func:`bwdoctor.resolve.vllm_bounds`), else None."""
+    first, last, _ = resolve.vllm_bounds(snap)
+    if version is None:
+        return None
+    if first and resolve.at_least(version, first) is False:
+        return f"has no kernels for this GPU (needs >= {first})"
+    if last and resolve.compare(version, last) == 1:
+        return f"has no kernels for this GPU (needs <= {last})"
+    return None
+
+
+_COMPOSE_IMAGE = re.compile(r"^(?P<pre>\s*image:[ \t]*[\"']?)(?P<image>[^\s:@\"'#]+):(?P<tag>[^\s@\"'#]+)(?P<post>.*?)"
+                            r"(?P<eol>\r?\n?)$")
+
+
+def fix_compose_image(text: str, snap: Snapshot) -> tuple[str, list[str]]:
+    """Point a service's official vLLM image (``image: vllm/vllm-openai:vX``) whose release has no
+    kernels for the GPU at the release the fix moves to (:func:`bwdoctor.resolve.vllm_release`)."""
+    rel = resolve.vllm_release(snap)
+    kbv = c.kb_vllm()
+    if not rel.moves or rel.target is None or kbv is None:
+        return text, []
+    lines = text.splitlines(keepends=True)
+    changes: list[str] = []
+    for i, line in enumerate(lines):
+        m = _COMPOSE_IMAGE.match(line)
+        if not m:
+            continue
+        ver = _tag_version(kbv, m.group("image"), m.group("tag"))
+        gap = _no_kernels(snap, ver)
+        if not gap:
+            continue
+        lines[i] = f"{m.group('pre')}{m.group('image')}:v{rel.target}{m.group('post')}{m.group('eol')}"
+        changes.append(f"image {m.group('image')}:{m.group('tag')} -> {m.group('image')}:v{rel.target} (vLLM {ver} {gap})")
+        _refresh_comment(lines, i, [str(ver)], f"vLLM {rel.target}")
+    return "".join(lines), changes
+
+
 def fix_dockerfile(text: str, snap: Snapshot) -> tuple[str, list[str]]:
     """Point an old base image at the official vLLM image of the recommended release and pin
     ``vllm==`` to it when the pinned release has no kernels for the GPU."""
     rec, _ = c.recommended_vllm(snap)
-    vmin = c.vparse(c.strictest(snap, "vllm_min"))
     need_cuda = c.vparse(c.strictest(snap, "min_cuda"))
     kbv = c.kb_vllm()
     lines = text.splitlines(keepends=True)
@@ -412,9 +533,9 @@ def fix_dockerfile(text: str, snap: Snapshot) -> tuple[str, list[str]]:
                 img_ver = kbv.image_tag_version(image, tag)
             except Exception:
                 img_ver = None
-            iv = c.vparse(img_ver)
-            if iv is not None and vmin and iv < vmin:
-                old = f"vLLM {img_ver} has no kernels for this GPU (needs >= {vmin})"
+            gap = _no_kernels(snap, img_ver)
+            if gap:
+                old = f"vLLM {img_ver} {gap}"
         cuda = _image_cuda(image, tag)
         if cuda is not None and need_cuda is not None and cuda < need_cuda:
             old = f"CUDA {cuda} predates this GPU (needs >= {need_cuda})"
@@ -433,10 +554,10 @@ def fix_dockerfile(text: str, snap: Snapshot) -> tuple[str, list[str]]:
         pinned = c.vparse(m.group("ver"))
         if pinned is None:
             continue
-        too_old = vmin is not None and pinned < vmin
-        if too_old or (new_base and str(pinned) != rec):
+        gap = _no_kernels(snap, str(pinned))
+        if gap or (new_base and str(pinned) != rec):
             lines[i] = line[:m.start("op")] + "==" + rec + line[m.end("ver"):]
-            why = f"vLLM {pinned} has no kernels for this GPU" if too_old else "match the base image"
+            why = f"vLLM {pinned} {gap}" if gap else "match the base image"
             changes.append(f"vllm=={pinned} -> vllm=={rec} ({why})")
             _refresh_comment(lines, i, [str(pinned), m.group("ver")], f"vLLM {rec}")
     if rec_cuda is not None and changes:
@@ -465,6 +586,12 @@ def fixed_text(path: str, kind: str, text: str, snap: Snapshot) -> tuple[str, li
     if kind == "compose":
         if want("compose.ipc-host", "compose.shm-size"):
             new, ch = fix_compose_shm(new)  # ipc first: its insertion keeps the service a mapping
+            changes += ch
+        if want("dockerfile.vllm-pin", "dockerfile.base-image"):
+            new, ch = fix_compose_image(new, snap)
+            changes += ch
+        if want("config.serve-flags"):
+            new, ch = fix_compose_command(new, version)
             changes += ch
         with_flags = add_compose_flags(new, flags)
         if with_flags != new:
@@ -546,7 +673,32 @@ def dockerfile_base(finding: Finding, snap: Snapshot) -> FixPlan | None:
 def dockerfile_pin(finding: Finding, snap: Snapshot) -> FixPlan | None:
     rec, why = c.recommended_vllm(snap)
     return _file_plan("dockerfile.vllm-pin", "Pin a vLLM release with kernels for this GPU", finding, snap,
-                      ("dockerfile",), f"pin vllm=={rec}" if rec else f"pin a vLLM release for this GPU ({why})")
+                      ("dockerfile", "compose"), f"pin vllm=={rec}" if rec else f"pin a vLLM release for this GPU ({why})")
+
+
+def replace_serve_flags(finding: Finding, snap: Snapshot) -> FixPlan | None:
+    title = "Use the vllm serve flags the vLLM release accepts"
+    plan = _file_plan("config.serve-flags", title, finding, snap, ("compose",),
+                      "give vllm serve only the flags its release accepts (`vllm serve --help` lists them)")
+    patched = plan is not None and any(not s.advisory for s in plan.steps)
+    version = _vllm_release(snap)
+    kbv = c.kb_vllm()
+    changes = kbv.serve_flag_changes(snap.mapping("config.serve_args"), version) if kbv is not None else {}
+    steps = []
+    for p in changes.get("problems", []):
+        if patched and not p["use"].startswith("VLLM_"):
+            continue  # the patch replaces it
+        was = f"{p['flag']} {p['value']}" if p.get("value") else p["flag"]
+        use = p["use"] or "nothing (remove it)"
+        where = "set " + use + " where vLLM is started" if p["use"].startswith("VLLM_") else "use " + use
+        steps.append(c.advice(f"In the vllm serve command line, remove {was} and {where}"
+                              + (f" (vLLM {version} does not accept {p['flag']})" if version else "")))
+    if patched and plan is not None:
+        plan.steps = [s for s in plan.steps if not s.advisory] + steps
+        return plan
+    if not steps:
+        return plan
+    return c.plan("config.serve-flags", title, finding, steps)
 
 
 @hookimpl
@@ -557,6 +709,11 @@ def bwdoctor_remedies() -> list[RemedySpec]:
         RemedySpec("config.replace-vllm-env", "Replace VLLM_* variables vLLM does not read", replace_vllm_env,
                    doc="Comments out VLLM_* assignments that the vLLM release does not read (kb.vllm), names the "
                        "real flag, and adds it to a compose command: when there is one." + doc),
+        RemedySpec("config.serve-flags", "vllm serve flags the release accepts", replace_serve_flags,
+                   doc="Replaces, in a compose service's one-line command:, the vllm serve flags the vLLM release "
+                       "(the one a fix moves to, else the pinned one) does not accept: --speculative-model and "
+                       "--num-speculative-tokens become one --speculative-config JSON (kb.vllm flags); other "
+                       "command lines get the replacement as advice." + doc),
         RemedySpec("compose.ipc-host", "ipc: host for the vLLM service", compose_ipc,
                    doc="Adds `ipc: host` to the vLLM service unless it already shares enough memory." + doc),
         RemedySpec("compose.shm-size", "shm_size for the vLLM service", compose_shm,

@@ -132,6 +132,10 @@ def test_select_or_disable_that_matches_nothing_is_exit_2():
     assert code == 2 and "'BWD-GPU-999' matches no check" in err and out == ""
     code, out, err = run_cli(["--disable", "nonsense", "run"], env=clean_env())
     assert code == 2 and "no plugin named 'nonsense'" in err
+    code, out, err = run_cli(["run"], env=clean_env(BWDOCTOR_DISABLE="checks.gpu,nonsense"))
+    assert code == 2 and "no plugin named 'nonsense'" in err and "BWDOCTOR_DISABLE" in err
+    code, out, err = run_cli(["run", "--skip", "BWD-GPU-999"], env=clean_env())
+    assert code == 2 and "'BWD-GPU-999' matches no check" in err and "--skip" in err
     code, out, err = run_cli(["--disable", "checks.gpu", "run", "--select", "STACK", "--format", "json"],
                              env=clean_env())
     assert code == 1 and json.loads(out)["verdict"]["status"] == "not ready"

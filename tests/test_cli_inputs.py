@@ -192,6 +192,17 @@ def test_piped_output_is_one_finding_per_line():
     assert any(len(line) > 120 for line in fails)  # never wrapped at COLUMNS when piped
 
 
+def test_piped_kb_is_one_row_per_line():
+    code, out, _ = run_cli(["kb"], env=clean_env())
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == "# GPUs" and lines[1].startswith("GPU\tCC\t")
+    rows = [line.split("\t") for line in lines[1: lines.index("")]]
+    assert len(rows) > 10 and {len(r) for r in rows} == {13}  # every GPU row whole, on its own line
+    h200 = next(r for r in rows if r[0] == "h200")  # grep finds a whole row, never a wrapped half
+    assert h200[1] == "9.0" and "HBM3e" in h200[2]
+    assert "# Requirements per architecture" in lines
+
+
 def test_list_follows_columns_and_no_color_on_a_terminal():
     code, out, _ = run_cli(["list"], env=clean_env(COLUMNS="60"))
     assert code == 0 and max(len(line) for line in out.splitlines()) <= 60

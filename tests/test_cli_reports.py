@@ -134,6 +134,11 @@ def test_arch_lists_every_file_with_its_reason(tmp_path):
     assert code == 2 and "absent.so" in out and "cannot read" in out
     code, out, _ = run_cli(["arch", str(CUDABIN / "plain_host.so")], env=clean_env())
     assert "plain_host.so" in out and "(no CUDA device code)" in out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, _ = run_cli(["arch", str(empty), "--format", "json"], env=clean_env())
+    assert code == 0 and json.loads(out) == [{"path": str(empty), "sass": [], "ptx": [], "note": None,
+                                              "reason": "no *.so, *.cubin or *.fatbin in this folder has CUDA device code"}]
 
 
 def test_kb_with_an_unknown_gpu_is_an_error_naming_the_nearest():

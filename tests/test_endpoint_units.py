@@ -138,9 +138,7 @@ def server():
 
 def _run(url, model=None, **extra):
     facts = endpoint_collectors.collect_endpoint(RunOptions(endpoint=url, model=model, extra=extra))
-    snap = Snapshot()
-    for f in facts:
-        snap.add(f)
+    snap = Snapshot(facts)
     results = {}
     for spec in endpoint_checks.bwdoctor_checks():
         if all(snap.has(k) for k in spec.needs) and (not spec.needs_any or any(snap.has(k) for k in spec.needs_any)):
@@ -178,8 +176,10 @@ def test_http_error_on_completion(server):
 
 
 def test_unhealthy_server_fails(server):
-    _, res = _run(server("health500"))
+    snap, res = _run(server("health500"))
     assert res["BWD-EP-001"].status == "fail" and "500" in res["BWD-EP-001"].message
+    # the later steps say why they have nothing (not "no facts were collected")
+    assert snap.why_missing("smoke.endpoint.completion") == "not tried: the server failed the health step first"
 
 
 def test_saturated_server_warns(server):
@@ -205,6 +205,7 @@ def test_closed_port_fails_fast():
     out = res["BWD-EP-001"]
     assert out.status == "fail" and "connection refused" in out.message and "nothing listens" in out.message
     assert "BWD-EP-003" not in res
+    assert err["message"].endswith("Connection refused")  # the errno text alone, no quote of the wrapper
 
 
 def test_unresponsive_server_times_out():

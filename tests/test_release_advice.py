@@ -97,10 +97,11 @@ def _old_deployment(folder: Path) -> Path:
     (folder / "compose.yaml").write_text(
         "services:\n"
         "  api:\n"
-        "    build: .\n"
+        "    image: vllm/vllm-openai:v0.6.2\n"
         "    environment:\n"
         "      - VLLM_ATTENTION_BACKEND=FLASHINFER\n"
-        "    command: --model Qwen/Qwen2.5-7B-Instruct --max-model-len 8192\n"
+        "    command: --model Qwen/Qwen2.5-7B-Instruct --max-model-len 8192 --speculative-model "
+        "Qwen/Qwen2.5-0.5B-Instruct --num-speculative-tokens 3\n"
         "    ipc: host\n")
     return folder
 
@@ -144,6 +145,15 @@ def _agree(args: list[str], want: str) -> None:
     assert f"vLLM {want} (the release the fix moves this configuration to" in finding["message"]
     assert "--attention-backend FLASHINFER" in fix
     assert "set VLLM_ATTENTION_BACKEND" not in fix and "set VLLM_ATTENTION_BACKEND" not in finding["message"]
+    # the speculative-decoding flags: one JSON flag in the report and in the patched command line
+    spec = '--speculative-config \'{"model":"Qwen/Qwen2.5-0.5B-Instruct","num_speculative_tokens":3}\''
+    flags = {f["subject"]: f for f in _findings(report, "BWD-CFG-008")}
+    assert set(flags) == {"--speculative-model", "--num-speculative-tokens"}
+    assert all(f["status"] == "fail" and f["details"]["use_instead"] == spec and
+               f["details"]["advice_for_vllm"] == want for f in flags.values())
+    patched = [ln for ln in fix.splitlines() if ln.startswith("+    command:")]
+    assert len(patched) == 1 and spec in patched[0] and "--speculative-model" not in patched[0]
+    assert "--attention-backend FLASHINFER" in patched[0]
 
 
 def test_analyze_and_fix_name_the_newest_release_for_a_target(tmp_path):
@@ -158,14 +168,32 @@ def test_analyze_and_fix_name_the_release_the_driver_allows(tmp_path):
 
 def test_without_a_move_the_advice_stays_for_the_pinned_release(tmp_path):
     folder = _old_deployment(tmp_path / "deploy")
-    (folder / "Dockerfile").write_text("FROM vllm/vllm-openai:v0.10.1\n")
-    code, out, err = run_cli(["analyze", str(folder), "--target", "rtx-pro-6000", "--format", "json"])
+    code, out, err = run_cli(["analyze", str(folder), "--target", "a100", "--format", "json"])
     report = json.loads(out)
+    # vLLM 0.6.2 has kernels for an A100, reads VLLM_ATTENTION_BACKEND and takes --speculative-model
     assert [f["status"] for f in _findings(report, "BWD-CFG-004")] == ["pass"]
-    # vLLM 0.10.1 reads VLLM_ATTENTION_BACKEND and has no --attention-backend: nothing to change
     assert [f["status"] for f in _findings(report, "BWD-CFG-001")] == ["pass"]
+    assert [f["status"] for f in _findings(report, "BWD-CFG-008")] == ["pass"]
+    assert "vLLM 0.6.2 accepts" in _findings(report, "BWD-CFG-008")[0]["message"]
+    fix = _fix([str(folder), "--target", "a100"])
+    assert "--attention-backend" not in fix and "--speculative-config" not in fix and "compose.yaml" not in fix
+
+
+def test_a_pin_that_stays_is_judged_for_its_own_flags(tmp_path):
+    folder = _old_deployment(tmp_path / "deploy")
+    for name in ("Dockerfile", "compose.yaml"):
+        (folder / name).write_text((folder / name).read_text().replace("v0.6.2", "v0.10.1"))
+    report = _analyze([str(folder), "--target", "rtx-pro-6000"])
+    assert [f["status"] for f in _findings(report, "BWD-CFG-004")] == ["pass"]
+    # 0.10.1 still reads VLLM_ATTENTION_BACKEND, but no longer takes --speculative-model
+    assert [f["status"] for f in _findings(report, "BWD-CFG-001")] == ["pass"]
+    flags = _findings(report, "BWD-CFG-008")
+    assert {f["subject"] for f in flags} == {"--speculative-model", "--num-speculative-tokens"}
+    assert all("not accepted by vLLM 0.10.1 (accepted by 0.6.2–0.8.2)" in f["message"] and
+               "advice_for_vllm" not in f["details"] for f in flags)
     fix = _fix([str(folder), "--target", "rtx-pro-6000"])
-    assert "--attention-backend" not in fix and "compose.yaml" not in fix
+    assert "--attention-backend" not in fix and "v0.33.0" not in fix
+    assert "--speculative-config" in fix and "+    image:" not in fix  # the release stays
 
 
 def test_a_flag_joins_a_one_line_compose_command_and_the_next_key_stays():
@@ -174,3 +202,17 @@ def test_a_flag_joins_a_one_line_compose_command_and_the_next_key_stays():
     text = "services:\n  api:\n    command: --model m/x\n    ipc: host\n"
     new = configfiles.add_compose_flags(text, ["--attention-backend", "FLASHINFER"])
     assert new == "services:\n  api:\n    command: --model m/x --attention-backend FLASHINFER\n    ipc: host\n"
+
+
+def test_a_flag_newer_than_the_release_is_advised_as_its_variable_and_kept_in_the_patch():
+    from bwdoctor_remedies import configfiles
+
+    args = {"--attention-backend": "TRITON_ATTN", "--swap-space": "4", "model": "m/x"}
+    before = kbv.serve_flag_changes(args, "0.10.1")
+    assert [(p["flag"], p["use"]) for p in before["problems"]] == [("--attention-backend",
+                                                                    "VLLM_ATTENTION_BACKEND=TRITON_ATTN")]
+    after = kbv.serve_flag_changes(args, "0.33.0")
+    assert [(p["flag"], p["use"]) for p in after["problems"]] == [("--swap-space", "")]
+    tokens = ["m/x", "--attention-backend", "TRITON_ATTN", "--swap-space", "4"]
+    assert configfiles.rewrite_serve_flags(tokens, "0.10.1") == (tokens, [], ["VLLM_ATTENTION_BACKEND=TRITON_ATTN"])
+    assert configfiles.rewrite_serve_flags(tokens, "0.33.0")[0] == ["m/x", "--attention-backend", "TRITON_ATTN"]

@@ -68,7 +68,8 @@ def _fmt(v: Any) -> str:
 @click.option("--gpu", "gpu_filter", default=None, help="Show only GPUs whose key, name or alias contains this text "
               "(spaces, dashes and case ignored); none matching is an error naming the nearest.")
 def kb_command(fmt: str, gpu_filter: str | None) -> None:
-    """Show the knowledge base: GPU specifications and per-architecture software requirements."""
+    """Show the knowledge base: GPU specifications and per-architecture software requirements
+    (tables on a terminal or with COLUMNS set; piped, one tab-separated line per row)."""
     gpus = gpu_rows()
     if gpu_filter:
         import re
@@ -84,25 +85,21 @@ def kb_command(fmt: str, gpu_filter: str | None) -> None:
     if fmt == "json":
         click.echo(json.dumps({"gpus": gpus, "architectures": archs}, indent=2))
         return
-    from rich.table import Table
-
     from bwdoctor import term
 
-    t = Table(title="GPUs", show_lines=False)
-    for col in ("GPU", "CC", "Memory", "GB/s", "NVLink", "PCIe", "W", "MIG", "FP8", "FP4", "TFLOPS bf16/fp8/fp4",
-                "PCI id", "first listed in driver"):
-        t.add_column(col, overflow="fold")
+    gpu_cols = ("GPU", "CC", "Memory", "GB/s", "NVLink", "PCIe", "W", "MIG", "FP8", "FP4", "TFLOPS bf16/fp8/fp4",
+                "PCI id", "first listed in driver")
+    gpu_cells = []
     for g in gpus:
         pcie = f"{g['pcie_gen']} x{g['pcie_lanes']}" if g["pcie_gen"] else "-"
         tf = "/".join(_fmt(g[k]) for k in ("bf16_dense_tflops", "fp8_dense_tflops", "fp4_dense_tflops"))
-        t.add_row(g["key"], g["compute_capability"], f"{_fmt(g['memory_gib'])}G {g['memory_type']}",
-                  _fmt(g["memory_bandwidth_gbs"]), _fmt(g["nvlink"]), pcie, _fmt(g["power_w"]),
-                  _fmt(g["mig_max_instances"]), _fmt(g["fp8"]), _fmt(g["fp4"]), tf, _fmt(g["pci_device_ids"]),
-                  _fmt(g["first_listed_driver"]))
-    a = Table(title="Requirements per architecture")
-    for col in ("CC", "sm", "arch", "min driver", "CUDA", "torch", "torch CUDA variants", "vLLM", "FlashInfer",
-                "Triton", "NCCL"):
-        a.add_column(col, overflow="fold")
+        gpu_cells.append([g["key"], g["compute_capability"], f"{_fmt(g['memory_gib'])}G {g['memory_type']}",
+                          _fmt(g["memory_bandwidth_gbs"]), _fmt(g["nvlink"]), pcie, _fmt(g["power_w"]),
+                          _fmt(g["mig_max_instances"]), _fmt(g["fp8"]), _fmt(g["fp4"]), tf,
+                          _fmt(g["pci_device_ids"]), _fmt(g["first_listed_driver"])])
+    arch_cols = ("CC", "sm", "arch", "min driver", "CUDA", "torch", "torch CUDA variants", "vLLM", "FlashInfer",
+                 "Triton", "NCCL")
+    arch_cells = []
     for r in archs:
         cuda = f">= {r['min_cuda']}" + (f", <= {r['max_cuda_major']}.x" if r["max_cuda_major"] else "")
         torch = _fmt(r["torch_min"]) + (f" .. {r['torch_max']}" if r["torch_max"] else "")
@@ -117,7 +114,24 @@ def kb_command(fmt: str, gpu_filter: str | None) -> None:
             parts.append(f"{plat}: {span}")
         vllm = "; ".join(parts)
         fi = _fmt(r["flashinfer_min"]) if r["flashinfer_supported"] else "unsupported"
-        a.add_row(r["compute_capability"], r["sm"], r["arch_name"], _fmt(r["min_driver"]), cuda, torch,
-                  _fmt(r["torch_cuda_variants"]), vllm, fi, _fmt(r["triton_min"]), _fmt(r["nccl_min"]))
-    click.echo(term.render(t, a, wide=220), nl=False)
+        arch_cells.append([r["compute_capability"], r["sm"], r["arch_name"], _fmt(r["min_driver"]), cuda, torch,
+                           _fmt(r["torch_cuda_variants"]), vllm, fi, _fmt(r["triton_min"]), _fmt(r["nccl_min"])])
+    tables = (("GPUs", gpu_cols, gpu_cells), ("Requirements per architecture", arch_cols, arch_cells))
+    if term.width() is None:  # piped, no COLUMNS: one row per line, tab-separated (grep, cut), never wrapped
+        for i, (title, cols, cells) in enumerate(tables):
+            click.echo(("\n" if i else "") + f"# {title}\n" + "\t".join(cols))
+            for row in cells:
+                click.echo("\t".join(row))
+    else:
+        from rich.table import Table
+
+        rendered = []
+        for title, cols, cells in tables:
+            t = Table(title=title, show_lines=False)
+            for col in cols:
+                t.add_column(col, overflow="fold")
+            for row in cells:
+                t.add_row(*row)
+            rendered.append(t)
+        click.echo(term.render(*rendered), nl=False)
     click.echo("Sources: every entry lists its sources (bwdoctor kb --format json); see docs/knowledge-base.md.")

@@ -15,6 +15,7 @@ Nothing here imports vLLM: :func:`read_envs_py` reads an installed ``vllm/envs.p
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections.abc import Iterable
 from functools import cache
@@ -31,7 +32,7 @@ _MAX_ENVS_BYTES = 4 * 1024 * 1024
 __all__ = [
     "read_envs_py", "read_envs_text", "known_versions", "latest_version", "resolve_version",
     "vllm_env_vars", "env_var_history", "env_var_exists", "env_var_replacement", "invented_env_vars",
-    "close_matches", "is_deprecated", "flag_info", "flags", "vllm_min_for_cc", "vllm_max_for_cc",
+    "close_matches", "is_deprecated", "flag_info", "flags", "serve_flag_changes", "vllm_min_for_cc", "vllm_max_for_cc",
     "supports_native_fp8", "fp8_facts", "default_attention_backends", "build_cuda_for",
     "image_tag_version", "torch_pin_for", "torch_pypi_cuda", "render", "parse_version",
 ]
@@ -271,6 +272,64 @@ def flag_info(flag: str, version: Any = None) -> dict[str, Any] | None:
     rel, _ = resolve_version(version)
     v = Version(rel)
     out["exists"] = Version(info.get("first") or "0") <= v and (not info.get("last") or v <= Version(info["last"]))
+    return out
+
+
+def serve_flag_changes(args: Any, version: Any) -> dict[str, Any]:
+    """How the ``vllm serve`` flags of a command line (``{"--flag": value}``, as the configuration
+    parser records them) must change for a release to accept them.
+
+    Returns ``{"problems": [{"flag", "value", "first", "last", "note", "use"}], "drop": [flags],
+    "add": [argv tokens], "env": ["VLLM_X=value"]}``: ``problems`` lists the flags bwdoctor knows
+    that the release does not accept (``vllm serve`` stops on an argument it does not know), ``use``
+    says what to give instead (flags whose knowledge-base ``replacement`` names a JSON flag are
+    merged into one, ``--speculative-model X --num-speculative-tokens 4`` ->
+    ``--speculative-config {"model":"X","num_speculative_tokens":4}``), ``drop``/``add``/``env``
+    are the edit. Flags bwdoctor does not know are left alone."""
+    import shlex
+
+    out: dict[str, Any] = {"problems": [], "drop": [], "add": [], "env": []}
+    if not isinstance(args, dict):
+        return out
+    merged: dict[str, dict[str, Any]] = {}
+    for flag, value in args.items():
+        if not isinstance(flag, str) or not flag.startswith("--"):
+            continue
+        info = flag_info(flag, version)
+        if info is None or info["exists"]:
+            continue
+        rep = info.get("replacement") or {}
+        shown = value if isinstance(value, str) else None
+        problem = {"flag": info["flag"], "value": shown, "first": info.get("first"), "last": info.get("last"),
+                   "note": rep.get("note") or "", "use": ""}
+        out["drop"].append(flag)
+        if rep.get("flag") and rep.get("json_key") and shown is not None:
+            target = merged.setdefault(rep["flag"], {})
+            val: Any = shown
+            if rep.get("json_type") == "int" and shown.strip().isdigit():
+                val = int(shown)
+            target[rep["json_key"]] = val
+            problem["use"] = rep["flag"]
+        elif rep.get("env") and shown is not None:
+            env = render(rep["env"], shown)
+            out["env"].append(env)
+            problem["use"] = env
+        out["problems"].append(problem)
+    for flag, fields in merged.items():
+        have = args.get(flag)
+        if isinstance(have, str):
+            try:
+                old = json.loads(have)
+            except ValueError:
+                old = None
+            if isinstance(old, dict):
+                fields = {**old, **fields}
+                out["drop"].append(flag)
+        tokens = [flag, json.dumps(fields, separators=(",", ":"))]
+        out["add"] += tokens
+        for p in out["problems"]:
+            if p["use"] == flag:
+                p["use"] = shlex.join(tokens)
     return out
 
 

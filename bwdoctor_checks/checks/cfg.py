@@ -278,6 +278,48 @@ def check_deprecated_env(snap: Snapshot) -> list[Outcome] | None:
     return out or None
 
 
+# ----------------------------------------------------------------------------- BWD-CFG-008 serve flags
+
+
+def check_serve_flags(snap: Snapshot) -> list[Outcome] | None:
+    args = snap.mapping("config.serve_args")
+    known = [f for f in args if isinstance(f, str) and f.startswith("--") and kbv.flag_info(f) is not None]
+    if not known:
+        return None
+    in_use, how, vkeys, version, ver_txt = advice_release(snap, prefer_config=True)
+    moved = version is not None and version != in_use
+    loc = snap.mapping("config.requested").get("source")
+    where = f" ({loc})" if isinstance(loc, str) and loc else ""
+    path, line = _file_line(snap, loc if isinstance(loc, str) else None)
+    changes = kbv.serve_flag_changes(args, version)
+    ev = ["config.serve_args"] + vkeys + (["config.requested"] if where else [])
+    out: list[Outcome] = []
+    for p in changes["problems"]:
+        flag, first, last = p["flag"], p["first"], p["last"]
+        span = f"{first}–{last}" if last else f"{first} and later"
+        use = p["use"] or "remove it"
+        if moved and in_use and (kbv.flag_info(flag, in_use) or {}).get("exists"):
+            before = f" (vLLM {in_use}, in use now, accepts {flag})"
+        else:
+            before = ""
+        note = f" {p['note']}." if p["note"] else ""
+        msg = (f"{flag}{where} is not accepted by {ver_txt} (accepted by {span}): vllm serve stops on an argument it "
+               f"does not know.{note} Use instead: {use}{before}.")
+        details = {"flag": flag, "value": p["value"], "accepted_by": [first, last], "use_instead": use,
+                   "file": path, "line": line, "location": loc, "vllm_version": in_use, "version_basis": how}
+        if moved:
+            details["advice_for_vllm"] = version
+        if version is None:
+            out.append(warned(msg, evidence=ev, subject=flag, details=details, confidence=0.4))
+        else:
+            out.append(failed(msg, evidence=ev, subject=flag, details=details))
+    if not out:
+        judged = ver_txt if version else f"the newest vLLM bwdoctor knows ({kbv.latest_version()})"
+        out.append(passed(f"{judged} accepts every vllm serve flag bwdoctor knows in the command line "
+                          f"({', '.join(known)})", evidence=ev))
+    return out
+
+
 # ----------------------------------------------------------------------------- BWD-CFG-003 base image CUDA
 
 
@@ -810,7 +852,9 @@ def bwdoctor_checks() -> list[CheckSpec]:
             doc="Every VLLM_* variable set in a Dockerfile, compose file, .env file, docker run -e or the live "
                 "environment is looked up in the environment_variables dict of the vLLM in use: the installed "
                 "vllm/envs.py read statically (fact vllm.env_vars), else bwdoctor's table of every release 0.6.2 → "
-                "0.33.0 for the pinned/reported version, else the newest. vLLM silently ignores any other name (from "
+                "0.33.0 for the pinned/reported version, else the newest; when a fix moves that release (it has no "
+                "kernels for the GPU, or the base image predates it) for the release moved to, noting what the "
+                "release in use made of the variable. vLLM silently ignores any other name (from "
                 "0.17.0 it only logs 'Unknown vLLM environment variable detected'), so a setting the user believes "
                 "is on is off. Guides invent such names (VLLM_ENABLE_FP8, VLLM_USE_FLASHINFER, "
                 "VLLM_GPU_MEMORY_UTILIZATION, VLLM_MAX_MODEL_LEN, ...); others were removed (VLLM_ATTENTION_BACKEND "
@@ -827,6 +871,19 @@ def bwdoctor_checks() -> list[CheckSpec]:
             doc="Warns when a variable the vLLM in use still reads is deprecated and will stop working on upgrade "
                 "(VLLM_ATTENTION_BACKEND and VLLM_FLASH_ATTN_VERSION in 0.13/0.14, gone from 0.15.0), naming the "
                 "flag that replaces it (--attention-backend, --attention-config.flash_attn_version)."),
+        CheckSpec(
+            id="BWD-CFG-008", title="The vllm serve flags exist in the vLLM release", func=check_serve_flags,
+            needs=["config.serve_args"], tags=["config", "vllm", "flags"], root_cause=None,
+            remedies=["config.serve-flags"], confidence=0.9,
+            doc="Looks up every vllm serve flag of the configuration's command line (compose command:, docker run, "
+                "a launch script) that bwdoctor's table of releases 0.6.2 → 0.33.0 knows, for the release the "
+                "configuration runs: its pin, else the installed or reported vLLM; when a fix moves that release "
+                "(it has no kernels for the GPU, or the base image predates it) for the release moved to, so the "
+                "advice matches the fix. vllm serve stops on an argument it does not know: --speculative-model and "
+                "--num-speculative-tokens were removed in 0.8.3 (one --speculative-config JSON replaces them), "
+                "--swap-space after 0.17.1, --attention-backend arrived in 0.13.0 (VLLM_ATTENTION_BACKEND before). "
+                "Flags the table does not know are not judged. Remedy config.serve-flags rewrites a compose "
+                "service's one-line command:."),
         CheckSpec(
             id="BWD-CFG-003", title="The base image's CUDA supports the GPU", func=check_base_image_cuda,
             needs_any=["config.base_image", "config.image"], tags=["config", "docker", "cuda"],
@@ -845,7 +902,9 @@ def bwdoctor_checks() -> list[CheckSpec]:
             doc="Compares the vLLM version pinned by pip (vllm==X) or an image tag (vllm/vllm-openai:vX) with the "
                 "first release whose wheel has kernels for the GPU's architecture (0.9.0 for sm_100, 0.9.2 for "
                 "sm_120; wheel inspection) and the last one (sm_70 dropped in 0.20.0). Older vLLM fails with 'no "
-                "kernel image' in its own kernels even when torch works. Remedy dockerfile.vllm-pin rewrites the pin."),
+                "kernel image' in its own kernels even when torch works. Names the release to pin as the fix does: the "
+                "newest with kernels for every judged GPU whose CUDA build the driver runs. Remedy dockerfile.vllm-pin "
+                "rewrites the pin (a Dockerfile's FROM and pip pins, a compose service's image)."),
         CheckSpec(
             id="BWD-CFG-005", title="The torch the configuration installs has kernels for the GPU",
             func=check_image_torch, needs=["config.pip_pins"], tags=["config", "docker", "torch"],

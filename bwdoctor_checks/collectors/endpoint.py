@@ -32,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 from bwdoctor import (
     CollectorSpec,
     Fact,
+    Missing,
     RunOptions,
     hookimpl,
 )
@@ -157,7 +158,7 @@ def _error_kind(exc: BaseException) -> str:
 
 def _short(exc: BaseException) -> str:
     text = str(exc)
-    m = re.search(r"\[Errno -?\d+\][^')\]]*", text)
+    m = re.search(r"\[Errno -?\d+\][^'\")\]]*", text)  # the quoted reason inside urllib3's wrapper
     return (m.group(0) if m else text)[:300]
 
 
@@ -328,11 +329,24 @@ class _Probe:
         self.add("smoke.endpoint.completion", out, path)
 
 
-def collect_endpoint(options: RunOptions) -> list[Fact]:
+STEPS = (("health", "smoke.endpoint.health"), ("models", "smoke.endpoint.models"),
+         ("completion", "smoke.endpoint.completion"), ("metrics", "smoke.endpoint.metrics"))
+
+
+def collect_endpoint(options: RunOptions) -> list[Any]:  # Fact and Missing
     base = clean_url(str(options.endpoint))
     probe = _Probe(base, options)
     tokens = int(options.extra.get("endpoint_tokens") or COMPLETION_TOKENS)
-    return probe.run(options.model, tokens)
+    out: list[Fact | Missing] = list(probe.run(options.model, tokens))
+    error = next((f.value for f in out if isinstance(f, Fact) and f.key == "smoke.endpoint.error"), None)
+    # a failed health or model-list step ends the probe: the steps after it were not tried
+    if isinstance(error, dict) and error.get("stage") in ("health", "models") and error.get("kind") != "wrong_model":
+        have = {f.key for f in out if isinstance(f, Fact)}
+        stages = [step for step, _ in STEPS]
+        for _step, key in STEPS[stages.index(str(error["stage"])) + 1:]:
+            if key not in have:
+                out.append(Missing(key, f"not tried: the server failed the {error['stage']} step first"))
+    return out
 
 
 @hookimpl

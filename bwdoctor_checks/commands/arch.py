@@ -19,7 +19,8 @@ def arch(paths: tuple[str, ...], fmt: str, all_files: bool) -> None:
 
     PATHS are shared objects, cubins, fatbins or folders. Every file named is listed, with its
     architectures or the reason it has none ("no CUDA device code", "not an ELF file", "truncated
-    fatbin"); in folders only the files with device code are. JSON: ``[{"path", "sass", "ptx",
+    fatbin"); in folders only the files with device code are (a folder without any is listed with
+    that reason). JSON: ``[{"path", "sass", "ptx",
     "reason" (why there is no device code, else null), "note" (e.g. a truncated fatbin's partial
     listing)}]``. Exit 2 when a file named could not be read at all."""
     import os
@@ -30,8 +31,13 @@ def arch(paths: tuple[str, ...], fmt: str, all_files: bool) -> None:
     unreadable = []
     for path in paths:
         if os.path.isdir(path):
+            before = len(rows)
             for found in cb.scan_paths([path], all_files=all_files):
                 rows.append({**found.to_dict(), "reason": None, "note": None})
+            if len(rows) == before:  # a folder named is listed too, with why nothing is
+                where = "no file in this folder" if all_files else "no *.so, *.cubin or *.fatbin in this folder"
+                rows.append({"path": path, "sass": [], "ptx": [], "reason": f"{where} has CUDA device code",
+                             "note": None})
             continue
         result, reason, bad = cb.describe(path)
         if result is not None:
@@ -48,7 +54,7 @@ def arch(paths: tuple[str, ...], fmt: str, all_files: bool) -> None:
         from bwdoctor import term
 
         with_code = sum(1 for r in rows if r["reason"] is None)
-        table = Table(title=f"CUDA architectures ({with_code} of {len(rows)} files with device code)")
+        table = Table(title=f"CUDA architectures ({with_code} of {len(rows)} with device code)")
         table.add_column("file", overflow="fold")
         table.add_column("SASS")
         table.add_column("PTX")
