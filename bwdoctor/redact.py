@@ -129,6 +129,7 @@ _BUILTIN_TOKENS = [
 # detect-secrets detectors that match a token by its own shape (prefix and length), without
 # reading the context; the keyword, entropy and IP detectors are left out: they would hide
 # hashes, UUIDs and counts a support engineer needs.
+_BOUNDED = "(?<![A-Za-z0-9])"  # a token does not start inside a word
 _DS_MODULES = ("artifactory", "azure_storage_key", "discord", "github_token", "gitlab_token", "mailchimp", "npm",
                "openai", "pypi_token", "sendgrid", "slack", "square_oauth", "stripe", "twilio", "aws")
 
@@ -191,16 +192,27 @@ def _derive_detect_secrets() -> list[str]:
                     continue
                 # detect-secrets' boundary groups (\s|=|:|"|^) would eat the separator
                 pattern = re.sub(r"^\(\?:\\s\|=\|:\|\"\|\^\)|\(\?:\\s\|\"\|\$\)$", "", pattern)
-                with_bounds = rf"(?<![A-Za-z0-9])(?:{pattern})"
+                with_bounds = rf"{_BOUNDED}(?:{pattern})"
                 with contextlib.suppress(re.error):
                     re.compile(with_bounds)
                     out.append(with_bounds)
     return out
 
 
+
 @functools.lru_cache(maxsize=1)
-def _token_regex() -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{p})" for p in [*_BUILTIN_TOKENS, *_detect_secrets_patterns()]))
+def _token_regexes() -> tuple[re.Pattern[str], ...]:
+    """The token shapes as two alternations, applied one after the other: the built-in shapes, and
+    detect-secrets' shapes behind their one shared boundary. Measured on a GPU machine's report
+    (12 000 strings), each alone scans in about 5 ms and the two in one alternation in about
+    200 ms: a leading boundary on every alternative keeps the engine from skipping ahead."""
+    shapes = _detect_secrets_patterns()
+    bounded = [p[len(_BOUNDED):] for p in shapes if p.startswith(_BOUNDED)]
+    other = [p for p in shapes if not p.startswith(_BOUNDED)]
+    out = [re.compile("|".join(f"(?:{p})" for p in [*_BUILTIN_TOKENS, *other]))]
+    if bounded:
+        out.append(re.compile(_BOUNDED + "(?:" + "|".join(f"(?:{p})" for p in bounded) + ")"))
+    return tuple(out)
 
 
 # ----------------------------------------------------------------------------- contexts
@@ -216,6 +228,7 @@ _SCHEME_CRED = lazy_regex(r"(?i)\b(basic|bearer|token)(\s+)([A-Za-z0-9_\-.=/+:~]
 _FLAG = lazy_regex(r"""(?P<flag>(?<![\w\-])--?[A-Za-z][A-Za-z0-9_\-.]*)(?P<sep>[ \t]+|=)(?P<q>\\?["']?)""")
 _ASSIGN = lazy_regex(r"""(?P<name>(?<![\w\-.$])[A-Za-z_][A-Za-z0-9_\-.]*)(?P<q1>\\?["']?)(?P<sep>[ \t]*(?:=|:(?!//))[ \t]*)""")
 _ENV_SPACE = lazy_regex(r"(?im)^(?P<lead>[ \t]*ENV[ \t]+)(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<sep>[ \t]+)(?=[^=\s])")
+_SPACE = lazy_regex(r"\s")
 _SCHEMES = {"basic", "bearer", "token", "digest", "negotiate", "ntlm", "apikey", "key"}
 _AWS_SECRET = lazy_regex(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 _REFERENCE = lazy_regex(r"^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*(?::?[-=?][^}]*)?\}?|\$\([^)]*\)|null|None|none|true|false|"
@@ -316,20 +329,26 @@ def redact_text(text: str) -> str:
     out = text
     if "PRIVATE KEY" in out:
         out = _PEM_BLOCK.sub(lambda m: f"-----BEGIN {m.group(1)}-----{REDACTED}-----END {m.group(1)}-----", out)
-    out = _token_regex().sub(REDACTED, out)
+    for rx in _token_regexes():
+        out = rx.sub(REDACTED, out)
     if "://" in out:
         out = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{REDACTED}@", out)
         out = _URL_CUT.sub(lambda m: m.group(0) if m.group(2).startswith(REDACTED) else f"{m.group(1)}:{REDACTED}", out)
-    out = _AUTH_HEADER.sub(lambda m: m.group(0) if m.group(4).startswith(REDACTED) or _REFERENCE.match(m.group(4))
-                           else f"{m.group(1)}{m.group(2)}{m.group(3) + ' ' if m.group(3) else ''}{REDACTED}", out)
-    out = _SCHEME_CRED.sub(lambda m: m.group(0) if m.group(3).startswith(REDACTED) or m.group(3).isdigit()
-                           else f"{m.group(1)}{m.group(2)}{REDACTED}", out)
-    if "-" in out:
+    separated = "=" in out or ":" in out
+    spaced = _SPACE.search(out) is not None
+    if separated:  # a header's name and value are joined by ':' or '='
+        out = _AUTH_HEADER.sub(lambda m: m.group(0) if m.group(4).startswith(REDACTED) or _REFERENCE.match(m.group(4))
+                               else f"{m.group(1)}{m.group(2)}{m.group(3) + ' ' if m.group(3) else ''}{REDACTED}",
+                               out)
+    if spaced:  # "Bearer <credential>"
+        out = _SCHEME_CRED.sub(lambda m: m.group(0) if m.group(3).startswith(REDACTED) or m.group(3).isdigit()
+                               else f"{m.group(1)}{m.group(2)}{REDACTED}", out)
+    if "-" in out and (spaced or "=" in out):  # a flag and its value: "--api-key x", "--api-key=x"
         out = _sub_values(out, _FLAG, lambda m: m.group("flag"), lambda m: m.group("q"))
     if "=" in out or ":" in out:
         out = _sub_values(out, _ASSIGN, lambda m: m.group("name"),
                           lambda m: _quote_after(m))
-    if "ENV" in out.upper():
+    if spaced and "ENV" in out.upper():
         out = _sub_values(out, _ENV_SPACE, lambda m: m.group("name"), lambda m: "")
     if "AWS" in text.upper() or "SECRET" in text.upper():
         out = _AWS_SECRET.sub(lambda m: REDACTED if (re.search(r"[a-z]", m.group(0)) and re.search(r"[A-Z]", m.group(0))

@@ -48,4 +48,42 @@ def write_json(name: str, value: Any) -> None:
                 tmp.unlink()
 
 
-__all__ = ["cache_dir", "key_of", "read_json", "write_json"]
+def file_stamp(path: str) -> str | None:
+    """What identifies one version of a file: its path, device, inode, size and modification and
+    change times in nanoseconds (any write changes the change time). None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{os.path.realpath(path)}:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+class FileTable:
+    """Values derived from files (the architectures a binary carries), one JSON table per kind,
+    each value stored under its file's :func:`file_stamp`: a changed or replaced file is derived
+    again. Load it once, ``get``/``put`` per file, ``save`` once."""
+
+    def __init__(self, kind: str, version: int = 1) -> None:
+        self.name = f"{kind}-v{version}.json"
+        loaded = read_json(self.name)
+        self.rows: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+        self.changed = False
+
+    def get(self, stamp: str | None) -> Any:
+        return self.rows.get(stamp) if stamp else None
+
+    def put(self, stamp: str | None, value: Any) -> None:
+        if stamp and self.rows.get(stamp) != value:
+            self.rows[stamp] = value
+            self.changed = True
+
+    def save(self, limit: int = 4096) -> None:
+        """Write the table when it changed, keeping the ``limit`` newest rows."""
+        if self.changed:
+            if len(self.rows) > limit:
+                self.rows = dict(list(self.rows.items())[-limit:])
+            write_json(self.name, self.rows)
+            self.changed = False
+
+
+__all__ = ["FileTable", "cache_dir", "file_stamp", "key_of", "read_json", "write_json"]

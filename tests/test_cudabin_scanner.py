@@ -116,3 +116,35 @@ def test_needed_libraries_give_cuda_major():
     assert cb.cuda_runtime_major(cb.needed_libraries(DATA / "ext_cu13.so")) == 13
     assert cb.cuda_runtime_major(cb.needed_libraries(DATA / "plain_host.so")) is None
     assert cb.needed_libraries(DATA / "not_elf.so") == []
+
+
+def test_results_kept_between_runs_by_file_identity(tmp_path, monkeypatch):
+    """A FileTable keeps each file's scan between runs; a rewritten file is scanned again, and a
+    stored row reads back as the same listing."""
+    from bwdoctor.usercache import FileTable
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    lib = tmp_path / "libx.so"
+    shutil.copy(DATA / "multi.so", lib)
+    table = FileTable("cudabin-scan")
+    first = cb.scan(lib, use_cache=False, table=table)
+    assert first is not None
+    table.save()
+    plain = cb.scan(tmp_path / "missing.so", use_cache=False, table=table)
+    assert plain is None
+
+    calls = []
+    real = cb._scan_mapped
+    monkeypatch.setattr(cb, "_scan_mapped", lambda p, mm: calls.append(p) or real(p, mm))
+    again = cb.scan(lib, use_cache=False, table=FileTable("cudabin-scan"))  # a new run: read back, not scanned
+    assert calls == [] and again is not None
+    assert (again.sass, again.ptx, again.listing(), again.format) == (first.sass, first.ptx, first.listing(), first.format)
+    assert [(e.kind, e.arch, e.variant, e.compression, e.size) for e in again.entries] == \
+        [(e.kind, e.arch, e.variant, e.compression, e.size) for e in first.entries]
+
+    shutil.copy(DATA / "plain_host.so", lib)  # another file at the same path
+    table = FileTable("cudabin-scan")
+    assert cb.scan(lib, use_cache=False, table=table) is None and calls == [str(lib)]
+    table.save()
+    assert cb.scan(lib, use_cache=False, table=FileTable("cudabin-scan")) is None and calls == [str(lib)]
+    assert cb.needed_libraries(DATA / "ext_cu12.so", FileTable("elf-needed")) == cb.needed_libraries(DATA / "ext_cu12.so")

@@ -14,7 +14,7 @@ from bwdoctor.types import CHECK_ID_RE, LEVELS, ROOT_CAUSES
 from conftest import ROOT
 
 PUBLIC = {"bwdoctor", "bwdoctor.kb", "bwdoctor.resolve", "bwdoctor.isolation", "bwdoctor.fixscript", "bwdoctor.progress",
-          "bwdoctor.redact", "bwdoctor.lazy", "bwdoctor.term"}
+          "bwdoctor.redact", "bwdoctor.lazy", "bwdoctor.term", "bwdoctor.usercache"}
 
 
 def registry():

