@@ -50,7 +50,9 @@ Exit codes:
 Environment: BWDOCTOR_PYTHON (--python), BWDOCTOR_PLUGIN_PATH (--plugin-dir),
 BWDOCTOR_DISABLE (--disable, a,b), BWDOCTOR_PLUGIN_TIMEOUT (s per plugin
 call), BWDOCTOR_VLLM_PYTHON / BWDOCTOR_TORCH_PYTHON (interpreter for the
-smoke generation / probes), BWDOCTOR_SMOKE_TIMEOUT (s), BWDOCTOR_NVML_RECORD
+smoke generation / probes), BWDOCTOR_SMOKE_TIMEOUT (s),
+BWDOCTOR_SMOKE_STAGE_DEADLINES (load=900,compile=900: s per smoke stage),
+BWDOCTOR_SMOKE_LOG (FILE: keep the whole engine log), BWDOCTOR_NVML_RECORD
 (FILE: record NVML answers), BWDOCTOR_DEBUG (tracebacks), NO_COLOR, COLUMNS.
 
 \b
@@ -63,7 +65,9 @@ _ENV_EPILOG = """
 Environment: BWDOCTOR_PYTHON (--python), BWDOCTOR_PLUGIN_PATH (--plugin-dir),
 BWDOCTOR_DISABLE (--disable, a,b), BWDOCTOR_PLUGIN_TIMEOUT (s per plugin
 call), BWDOCTOR_VLLM_PYTHON / BWDOCTOR_TORCH_PYTHON (interpreter for the
-smoke generation / probes), BWDOCTOR_SMOKE_TIMEOUT (s), BWDOCTOR_NVML_RECORD
+smoke generation / probes), BWDOCTOR_SMOKE_TIMEOUT (s),
+BWDOCTOR_SMOKE_STAGE_DEADLINES (load=900,compile=900: s per smoke stage),
+BWDOCTOR_SMOKE_LOG (FILE: keep the whole engine log), BWDOCTOR_NVML_RECORD
 (FILE: record NVML answers), BWDOCTOR_DEBUG (tracebacks), NO_COLOR, COLUMNS.
 
 \b

@@ -384,8 +384,8 @@ def _redact_secret_value(value: Any) -> Any:
         return value
     if isinstance(value, list):
         return [_redact_secret_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _redact_secret_value(v) for k, v in value.items()}
+    if isinstance(value, dict):  # a version is never the secret ({"detect-secrets": {"version": "1.5.0"}})
+        return {k: v if k == "version" and isinstance(v, str) else _redact_secret_value(v) for k, v in value.items()}
     return REDACTED
 
 

@@ -3,6 +3,7 @@ codes of asked-for checks that could not run; through the real entry point."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,5 +147,14 @@ def test_help_documents_the_exit_codes_and_variables():
     assert code == 0
     for text in ("Exit codes:", "not ready", "130", "BWDOCTOR_PYTHON", "NO_COLOR", "--python"):
         assert text in out, text
+    # every variable the code reads is in the help, but those it sets for its own children
+    internal = {"BWDOCTOR_PROGRESS_FD", "BWDOCTOR_PATCH_"}
+    read = set()
+    for folder in ("bwdoctor", "bwdoctor_checks", "bwdoctor_remedies"):
+        for path in (ROOT / folder).rglob("*.py"):
+            read |= set(re.findall(r"[\"'](_?BWDOCTOR_[A-Z_]+)", path.read_text(encoding="utf-8")))
+    flat = " ".join(out.split())
+    assert {"BWDOCTOR_SMOKE_LOG", "BWDOCTOR_DEBUG"} <= read
+    assert sorted(v for v in read - internal if v not in flat) == []
     readme = (ROOT / "README.md").read_text()
     assert "could not tell" in readme and "--python" in readme and "130" in readme

@@ -28,6 +28,13 @@ def test_structures_keep_numbers_and_lose_secret_strings():
     assert out["items"] == [{"name": "DB_PASSWORD", "value": REDACTED}, {"name": "MODEL", "value": "m"}]
 
 
+def test_a_package_named_secret_keeps_its_version():
+    packages = {"detect-secrets": {"version": "1.5.0"}, "vllm": {"version": "0.32.0"}}
+    assert redact({"key": "packages", "value": packages})["value"] == packages
+    assert redact({"client_secret": {"version": "3", "value": "s3cr3t-value"}}) == {
+        "client_secret": {"version": "3", "value": REDACTED}}
+
+
 def test_text_patterns():
     text = ("HF_TOKEN=hf_abcdefghijklmnopqrstuvwx and --api-key sk-proj-abcdefghijklmnop1234 to "
             "https://bob:pa55word@example.com/x; Authorization: Bearer abcdefghijklmnopqrstuvwxyz012345 "
