@@ -291,10 +291,18 @@ _common_output = [
                  help="Exit 1 when findings at or above this status exist."),
     click.option("-v", "--verbose", count=True, help="Show the evidence (facts and their sources). Repeat for more."),
 ]
+def complete_gpu(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of a GPU: the knowledge base's GPU keys and sm_XY names."""
+    from bwdoctor import kb
+
+    names = [g.key for g in kb.gpus()] + [a.sm for a in kb.architectures()]
+    return [n for n in dict.fromkeys(names) if n.startswith(incomplete.lower())]
+
+
 _selection = [
     click.option("--select", multiple=True, metavar="ID|PREFIX|TAG", help="Run only matching checks (repeatable)."),
     click.option("--skip", multiple=True, metavar="ID|PREFIX|TAG", help="Do not run matching checks (repeatable)."),
-    click.option("--target", default=None, metavar="GPU|SM",
+    click.option("--target", default=None, metavar="GPU|SM", shell_complete=complete_gpu,
                  help="Judge the stack as if this GPU were present: rtx-pro-6000, b200, sm_120, 12.0 ..."),
 ]
 
@@ -391,7 +399,8 @@ def run(ctx: click.Context, from_report: str | None, level: str, select: tuple[s
 
 @cli.command(epilog=SNAPSHOT_EPILOG)
 @_level_option()
-@click.option("--target", default=None, metavar="GPU|SM", help="Record a target GPU in the facts.")
+@click.option("--target", default=None, metavar="GPU|SM", shell_complete=complete_gpu,
+              help="Record a target GPU in the facts.")
 @_python_option()
 @click.option("--format", "fmt", type=click.Choice(["json", "console"]), default="json", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write to FILE atomically.")

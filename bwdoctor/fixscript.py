@@ -74,7 +74,7 @@ def _say(text: str) -> str:
 def fix_command(report: Any) -> str:
     """The ``bwdoctor fix`` command that builds the fixes of ``report`` from the same input with
     the same options (the folder or files given to analyze, --from, --target, --level,
-    --select, --skip)."""
+    --select, --skip, --python)."""
     words = ["bwdoctor", "fix"]
     inputs = [str(i) for i in (getattr(report, "inputs", None) or [])]
     mode = getattr(report, "mode", "")
@@ -97,6 +97,8 @@ def fix_command(report: Any) -> str:
     for name in ("select", "skip"):
         for value in opts.get(name) or []:
             words += [f"--{name}", str(value)]
+    if opts.get("python") and mode not in ("analyze", "from"):  # the environment inspected, not fix's own
+        words += ["--python", str(opts["python"])]
     return _one_line(_join(words), 2000)
 
 

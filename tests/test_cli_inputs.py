@@ -168,6 +168,14 @@ def test_shell_completion_answers():
     env = clean_env(_BWDOCTOR_COMPLETE="bash_complete", COMP_WORDS="bwdoctor ru", COMP_CWORD="1")
     proc = subprocess.run(_cli_cmd(), env=env, capture_output=True, text=True, cwd=str(ROOT), timeout=60)
     assert proc.returncode == 0 and "run" in proc.stdout and "error" not in proc.stderr
+    # a GPU for --target comes from the knowledge base
+    env.update(COMP_WORDS="bwdoctor run --target rtx-pro-6", COMP_CWORD="3")
+    proc = subprocess.run(_cli_cmd(), env=env, capture_output=True, text=True, cwd=str(ROOT), timeout=60)
+    offered = [line.split(",", 1)[1] for line in proc.stdout.splitlines()]
+    assert proc.returncode == 0 and "rtx-pro-6000" in offered and all(o.startswith("rtx-pro-6") for o in offered)
+    env.update(COMP_WORDS="bwdoctor fix --target sm_1", COMP_CWORD="3")
+    proc = subprocess.run(_cli_cmd(), env=env, capture_output=True, text=True, cwd=str(ROOT), timeout=60)
+    assert "plain,sm_120" in proc.stdout.splitlines()
 
 
 @pytest.mark.parametrize("encoding", ["latin-1", "ascii"])

@@ -212,6 +212,14 @@ def test_fix_hint_repeats_the_users_input_and_options(tmp_path):
     assert f"fix plan(s) available: run bwdoctor fix {d} --target rtx-pro-6000 to see" in flat
 
 
+def test_fix_hint_names_the_environment_inspected():
+    from types import SimpleNamespace
+
+    live = SimpleNamespace(mode="live", inputs=[], options={"target": "h200", "level": "quick",
+                                                            "python": "/srv/vllm env/bin/python"})
+    assert fixscript.fix_command(live) == "bwdoctor fix --target h200 --python '/srv/vllm env/bin/python'"
+
+
 def test_select_limits_what_is_applied(tmp_path):
     d = tmp_path / "seed"
     shutil.copytree(SEED, d)
