@@ -371,6 +371,7 @@ def call_with_deadline(func: Callable[..., Any], args: tuple = (), timeout: floa
 
 
 def _child_main(conn: Any, func: Callable[..., Any], args: tuple) -> None:
+    """The child's side: run ``func``, send ``(kind, value, trace)`` through ``conn`` (``send``)."""
     global _children, _children_lock, _cleaners
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)  # its own process group: at the deadline it dies with whatever it started
@@ -393,30 +394,173 @@ def _child_main(conn: Any, func: Callable[..., Any], args: tuple) -> None:
         conn.close()
 
 
-def _context() -> Any:
-    import multiprocessing as mp  # only when a child is started: importing it costs start-up time
+class _PipeWriter:
+    """The child's end of a pipe: one message, a length-prefixed pickle."""
 
-    methods = mp.get_all_start_methods()
-    return mp.get_context("fork" if "fork" in methods else "spawn")
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, msg: Any) -> None:
+        import pickle
+
+        data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)  # may raise: nothing written then
+        view = memoryview(len(data).to_bytes(8, "little") + data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def _flush_std_streams() -> None:
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def _context() -> Any:
+    import multiprocessing as mp  # only where there is no fork: importing it costs start-up time
+
+    return mp.get_context("spawn")
 
 
 class ChildCall:
-    """A started child process; ``result()`` waits until its deadline and kills it then."""
+    """A started child process; ``result()`` waits until its deadline and kills it then.
+
+    Where ``os.fork`` exists the child is forked directly and answers through a pipe (a
+    length-prefixed pickle): importing :mod:`multiprocessing` for it cost a quick run more than
+    the child itself. Elsewhere a ``multiprocessing`` spawn child does the same."""
 
     def __init__(self, func: Callable[..., Any], args: tuple = (), timeout: float = 10.0) -> None:
-        ctx = _context()
         self.timeout = timeout
         self.start = time.perf_counter()
-        self._recv, send = ctx.Pipe(duplex=False)
-        self.proc = ctx.Process(target=_child_main, args=(send, func, args), daemon=True)
-        self.proc.start()
-        send.close()
-        if self.proc.pid is not None:
+        self.proc: Any = None
+        self._fd: int | None = None
+        self._buf = bytearray()
+        self._status: int | None = None
+        if hasattr(os, "fork"):
+            _flush_std_streams()  # what the parent buffered must not be written twice
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child
+                try:
+                    os.close(r)
+                    with contextlib.suppress(OSError):
+                        fd = os.open(os.devnull, os.O_RDONLY)
+                        os.dup2(fd, 0)
+                    _child_main(_PipeWriter(w), func, args)
+                    _flush_std_streams()
+                finally:
+                    os._exit(0)
+            os.close(w)
+            self.pid: int | None = pid
+            self._fd = r
+        else:
+            ctx = _context()
+            self._recv, send = ctx.Pipe(duplex=False)
+            self.proc = ctx.Process(target=_child_main, args=(send, func, args), daemon=True)
+            self.proc.start()
+            send.close()
+            self.pid = self.proc.pid
+        if self.pid is not None:
             with contextlib.suppress(OSError):
-                os.setpgid(self.proc.pid, self.proc.pid)  # (also done by the child: no race either way)
-            register_child(self.proc.pid, True, cleans_up=True)
+                os.setpgid(self.pid, self.pid)  # (also done by the child: no race either way)
+            register_child(self.pid, True, cleans_up=True)
+
+    # ------------------------------------------------------------------ forked child
+    def _message(self) -> Any:
+        """The child's message once all of it has been read, else None."""
+        if len(self._buf) < 8:
+            return None
+        size = int.from_bytes(self._buf[:8], "little")
+        if len(self._buf) < 8 + size:
+            return None
+        import pickle
+
+        return pickle.loads(bytes(self._buf[8:8 + size]))
+
+    def _reap(self, wait_s: float) -> bool:
+        """Collect the child's exit status, waiting up to ``wait_s``; True once it has exited."""
+        if self._status is not None:
+            return True
+        end = time.monotonic() + wait_s
+        while True:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)  # type: ignore[arg-type]
+            except ChildProcessError:
+                self._status = 0
+                return True
+            if pid:
+                self._status = os.waitstatus_to_exitcode(status)
+                return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.005)
+
+    def _read_forked(self, deadline: float) -> tuple[Any, bool]:
+        """(the message or None, whether the pipe reached its end)."""
+        import select
+
+        assert self._fd is not None
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return None, False
+            try:
+                ready, _, _ = select.select([self._fd], [], [], min(remaining, 1.0))
+            except InterruptedError:
+                continue
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self._fd, 1 << 20)
+            except OSError:
+                return None, True
+            if not chunk:
+                return self._message(), True
+            self._buf += chunk
+            msg = self._message()
+            if msg is not None:
+                return msg, False
 
     def result(self) -> CallResult:
+        if self.proc is not None:
+            return self._result_mp()
+        deadline = self.start + self.timeout
+        try:
+            msg, eof = self._read_forked(deadline)
+        except Exception as exc:  # noqa: BLE001 - a message that does not unpickle
+            msg, eof = ("err", f"the child's answer could not be read: {type(exc).__name__}: {exc}", ""), True
+        dur = time.perf_counter() - self.start
+        if msg is None:
+            exited = self._reap(max(0.0, min(1.0, deadline - time.perf_counter())) if eof else 0.0)
+            if not exited:
+                self._kill()
+                return CallResult(False, error=f"timed out after {self.timeout:g} s (child process killed)",
+                                  timed_out=True, duration_s=dur)
+            code = self._status
+            self._kill()
+            what = describe_exit(code).replace("killed by ", "")
+            return CallResult(False, error=f"child process died with {what} before answering", duration_s=dur)
+        self._reap(1.0)
+        self._kill()  # also whatever it started
+        return self._answer(msg, dur)
+
+    @staticmethod
+    def _answer(msg: Any, dur: float) -> CallResult:
+        kind, value, trace = msg
+        if kind == "ok":
+            return CallResult(True, value=value, duration_s=dur)
+        if kind == "exc":
+            return CallResult(False, error=f"{type(value).__name__}: {value}", trace=trace, exception=value,
+                              duration_s=dur)
+        return CallResult(False, error=str(value), trace=trace, duration_s=dur)
+
+    # ------------------------------------------------------------------ multiprocessing child
+    def _result_mp(self) -> CallResult:
         deadline = self.start + self.timeout
         msg = None
         while True:
@@ -447,24 +591,25 @@ class ChildCall:
             return CallResult(False, error=f"child process died with {what} before answering", duration_s=dur)
         self.proc.join(1.0)
         self._kill()  # also whatever it started
-        kind, value, trace = msg
-        if kind == "ok":
-            return CallResult(True, value=value, duration_s=dur)
-        if kind == "exc":
-            return CallResult(False, error=f"{type(value).__name__}: {value}", trace=trace, exception=value,
-                              duration_s=dur)
-        return CallResult(False, error=str(value), trace=trace, duration_s=dur)
+        return self._answer(msg, dur)
 
     def _kill(self) -> None:
-        pid = self.proc.pid
+        pid = self.pid
         if pid is not None:
             kill_child(pid, True)
             unregister_child(pid)
-        with contextlib.suppress(Exception):
-            self.proc.kill()
-            self.proc.join(1.0)
-        with contextlib.suppress(Exception):
-            self._recv.close()
+        if self.proc is not None:
+            with contextlib.suppress(Exception):
+                self.proc.kill()
+                self.proc.join(1.0)
+            with contextlib.suppress(Exception):
+                self._recv.close()
+        else:
+            self._reap(1.0)  # a child stuck in the kernel (a hung driver call) stays a zombie until exit
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+                self._fd = None
 
 
 def call_in_child(func: Callable[..., Any], args: tuple = (), timeout: float = 10.0) -> CallResult:

@@ -75,3 +75,50 @@ def test_a_forked_child_runs_calls_on_a_worker_of_its_own(tmp_path):
         os._exit(0 if res.ok and res.value == "child" else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _big():
+    return "x" * (5 << 20)
+
+
+def _hang():
+    time.sleep(60)
+
+
+def _quits():
+    import os
+
+    os._exit(0)
+
+
+class _Unpicklable(Exception):
+    def __init__(self, a, b):
+        super().__init__(a)
+        self.b = b
+
+
+def _raises_unpicklable():
+    raise _Unpicklable("first", "second")
+
+
+def _crashes():
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_child_calls_answer_fail_and_die_with_a_reason():
+    res = isolation.call_in_child(_big, (), 30.0)
+    assert res.ok and len(res.value) == 5 << 20  # more than a pipe holds: read while the child writes
+    res = isolation.call_in_child(lambda: 1 / 0, (), 30.0)
+    assert not res.ok and res.error.startswith("ZeroDivisionError") and isinstance(res.exception, ZeroDivisionError)
+    res = isolation.call_in_child(_raises_unpicklable, (), 30.0)
+    assert not res.ok and "_Unpicklable" in res.error
+    t0 = time.perf_counter()
+    res = isolation.call_in_child(_hang, (), 0.5)
+    assert res.timed_out and "child process killed" in res.error and time.perf_counter() - t0 < 5
+    res = isolation.call_in_child(_quits, (), 10.0)
+    assert not res.ok and res.error == "child process died with exit code 0 before answering"
+    res = isolation.call_in_child(_crashes, (), 10.0)
+    assert not res.ok and "signal 11 (SIGSEGV)" in res.error

@@ -18,7 +18,6 @@ import contextlib
 import re
 from typing import Any
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, kb, passed, resolve, warned
@@ -374,6 +373,8 @@ def check_base_image_cuda(snap: Snapshot) -> list[Outcome] | None:
 
 
 def _spec_allows_any(spec: str, lo: str | None, hi: str | None) -> bool | None:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet  # only for a pin given as a range
+
     try:
         ss = SpecifierSet(spec)
     except InvalidSpecifier:
