@@ -81,7 +81,7 @@ def serve_flags(found: list[tuple[str, list[str], str]], version: str | None) ->
             continue
         flags = merge_flags(flags, fl)
     if spec:
-        flags += ["--speculative-config", json.dumps(spec)]
+        flags += ["--speculative-config", json.dumps(spec, separators=(",", ":"))]
     return model, flags
 
 

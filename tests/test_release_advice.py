@@ -216,3 +216,19 @@ def test_a_flag_newer_than_the_release_is_advised_as_its_variable_and_kept_in_th
     tokens = ["m/x", "--attention-backend", "TRITON_ATTN", "--swap-space", "4"]
     assert configfiles.rewrite_serve_flags(tokens, "0.10.1") == (tokens, [], ["VLLM_ATTENTION_BACKEND=TRITON_ATTN"])
     assert configfiles.rewrite_serve_flags(tokens, "0.33.0")[0] == ["m/x", "--attention-backend", "TRITON_ATTN"]
+
+
+def test_a_log_with_an_old_vllm_names_the_release_the_fix_installs():
+    from logsig_util import outcome, snap_from
+
+    s = snap_from("RuntimeError: CUDA error: no kernel image is available for execution on the device",
+                  vllm={"version": "0.8.5"}, gpu__0={"name": "NVIDIA GeForce RTX 5090", "compute_capability": "12.0"},
+                  torch={"version": "2.7.0+cu128", "cuda": "12.8", "variant": "cu128"},
+                  driver__version="570.124.06")
+    f = outcome("BWD-LOG-002", s)
+    rec, _ = resolve.recommended_vllm(s)
+    assert rec == "0.19.1" and f"install vLLM {rec}" in f.message and "driver 570.124.06" in f.message
+    from conftest import judge
+
+    (stack,) = [f for f in judge(s, "BWD-STACK-002") if f.status == "fail"]
+    assert f"install vLLM {rec}" in stack.message

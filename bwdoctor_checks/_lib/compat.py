@@ -130,3 +130,17 @@ def torch_gap(torch: dict[str, Any], scanned: dict[str, Any] | None, cc: str, to
     if variant and variants and str(variant).startswith("cu") and variant not in variants:
         return f"torch {torch.get('version')} is a {variant} build (CC {cc} needs one of {', '.join(variants)})"
     return None
+
+
+def recommended_release(snap: Any) -> tuple[str | None, str]:
+    """``(release, "the newest release with kernels for every GPU judged whose CUDA build driver X
+    runs")``: the vLLM release the fix moves to (:func:`bwdoctor.resolve.recommended_vllm`), with
+    the words that say why, for messages that name it; ``(None, "")`` when no release fits."""
+    from bwdoctor import resolve
+
+    rec, _ = resolve.recommended_vllm(snap)
+    if rec is None:
+        return None, ""
+    drv = str(snap.value("driver.version")).strip() if resolve.driver_version(snap) is not None else None
+    return rec, ("the newest release with kernels for every GPU judged"
+                 + (f" whose CUDA build driver {drv} runs" if drv else ""))

@@ -388,13 +388,10 @@ def _spec_allows_any(spec: str, lo: str | None, hi: str | None) -> bool | None:
 
 def _pin_advice(snap: Snapshot, fallback: str) -> str:
     """The release to pin, as the fix pins it (:func:`bwdoctor.resolve.recommended_vllm`)."""
-    rec, _ = resolve.recommended_vllm(snap)
+    rec, why = _compat.recommended_release(snap)
     if rec is None:
         return f"Pin {fallback}."
-    drv = str(snap.value("driver.version")).strip() if resolve.driver_version(snap) is not None else None
-    runs = f" whose CUDA build driver {drv} runs" if drv else ""
-    return (f"Pin vllm=={rec} (or the vllm/vllm-openai:v{rec} image), the newest release with kernels for every "
-            f"GPU judged{runs}.")
+    return f"Pin vllm=={rec} (or the vllm/vllm-openai:v{rec} image), {why}."
 
 
 def check_vllm_pin(snap: Snapshot) -> list[Outcome] | None:

@@ -24,6 +24,7 @@ from bwdoctor import CheckSpec, Outcome, Snapshot, failed, hookimpl, kb, passed,
 from bwdoctor.kb import signatures as sigtable
 from bwdoctor.kb import vllm as kbv
 from bwdoctor.redact import redact_text
+from bwdoctor_checks._lib.compat import recommended_release
 from bwdoctor_checks._lib.textutil import (
     arch_requirements,
     gpu_spec,
@@ -299,6 +300,12 @@ def _stack_covers(snap: Snapshot) -> str | None:
             f"{'.'.join(map(str, vver))} all cover this architecture")
 
 
+def _install_instead(snap: Snapshot) -> str:
+    """``"; install vLLM 0.33.0, ..."``: the release the fix installs."""
+    rec, why = recommended_release(snap)
+    return f"; install vLLM {rec}, {why}" if rec else ""
+
+
 def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
     out: list[Outcome] = []
     nki = _errors(snap, "no_kernel_image")
@@ -330,10 +337,12 @@ def check_vllm_arch(snap: Snapshot) -> Outcome | list[Outcome] | None:
                 conf, why = 0.85, f"compute capability {cc[0]}.{cc[1]} is below what vLLM builds for (7.0)"
             elif rng is not None and rng.first and vtext and resolve.at_least(vtext, rng.first) is False:
                 conf = 0.85
-                why = f"vLLM {vtext} predates the first release with sm_{cc[0]}{cc[1]} kernels ({rng.first})"
+                why = (f"vLLM {vtext} predates the first release with sm_{cc[0]}{cc[1]} kernels ({rng.first})"
+                       + _install_instead(snap))
             elif rng is not None and rng.last and vtext and resolve.compare(vtext, rng.last) == 1:
                 conf = 0.85
-                why = f"vLLM {vtext} is later than {rng.last}, the last release with sm_{cc[0]}{cc[1]} kernels"
+                why = (f"vLLM {vtext} is later than {rng.last}, the last release with sm_{cc[0]}{cc[1]} kernels"
+                       + _install_instead(snap))
             elif rng is not None and rng.first and rng.first != kbv.known_versions()[0] and vtext:
                 conf = 0.45
         out.append(_out("fail", f"'no kernel image is available' ({_first(nki)}): {why}",

@@ -161,13 +161,9 @@ def _torch_first(snap: Snapshot, cc: str) -> str | None:
 
 
 def _move_to(snap: Snapshot) -> str:
-    """``"; install vLLM 0.33.0, ..."``: the release the fix installs (:func:`bwdoctor.resolve.recommended_vllm`)."""
-    rec, _ = resolve.recommended_vllm(snap)
-    if rec is None:
-        return ""
-    drv = str(snap.value("driver.version")).strip() if resolve.driver_version(snap) is not None else None
-    return (f"; install vLLM {rec}, the newest release with kernels for every GPU judged"
-            + (f" whose CUDA build driver {drv} runs" if drv else ""))
+    """``"; install vLLM 0.33.0, ..."``: the release the fix installs."""
+    rec, why = _compat.recommended_release(snap)
+    return f"; install vLLM {rec}, {why}" if rec else ""
 
 
 def check_vllm_arch(snap: Snapshot) -> CheckResult:
