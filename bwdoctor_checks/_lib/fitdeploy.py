@@ -84,7 +84,9 @@ def read_deployment(snap: Snapshot) -> tuple[Deployment, str | None, str]:
     model_src = ""
     serve = snap.mapping("config.serve_args")
     if serve:
-        src = "vllm serve flag"
+        fact = snap.get("config.serve_args")
+        guess = fact is not None and (snap.meta.get("guessed") or {}).get("config.serve_args") == fact.source
+        src = f"vllm serve flag named in a sentence at {fact.source}, a guess" if guess and fact else "vllm serve flag"
         for flag, (key, kind) in _FLAGS.items():
             if flag in serve and serve[flag] is not True:
                 _set(d, key, serve[flag] if kind is str else _num(serve[flag], kind), f"{flag} ({src})")
@@ -97,6 +99,8 @@ def read_deployment(snap: Snapshot) -> tuple[Deployment, str | None, str]:
             _set(d, "enable_lora", True, f"--lora-modules ({src})")
         if isinstance(serve.get("model"), str):
             model, model_src = serve["model"], "vllm serve"
+            if guess and fact:
+                model_src = f"vllm serve named in a sentence at {fact.source}, a guess"
     vcfg = snap.mapping("vllm.config")
     if vcfg:
         fact = snap.get("vllm.config")

@@ -303,8 +303,9 @@ _INSTALL_START = lazy_regex(r"(?:\b(?:uv\s+)?pip[\d.]*\s+install\b|\bpython[\d.]
                             r"|\b(?:docker|podman)\s+pull\s+\S)")
 
 
-def _logical_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
-    """Join shell continuation lines (``\\`` at the end; a leading ``>`` prompt on the next)."""
+def _logical_lines(lines: Iterable[str]) -> Iterator[tuple[int, str, bool]]:
+    """Join shell continuation lines (``\\`` at the end; a leading ``>`` prompt on the next); the
+    third value says whether the line was continued so (a shell construct, not prose)."""
     buf: list[str] = []
     start = 0
     for n, line in enumerate(lines, 1):
@@ -317,10 +318,10 @@ def _logical_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
             buf.append(s.rstrip()[:-1])
             continue
         buf.append(s)
-        yield start, " ".join(buf)
+        yield start, " ".join(buf), len(buf) > 1
         buf = []
     if buf:
-        yield start, " ".join(buf)
+        yield start, " ".join(buf), len(buf) > 1
 
 
 _DOCKER_VALUE_OPTS = {"-e", "--env", "--env-file", "--gpus", "--ipc", "--shm-size", "--runtime", "-v", "--volume",
@@ -389,6 +390,68 @@ def _serve_args_after(tokens: list[str]) -> list[str] | None:
     return None
 
 
+# What may stand before ``vllm serve`` on a line that is a shell command: a prompt, a list bullet or
+# quote mark, ``VAR=value`` assignments and wrappers that run the next word as a command. An English
+# word there ("run", "see", "the") makes the line prose.
+_PROMPT = lazy_regex(r"^\s*(?:[-*+>]\s+|\d+[.)]\s+)*(?:\([\w.-]+\)\s*)?(?:[\w.-]+@[\w.-]+(?::\S*)?\s*)?"
+                     r"(?:PS [^>\n]*>|[$#%>])?\s*")
+_SHELL_PREFIX = lazy_regex(r"(?:[A-Za-z_]\w*=\S*|sudo|env|-E|nohup|exec|uv|uvx|bash|sh|-c|srun|numactl|taskset"
+                           r"|-[\w-]+(?:=\S+)?|[\"'({])")
+_SEPARATOR = lazy_regex(r"&&|\|\||[;|]")
+_SENTENCE_END = lazy_regex(r"[.;,:!?)](?=\s|$)")
+_MODEL_SHAPE = lazy_regex(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*[A-Za-z0-9]")
+_MODEL_PATH = lazy_regex(r"(?:/|\.{1,2}/|~/)\S+")
+
+
+def _is_command(prefix: str, in_code: bool) -> bool:
+    """Whether ``vllm serve`` after ``prefix`` on a line is a shell command rather than a mention in a
+    sentence: inside a code block or an inline code span, after a label ending in a colon
+    ("Command: vllm serve ..."), or after nothing but a prompt and shell words."""
+    if in_code or prefix.count("`") % 2 == 1:
+        return True
+    head = prefix.replace("`", " ")
+    if head.rstrip().endswith(":"):
+        return True
+    head = _SEPARATOR.split(head)[-1]
+    head = head[_PROMPT.match(head).end():] if _PROMPT.match(head) else head  # type: ignore[union-attr]
+    return all(_SHELL_PREFIX.fullmatch(t) for t in re.sub(r"\buv\s+run\b", "uv", head).split())
+
+
+def looks_like_model(token: Any) -> bool:
+    """Whether a word read after ``vllm serve`` in a sentence names a model: a Hugging Face id
+    (``org/name``), a local path, or a name the model table or the name-based estimate knows.
+    English words ("with", "command", "process") are none of these."""
+    if not isinstance(token, str) or not token or token.startswith(("-", "$")):
+        return False
+    if _MODEL_SHAPE.fullmatch(token) or _MODEL_PATH.fullmatch(token):
+        return True
+    from bwdoctor_checks._lib.fitcalc import resolve_model
+
+    return resolve_model(token) is not None
+
+
+def prose_serve_args(words: str) -> dict[str, Any]:
+    """The ``vllm serve`` arguments a sentence gives: read up to the end of the clause; a model only
+    when it looks like one (``looks_like_model``); ``--help`` is no setting."""
+    end = _SENTENCE_END.search(words)
+    clause = words[:end.start()] if end else words
+    toks = [t.rstrip(".,;:!?)") for t in _split_shell(clause.replace("`", " "))]
+    toks = [t for t in toks if t]
+    parsed = parse_serve_args(toks)
+    for key in ("--help", "-h"):
+        parsed.pop(key, None)
+    for key in ("model", "--model"):
+        if key in parsed and not looks_like_model(parsed[key]):
+            del parsed[key]
+    if "model" not in parsed:  # "serve it with Qwen/Qwen2.5-7B-Instruct": the first word that names a model
+        values = {v for k, v in parsed.items() if k.startswith("-") and isinstance(v, str)}
+        for t in toks:
+            if not t.startswith("-") and t not in values and looks_like_model(t):
+                parsed["model"] = t
+                break
+    return parsed
+
+
 def _env_assign(s: str) -> tuple[str, str] | None:
     m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", s, re.S)
     return (m.group(1), m.group(2)) if m else None
@@ -421,7 +484,9 @@ class _Acc:
         self.facts.append(Fact(key, value, _src(self.kind, self.ev)))
 
     def serve_from(self, args: list[str], line: int | None) -> None:
-        parsed = parse_serve_args(args)
+        self.serve_parsed(parse_serve_args(args), line)
+
+    def serve_parsed(self, parsed: dict[str, Any], line: int | None) -> None:
         if parsed:
             self.serve.update(parsed)
             self.serve_line = self.serve_line or line
@@ -587,18 +652,27 @@ def _install_into(acc: _Acc, text: str, lineno: int) -> bool:
     return True
 
 
-def _commands_into(acc: _Acc, lines: Iterable[str]) -> int:
+def _commands_into(acc: _Acc, lines: Iterable[str], prose: _Acc | None = None, script: bool = False) -> int:
     """Find docker run / vllm serve / api_server commands (and pip installs, docker pulls) in
-    text lines; returns how many."""
+    text lines; returns how many. A ``vllm serve`` named in a sentence rather than run as a
+    command ("the vllm serve process"; a command is in a code block or inline code, continued with
+    a backslash, or after nothing but a prompt and shell words) is no command: what it says goes to ``prose`` (read by
+    ``prose_serve_args``), when given."""
     found = 0
-    for lineno, text in _logical_lines(lines):
+    fenced = script  # a shell script is all commands; a markdown fence opens and closes code blocks
+    for lineno, text, continued in _logical_lines(lines):
         if found >= MAX_COMMANDS:
             break
+        open_at_start = fenced
+        if not script and text.count("```") % 2 == 1:
+            fenced = not fenced
         m = _CMD_START.search(text)
         if not m:
             if _install_into(acc, text, lineno):
                 found += 1
             continue
+        in_code = open_at_start != (text[:m.start()].count("```") % 2 == 1)
+        command = continued or _is_command(text[:m.start()], in_code)
         cmd = text[m.start():]
         cmd = cmd.split("```", 1)[0]
         if text[:m.start()].count("`") % 2 == 1:  # inline code: the command ends at the closing tick
@@ -606,10 +680,10 @@ def _commands_into(acc: _Acc, lines: Iterable[str]) -> int:
         tokens = _split_shell(cmd)
         if not tokens:
             continue
-        found += 1
         if tokens[0] in ("sudo",):
             tokens = tokens[1:]
         if tokens and tokens[0] in ("docker", "podman", "nerdctl"):
+            found += 1
             run = parse_docker_run(tokens)
             opts = run["opts"]
             for e in opts.get("-e", []) + opts.get("--env", []):
@@ -632,22 +706,29 @@ def _commands_into(acc: _Acc, lines: Iterable[str]) -> int:
                                                 "origin": "image", "image": run["image"], "file": acc.ev.path,
                                                 "line": lineno})
             inner = _serve_args_after(run["args"])
-            if inner is not None:
+            if inner is None and run["image"] and "vllm" in run["image"].lower() and run["args"]:
+                inner = run["args"]
+            if inner is not None and command:
                 acc.serve_from(inner, lineno)
-            elif run["image"] and "vllm" in run["image"].lower() and run["args"]:
-                acc.serve_from(run["args"], lineno)
+            elif inner is not None and prose is not None:
+                prose.serve_parsed(prose_serve_args(shlex.join(inner)), lineno)
+        elif (args := _serve_args_after(tokens)) is not None:
+            if not command:
+                if prose is not None:
+                    prose.serve_parsed(prose_serve_args(cmd[m.end() - m.start():]), lineno)
+                continue
+            found += 1
+            acc.serve_from(args, lineno)
+            # VAR=value prefixes of the same command (``VLLM_X=1 vllm serve ...``)
+            for t in reversed(_split_shell(text[:m.start()])):
+                kv = _env_assign(t)
+                if kv is None:
+                    if t in ("env", "sudo", "-E"):
+                        continue
+                    break
+                acc.set_env(kv[0], kv[1], lineno)
         else:
-            args = _serve_args_after(tokens)
-            if args is not None:
-                acc.serve_from(args, lineno)
-                # VAR=value prefixes of the same command (``VLLM_X=1 vllm serve ...``)
-                for t in reversed(_split_shell(text[:m.start()])):
-                    kv = _env_assign(t)
-                    if kv is None:
-                        if t in ("env", "sudo", "-E"):
-                            continue
-                        break
-                    acc.set_env(kv[0], kv[1], lineno)
+            found += 1
     return found
 
 
@@ -1046,16 +1127,43 @@ def detect_cmdline(ev: Evidence) -> bool:
     return bool(_INSTALL_START.search(head)) and not detect_dockerfile(ev)
 
 
+def _is_script(ev: Evidence) -> bool:
+    return bool(re.search(r"\.(?:sh|bash|zsh)$", ev.name or "", re.I)) or (ev.head or "").startswith("#!")
+
+
+def detect_serve_text(ev: Evidence) -> bool:
+    return bool(re.search(r"\bvllm\s+serve\b|-m\s+vllm\.entrypoints\.|docker\s+run\b", ev.head[:1048576]))
+
+
 def parse_cmdline(ev: Evidence) -> Iterator[Fact]:
     acc = _Acc(ev, "cmdline")
     try:
-        n = _commands_into(acc, ev.lines())
+        n = _commands_into(acc, ev.lines(), script=_is_script(ev))
     except Exception as exc:
         n = 0
         acc.errors.append({"file": ev.path, "kind": "cmdline", "error": f"{type(exc).__name__}: {exc}"[:300]})
     if n == 0 and not acc.errors:
         return
     yield from acc.finish()
+
+
+def parse_serve_text(ev: Evidence) -> Iterator[Fact]:
+    """``vllm serve`` named in sentences ("serve it with vllm serve Qwen/Qwen2.5-7B-Instruct"): the
+    settings and model the text suggests, yielded by a parser that reads prose, so that a tool's own
+    output of the same facts wins and the report marks them as guessed."""
+    prose = _Acc(ev, "serve-text")
+    try:
+        _commands_into(_Acc(ev, "cmdline"), ev.lines(), prose, script=_is_script(ev))
+    except Exception:  # bad input never breaks the run
+        return
+    if not prose.serve:
+        return
+    src = f"{_src('serve-text', ev)}:line {prose.serve_line or 0}"
+    yield Fact("config.serve_args", prose.serve, src, STATED)
+    req = requested_from_args(prose.serve)
+    if req:
+        req["source"] = f"{ev.path}:{prose.serve_line or 0}"
+        yield Fact("config.requested", req, src, STATED)
 
 
 # ----------------------------------------------------------------------------- registration
@@ -1076,4 +1184,9 @@ def bwdoctor_parsers() -> list[ParserSpec]:
         ParserSpec(name="cmdline", func=parse_cmdline, detect=detect_cmdline, provides=["config.serve_args"],
                    doc="vllm serve / python -m vllm.entrypoints.openai.api_server / docker run command lines, "
                        "also inside logs and issue text: flags, -e variables, --gpus, --ipc, --shm-size, image."),
+        ParserSpec(name="serve-text", func=parse_serve_text, detect=detect_serve_text, guesses=True,
+                   provides=["config.serve_args"],
+                   doc="vllm serve named in sentences rather than run as a command: the flags the sentence gives, "
+                       "and a model only where the word looks like one (an org/name id, a path, a model the "
+                       "table knows). Marked as guessed; a command line's own arguments win."),
     ]
