@@ -108,6 +108,40 @@ _WHAT = {"dockerfile": "an instruction continued over several lines (\\ or a her
          "dotenv": "a value quoted over several lines", "env": "a value quoted over several lines"}
 
 
+def _only_run_words_removed(old: str, new: str) -> bool:
+    """Every instruction continued over several lines that the edit changes is a RUN that lost
+    words or went entirely (dockerfile-parse reads both texts; one-line instructions may change):
+    safe inside a continued instruction."""
+    from dockerfile_parse import DockerfileParser
+
+    def instructions(text: str) -> list[tuple[str, str, bool]]:
+        dfp = DockerfileParser(fileobj=io.BytesIO(text.encode("utf-8", "replace")), env_replace=False)
+        return [(str(i.get("instruction", "")).upper(), str(i.get("value", "")), i.get("startline") != i.get("endline"))
+                for i in dfp.structure if str(i.get("instruction", "")).upper() != "COMMENT"]
+
+    def subsequence(short: list[str], long: list[str]) -> bool:
+        it = iter(long)
+        return all(w in it for w in short)
+
+    try:
+        a, b = instructions(old), instructions(new)
+    except Exception:  # noqa: BLE001 - unparseable: not shown to be safe
+        return False
+    i = 0
+    for kind, value, _ in b:
+        while i < len(a):
+            okind, ovalue, multi = a[i]
+            i += 1
+            if okind == kind and (ovalue == value or not multi
+                                  or (kind == "RUN" and subsequence(value.split(), ovalue.split()))):
+                break
+            if okind != "RUN":
+                return False  # another instruction changed or went
+        else:
+            return False
+    return all(k == "RUN" for k, _, _ in a[i:])
+
+
 def multiline_change(old: str, new: str, kind: str) -> str:
     """Why the edit from ``old`` to ``new`` touches a multi-line construct ('' when it does not)."""
     regions = _regions(old, kind)
@@ -119,7 +153,7 @@ def multiline_change(old: str, new: str, kind: str) -> str:
             continue
         touched = set(range(i1, i2)) if i2 > i1 else ({i1 - 1, i1} if i1 - 1 in regions and i1 in regions else set())
         hit = sorted(touched & regions)
-        if hit:
+        if hit and not (kind == "dockerfile" and _only_run_words_removed(old, new)):
             return f"line {hit[0] + 1} is part of {_WHAT.get(kind, 'a multi-line construct')}"
     return ""
 

@@ -424,6 +424,125 @@ _FROM = re.compile(r"^(?P<indent>\s*)FROM\s+(?P<flags>(?:--\S+\s+)*)(?P<image>[^
 _PIN = re.compile(r"(?P<pre>(?:^|[\s\"'])vllm(?:\[[^\]]*\])?)(?P<op>==|>=|~=)(?P<ver>[0-9][0-9A-Za-z.+]*)")
 
 
+_VLLM_REQ = re.compile(r"^vllm(?:\[[^\]]*\])?(?:\s*(?:===|==|>=|<=|~=|!=|>|<)\s*[0-9][0-9A-Za-z.+*]*(?:\s*,\s*(?:==|>=|<=|~=|!=|>|<)\s*[0-9][0-9A-Za-z.+*]*)*)?$",
+                       re.I)
+# pip install options that take a value as the next word (pip's own option list)
+_PIP_VALUE_OPTS = {"-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-i", "--index-url",
+                   "--extra-index-url", "-f", "--find-links", "-t", "--target", "--root", "--prefix", "--src",
+                   "--platform", "--python-version", "--implementation", "--abi", "--upgrade-strategy",
+                   "--progress-bar", "--trusted-host", "--cache-dir", "--log", "--proxy", "--retries", "--timeout",
+                   "--exists-action", "--cert", "--client-cert", "--no-binary", "--only-binary", "--config-settings",
+                   "-C", "--global-option", "--python", "--report", "--group"}
+_SHELL_OPS = ("&&", "||", ";", "|")
+
+
+def _shell_words(block: str) -> list[tuple[str, int, int]]:
+    """``[(word, start, end)]`` of a shell-form RUN instruction's text (``\\`` continuations and
+    comment lines inside it count as blanks; quotes are kept in the word, operators are words)."""
+    out: list[tuple[str, int, int]] = []
+    i, n = 0, len(block)
+    at_line_start = True
+    while i < n:
+        ch = block[i]
+        if at_line_start and block[i:].lstrip(" \t").startswith("#") and out:
+            j = block.find("\n", i)
+            i = n if j < 0 else j + 1
+            continue
+        if ch == "\\" and block[i + 1:i + 2] in ("\n", "\r"):
+            i += 2 if block[i + 1] == "\n" else 3
+            at_line_start = True
+            continue
+        if ch in " \t\r\n":
+            at_line_start = ch == "\n" or (at_line_start and ch in " \t")
+            i += 1
+            continue
+        at_line_start = False
+        op = next((o for o in _SHELL_OPS if block.startswith(o, i)), None)
+        if op:
+            out.append((op, i, i + len(op)))
+            i += len(op)
+            continue
+        start = i
+        while i < n and block[i] not in " \t\r\n" and not (block[i] == "\\" and block[i + 1:i + 2] in ("\n", "\r")) \
+                and not any(block.startswith(o, i) for o in _SHELL_OPS):
+            if block[i] in "\"'":
+                close = block.find(block[i], i + 1)
+                i = n if close < 0 else close + 1
+            else:
+                i += 1
+        out.append((block[start:i], start, i))
+    return out
+
+
+def _pip_install_at(words: list[str], k: int) -> int | None:
+    """The index of the first argument when a ``pip install`` command starts at word ``k``."""
+    w = [x.rsplit("/", 1)[-1].lower() for x in words[k:k + 5]]
+    if len(w) >= 2 and re.fullmatch(r"pip[0-9.]*", w[0]) and w[1] == "install":
+        return k + 2
+    if len(w) >= 4 and re.fullmatch(r"python[0-9.]*", w[0]) and w[1] == "-m" and w[2] == "pip" and w[3] == "install":
+        return k + 4
+    return None
+
+
+def drop_vllm_install(block: str) -> tuple[str | None, list[str]]:
+    """The RUN instruction ``block`` without the vLLM requirement of its ``pip install`` commands:
+    ``(new block, the requirements removed)``; the new block is ``""`` when nothing is left to
+    run, None when no ``pip install`` in it names vLLM (or the instruction is in exec form)."""
+    spans = _shell_words(block)
+    words = [w for w, _, _ in spans]
+    if len(words) < 2 or words[1].startswith("["):
+        return None, []
+    cuts: list[tuple[int, int]] = []
+    removed: list[str] = []
+    k = 1
+    while k < len(words):
+        first = _pip_install_at(words, k)
+        if first is None:
+            k += 1
+            continue
+        end = first
+        while end < len(words) and words[end] not in _SHELL_OPS:
+            end += 1
+        pkgs, vllm_at = [], []
+        a = first
+        while a < end:
+            word = words[a]
+            if word.startswith("-"):
+                a += 2 if word in _PIP_VALUE_OPTS else 1
+                if word in ("-r", "--requirement", "-e", "--editable"):
+                    pkgs.append(a - 1)  # a requirements file or an editable project installs more
+                continue
+            pkgs.append(a)
+            if _VLLM_REQ.match(word.strip("\"'")):
+                vllm_at.append(a)
+            a += 1
+        if vllm_at and len(vllm_at) == len(pkgs):  # vLLM was all it installed: the command goes
+            if end < len(words) and words[end] == "&&":
+                cuts.append((spans[k][1], spans[end + 1][1] if end + 1 < len(words) else spans[end][2]))
+            elif k > 1 and words[k - 1] == "&&":
+                cuts.append((spans[k - 2][2], spans[end - 1][2]))
+            elif k == 1 and end == len(words):
+                return "", [words[i].strip("\"'") for i in vllm_at]
+            else:
+                return None, []  # chained with ; or | : left to the user
+        else:
+            for i in vllm_at:
+                cuts.append((spans[i - 1][2], spans[i][2]))
+        removed += [words[i].strip("\"'") for i in vllm_at]
+        k = end + 1
+    if not cuts:
+        return None, []
+    new = block
+    for s, e in sorted(cuts, reverse=True):
+        new = new[:s] + new[e:]
+    # a continuation left at the very end would swallow the next instruction
+    body = new.rstrip()
+    while body.endswith("\\"):
+        body = body[:-1].rstrip()
+    eol = "\r\n" if block.endswith("\r\n") else "\n" if block.endswith("\n") else ""
+    return body + eol, removed
+
+
 def _image_cuda(image: str, tag: str | None) -> Version | None:
     if not tag:
         return None
@@ -443,23 +562,32 @@ def _tag_version(kbv: Any, image: str, tag: str | None) -> str | None:
         return None
 
 
-def _refresh_comment(lines: list[str], i: int, old_versions: list[str], now: str) -> None:
-    """A comment right above line ``i`` that names a version the edit replaced would now be
-    wrong: it is rewritten to say what the line holds now."""
+def _stale_comment(lines: list[str], i: int, old_versions: list[str]) -> int | None:
+    """The index of the comment right above line ``i`` (blank lines between allowed) when it names
+    one of ``old_versions`` (or its major.minor), else None."""
     j = i - 1
     while j >= 0 and not lines[j].strip():
         j -= 1
     if j < 0 or not lines[j].lstrip().startswith("#"):
-        return
-    comment = lines[j]
+        return None
     names = set()
     for v in old_versions:
         names.add(v)
         parts = v.split(".")
         if len(parts) > 2:
             names.add(".".join(parts[:2]))  # "CUDA 12.4+" for 12.4.1
-    if not any(re.search(rf"(?<![\d.]){re.escape(n)}(?![\d])", comment) for n in names if n):
+    if not any(re.search(rf"(?<![\d.]){re.escape(n)}(?![\d])", lines[j]) for n in names if n):
+        return None
+    return j
+
+
+def _refresh_comment(lines: list[str], i: int, old_versions: list[str], now: str) -> None:
+    """A comment right above line ``i`` that names a version the edit replaced would now be
+    wrong: it is rewritten to say what the line holds now."""
+    j = _stale_comment(lines, i, old_versions)
+    if j is None:
         return
+    comment = lines[j]
     indent = comment[: len(comment) - len(comment.lstrip())]
     eol = "\r\n" if comment.endswith("\r\n") else "\n"
     lines[j] = f"{indent}# {now} (updated by bwdoctor; the comment named the replaced version){eol}"
@@ -522,6 +650,7 @@ def fix_dockerfile(text: str, snap: Snapshot) -> tuple[str, list[str]]:
         except Exception:
             rec_cuda = None
     new_base = False
+    moved: list[int] = []  # the FROM lines now naming the official image of ``rec``
     for i, line in enumerate(lines):
         m = _FROM.match(line)
         if not m:
@@ -545,6 +674,9 @@ def fix_dockerfile(text: str, snap: Snapshot) -> tuple[str, list[str]]:
             new_base = True
             stale = [str(v) for v in (cuda, _tag_version(kbv, image, tag)) if v is not None]
             _refresh_comment(lines, i, stale, f"vLLM {rec} (official image" + (f", CUDA {rec_cuda})" if rec_cuda else ")"))
+            moved.append(i)
+    if moved:
+        changes += _drop_redundant_vllm(lines, moved, rec)
     for i, line in enumerate(lines):
         if line.lstrip().startswith("#"):
             continue
@@ -563,6 +695,56 @@ def fix_dockerfile(text: str, snap: Snapshot) -> tuple[str, list[str]]:
     if rec_cuda is not None and changes:
         changes.append(f"vLLM {rec} is built with CUDA {rec_cuda}")
     return "".join(lines), changes
+
+
+def _drop_redundant_vllm(lines: list[str], moved: list[int], rec: str) -> list[str]:
+    """In the build stages whose FROM became vllm/vllm-openai:v<rec> (lines ``moved``), remove the
+    vLLM requirement from ``pip install`` commands of RUN instructions (the image has that vLLM):
+    the whole RUN goes when vLLM was all it installed, together with a comment right above it that
+    names the replaced version; such a comment above a RUN that stays is rewritten. Edits ``lines``
+    in place; returns what changed."""
+    import io
+
+    from dockerfile_parse import DockerfileParser
+
+    try:
+        dfp = DockerfileParser(fileobj=io.BytesIO("".join(lines).encode("utf-8", "replace")), env_replace=False)
+        structure = list(dfp.structure)
+    except Exception:  # noqa: BLE001 - a file the parser cannot read keeps its RUN lines (re-pinned below)
+        return []
+    in_moved, runs = False, []
+    for ins in structure:
+        kind = str(ins.get("instruction", "")).upper()
+        if kind == "FROM":
+            in_moved = int(ins["startline"]) in moved
+        elif kind == "RUN" and in_moved:
+            runs.append((int(ins["startline"]), int(ins["endline"])))
+    changes: list[str] = []
+    for start, end in sorted(runs, reverse=True):
+        block = "".join(lines[start:end + 1])
+        new, removed = drop_vllm_install(block)
+        if new is None or not removed:
+            continue
+        versions = [v for r in removed for v in re.findall(r"[0-9]+(?:\.[0-9]+)+", r)]
+        comment = _stale_comment(lines, start, versions) if versions else None
+        first = start
+        if new:
+            lines[start:end + 1] = [new]
+            if comment is not None:
+                indent = lines[comment][: len(lines[comment]) - len(lines[comment].lstrip())]
+                eol = "\r\n" if lines[comment].endswith("\r\n") else "\n"
+                lines[comment] = (f"{indent}# vLLM {rec} comes with the base image (updated by bwdoctor; the comment "
+                                  f"named the replaced version){eol}")
+            what = "removed from RUN"
+        else:
+            if comment is not None:
+                first = comment
+            del lines[first:end + 1]
+            if first > 0 and not lines[first - 1].strip() and (first >= len(lines) or not lines[first].strip()):
+                del lines[first - 1]
+            what = "RUN removed"
+        changes.append(f"{', '.join(removed)} {what} (vllm/vllm-openai:v{rec} ships vLLM {rec})")
+    return list(reversed(changes))
 
 
 # --------------------------------------------------------------------------- combined file fix
@@ -722,5 +904,7 @@ def bwdoctor_remedies() -> list[RemedySpec]:
                    doc="Replaces a base image whose CUDA or vLLM predates the GPU by vllm/vllm-openai:v<release>."
                        + doc),
         RemedySpec("dockerfile.vllm-pin", "vLLM pin with kernels for the GPU", dockerfile_pin,
-                   doc="Re-pins `pip install vllm==X` to the recommended release." + doc),
+                   doc="Re-pins `pip install vllm==X` to the recommended release; in a build stage whose base image "
+                       "became the official image of that release, removes the vLLM requirement from RUN pip installs "
+                       "(the whole RUN when vLLM was all it installed) and the stale comment above it." + doc),
     ]

@@ -63,9 +63,44 @@ def choose_variant(snap: Snapshot, torch_base: str) -> str | None:
     return max(allowed, key=lambda v: c.vparse(c.variant_cuda(v)) or Version("0"))
 
 
+def _vllm_move(snap: Snapshot) -> tuple[str, str | None] | None:
+    """``(release, the torch it pins)`` when the fix moves vLLM to another release
+    (:func:`bwdoctor.resolve.vllm_release`), else None."""
+    rel = resolve.vllm_release(snap)
+    if not rel.moves or rel.target is None:
+        return None
+    kbv = c.kb_vllm()
+    try:
+        pin = kbv.torch_pin_for(rel.target) if kbv is not None else None
+    except Exception:  # noqa: BLE001 - a release the knowledge base has no pin for
+        pin = None
+    return rel.target, (str(pin) if pin else None)
+
+
+def _brings_torch(snap: Snapshot, release: str, torch_base: str) -> str | None:
+    """Why moving to vLLM ``release`` already gives a torch with kernels for the GPU, or None: the
+    configuration's base image becomes the official image of the release (built for it), or the
+    default PyPI build of the torch it pins carries kernels for every GPU."""
+    img = snap.value("config.base_image")
+    if isinstance(img, dict):
+        need = c.vparse(c.strictest(snap, "min_cuda"))
+        cuda = c.vparse(img.get("cuda_version"))
+        if img.get("vllm_version") or (cuda is not None and need is not None and cuda < need):
+            return f"the image moves to vllm/vllm-openai:v{release}, which carries its torch {torch_base}"
+    minor = c.minor_of(torch_base)
+    default = kb.torch_pypi_variant(minor) if minor else None
+    ok = c.common_variants(snap)
+    if default and ok and default in ok and _driver_allows(snap, default) is not False:
+        return f"vLLM {release} pins torch {torch_base}, whose default {default} build has kernels for this GPU"
+    return None
+
+
 def target_torch(snap: Snapshot) -> str | None:
-    """The torch release to install: the one vLLM pins when vLLM is installed, else the
-    installed release raised to the architecture's minimum."""
+    """The torch release to install: the one pinned by the vLLM release the fix moves to, else the
+    one the vLLM in use pins, else the installed release raised to the architecture's minimum."""
+    move = _vllm_move(snap)
+    if move is not None and move[1]:
+        return move[1]
     vinfo = snap.value("vllm")
     if isinstance(vinfo, dict) and isinstance(vinfo.get("torch_requirement"), str):
         m = re.search(r"==\s*([0-9][0-9.]*)", vinfo["torch_requirement"])
@@ -101,6 +136,9 @@ def _companion_reqs(snap: Snapshot, torch_base: str, variant: str | None) -> lis
 
 def torch_reinstall(finding: Finding, snap: Snapshot) -> FixPlan | None:
     base = target_torch(snap)
+    move = _vllm_move(snap)
+    if move is not None and base and _brings_torch(snap, move[0], base):
+        return None  # installing that vLLM (remedy vllm.install-supported) is the whole fix
     if not base:
         return c.plan("torch.reinstall-cuda-variant", "Install a torch build for this GPU", finding, [
             c.advice("Install a PyTorch CUDA build whose architecture list includes the GPU "
@@ -112,7 +150,9 @@ def torch_reinstall(finding: Finding, snap: Snapshot) -> FixPlan | None:
                      "installed driver: upgrade the driver first (remedy driver.upgrade), or move to a newer vLLM "
                      "whose torch has such a build (remedy vllm.install-supported).")])
     reqs = [f"torch=={base}+{variant}"] + _companion_reqs(snap, base, variant)
-    notes = (f"torch {base} is {'the release vLLM pins' if c.vllm_version(snap) else 'the release to keep'}; "
+    pinned_by = (f"the release vLLM {move[0]} (the release the fix moves to) pins" if move is not None
+                 else "the release vLLM pins" if c.vllm_version(snap) else "the release to keep")
+    notes = (f"torch {base} is {pinned_by}; "
              f"the {variant} build has SASS for {', '.join(c.compute_capabilities(snap)) or 'the GPU'}"
              f"{' and runs on driver ' + str(c.driver_version(snap)) if c.driver_version(snap) else ''}.")
     cur = c.torch_version(snap) or "the previous torch"
@@ -226,6 +266,8 @@ def vllm_install(finding: Finding, snap: Snapshot) -> FixPlan | None:
 
 
 def vllm_rebuild(finding: Finding, snap: Snapshot) -> FixPlan | None:
+    if _vllm_move(snap) is not None:
+        return None  # the release the fix moves to comes with the torch it pins (remedy vllm.install-supported)
     vv = c.vllm_version(snap)
     pin = None
     vinfo = snap.value("vllm")
@@ -425,8 +467,9 @@ def install_dependency(finding: Finding, snap: Snapshot) -> FixPlan | None:
 def bwdoctor_remedies() -> list[RemedySpec]:
     return [
         RemedySpec("torch.reinstall-cuda-variant", "Reinstall torch as a CUDA build with kernels for the GPU",
-                   torch_reinstall, doc="Keeps the torch release vLLM pins (or raises it to the architecture's "
-                   "torch_min), picks the newest PyTorch-index CUDA variant that carries SASS for every GPU and runs "
+                   torch_reinstall, doc="Keeps the torch release vLLM pins (when the fix moves vLLM, the one the "
+                   "new release pins, and nothing when that release brings a torch with kernels for the GPU; else "
+                   "raises it to the architecture's torch_min), picks the newest PyTorch-index CUDA variant that carries SASS for every GPU and runs "
                    "on the driver, and installs torch==X+cuXXX with matching torchvision/torchaudio from "
                    "https://download.pytorch.org/whl/cuXXX."),
         RemedySpec("torch.align-companions", "Match torchvision/torchaudio to the installed torch", align_companions,

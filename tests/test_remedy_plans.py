@@ -67,9 +67,14 @@ def test_driver_upgrade_rhel_and_container() -> None:
 
 
 def test_torch_reinstall_picks_variant_the_driver_runs() -> None:
-    # vLLM 0.8.5 pins torch 2.6.0, which has no Blackwell build: the plan says so instead of guessing
-    p = plan_for("torch.reinstall-cuda-variant", make_snapshot(**BLACKWELL_UBUNTU))
-    assert all(s.advisory for s in p.steps)
+    # vLLM 0.8.5 has no Blackwell kernels: the fix moves vLLM to a release whose pinned torch has a
+    # default build for the GPU, so no torch step is planned (and none for 0.8.5's torch 2.6.0)
+    assert plan_for("torch.reinstall-cuda-variant", make_snapshot(**BLACKWELL_UBUNTU)) is None
+    # a release the fix keeps, whose torch has no build for the GPU: the plan says so instead of guessing
+    old = dict(BLACKWELL_UBUNTU, gpu__0={"name": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"},
+               driver__version="450.80.02", vllm={"version": "0.6.2", "torch_requirement": "torch==2.4.0"})
+    p = plan_for("torch.reinstall-cuda-variant", make_snapshot(**old))
+    assert p is not None
     s = dict(BLACKWELL_UBUNTU, driver__version="570.133.07", vllm={"version": "0.10.1", "torch_requirement": "torch==2.7.1"})
     p = plan_for("torch.reinstall-cuda-variant", make_snapshot(**s))
     argv = p.steps[0].argv
@@ -113,6 +118,9 @@ def test_every_remedy_renders_lint_clean(rid: str, tmp_path: Path) -> None:
                     flashinfer={"packages": {"flashinfer-python": "0.2.5", "flashinfer-jit-cache": "0.2.4"}},
                     packages={"torch": {"version": "2.6.0+cu124"}, "vllm": {"version": "0.8.5"},
                               "torchvision": {"version": "0.20.0+cu124", "requires": ["torch==2.5.0"]}}))
+    if rid in ("torch.reinstall-cuda-variant", "vllm.rebuild-for-torch"):
+        # with vLLM 0.8.5 the fix moves vLLM and its torch comes with it: keep a release with Blackwell kernels
+        s.set("vllm", {"version": "0.10.1", "torch_requirement": "torch==2.7.1"}, "test")
     p = plan_for(rid, s)
     assert p is not None, f"{rid} built no plan for a machine where it applies"
     assert p.steps and all(st.description for st in p.steps)
