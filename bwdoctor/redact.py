@@ -409,7 +409,7 @@ def _redact_list(items: list[Any], key: str | None) -> list[Any]:
                 secret_next = False
                 continue
             secret_next = False
-            red = redact_text(item)
+            red = _redact_field(item)
             out.append(red)
             if _BLOCK_BEGIN.search(item) and not _BLOCK_END.search(item):
                 in_pem = True
@@ -441,8 +441,19 @@ def redact(value: Any, key: str | None = None) -> Any:
     if isinstance(value, tuple):
         return tuple(_redact_list(list(value), key))
     if isinstance(value, str):
-        return redact_text(value)
+        return _redact_field(value)
     return value
+
+
+@functools.lru_cache(maxsize=8192)
+def _redact_short(text: str) -> str:
+    return redact_text(text)
+
+
+def _redact_field(text: str) -> str:
+    """redact_text for a value in a structure. A report repeats the same values many times (a
+    finding's evidence quotes the facts it read): a short value is redacted once per process."""
+    return _redact_short(text) if len(text) <= 4096 else redact_text(text)
 
 
 def redact_report_dict(data: dict[str, Any]) -> dict[str, Any]:
@@ -459,7 +470,9 @@ def escape_controls(text: str) -> str:
     """Terminal control characters (ESC, NUL, BEL, C1, DEL; an OSC 52 clipboard write starts
     with ESC) shown as ``\\x1b``-style escapes; tabs, newlines and carriage returns before a
     newline stay."""
-    if not text or not _CONTROLS.search(text) and "\r" not in text:
+    if not text or text.isprintable():  # (str.isprintable is false for every control character)
+        return text
+    if not _CONTROLS.search(text) and "\r" not in text:
         return text
     text = re.sub(r"\r(?!\n)", r"\\r", text)
     return _CONTROLS.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
