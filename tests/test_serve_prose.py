@@ -130,3 +130,35 @@ def test_compose_command_model_flag(tmp_path):
     f = _facts(p, pc.parse_compose)
     assert f["config.serve_args"]["model"] == "/models/llama"
     assert f["config.requested"]["model"] == "/models/llama"
+
+
+def _deployment_snapshot(guessed: bool):
+    from bwdoctor import Fact
+    from bwdoctor.types import Snapshot
+
+    snap = Snapshot()
+    src = "serve-text:README.md:line 3" if guessed else "cmdline:run.sh"
+    snap.add(Fact("config.serve_args", {"model": "Qwen/Qwen2.5-7B-Instruct", "--max-model-len": "4096"}, src))
+    snap.add(Fact("vllm.config", {"model": "meta-llama/Llama-3.1-8B-Instruct", "max_model_len": 8192},
+                  "vllm-log:line 12"))
+    if guessed:
+        snap.meta["guessed"] = {"config.serve_args": src}
+    return snap
+
+
+def test_engine_config_wins_over_a_sentence_and_a_command_line_over_the_engine():
+    from bwdoctor_checks._lib import fitdeploy as fd
+
+    d, model, src = fd.read_deployment(_deployment_snapshot(guessed=True))
+    assert model == "meta-llama/Llama-3.1-8B-Instruct" and d.max_model_len == 8192 and "engine config" in src
+    d, model, src = fd.read_deployment(_deployment_snapshot(guessed=False))
+    assert model == "Qwen/Qwen2.5-7B-Instruct" and d.max_model_len == 4096 and src == "vllm serve"
+
+
+def test_a_guessed_model_is_said_to_be_a_guess():
+    from bwdoctor_checks._lib import fitdeploy as fd
+
+    snap = _deployment_snapshot(guessed=True)
+    snap.facts.pop("vllm.config")
+    _, model, src = fd.read_deployment(snap)
+    assert model == "Qwen/Qwen2.5-7B-Instruct" and "a guess" in src and "README.md:line 3" in src

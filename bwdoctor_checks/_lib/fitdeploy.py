@@ -83,10 +83,16 @@ def read_deployment(snap: Snapshot) -> tuple[Deployment, str | None, str]:
     model: str | None = None
     model_src = ""
     serve = snap.mapping("config.serve_args")
-    if serve:
-        fact = snap.get("config.serve_args")
-        guess = fact is not None and (snap.meta.get("guessed") or {}).get("config.serve_args") == fact.source
-        src = f"vllm serve flag named in a sentence at {fact.source}, a guess" if guess and fact else "vllm serve flag"
+    sfact = snap.get("config.serve_args")
+    guess = bool(serve) and sfact is not None and \
+        (snap.meta.get("guessed") or {}).get("config.serve_args") == sfact.source
+
+    def from_serve() -> None:
+        nonlocal model, model_src
+        if not serve:
+            return
+        src = f"vllm serve flag named in a sentence at {sfact.source}, a guess" if guess and sfact else \
+            "vllm serve flag"
         for flag, (key, kind) in _FLAGS.items():
             if flag in serve and serve[flag] is not True:
                 _set(d, key, serve[flag] if kind is str else _num(serve[flag], kind), f"{flag} ({src})")
@@ -97,12 +103,16 @@ def read_deployment(snap: Snapshot) -> tuple[Deployment, str | None, str]:
             _speculative_config(d, serve["--speculative-config"], f"--speculative-config ({src})")
         if "--lora-modules" in serve and "enable_lora" not in d.origin:
             _set(d, "enable_lora", True, f"--lora-modules ({src})")
-        if isinstance(serve.get("model"), str):
+        if model is None and isinstance(serve.get("model"), str):
             model, model_src = serve["model"], "vllm serve"
-            if guess and fact:
-                model_src = f"vllm serve named in a sentence at {fact.source}, a guess"
-    vcfg = snap.mapping("vllm.config")
-    if vcfg:
+            if guess and sfact:
+                model_src = f"vllm serve named in a sentence at {sfact.source}, a guess"
+
+    def from_engine() -> None:
+        nonlocal model, model_src
+        vcfg = snap.mapping("vllm.config")
+        if not vcfg:
+            return
         fact = snap.get("vllm.config")
         src = fact.source if fact else "vllm.config"
         for key in _CONFIG_KEYS:
@@ -115,6 +125,10 @@ def read_deployment(snap: Snapshot) -> tuple[Deployment, str | None, str]:
                 _set(d, key, v, f"engine config ({src})")
         if model is None and isinstance(vcfg.get("model"), str):
             model, model_src = vcfg["model"], f"engine config ({src})"
+
+    # a command line's flags are what was asked for; a sentence's are a guess, below what the engine logged
+    for step in ((from_engine, from_serve) if guess else (from_serve, from_engine)):
+        step()
     env = snap.mapping("config.env")
     env_src = snap.mapping("config.env_sources")
     invented = kbv.invented_env_vars()
