@@ -291,6 +291,16 @@ _common_output = [
                  help="Exit 1 when findings at or above this status exist."),
     click.option("-v", "--verbose", count=True, help="Show the evidence (facts and their sources). Repeat for more."),
 ]
+def complete_check(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of --select/--skip: the check ids of the catalogue and their areas."""
+    from bwdoctor.manager import PluginManager
+
+    with plugin_output_to_stderr():
+        ids = [c.id for c in PluginManager(roles=ROLES_CATALOGUE).registry().checks]
+    areas = [i.rsplit("-", 1)[0] for i in ids]
+    return [n for n in dict.fromkeys(sorted(areas) + sorted(ids)) if n.lower().startswith(incomplete.lower())]
+
+
 def complete_gpu(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Shell completion of a GPU: the knowledge base's GPU keys and sm_XY names."""
     from bwdoctor import kb
@@ -300,8 +310,10 @@ def complete_gpu(ctx: click.Context, param: click.Parameter, incomplete: str) ->
 
 
 _selection = [
-    click.option("--select", multiple=True, metavar="ID|PREFIX|TAG", help="Run only matching checks (repeatable)."),
-    click.option("--skip", multiple=True, metavar="ID|PREFIX|TAG", help="Do not run matching checks (repeatable)."),
+    click.option("--select", multiple=True, metavar="ID|PREFIX|TAG", shell_complete=complete_check,
+                 help="Run only matching checks (repeatable)."),
+    click.option("--skip", multiple=True, metavar="ID|PREFIX|TAG", shell_complete=complete_check,
+                 help="Do not run matching checks (repeatable)."),
     click.option("--target", default=None, metavar="GPU|SM", shell_complete=complete_gpu,
                  help="Judge the stack as if this GPU were present: rtx-pro-6000, b200, sm_120, 12.0 ..."),
 ]

@@ -12,4 +12,6 @@ from bwdoctor.lazy import lazy_command
 @hookimpl
 def bwdoctor_cli_commands() -> list[click.Command]:
     return [lazy_command("kb", "bwdoctor.kb.cli:kb_command",
-                         "The knowledge base: GPU specs, requirements per arch.")]
+                         "The knowledge base: GPU specs, requirements per arch."),
+            lazy_command("schema", "bwdoctor.reportschema:schema_command",
+                         "The JSON Schema of the JSON report.")]

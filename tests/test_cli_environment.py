@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 
-SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text())
+SCHEMA = json.loads((ROOT / "bwdoctor" / "schema" / "report.schema.json").read_text())
 
 
 def clean_env(**extra):

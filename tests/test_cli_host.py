@@ -10,7 +10,7 @@ import jsonschema
 
 from conftest import ROOT, clean_env, run_cli
 
-SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text())
+SCHEMA = json.loads((ROOT / "bwdoctor" / "schema" / "report.schema.json").read_text())
 
 
 def validate(report: dict) -> None:

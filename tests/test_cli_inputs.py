@@ -176,6 +176,17 @@ def test_shell_completion_answers():
     env.update(COMP_WORDS="bwdoctor fix --target sm_1", COMP_CWORD="3")
     proc = subprocess.run(_cli_cmd(), env=env, capture_output=True, text=True, cwd=str(ROOT), timeout=60)
     assert "plain,sm_120" in proc.stdout.splitlines()
+    # check ids and areas for --select / --skip, GPU keys for kb --gpu
+    env.update(COMP_WORDS="bwdoctor run --select BWD-STACK-00", COMP_CWORD="3")
+    proc = subprocess.run(_cli_cmd(), env=env, capture_output=True, text=True, cwd=str(ROOT), timeout=60)
+    offered = [line.split(",", 1)[1] for line in proc.stdout.splitlines()]
+    assert "BWD-STACK-001" in offered and all(o.startswith("BWD-STACK-00") for o in offered), proc.stderr
+    env.update(COMP_WORDS="bwdoctor analyze --skip bwd-fi", COMP_CWORD="3")
+    proc = subprocess.run(_cli_cmd(), env=env, capture_output=True, text=True, cwd=str(ROOT), timeout=60)
+    assert "plain,BWD-FIT" in proc.stdout.splitlines(), proc.stdout
+    env.update(COMP_WORDS="bwdoctor kb --gpu b2", COMP_CWORD="3")
+    proc = subprocess.run(_cli_cmd(), env=env, capture_output=True, text=True, cwd=str(ROOT), timeout=60)
+    assert "plain,b200" in proc.stdout.splitlines(), proc.stdout
 
 
 @pytest.mark.parametrize("encoding", ["latin-1", "ascii"])

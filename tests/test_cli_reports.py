@@ -11,7 +11,7 @@ import jsonschema
 
 from conftest import ROOT, run_cli
 
-SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text())
+SCHEMA = json.loads((ROOT / "bwdoctor" / "schema" / "report.schema.json").read_text())
 CUDABIN = ROOT / "tests" / "data" / "cudabin"
 
 
@@ -187,3 +187,17 @@ def test_without_a_terminal_each_stage_is_one_line(monkeypatch, capsys):
     stages = [line.split(": ")[-1].split()[0] for line in lines]
     assert stages == ["import", "load", "generate", "done"], lines
     assert all(line.startswith("bwdoctor: collecting facts: ") and "(at " in line for line in lines)
+
+
+def test_schema_command_prints_the_shipped_schema_and_reports_validate_against_it(tmp_path):
+    out = tmp_path / "s.json"
+    code, _, err = run_cli(["schema", "-o", str(out)], env=clean_env())
+    assert code == 0, err
+    assert json.loads(out.read_text()) == SCHEMA
+    code, printed, err = run_cli(["schema"], env=clean_env())
+    assert code == 0 and json.loads(printed) == SCHEMA, err
+    report = tmp_path / "r.json"
+    code, _, err = run_cli(["analyze", str(ROOT / "tests" / "data" / "evidence" / "h100-nvidia-smi.txt"), "-o",
+                            str(report), "--fail-on", "never"], env=clean_env())
+    assert code == 0, err
+    jsonschema.validate(json.loads(report.read_text()), json.loads(out.read_text()))

@@ -127,7 +127,7 @@ def test_sarif_validates_against_the_sarif_2_1_0_schema(plugdir):
 
 def test_json_report_validates_against_the_documented_schema(plugdir):
     code, out = render(plugdir, "json")
-    schema = json.loads((ROOT / "docs" / "report.schema.json").read_text())
+    schema = json.loads((ROOT / "bwdoctor" / "schema" / "report.schema.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(json.loads(out))
 
 

@@ -65,7 +65,8 @@ def _fmt(v: Any) -> str:
 @click.command(name="kb")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="table: rich tables; json: {\"gpus\": [...], \"architectures\": [...]}")
-@click.option("--gpu", "gpu_filter", default=None, help="Show only GPUs whose key, name or alias contains this text "
+@click.option("--gpu", "gpu_filter", default=None, shell_complete=lambda ctx, param, incomplete: [
+    g.key for g in kb.gpus() if g.key.startswith(incomplete.lower())], help="Show only GPUs whose key, name or alias contains this text "
               "(spaces, dashes and case ignored); none matching is an error naming the nearest.")
 def kb_command(fmt: str, gpu_filter: str | None) -> None:
     """Show the knowledge base: GPU specifications and per-architecture software requirements

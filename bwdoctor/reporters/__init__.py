@@ -126,7 +126,7 @@ def bwdoctor_reporters() -> list[ReporterSpec]:
     return [
         ReporterSpec("console", render_console_plain, doc="Findings grouped by area, for people (the default).",
                      color_func=render_console_color),
-        ReporterSpec("json", render_json, doc="The whole report, versioned schema (docs/report.schema.json)."),
+        ReporterSpec("json", render_json, doc="The whole report, versioned schema (bwdoctor/schema/report.schema.json; bwdoctor schema prints it)."),
         ReporterSpec("markdown", render_markdown, doc="For pasting into an issue."),
         ReporterSpec("junit", render_junit, doc="JUnit XML: one test case per finding, for CI."),
         ReporterSpec("sarif", render_sarif, doc="SARIF 2.1.0, for code-scanning dashboards."),
