@@ -87,6 +87,9 @@ def _brings_torch(snap: Snapshot, release: str, torch_base: str) -> str | None:
         cuda = c.vparse(img.get("cuda_version"))
         if img.get("vllm_version") or (cuda is not None and need is not None and cuda < need):
             return f"the image moves to vllm/vllm-openai:v{release}, which carries its torch {torch_base}"
+    pin = snap.value("config.vllm_pin")
+    if isinstance(pin, dict) and pin.get("origin") == "image":  # a compose service's official vLLM image
+        return f"the image moves to vllm/vllm-openai:v{release}, which carries its torch {torch_base}"
     minor = c.minor_of(torch_base)
     default = kb.torch_pypi_variant(minor) if minor else None
     ok = c.common_variants(snap)

@@ -132,3 +132,17 @@ def test_a_stage_not_moved_keeps_its_install(tmp_path: Path) -> None:
 ])
 def test_drop_vllm_install(block: str, new: str | None, removed: list[str]) -> None:
     assert drop_vllm_install(block) == (new, removed)
+
+
+def test_an_official_image_brings_its_torch() -> None:
+    from bwdoctor import kb
+    from bwdoctor.types import Snapshot
+    from bwdoctor_remedies.pystack import _brings_torch
+
+    snap = Snapshot()
+    snap.set("target", kb.resolve_target("rtx-pro-6000"), "test")
+    # torch 2.7's default PyPI build (cu126) has no kernels for compute capability 12.0 ...
+    assert _brings_torch(snap, "0.10.1", "2.7.1") is None
+    # ... but a compose service's official image of the release carries the build it was made with
+    snap.set("config.vllm_pin", {"version": "0.6.2", "origin": "image", "image": "vllm/vllm-openai:v0.6.2"}, "test")
+    assert "vllm/vllm-openai:v0.10.1" in str(_brings_torch(snap, "0.10.1", "2.7.1"))
