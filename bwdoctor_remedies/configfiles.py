@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Iterator
 from typing import Any
 
 from packaging.version import Version
@@ -285,6 +286,21 @@ def fix_compose_shm(text: str) -> tuple[str, list[str]]:
     return "".join(lines), changed
 
 
+_COMMAND_LINE = re.compile(r"^(\s*)command:[ \t]*(.*?)[ \t]*(\r?\n?)$")
+
+
+def _command_lines(lines: list[str], idx: int, indent: int) -> Iterator[tuple[int, re.Match[str]]]:
+    """``(line number, match)`` of each ``command:`` key in the block of the service that starts at
+    line ``idx`` with ``indent`` (groups: its indent, its inline value, the line end)."""
+    for j in range(idx + 1, len(lines)):
+        s = lines[j]
+        if s.strip() and not s.lstrip().startswith("#") and len(s) - len(s.lstrip()) <= indent:
+            return
+        m = _COMMAND_LINE.match(s)
+        if m:
+            yield j, m
+
+
 def add_compose_flags(text: str, flags: list[str]) -> str:
     """Append flags to the vLLM service's ``command:`` when it is a block list or a plain string,
     verified by parsing the result; otherwise the text is returned unchanged."""
@@ -298,13 +314,7 @@ def add_compose_flags(text: str, flags: list[str]) -> str:
     if cmd is None:
         return text
     lines = text.splitlines(keepends=True)
-    for j in range(idx + 1, len(lines)):
-        s = lines[j]
-        if s.strip() and not s.lstrip().startswith("#") and len(s) - len(s.lstrip()) <= indent:
-            break
-        m = re.match(r"^(\s*)command:[ \t]*(.*?)[ \t]*(\r?\n?)$", s)
-        if not m:
-            continue
+    for j, m in _command_lines(lines, idx, indent):
         new_lines = list(lines)
         if isinstance(cmd, list) and not m.group(2):
             k = j + 1
@@ -402,12 +412,8 @@ def fix_compose_command(text: str, version: str | None) -> tuple[str, list[str]]
     if not what:
         return text, []
     lines = text.splitlines(keepends=True)
-    for j in range(idx + 1, len(lines)):
-        s = lines[j]
-        if s.strip() and not s.lstrip().startswith("#") and len(s) - len(s.lstrip()) <= indent:
-            break
-        m = re.match(r"^(\s*)command:[ \t]*(.*?)[ \t]*(\r?\n?)$", s)
-        if not m or not m.group(2) or m.group(2)[0] in "\"'[|>":
+    for j, m in _command_lines(lines, idx, indent):
+        if not m.group(2) or m.group(2)[0] in "\"'[|>":
             continue
         candidate = "".join(lines[:j] + [f"{m.group(1)}command: {shlex.join(new_tokens)}{m.group(3)}"] + lines[j + 1:])
         check = [sv for sv in _vllm_services(_compose_services(candidate)) if sv[2] == name]
