@@ -370,8 +370,9 @@ def call_with_deadline(func: Callable[..., Any], args: tuple = (), timeout: floa
     return CallResult(True, value=job.box.get("value"), duration_s=dur)
 
 
-def _child_main(conn: Any, func: Callable[..., Any], args: tuple) -> None:
-    """The child's side: run ``func``, send ``(kind, value, trace)`` through ``conn`` (``send``)."""
+def _child_main(conn: Any, func: Callable[..., Any], args: tuple, mask: Any = None) -> None:
+    """The child's side: run ``func``, send ``(kind, value, trace)`` through ``conn`` (``send``).
+    ``mask``: the signal mask to restore once the child's own handlers are in place."""
     global _children, _children_lock, _cleaners
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)  # its own process group: at the deadline it dies with whatever it started
@@ -380,6 +381,8 @@ def _child_main(conn: Any, func: Callable[..., Any], args: tuple) -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         with contextlib.suppress(ValueError, OSError):
             signal.signal(sig, _end_child)
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     try:
         value = func(*args)
         if hasattr(value, "__iter__") and not isinstance(value, (str, bytes, dict, list, tuple)):
@@ -441,9 +444,32 @@ class ChildCall:
         self._fd: int | None = None
         self._buf = bytearray()
         self._status: int | None = None
+        self.pid: int | None = None
         if hasattr(os, "fork"):
-            _flush_std_streams()  # what the parent buffered must not be written twice
-            r, w = os.pipe()
+            self._fork(func, args)
+            return
+        ctx = _context()
+        self._recv, send = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_child_main, args=(send, func, args), daemon=True)
+        self.proc.start()
+        send.close()
+        self.pid = self.proc.pid
+        if self.pid is not None:
+            with contextlib.suppress(OSError):
+                os.setpgid(self.pid, self.pid)  # (also done by the child: no race either way)
+            register_child(self.pid, True, cleans_up=True)
+
+    # ------------------------------------------------------------------ forked child
+    def _fork(self, func: Callable[..., Any], args: tuple) -> None:
+        """Fork the child and register it before a signal may end the run: SIGINT/SIGTERM/SIGHUP are
+        held back from fork to registration (the run's handler kills registered children only), and
+        a child forked but not yet registered when the run is ended anyway is killed here."""
+        _flush_std_streams()  # what the parent buffered must not be written twice
+        r, w = os.pipe()
+        held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        pid = 0
+        try:
             pid = os.fork()
             if pid == 0:  # the child
                 try:
@@ -451,26 +477,23 @@ class ChildCall:
                     with contextlib.suppress(OSError):
                         fd = os.open(os.devnull, os.O_RDONLY)
                         os.dup2(fd, 0)
-                    _child_main(_PipeWriter(w), func, args)
+                    _child_main(_PipeWriter(w), func, args, old_mask)
                     _flush_std_streams()
                 finally:
                     os._exit(0)
             os.close(w)
-            self.pid: int | None = pid
+            self.pid = pid
             self._fd = r
-        else:
-            ctx = _context()
-            self._recv, send = ctx.Pipe(duplex=False)
-            self.proc = ctx.Process(target=_child_main, args=(send, func, args), daemon=True)
-            self.proc.start()
-            send.close()
-            self.pid = self.proc.pid
-        if self.pid is not None:
             with contextlib.suppress(OSError):
-                os.setpgid(self.pid, self.pid)  # (also done by the child: no race either way)
-            register_child(self.pid, True, cleans_up=True)
+                os.setpgid(pid, pid)  # (also done by the child: no race either way)
+            register_child(pid, True, cleans_up=True)
+        except BaseException:
+            if pid:
+                kill_child(pid, True)
+            raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
-    # ------------------------------------------------------------------ forked child
     def _message(self) -> Any:
         """The child's message once all of it has been read, else None."""
         if len(self._buf) < 8:

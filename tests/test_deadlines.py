@@ -122,3 +122,31 @@ def test_child_calls_answer_fail_and_die_with_a_reason():
     assert not res.ok and res.error == "child process died with exit code 0 before answering"
     res = isolation.call_in_child(_crashes, (), 10.0)
     assert not res.ok and "signal 11 (SIGSEGV)" in res.error
+
+
+def test_a_run_ended_between_fork_and_registration_kills_the_child(monkeypatch):
+    """The run's signal handler kills registered children only: a child forked but not yet
+    registered when the run ends is killed by ChildCall itself."""
+    import os
+
+    import pytest
+
+    forked = []
+    real_fork = os.fork
+
+    def fork():
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    def ended(pid, group=True, cleans_up=False):
+        raise KeyboardInterrupt  # as the handler raises when SIGINT arrives right here
+
+    monkeypatch.setattr(os, "fork", fork)
+    monkeypatch.setattr(isolation, "register_child", ended)
+    with pytest.raises(KeyboardInterrupt):
+        isolation.ChildCall(_hang, (), 30.0)
+    assert forked
+    _, status = os.waitpid(forked[0], 0)  # reaped at once: it was killed, not left to sleep 60 s
+    assert os.WIFSIGNALED(status)
