@@ -157,6 +157,14 @@ OWN_SESSION = PLUGIN.replace(
     '    register_child(gc.pid, True)')
 
 
+def _default_signals() -> None:
+    """bwdoctor keeps a signal its caller ignores (under nohup, SIGHUP; in a background job,
+    SIGINT), as it should: the run under test starts with the default dispositions, whatever the
+    test runner inherited."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig,code,plugin", [(signal.SIGTERM, 143, PLUGIN), (signal.SIGHUP, 129, PLUGIN),
                                              (signal.SIGINT, 130, PLUGIN), (signal.SIGINT, 130, OWN_SESSION),
                                              (signal.SIGTERM, 143, OWN_SESSION)])
@@ -170,7 +178,7 @@ def test_signal_ends_the_run_and_every_child(tmp_path, sig, code, plugin):
     env["RB_PIDS"] = str(pids)
     proc = subprocess.Popen([sys.executable, "-m", "bwdoctor.cli", "--plugin-dir", str(plugins), "run"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(ROOT),
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_signals)
     try:
         end = time.monotonic() + 60
         while not (pids.exists() and pids.read_text().strip()) and time.monotonic() < end:
