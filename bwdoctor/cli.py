@@ -45,19 +45,6 @@ Exit codes:
        or that no parser recognises, evidence from different machines
   3    internal error / could not run (e.g. the output cannot be written)
   130  interrupted (Ctrl-C)
-
-\b
-Environment: BWDOCTOR_PYTHON (--python), BWDOCTOR_PLUGIN_PATH (--plugin-dir),
-BWDOCTOR_DISABLE (--disable, a,b), BWDOCTOR_PLUGIN_TIMEOUT (s per plugin
-call), BWDOCTOR_VLLM_PYTHON / BWDOCTOR_TORCH_PYTHON (interpreter for the
-smoke generation / probes), BWDOCTOR_SMOKE_TIMEOUT (s),
-BWDOCTOR_SMOKE_STAGE_DEADLINES (load=900,compile=900: s per smoke stage),
-BWDOCTOR_SMOKE_LOG (FILE: keep the whole engine log), BWDOCTOR_NVML_RECORD
-(FILE: record NVML answers), BWDOCTOR_DEBUG (tracebacks), NO_COLOR, COLUMNS.
-
-\b
-Shell completion (bash; zsh/fish alike):
-  eval "$(_BWDOCTOR_COMPLETE=bash_source bwdoctor)"
 """
 
 _ENV_EPILOG = """
@@ -74,6 +61,8 @@ BWDOCTOR_SMOKE_LOG (FILE: keep the whole engine log), BWDOCTOR_NVML_RECORD
 Shell completion (bash; zsh/fish alike):
   eval "$(_BWDOCTOR_COMPLETE=bash_source bwdoctor)"
 """
+
+EPILOG += _ENV_EPILOG
 
 SNAPSHOT_EPILOG = """\b
 Exit codes: 0 the facts were written; 2 usage error (a bad option or --python);
