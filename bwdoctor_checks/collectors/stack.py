@@ -44,16 +44,11 @@ from bwdoctor import (
 )
 from bwdoctor.isolation import run_capped
 from bwdoctor.resolve import base_version, canonical_name, parse_version
-from bwdoctor_checks._lib.dists import Dist, distributions
+from bwdoctor_checks._lib.dists import distributions
 from bwdoctor_checks._lib.nccl import nccl_version_from_library
 from bwdoctor_checks._lib.runtimes import cuda_runtimes
 
 # ----------------------------------------------------------------------------- metadata helpers
-
-
-def _distributions(options: RunOptions | None) -> dict[str, Dist]:
-    """Installed distributions of the inspected environment by canonical name (one walk per run)."""
-    return distributions(options)
 
 
 def _pkg_dir(dist: Any, top: str) -> Path | None:
@@ -111,7 +106,7 @@ def _run_version(argv: list[str], timeout: float = 5.0) -> str | None:
 
 def _component_collector(name: str, func: Any, dists_needed: tuple[str, ...], label: str) -> Any:
     def collect(options: RunOptions | None) -> Iterator[Fact]:
-        dists = _distributions(options)
+        dists = distributions(options)
         if dists_needed and not any(d in dists for d in dists_needed):
             raise Unavailable(f"{label} is not installed")
         facts = list(func(dists))
@@ -126,7 +121,7 @@ def _component_collector(name: str, func: Any, dists_needed: tuple[str, ...], la
 
 def collect_stack(options: RunOptions | None) -> Iterator[Fact]:
     """All stack facts at once (for callers outside the runner)."""
-    dists = _distributions(options)
+    dists = distributions(options)
     for func in (_torch_facts, _vllm_facts, _flashinfer_facts, _triton_facts, _nccl_facts, _runtime_facts):
         yield from func(dists)
 
@@ -158,7 +153,7 @@ def _torch_facts(dists: dict[str, Any]) -> Iterator[Fact]:
     if cuda is None and local.startswith("cu") and local[2:].isdigit():
         cuda = f"{local[2:-1]}.{local[-1]}"
     cuda_major = int(cuda.split(".")[0]) if cuda and cuda.split(".")[0].isdigit() else None
-    src = f"{tdir / 'version.py'}" if vpy and tdir is not None else "importlib.metadata"
+    src = f"{tdir / 'version.py'}" if vpy and tdir is not None else "package metadata"
     yield Fact("torch", {"version": full, "cuda": cuda, "variant": variant, "cuda_major": cuda_major}, src)
 
 
@@ -213,7 +208,7 @@ def _vllm_facts(dists: dict[str, Any]) -> Iterator[Fact]:
     yield Fact("vllm", {"version": version, "distribution": dist_name, "cuda_major": cuda_major,
                         "torch_requirement": _requirement(dist, "torch"),
                         "flashinfer_requirement": _requirement(dist, "flashinfer-python"),
-                        "build": build}, f"importlib.metadata; ELF DT_NEEDED of {vdir or 'vllm'}")
+                        "build": build}, f"package metadata; ELF DT_NEEDED of {vdir or 'vllm'}")
 
 
 FLASHINFER_PACKAGES = ("flashinfer-python", "flashinfer-cubin", "flashinfer-jit-cache")
@@ -227,7 +222,7 @@ def _flashinfer_facts(dists: dict[str, Any]) -> Iterator[Fact]:
     base = os.environ.get("FLASHINFER_WORKSPACE_BASE") or os.path.expanduser("~")
     cache = Path(base) / ".cache" / "flashinfer"
     yield Fact("flashinfer", {"packages": pkgs, "jit_cache_dir": str(cache) if cache.is_dir() else None},
-               "importlib.metadata")
+               "package metadata")
 
 
 def _triton_facts(dists: dict[str, Any]) -> Iterator[Fact]:
@@ -251,14 +246,14 @@ def _triton_facts(dists: dict[str, Any]) -> Iterator[Fact]:
     chosen = "TRITON_PTXAS_PATH" if "TRITON_PTXAS_PATH" in found else ("ptxas-blackwell" if "ptxas-blackwell" in found
                                                                         else "ptxas")
     yield Fact("triton", {"version": dist.version, "ptxas_version": found.get(chosen),
-                          "ptxas_path": paths.get(chosen), "ptxas": found}, "importlib.metadata; ptxas --version")
+                          "ptxas_path": paths.get(chosen), "ptxas": found}, "package metadata; ptxas --version")
 
 
 def _nccl_facts(dists: dict[str, Any]) -> Iterator[Fact]:
     for name in NCCL_DISTS:
         if name in dists:
             v = base_version(dists[name].version)
-            yield Fact("nccl.version", str(v) if v else dists[name].version, f"importlib.metadata ({name})")
+            yield Fact("nccl.version", str(v) if v else dists[name].version, f"package metadata ({name})")
             return
     torch = dists.get("torch")
     tdir = _pkg_dir(torch, "torch") if torch else None
@@ -273,7 +268,7 @@ def _nccl_facts(dists: dict[str, Any]) -> Iterator[Fact]:
 def _runtime_facts(dists: dict[str, Any]) -> Iterator[Fact]:
     rt = cuda_runtimes({name: dist.version for name, dist in dists.items()})
     if rt:
-        yield Fact("toolkit.cuda_runtimes", rt, "importlib.metadata")
+        yield Fact("toolkit.cuda_runtimes", rt, "package metadata")
 
 
 collect_torch = _component_collector("torch", _torch_facts, ("torch",), "torch")
@@ -381,7 +376,7 @@ def collect_cudabin(options: RunOptions | None) -> Iterator[Fact]:
 
 
 def _cudabin_facts(options: RunOptions | None, scans: Any) -> Iterator[Fact]:
-    dists = _distributions(options)
+    dists = distributions(options)
     full = getattr(options, "level", "quick") != "quick"
     found = False
     torch = dists.get("torch")
