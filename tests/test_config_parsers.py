@@ -134,3 +134,20 @@ def test_sizes_and_images():
     assert pc.image_info("registry.local:5000/team/img:1.0-cu126")["cuda_version"] == "12.6"
     assert pc.image_info("nvcr.io/nvidia/cuda:13.0.0-base-ubuntu24.04")["cuda_version"] == "13.0"
     assert pc.image_info("ubuntu:22.04")["cuda_version"] is None
+
+
+def test_dotenv_lines_it_cannot_read_are_reported_not_logged(tmp_path):
+    """python-dotenv's parser gives each binding with its line: a launch script read for its exports
+    is quiet about its other lines; a .env file with a line dotenv cannot read says which."""
+    from conftest import run_cli
+
+    script = tmp_path / "start.sh"
+    script.write_text("export VLLM_USE_V1=1\nvllm serve org/some-model --max-model-len 4096\n")
+    code, out, err = run_cli(["analyze", str(script), "--fail-on", "never"])
+    assert code == 0 and err == "", err
+
+    env = tmp_path / ".env"
+    env.write_text("VLLM_USE_V1=1\nthis line is no assignment\nHF_HOME=/data/hf\n")
+    facts = _facts(env, pc.parse_dotenv)
+    assert facts["config.errors"][0]["error"] == "python-dotenv cannot read line(s) 2"
+    assert set(facts["config.env"]) >= {"VLLM_USE_V1", "HF_HOME"}

@@ -1084,13 +1084,17 @@ _ENV_PREFIXES = ("VLLM_", "CUDA_", "NCCL_", "HF_", "HUGGING", "TORCH", "PYTORCH_
                  "FLASHINFER_", "OMP_", "TOKENIZERS_", "TRANSFORMERS_", "LD_LIBRARY_PATH", "MODEL", "PORT")
 
 
+def _named_env_file(name: str) -> bool:
+    name = name.lower()
+    return name == ".env" or name.endswith(".env") or name.startswith(".env.") or name in ("env", "envfile")
+
+
 def detect_dotenv(ev: Evidence) -> bool:
-    name = ev.name.lower()
     lines = [ln for ln in ev.head[:131072].splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         return False
     matches = [m for m in (_ENV_LINE.match(ln) for ln in lines) if m]
-    if name == ".env" or name.endswith(".env") or name.startswith(".env.") or name in ("env", "envfile"):
+    if _named_env_file(ev.name):
         return bool(matches)
     if len(matches) < max(1, int(0.8 * len(lines))):
         return False
@@ -1100,17 +1104,17 @@ def detect_dotenv(ev: Evidence) -> bool:
 def parse_dotenv(ev: Evidence) -> Iterator[Fact]:
     acc = _Acc(ev, "dotenv")
     try:
-        from dotenv import dotenv_values
+        from dotenv.parser import parse_stream  # python-dotenv's parser: each binding with its line
 
-        text = _text(ev)
-        values = dotenv_values(stream=io.StringIO(text), interpolate=False)
-        lines: dict[str, int] = {}
-        for n, ln in enumerate(text.splitlines(), 1):
-            m = _ENV_LINE.match(ln)
-            if m:
-                lines[m.group(1)] = n
-        for k, v in values.items():
-            acc.set_env(k, v, lines.get(k))
+        unreadable = []
+        for b in parse_stream(io.StringIO(_text(ev))):
+            if b.error:
+                unreadable.append(b.original.line)
+            elif b.key is not None:
+                acc.set_env(b.key, b.value, b.original.line)
+        if unreadable and _named_env_file(ev.name):  # (a script read for its exports has other lines too)
+            acc.errors.append({"file": ev.path, "kind": "dotenv",
+                               "error": f"python-dotenv cannot read line(s) {', '.join(map(str, unreadable[:10]))}"})
     except Exception as exc:
         acc.errors.append({"file": ev.path, "kind": "dotenv", "error": f"{type(exc).__name__}: {exc}"[:300]})
     yield from acc.finish()
